@@ -1,0 +1,707 @@
+//! Configuration: read once at start-up, validated once, then immutable.
+//!
+//! Priority, lowest first (a later source overrides an earlier one):
+//! 1. built-in defaults;
+//! 2. the TOML file (`gateway.toml` unless `--config` names another);
+//! 3. `AUTHGATE_<SECTION>__<KEY>` environment variables (`AUTHGATE_SERVER__LISTEN=0.0.0.0:443`);
+//! 4. the RAG Modulo settings `JWT_SECRET_KEY`, `JWT_ALGORITHM` and `JWT_EXPIRATION`,
+//!    mapped to `jwt.secret`, `jwt.algorithm` and `jwt.expiration`.
+//!
+//! The sources merge into a [`RawConfig`] (unknown keys are an error naming the key), which
+//! [`RawConfig::validate`] turns into a typed [`Config`]. Every error names the key and the fix.
+//! Secrets are [`Secret`]s: their `Debug` and `Serialize` print `***`.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use http::uri::{Authority, Scheme};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::auth::jwt::JwtAlgorithm;
+use crate::routes::PublicPaths;
+
+/// The shortest HMAC secret accepted, in bytes (RFC 7518 §3.2 asks for at least the hash size).
+pub const MIN_HS_SECRET_BYTES: usize = 32;
+
+/// A configuration error: which key, what is wrong, how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Parse(String),
+    #[error("config: `{key}` {problem}. Fix: {fix}")]
+    Invalid {
+        key: &'static str,
+        problem: String,
+        fix: &'static str,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: &'static str, problem: impl Into<String>, fix: &'static str) -> Self {
+        ConfigError::Invalid {
+            key,
+            problem: problem.into(),
+            fix,
+        }
+    }
+}
+
+/// A secret string. It never prints: `Debug`, `Display` and `Serialize` show `***`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Environment values are parsed as TOML scalars, so an all-digit secret arrives as a number.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Scalar {
+            Str(String),
+            Int(i128),
+        }
+        Ok(match Scalar::deserialize(d)? {
+            Scalar::Str(s) => Secret(s),
+            Scalar::Int(n) => Secret(n.to_string()),
+        })
+    }
+}
+
+/// A duration written as whole seconds (`30`) or a human string (`"30s"`, `"500ms"`, `"2m"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
+            Raw::Text(t) => humantime::parse_duration(t.trim())
+                .map(Dur)
+                .map_err(|e| serde::de::Error::custom(format!("`{t}` is not a duration ({e}); write e.g. 30, \"30s\" or \"500ms\""))),
+        }
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+const fn secs(s: u64) -> Dur {
+    Dur(Duration::from_secs(s))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw: exactly what the sources say, with defaults. Unknown keys are refused.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub admin: RawAdmin,
+    pub tls: Option<RawTls>,
+    pub upstream: RawUpstream,
+    pub jwt: RawJwt,
+    pub auth: RawAuth,
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub listen: String,
+    pub plaintext: bool,
+    pub shutdown_grace: Dur,
+    pub tls_handshake_timeout: Dur,
+    pub header_read_timeout: Dur,
+    pub max_header_bytes: usize,
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "0.0.0.0:8443".into(),
+            plaintext: false,
+            shutdown_grace: secs(30),
+            tls_handshake_timeout: secs(10),
+            header_read_timeout: secs(10),
+            max_header_bytes: 64 * 1024,
+            h2_max_concurrent_streams: 128,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            listen: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub self_signed_if_missing: bool,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    pub url: String,
+    pub connect_timeout: Dur,
+    pub response_header_timeout: Dur,
+    pub pool_idle_timeout: Dur,
+    pub pool_max_idle_per_host: usize,
+    /// Extra CA certificates (PEM) trusted for an `https://` upstream, on top of the web PKI roots.
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        RawUpstream {
+            url: "http://127.0.0.1:8000".into(),
+            connect_timeout: secs(5),
+            response_header_timeout: secs(60),
+            pool_idle_timeout: secs(90),
+            pool_max_idle_per_host: 256,
+            ca_cert: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJwt {
+    pub secret: Option<Secret>,
+    pub algorithm: String,
+    pub expiration: u64,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway: Dur,
+    pub generate_secret_if_missing: bool,
+    pub secret_file: PathBuf,
+}
+
+impl Default for RawJwt {
+    fn default() -> Self {
+        RawJwt {
+            secret: None,
+            algorithm: "HS256".into(),
+            expiration: 3600,
+            issuer: None,
+            audience: None,
+            leeway: secs(30),
+            generate_secret_if_missing: false,
+            secret_file: PathBuf::from("data/jwt_secret"),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuth {
+    pub public_paths: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub format: String,
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated: typed, checked, ready to use.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin_listen: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    pub upstream: UpstreamConfig,
+    pub jwt: JwtConfig,
+    pub public_paths: PublicPaths,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub shutdown_grace: Duration,
+    pub tls_handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub h2_max_concurrent_streams: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub self_signed_if_missing: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    pub connect_timeout: Duration,
+    pub response_header_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// Where the HMAC secret comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// Set in the config or the environment.
+    Given(Secret),
+    /// Development only: read from this file, or generate it there (mode 0600) on first run.
+    GenerateInto(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub algorithm: JwtAlgorithm,
+    pub secret: SecretSource,
+    pub expiration: Duration,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// The figment for a config file plus the process environment, in the documented priority order.
+pub fn figment_for(path: &Path) -> Figment {
+    let mut figment = Figment::new()
+        .merge(Toml::file_exact(path))
+        .merge(Env::prefixed("AUTHGATE_").split("__"));
+    for (var, key) in [
+        ("JWT_SECRET_KEY", "jwt.secret"),
+        ("JWT_ALGORITHM", "jwt.algorithm"),
+    ] {
+        if let Ok(value) = std::env::var(var) {
+            figment = figment.merge(Serialized::default(key, value));
+        }
+    }
+    if let Ok(value) = std::env::var("JWT_EXPIRATION") {
+        // Kept as text when it is not a number, so validation names the variable.
+        match value.trim().parse::<u64>() {
+            Ok(n) => figment = figment.merge(Serialized::default("jwt.expiration", n)),
+            Err(_) => figment = figment.merge(Serialized::default("jwt.expiration", value)),
+        }
+    }
+    figment
+}
+
+impl Config {
+    /// Load `path`, then the environment, and validate.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        if !path.exists() {
+            return Err(ConfigError::Parse(format!(
+                "config file {} does not exist. Fix: pass --config PATH, or run from the directory holding gateway.toml",
+                path.display()
+            )));
+        }
+        Self::from_figment(figment_for(path))
+    }
+
+    /// Parse a TOML document alone (no environment): for tests and `check-config` of snippets.
+    pub fn from_toml_str(toml: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(toml)))
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        raw_from_figment(figment)?.validate()
+    }
+}
+
+/// Extract the raw config, turning figment's error into one that names the key.
+pub fn raw_from_figment(figment: Figment) -> Result<RawConfig, ConfigError> {
+    figment.extract::<RawConfig>().map_err(|e| {
+        let mut lines = Vec::new();
+        for err in e {
+            let key = err.path.join(".");
+            let source = err
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            let fix = match &err.kind {
+                figment::error::Kind::UnknownField(..) => {
+                    "remove or rename it; the README's configuration reference lists every key"
+                }
+                figment::error::Kind::MissingField(..) => "add it",
+                _ => "give it a value of the type the README's configuration reference shows",
+            };
+            let key_part = if key.is_empty() { String::new() } else { format!("`{key}`: ") };
+            lines.push(format!("{key_part}{}{source}. Fix: {fix}", err.kind));
+        }
+        ConfigError::Parse(lines.join("; "))
+    })
+}
+
+impl RawConfig {
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let listen = parse_addr("server.listen", &self.server.listen)?;
+        let admin_listen = parse_addr("admin.listen", &self.admin.listen)?;
+
+        let tls = match (&self.tls, self.server.plaintext) {
+            (Some(_), true) => {
+                return Err(ConfigError::invalid(
+                    "server.plaintext",
+                    "is true while a [tls] section is present",
+                    "remove [tls] for a plaintext sidecar, or drop server.plaintext for HTTPS",
+                ));
+            }
+            (None, false) => {
+                return Err(ConfigError::invalid(
+                    "tls",
+                    "is missing, and plaintext was not asked for",
+                    "add [tls] with cert and key (PEM paths) for HTTPS, or set server.plaintext = true \
+                     for a sidecar behind a mesh that already does TLS",
+                ));
+            }
+            (None, true) => None,
+            (Some(t), false) => {
+                let cert = t.cert.clone().ok_or_else(|| {
+                    ConfigError::invalid("tls.cert", "is missing", "set it to the PEM certificate chain path")
+                })?;
+                let key = t.key.clone().ok_or_else(|| {
+                    ConfigError::invalid("tls.key", "is missing", "set it to the PEM private key path")
+                })?;
+                Some(TlsConfig {
+                    cert,
+                    key,
+                    self_signed_if_missing: t.self_signed_if_missing,
+                })
+            }
+        };
+
+        let s = &self.server;
+        for (key, d) in [
+            ("server.tls_handshake_timeout", s.tls_handshake_timeout),
+            ("server.header_read_timeout", s.header_read_timeout),
+            ("upstream.connect_timeout", self.upstream.connect_timeout),
+            ("upstream.response_header_timeout", self.upstream.response_header_timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err(ConfigError::invalid(key, "is zero", "give a positive duration such as \"10s\""));
+            }
+        }
+        if s.max_header_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "server.max_header_bytes",
+                format!("is {}, below 1024", s.max_header_bytes),
+                "use at least 1024 (the default is 65536)",
+            ));
+        }
+        if s.h2_max_concurrent_streams == 0 {
+            return Err(ConfigError::invalid(
+                "server.h2_max_concurrent_streams",
+                "is 0",
+                "use a positive number (the default is 128)",
+            ));
+        }
+
+        let upstream = validate_upstream(&self.upstream)?;
+        let jwt = validate_jwt(self.jwt)?;
+        let public_paths = PublicPaths::parse(&self.auth.public_paths).map_err(|problem| {
+            ConfigError::invalid(
+                "auth.public_paths",
+                problem,
+                "use exact paths like \"/api/health\" or prefixes like \"/docs/*\"",
+            )
+        })?;
+        let format = match self.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::invalid(
+                    "log.format",
+                    format!("is `{other}`"),
+                    "use \"text\" or \"json\"",
+                ));
+            }
+        };
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError::invalid(
+                "log.level",
+                format!("`{}` is not a log filter", self.log.level),
+                "use error, warn, info, debug or trace (or a tracing filter like \"authgate=debug\")",
+            ));
+        }
+
+        Ok(Config {
+            server: ServerConfig {
+                listen,
+                shutdown_grace: s.shutdown_grace.0,
+                tls_handshake_timeout: s.tls_handshake_timeout.0,
+                header_read_timeout: s.header_read_timeout.0,
+                max_header_bytes: s.max_header_bytes,
+                h2_max_concurrent_streams: s.h2_max_concurrent_streams,
+            },
+            admin_listen,
+            tls,
+            upstream,
+            jwt,
+            public_paths,
+            log: LogConfig {
+                format,
+                level: self.log.level,
+            },
+        })
+    }
+}
+
+fn parse_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!("`{value}` is not an IP address and port"),
+            "write it as IP:PORT, e.g. \"0.0.0.0:8443\" or \"[::]:8443\"",
+        )
+    })
+}
+
+fn validate_upstream(raw: &RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+    const KEY: &str = "upstream.url";
+    const FIX: &str = "write it as http://HOST:PORT or https://HOST:PORT, with no path, query or user info";
+    let uri: http::Uri = raw
+        .url
+        .parse()
+        .map_err(|_| ConfigError::invalid(KEY, format!("`{}` is not a URL", raw.url), FIX))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        _ => return Err(ConfigError::invalid(KEY, "must start with http:// or https://", FIX)),
+    };
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| ConfigError::invalid(KEY, "has no host", FIX))?;
+    if authority.as_str().contains('@') {
+        return Err(ConfigError::invalid(KEY, "carries user info", FIX));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(ConfigError::invalid(KEY, "has a path or query", FIX));
+    }
+    Ok(UpstreamConfig {
+        scheme,
+        authority,
+        connect_timeout: raw.connect_timeout.0,
+        response_header_timeout: raw.response_header_timeout.0,
+        pool_idle_timeout: raw.pool_idle_timeout.0,
+        pool_max_idle_per_host: raw.pool_max_idle_per_host,
+        ca_cert: raw.ca_cert.clone(),
+    })
+}
+
+fn validate_jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
+    let algorithm: JwtAlgorithm = raw.algorithm.parse().map_err(|_| {
+        ConfigError::invalid(
+            "jwt.algorithm",
+            format!("`{}` is not supported", raw.algorithm),
+            "use HS256, HS384 or HS512 (JWT_ALGORITHM sets it too)",
+        )
+    })?;
+    if raw.expiration == 0 || raw.expiration > 30 * 24 * 3600 {
+        return Err(ConfigError::invalid(
+            "jwt.expiration",
+            format!("is {} seconds", raw.expiration),
+            "use 1 to 2592000 seconds (JWT_EXPIRATION sets it too; the default is 3600)",
+        ));
+    }
+    let secret = match raw.secret {
+        Some(secret) => {
+            if secret.expose().len() < MIN_HS_SECRET_BYTES {
+                return Err(ConfigError::invalid(
+                    "jwt.secret",
+                    format!("is shorter than {MIN_HS_SECRET_BYTES} bytes"),
+                    "set JWT_SECRET_KEY (or jwt.secret) to at least 32 random bytes, e.g. `openssl rand -base64 48`",
+                ));
+            }
+            SecretSource::Given(secret)
+        }
+        None if raw.generate_secret_if_missing => SecretSource::GenerateInto(raw.secret_file),
+        None => {
+            return Err(ConfigError::invalid(
+                "jwt.secret",
+                "is not set",
+                "set JWT_SECRET_KEY (or jwt.secret) to at least 32 random bytes, e.g. `openssl rand -base64 48`",
+            ));
+        }
+    };
+    for (key, value) in [("jwt.issuer", &raw.issuer), ("jwt.audience", &raw.audience)] {
+        if value.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::invalid(key, "is empty", "remove it, or give a non-empty value"));
+        }
+    }
+    Ok(JwtConfig {
+        algorithm,
+        secret,
+        expiration: Duration::from_secs(raw.expiration),
+        issuer: raw.issuer,
+        audience: raw.audience,
+        leeway: raw.leeway.0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn base(extra: &str) -> String {
+        format!("[server]\nplaintext = true\n[jwt]\nsecret = \"{SECRET}\"\n{extra}")
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_written() {
+        let c = Config::from_toml_str(&base("")).unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(c.admin_listen, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(c.upstream.authority.as_str(), "127.0.0.1:8000");
+        assert_eq!(c.jwt.expiration, Duration::from_secs(3600));
+        assert_eq!(c.jwt.algorithm, JwtAlgorithm::HS256);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml_str(&base("[admin]\nlisten_port = 1")).unwrap_err().to_string();
+        assert!(err.contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn unknown_nested_key_is_named_with_its_section() {
+        let err = Config::from_toml_str("[server]\nplaintext = true\nbogus = 1\n").unwrap_err().to_string();
+        assert!(err.contains("server.bogus") || err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn missing_tls_without_plaintext_says_how_to_fix() {
+        let err = Config::from_toml_str(&format!("[jwt]\nsecret = \"{SECRET}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`tls`") && err.contains("server.plaintext = true"), "{err}");
+    }
+
+    #[test]
+    fn short_secret_is_refused_and_not_printed() {
+        let err = Config::from_toml_str("[server]\nplaintext = true\n[jwt]\nsecret = \"tooshort-secret\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("jwt.secret") && err.contains("32"), "{err}");
+        assert!(!err.contains("tooshort-secret"), "{err}");
+    }
+
+    #[test]
+    fn missing_secret_is_refused_unless_generation_is_on() {
+        let err = Config::from_toml_str("[server]\nplaintext = true\n").unwrap_err().to_string();
+        assert!(err.contains("jwt.secret") && err.contains("JWT_SECRET_KEY"), "{err}");
+        let c = Config::from_toml_str("[server]\nplaintext = true\n[jwt]\ngenerate_secret_if_missing = true\n").unwrap();
+        assert!(matches!(c.jwt.secret, SecretSource::GenerateInto(_)));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (snippet, key) in [
+            ("[server]\nlisten = \"nope\"", "server.listen"),
+            ("[upstream]\nurl = \"ftp://x\"", "upstream.url"),
+            ("[upstream]\nurl = \"http://h:1/base\"", "upstream.url"),
+            ("[jwt]\nalgorithm = \"none\"", "jwt.algorithm"),
+            ("[jwt]\nexpiration = 0", "jwt.expiration"),
+            ("[log]\nformat = \"xml\"", "log.format"),
+            ("[auth]\npublic_paths = [\"nope\"]", "auth.public_paths"),
+            ("[server]\nshutdown_grace = \"soon\"", "shutdown_grace"),
+        ] {
+            let base = format!("[jwt]\nsecret = \"{SECRET}\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n");
+            let figment = Figment::new().merge(Toml::string(&base)).merge(Toml::string(snippet));
+            let err = match Config::from_figment(figment) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{snippet} was accepted"),
+            };
+            assert!(err.contains(key), "{snippet}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_accept_seconds_and_text() {
+        let c = Config::from_toml_str(&base("[upstream]\nconnect_timeout = \"250ms\"\nresponse_header_timeout = 7")).unwrap();
+        assert_eq!(c.upstream.connect_timeout, Duration::from_millis(250));
+        assert_eq!(c.upstream.response_header_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn secret_debug_is_masked() {
+        let c = Config::from_toml_str(&base("")).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+    }
+}

@@ -1,0 +1,262 @@
+//! The one place where an error becomes a status code and a JSON body.
+//!
+//! Every answer the gateway gives for itself has the shape `{"error": "<code>", "detail": "<message>"}`:
+//! `detail` is what FastAPI clients read, `error` is the stable machine code. The mapping is one
+//! exhaustive `match` with no catch-all arm, pinned by the tests below. Each error knows who caused
+//! it (the client, the upstream, or the gateway) so logs and metrics can tell them apart.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::routes::PathError;
+
+/// Who caused an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Culprit {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+/// Why a credential was refused. The reason goes to logs and metrics; the client only sees 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    Malformed,
+    TooLarge,
+    BadAlgorithm,
+    ForbiddenHeader,
+    UnknownKey,
+    BadSignature,
+    BadClaims,
+    Expired,
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    Revoked,
+    UnknownToken,
+}
+
+impl AuthFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Malformed => "malformed",
+            AuthFailure::TooLarge => "too_large",
+            AuthFailure::BadAlgorithm => "bad_algorithm",
+            AuthFailure::ForbiddenHeader => "forbidden_header",
+            AuthFailure::UnknownKey => "unknown_key",
+            AuthFailure::BadSignature => "bad_signature",
+            AuthFailure::BadClaims => "bad_claims",
+            AuthFailure::Expired => "expired",
+            AuthFailure::NotYetValid => "not_yet_valid",
+            AuthFailure::WrongIssuer => "wrong_issuer",
+            AuthFailure::WrongAudience => "wrong_audience",
+            AuthFailure::Revoked => "revoked",
+            AuthFailure::UnknownToken => "unknown_token",
+        }
+    }
+
+    fn detail(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "Not authenticated: send Authorization: Bearer <token>",
+            AuthFailure::Expired => "Token has expired",
+            AuthFailure::Malformed
+            | AuthFailure::TooLarge
+            | AuthFailure::BadAlgorithm
+            | AuthFailure::ForbiddenHeader
+            | AuthFailure::UnknownKey
+            | AuthFailure::BadSignature
+            | AuthFailure::BadClaims
+            | AuthFailure::NotYetValid
+            | AuthFailure::WrongIssuer
+            | AuthFailure::WrongAudience
+            | AuthFailure::Revoked
+            | AuthFailure::UnknownToken => "Invalid token",
+        }
+    }
+}
+
+/// An error the gateway answers for itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayError {
+    /// The request is malformed; the message names what is wrong (never a secret).
+    InvalidRequest(&'static str),
+    /// The path is ambiguous and was refused rather than guessed at.
+    AmbiguousPath(PathError),
+    /// A field of a JSON body is wrong; names the field.
+    InvalidField {
+        field: &'static str,
+        message: &'static str,
+    },
+    Unauthenticated(AuthFailure),
+    /// Wrong username or password: one answer for both.
+    BadCredentials,
+    Forbidden(&'static str),
+    NotFound,
+    MethodNotAllowed,
+    Conflict(&'static str),
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    TooManyRequests {
+        retry_after: Duration,
+    },
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    /// A dependency (store, cache) is down and the request cannot be served safely.
+    Unavailable(&'static str),
+    Internal,
+}
+
+impl GatewayError {
+    /// Status, machine code, client-facing detail, and who caused it.
+    pub fn parts(&self) -> (StatusCode, &'static str, &'static str, Culprit) {
+        use Culprit::*;
+        match self {
+            GatewayError::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m, Client),
+            GatewayError::AmbiguousPath(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "Ambiguous request path",
+                Client,
+            ),
+            GatewayError::InvalidField { message, .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_request", message, Client)
+            }
+            GatewayError::Unauthenticated(f) => (StatusCode::UNAUTHORIZED, "invalid_token", f.detail(), Client),
+            GatewayError::BadCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "Incorrect username or password",
+                Client,
+            ),
+            GatewayError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m, Client),
+            GatewayError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found", Client),
+            GatewayError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                Client,
+            ),
+            GatewayError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, Client),
+            GatewayError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Request body is too large",
+                Client,
+            ),
+            GatewayError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Send a JSON body with Content-Type: application/json",
+                Client,
+            ),
+            GatewayError::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "Too many attempts; retry later",
+                Client,
+            ),
+            GatewayError::UpstreamUnreachable => (
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "The upstream service is unreachable",
+                Upstream,
+            ),
+            GatewayError::UpstreamTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway_timeout",
+                "The upstream service did not answer in time",
+                Upstream,
+            ),
+            GatewayError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, Gateway),
+            GatewayError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal error",
+                Gateway,
+            ),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The JSON response for this error.
+    pub fn to_response(&self) -> Response<Full<Bytes>> {
+        let (status, code, detail, _) = self.parts();
+        let mut body = serde_json::json!({ "error": code, "detail": detail });
+        if let GatewayError::InvalidField { field, .. } = self {
+            body["field"] = serde_json::Value::from(*field);
+        }
+        let mut resp = json_response(status, &body);
+        let headers = resp.headers_mut();
+        match self {
+            GatewayError::Unauthenticated(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            GatewayError::TooManyRequests { retry_after } => {
+                let secs = retry_after.as_secs().max(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// A JSON response with `Cache-Control: no-store` (answers may carry tokens).
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_pinned() {
+        let cases = [
+            (GatewayError::InvalidRequest("x"), 400, "invalid_request"),
+            (GatewayError::AmbiguousPath(PathError::DotSegment), 400, "invalid_request"),
+            (GatewayError::Unauthenticated(AuthFailure::Expired), 401, "invalid_token"),
+            (GatewayError::BadCredentials, 401, "invalid_credentials"),
+            (GatewayError::NotFound, 404, "not_found"),
+            (GatewayError::PayloadTooLarge, 413, "payload_too_large"),
+            (GatewayError::TooManyRequests { retry_after: Duration::from_secs(3) }, 429, "too_many_requests"),
+            (GatewayError::UpstreamUnreachable, 502, "bad_gateway"),
+            (GatewayError::UpstreamTimeout, 504, "gateway_timeout"),
+            (GatewayError::Unavailable("x"), 503, "unavailable"),
+            (GatewayError::Internal, 500, "internal_error"),
+        ];
+        for (err, status, code) in cases {
+            let (s, c, _, _) = err.parts();
+            assert_eq!((s.as_u16(), c), (status, code), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn unauthenticated_carries_rfc6750_challenge() {
+        let resp = GatewayError::Unauthenticated(AuthFailure::BadSignature).to_response();
+        assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer error=\"invalid_token\"");
+    }
+
+    #[test]
+    fn too_many_requests_carries_retry_after() {
+        let resp = GatewayError::TooManyRequests { retry_after: Duration::from_secs(7) }.to_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
+    }
+}

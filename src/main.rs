@@ -1,0 +1,133 @@
+//! The `authgate` command: serve, check a config, and operator tasks. Exit codes: 0 success,
+//! 1 runtime failure, 2 configuration error.
+
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use authgate::config::{self, Config};
+use authgate::{StartError, telemetry};
+
+#[derive(Parser)]
+#[command(name = "authgate", version, about = "Reverse-proxy authentication gateway")]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, default_value = "gateway.toml", env = "AUTHGATE_CONFIG")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Validate the configuration and print the effective values, secrets masked.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => check_config(&cli.config),
+        Command::Serve => {
+            let config = match Config::load(&cli.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("authgate: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            telemetry::init(&config.log);
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("authgate: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("authgate: {e}");
+                    match e {
+                        StartError::Config(_) => ExitCode::from(2),
+                        _ => ExitCode::from(1),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_config(path: &std::path::Path) -> ExitCode {
+    let raw = if path.exists() {
+        config::raw_from_figment(config::figment_for(path))
+    } else {
+        Err(config::ConfigError::Parse(format!("config file {} does not exist", path.display())))
+    };
+    let raw = match raw {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("authgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let shown = toml::to_string_pretty(&raw).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
+    match raw.validate() {
+        Ok(_) => {
+            println!("# {}: valid. Effective configuration (secrets masked):\n{shown}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("authgate: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), StartError> {
+    let main = TcpListener::bind(config.server.listen).await.map_err(|source| StartError::Bind {
+        key: "server.listen",
+        addr: config.server.listen,
+        source,
+    })?;
+    let admin = TcpListener::bind(config.admin_listen).await.map_err(|source| StartError::Bind {
+        key: "admin.listen",
+        addr: config.admin_listen,
+        source,
+    })?;
+    let mode = if config.tls.is_some() { "https" } else { "plaintext" };
+    tracing::info!(
+        listen = %config.server.listen,
+        admin = %config.admin_listen,
+        mode,
+        upstream = %format_args!("{}://{}", config.upstream.scheme, config.upstream.authority),
+        "authgate starting"
+    );
+    authgate::serve(config, main, admin, shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Prometheus metrics. Every label combination is created at start-up and held as a plain atomic
+//! handle, so recording on the request path takes no lock and allocates nothing.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::error::AuthFailure;
+use crate::routes::RouteClass;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status_class: &'static str,
+    auth: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// How a request's authentication ended, for the request counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// No credential was needed (public route, auth API).
+    None,
+    Jwt,
+    ApiToken,
+    Failed,
+}
+
+impl AuthOutcome {
+    const ALL: [AuthOutcome; 4] = [AuthOutcome::None, AuthOutcome::Jwt, AuthOutcome::ApiToken, AuthOutcome::Failed];
+    fn as_str(self) -> &'static str {
+        match self {
+            AuthOutcome::None => "none",
+            AuthOutcome::Jwt => "jwt",
+            AuthOutcome::ApiToken => "api_token",
+            AuthOutcome::Failed => "failed",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+const ROUTES: [RouteClass; 4] = [RouteClass::AuthApi, RouteClass::Jwks, RouteClass::Public, RouteClass::Protected];
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+const REASONS: [AuthFailure; 14] = [
+    AuthFailure::Missing,
+    AuthFailure::Malformed,
+    AuthFailure::TooLarge,
+    AuthFailure::BadAlgorithm,
+    AuthFailure::ForbiddenHeader,
+    AuthFailure::UnknownKey,
+    AuthFailure::BadSignature,
+    AuthFailure::BadClaims,
+    AuthFailure::Expired,
+    AuthFailure::NotYetValid,
+    AuthFailure::WrongIssuer,
+    AuthFailure::WrongAudience,
+    AuthFailure::Revoked,
+    AuthFailure::UnknownToken,
+];
+
+fn route_index(r: RouteClass) -> usize {
+    match r {
+        RouteClass::AuthApi => 0,
+        RouteClass::Jwks => 1,
+        RouteClass::Public => 2,
+        RouteClass::Protected => 3,
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Vec<Counter>,
+    /// Requests refused before a route was known (bad path, bad target).
+    unrouted: Vec<Counter>,
+    auth_failures: Vec<Counter>,
+    pub upstream_seconds: Histogram,
+    pub tls_handshake_seconds: Histogram,
+    pub open_connections: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("authgate");
+        let family = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "Requests answered, by route class, status class and auth outcome", family.clone());
+        let mut requests = Vec::with_capacity(ROUTES.len() * 5 * 4);
+        for r in ROUTES {
+            for s in STATUS_CLASSES {
+                for a in AuthOutcome::ALL {
+                    requests.push(
+                        family
+                            .get_or_create(&RequestLabels {
+                                route: r.as_str(),
+                                status_class: s,
+                                auth: a.as_str(),
+                            })
+                            .clone(),
+                    );
+                }
+            }
+        }
+        let mut unrouted = Vec::with_capacity(5);
+        for s in STATUS_CLASSES {
+            unrouted.push(
+                family
+                    .get_or_create(&RequestLabels {
+                        route: "none",
+                        status_class: s,
+                        auth: "none",
+                    })
+                    .clone(),
+            );
+        }
+        let failures = Family::<ReasonLabels, Counter>::default();
+        registry.register("auth_failures", "Refused credentials, by reason", failures.clone());
+        let auth_failures = REASONS
+            .iter()
+            .map(|r| failures.get_or_create(&ReasonLabels { reason: r.as_str() }).clone())
+            .collect();
+
+        let upstream_seconds = Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        registry.register(
+            "upstream_duration_seconds",
+            "Time from forwarding a request to the upstream's response head",
+            upstream_seconds.clone(),
+        );
+        let tls_handshake_seconds = Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]);
+        registry.register(
+            "tls_handshake_duration_seconds",
+            "Time to complete a TLS handshake",
+            tls_handshake_seconds.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register("open_connections", "Client connections now open", open_connections.clone());
+        Metrics {
+            registry,
+            requests,
+            unrouted,
+            auth_failures,
+            upstream_seconds,
+            tls_handshake_seconds,
+            open_connections,
+        }
+    }
+
+    pub fn request(&self, route: Option<RouteClass>, status: u16, auth: AuthOutcome) {
+        let s = usize::from((status / 100).clamp(1, 5)) - 1;
+        match route {
+            Some(r) => self.requests[(route_index(r) * 5 + s) * 4 + auth.index()].inc(),
+            None => self.unrouted[s].inc(),
+        };
+    }
+
+    pub fn auth_failure(&self, reason: AuthFailure) {
+        if let Some(i) = REASONS.iter().position(|r| *r == reason) {
+            self.auth_failures[i].inc();
+        }
+    }
+
+    /// Register more metrics (store, cache) before serving starts.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_labels() {
+        let m = Metrics::new();
+        m.request(Some(RouteClass::Protected), 401, AuthOutcome::Failed);
+        m.request(Some(RouteClass::Protected), 200, AuthOutcome::Jwt);
+        m.request(None, 400, AuthOutcome::None);
+        m.auth_failure(AuthFailure::Expired);
+        let text = m.render();
+        assert!(text.contains(r#"authgate_requests_total{route="protected",status_class="4xx",auth="failed"} 1"#), "{text}");
+        assert!(text.contains(r#"authgate_requests_total{route="protected",status_class="2xx",auth="jwt"} 1"#));
+        assert!(text.contains(r#"authgate_requests_total{route="none",status_class="4xx",auth="none"} 1"#));
+        assert!(text.contains(r#"authgate_auth_failures_total{reason="expired"} 1"#));
+    }
+}

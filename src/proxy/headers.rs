@@ -1,0 +1,292 @@
+//! Header rewriting between client and backend: what is stripped, what is injected.
+//!
+//! The rule this module keeps (after linkerd2-proxy): the trusted identity is set in one function,
+//! [`rewrite_request`], which always removes whatever the client sent first (any spelling of
+//! `X-User-Id`, with `_` read as `-`), removes every credential, and only then inserts the
+//! gateway's own headers, so `Connection` can never remove a header the gateway adds.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), plus the legacy `Keep-Alive` and `Proxy-Connection`
+/// (RFC 9112 §9.6, RFC 7230 appendix A.1.2). Never forwarded in either direction.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Credentials the gateway consumes (RFC 9110 §11.6.2, §11.7.2, and the API-key header).
+static CREDENTIALS: [HeaderName; 3] = [
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+];
+
+/// Headers only the gateway may set: a client's copy is always dropped.
+static GATEWAY_OWNED: [HeaderName; 5] = [
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-request-id"),
+];
+
+/// Identity headers, compared case-insensitively with `_` read as `-` (CGI-style servers merge them).
+static IDENTITY: [&str; 2] = ["x-user-id", "x-auth-assertion"];
+
+pub static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Masks credentials when headers are printed (rust-rpxy's habit).
+pub struct Masked<'a>(pub &'a HeaderMap);
+
+impl fmt::Debug for Masked<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for (name, value) in self.0 {
+            let secret = CREDENTIALS.contains(name)
+                || name == header::COOKIE
+                || name == header::SET_COOKIE
+                || is_identity(name);
+            if secret {
+                m.entry(&name.as_str(), &"***");
+            } else {
+                m.entry(&name.as_str(), &value);
+            }
+        }
+        m.finish()
+    }
+}
+
+fn is_identity(name: &HeaderName) -> bool {
+    let n = name.as_str().as_bytes();
+    IDENTITY.iter().any(|id| {
+        id.len() == n.len()
+            && id
+                .bytes()
+                .zip(n)
+                .all(|(a, &b)| a == if b == b'_' { b'-' } else { b.to_ascii_lowercase() })
+    })
+}
+
+/// Remove the hop-by-hop headers and every header `Connection` names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(&name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// What the gateway knows about the request it forwards.
+pub struct Forwarding<'a> {
+    pub peer: IpAddr,
+    pub proto: &'static str,
+    /// The host the client asked for (`Host` or `:authority`).
+    pub host: Option<HeaderValue>,
+    pub user: Option<&'a crate::auth::principal::UserId>,
+    pub request_id: &'a HeaderValue,
+    /// For a WebSocket upgrade: the `Upgrade` value to pass on.
+    pub upgrade: Option<HeaderValue>,
+}
+
+/// Rewrite a request's headers for the backend. Returns how many client identity headers were dropped.
+pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
+    strip_hop_by_hop(headers);
+    for name in CREDENTIALS.iter().chain(&GATEWAY_OWNED) {
+        headers.remove(name);
+    }
+    let spoofed: Vec<HeaderName> = headers.keys().filter(|n| is_identity(n)).cloned().collect();
+    for name in &spoofed {
+        headers.remove(name);
+    }
+    // The backend is reached by its own authority; the client's goes in X-Forwarded-Host.
+    headers.remove(header::HOST);
+
+    append_forwarded_for(headers, fwd.peer);
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(fwd.proto));
+    if let Some(host) = &fwd.host {
+        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+    }
+    headers.insert(X_REQUEST_ID.clone(), fwd.request_id.clone());
+    if let Some(user) = fwd.user {
+        headers.insert(X_USER_ID.clone(), user.header_value());
+    }
+    if let Some(upgrade) = &fwd.upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade.clone());
+    }
+    spoofed.len()
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
+    let prior: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    let value = if prior.is_empty() {
+        peer.to_string()
+    } else {
+        format!("{}, {peer}", prior.join(", "))
+    };
+    match HeaderValue::from_str(&value) {
+        Ok(v) => {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
+        }
+        Err(_) => {
+            headers.insert(
+                X_FORWARDED_FOR.clone(),
+                HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown")),
+            );
+        }
+    }
+}
+
+/// Rewrite a backend response's headers for the client.
+pub fn rewrite_response(headers: &mut HeaderMap, request_id: &HeaderValue, switching_protocols: bool) {
+    if switching_protocols {
+        // 101 keeps Connection/Upgrade: they are the handshake.
+        let upgrade = headers.get(header::UPGRADE).cloned();
+        strip_hop_by_hop(headers);
+        if let Some(u) = upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, u);
+        }
+    } else {
+        strip_hop_by_hop(headers);
+    }
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+}
+
+/// A client-supplied request id is kept when it is short and plain; otherwise a new one is made.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get(&X_REQUEST_ID)
+        && !v.is_empty()
+        && v.len() <= 128
+        && v.as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'='))
+    {
+        return v.clone();
+    }
+    let id = uuid::Uuid::new_v4();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)).unwrap_or(HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::principal::UserId;
+
+    fn fwd<'a>(user: Option<&'a UserId>, rid: &'a HeaderValue) -> Forwarding<'a> {
+        Forwarding {
+            peer: "10.0.0.9".parse().unwrap(),
+            proto: "https",
+            host: Some(HeaderValue::from_static("gw.example")),
+            user,
+            request_id: rid,
+            upgrade: None,
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn client_identity_headers_in_every_spelling_are_replaced() {
+        let user = UserId::parse("real").unwrap();
+        let rid = HeaderValue::from_static("r1");
+        let mut h = map(&[("X-User-Id", "evil1"), ("x_user_id", "evil2"), ("X_User_Id", "evil3"), ("x-auth-assertion", "e")]);
+        let dropped = rewrite_request(&mut h, &fwd(Some(&user), &rid));
+        assert_eq!(dropped, 3);
+        assert_eq!(h.get_all(&X_USER_ID).iter().collect::<Vec<_>>(), vec!["real"]);
+        assert!(h.keys().all(|k| !k.as_str().contains('_')));
+    }
+
+    #[test]
+    fn connection_cannot_remove_what_the_gateway_adds() {
+        let user = UserId::parse("u").unwrap();
+        let rid = HeaderValue::from_static("r1");
+        let mut h = map(&[("connection", "x-user-id, x-forwarded-for, x-request-id, keep-alive"), ("x-custom", "1")]);
+        rewrite_request(&mut h, &fwd(Some(&user), &rid));
+        assert_eq!(h[&X_USER_ID], "u");
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.9");
+        assert_eq!(h[&X_REQUEST_ID], "r1");
+        assert!(h.get(header::CONNECTION).is_none());
+        assert_eq!(h["x-custom"], "1");
+    }
+
+    #[test]
+    fn credentials_and_hop_by_hop_are_removed() {
+        let rid = HeaderValue::from_static("r1");
+        let mut h = map(&[
+            ("authorization", "Bearer t"),
+            ("proxy-authorization", "Basic x"),
+            ("x-api-key", "agt_x"),
+            ("te", "trailers"),
+            ("keep-alive", "5"),
+            ("connection", "close, x-drop"),
+            ("x-drop", "1"),
+            ("x-original-url", "/admin"),
+            ("host", "gw.example"),
+        ]);
+        rewrite_request(&mut h, &fwd(None, &rid));
+        for gone in ["authorization", "proxy-authorization", "x-api-key", "te", "keep-alive", "connection", "x-drop", "x-original-url", "host", "x-user-id"] {
+            assert!(h.get(gone).is_none(), "{gone}");
+        }
+        assert_eq!(h[&X_FORWARDED_HOST], "gw.example");
+        assert_eq!(h[&X_FORWARDED_PROTO], "https");
+    }
+
+    #[test]
+    fn forwarded_for_is_appended() {
+        let rid = HeaderValue::from_static("r1");
+        let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "5.6.7.8")]);
+        rewrite_request(&mut h, &fwd(None, &rid));
+        assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 5.6.7.8, 10.0.0.9");
+    }
+
+    #[test]
+    fn request_id_is_kept_only_when_plain() {
+        assert_eq!(request_id(&map(&[("x-request-id", "abc-123")])), "abc-123");
+        assert_ne!(request_id(&map(&[("x-request-id", "a b\"<script>")])), "a b\"<script>");
+        assert_eq!(request_id(&HeaderMap::new()).len(), 36);
+    }
+
+    #[test]
+    fn masked_debug_hides_credentials() {
+        let h = map(&[("authorization", "Bearer secret-token"), ("cookie", "s=1"), ("accept", "*/*")]);
+        let shown = format!("{:?}", Masked(&h));
+        assert!(!shown.contains("secret-token") && !shown.contains("s=1"), "{shown}");
+        assert!(shown.contains("*/*"));
+    }
+}

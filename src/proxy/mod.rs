@@ -1,0 +1,302 @@
+//! The request path. Each request goes through these phases, in order:
+//!
+//! 1. **parse**: refuse odd targets and ambiguous paths (400), classify the route;
+//! 2. **authenticate**: for a protected route, find and verify the credential (401 otherwise);
+//! 3. **rewrite**: strip credentials, hop-by-hop and client identity headers, inject ours;
+//! 4. **forward**: send to the pooled upstream, stream both bodies, tunnel an upgrade;
+//! 5. **log**: one line and the metrics, whatever the outcome.
+//!
+//! The rule this module keeps: a request reaches the backend only through [`forward`], and only
+//! after phase 2 said yes or the route is public. Nothing here buffers a body.
+
+pub mod headers;
+pub mod upstream;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http_body_util::{Either, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::Gateway;
+use crate::auth::principal::{AuthMethod, Principal};
+use crate::auth::{self, Credential};
+use crate::error::{AuthFailure, GatewayError};
+use crate::metrics::AuthOutcome;
+use crate::routes::{self, RouteClass};
+
+/// What the gateway answers with: a streamed upstream body, or its own small JSON.
+pub type GatewayBody = Either<Incoming, Full<Bytes>>;
+
+/// What a request's phases found out, for the log line and metrics.
+struct Outcome {
+    route: Option<RouteClass>,
+    auth: AuthOutcome,
+    user: Option<Principal>,
+}
+
+/// Serve one request from a client connection.
+pub async fn handle(
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<GatewayBody>, Infallible> {
+    let started = Instant::now();
+    let request_id = headers::request_id(req.headers());
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let mut outcome = Outcome {
+        route: None,
+        auth: AuthOutcome::None,
+        user: None,
+    };
+
+    let mut resp = match route(&gw, peer, req, &request_id, &mut outcome).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            if let GatewayError::Unauthenticated(reason) = &err {
+                gw.metrics.auth_failure(*reason);
+                outcome.auth = AuthOutcome::Failed;
+                tracing::info!(reason = reason.as_str(), request_id = request_id_str(&request_id), "authentication refused");
+            }
+            err.to_response().map(Either::Right)
+        }
+    };
+    resp.headers_mut().insert(headers::X_REQUEST_ID.clone(), request_id.clone());
+
+    let status = resp.status().as_u16();
+    gw.metrics.request(outcome.route, status, outcome.auth);
+    tracing::info!(
+        target: "authgate::access",
+        method = %method,
+        path = uri.path(),
+        status,
+        user_id = outcome.user.as_ref().map(|p| p.user_id.as_str()),
+        auth_method = outcome.user.as_ref().map(|p| p.method.as_str()),
+        route = outcome.route.map(RouteClass::as_str),
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id = request_id_str(&request_id),
+        peer = %peer.ip(),
+    );
+    Ok(resp)
+}
+
+fn request_id_str(v: &HeaderValue) -> &str {
+    v.to_str().unwrap_or("-")
+}
+
+/// Phases 1 to 4.
+async fn route(
+    gw: &Arc<Gateway>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    request_id: &HeaderValue,
+    outcome: &mut Outcome,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    // 1. parse
+    if req.method() == Method::CONNECT {
+        return Err(GatewayError::InvalidRequest("CONNECT is not supported"));
+    }
+    if req.version() < Version::HTTP_2 && req.uri().scheme().is_some() {
+        // Absolute-form targets are for forward proxies; an origin gateway refuses them.
+        return Err(GatewayError::InvalidRequest("Absolute-form request targets are not accepted"));
+    }
+    let path = req.uri().path();
+    routes::check_path(path).map_err(GatewayError::AmbiguousPath)?;
+    let class = routes::classify(path, &gw.config.public_paths);
+    outcome.route = Some(class);
+
+    match class {
+        RouteClass::AuthApi | RouteClass::Jwks => Err(GatewayError::NotFound),
+        RouteClass::Public => forward(gw, peer, req, None, request_id).await,
+        RouteClass::Protected => {
+            let principal = authenticate(gw, &req)?;
+            outcome.auth = match principal.method {
+                AuthMethod::Jwt => AuthOutcome::Jwt,
+                AuthMethod::ApiToken => AuthOutcome::ApiToken,
+            };
+            outcome.user = Some(principal.clone());
+            forward(gw, peer, req, Some(principal), request_id).await
+        }
+    }
+}
+
+/// Whether this is an HTTP/1.1 WebSocket (or other) upgrade request.
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// The `token` query parameter of an upgrade request, and the query without it.
+fn split_query_token(query: &str) -> (Option<&str>, String) {
+    let mut token = None;
+    let mut rest = String::with_capacity(query.len());
+    for pair in query.split('&') {
+        if let Some(v) = pair.strip_prefix("token=") {
+            token = Some(v);
+        } else if pair != "token" {
+            if !rest.is_empty() {
+                rest.push('&');
+            }
+            rest.push_str(pair);
+        }
+    }
+    (token, rest)
+}
+
+/// 2. authenticate: the request's credential, verified.
+fn authenticate<B>(gw: &Gateway, req: &Request<B>) -> Result<Principal, GatewayError> {
+    let token = match auth::bearer(req.headers()).map_err(GatewayError::Unauthenticated)? {
+        Credential::Bearer(t) => t,
+        Credential::None => {
+            // Browsers cannot set headers on a WebSocket: an upgrade alone may use ?token=.
+            let from_query = if is_upgrade(req) {
+                req.uri().query().and_then(|q| split_query_token(q).0)
+            } else {
+                None
+            };
+            from_query.ok_or(GatewayError::Unauthenticated(AuthFailure::Missing))?
+        }
+    };
+    let verified = gw.verifier.verify(token).map_err(GatewayError::Unauthenticated)?;
+    Ok(Principal {
+        user_id: verified.user_id,
+        method: AuthMethod::Jwt,
+        jti: verified.jti,
+        iat: verified.iat,
+        exp: Some(verified.exp),
+    })
+}
+
+/// 3 and 4. rewrite and forward.
+async fn forward(
+    gw: &Arc<Gateway>,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    principal: Option<Principal>,
+    request_id: &HeaderValue,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let upgrade = is_upgrade(&req);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+
+    let path_and_query = match parts.uri.query() {
+        Some(q) if upgrade && q.split('&').any(|p| p == "token" || p.starts_with("token=")) => {
+            let (_, rest) = split_query_token(q);
+            let pq = if rest.is_empty() {
+                parts.uri.path().to_owned()
+            } else {
+                format!("{}?{rest}", parts.uri.path())
+            };
+            PathAndQuery::try_from(pq).map_err(|_| GatewayError::InvalidRequest("Invalid request target"))?
+        }
+        _ => parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    };
+
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    if parts.version == Version::HTTP_2 {
+        join_cookies(&mut parts.headers);
+    }
+    let fwd = headers::Forwarding {
+        peer: peer.ip(),
+        proto: gw.scheme,
+        host,
+        user: principal.as_ref().map(|p| &p.user_id),
+        request_id,
+        upgrade: if upgrade { parts.headers.get(header::UPGRADE).cloned() } else { None },
+    };
+    let dropped = headers::rewrite_request(&mut parts.headers, &fwd);
+    if dropped > 0 {
+        tracing::warn!(
+            count = dropped,
+            request_id = request_id_str(request_id),
+            peer = %peer.ip(),
+            "stripped client-sent identity header"
+        );
+    }
+    parts.uri = gw.upstream.uri(path_and_query)?;
+    parts.version = Version::HTTP_11;
+
+    let upstream_req = Request::from_parts(parts, Limited::new(body, usize::MAX));
+    let sent = Instant::now();
+    let mut resp = gw.upstream.send(upstream_req).await?;
+    gw.metrics.upstream_seconds.observe(sent.elapsed().as_secs_f64());
+
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        match client_upgrade {
+            Some(client_upgrade) => {
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                gw.tasks.spawn(tunnel(client_upgrade, upstream_upgrade));
+            }
+            // The backend switched protocols on a request that did not ask to: refuse it.
+            None => return Err(GatewayError::UpstreamUnreachable),
+        }
+    }
+    headers::rewrite_response(resp.headers_mut(), request_id, switching);
+    Ok(resp.map(Either::Left))
+}
+
+/// Copy bytes both ways between an upgraded client and backend until either side closes.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    match tokio::try_join!(client, upstream) {
+        Ok((client, upstream)) => {
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(error = %e, "upgraded connection ended");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+    }
+}
+
+/// HTTP/2 may split `Cookie` into several fields (RFC 9113 §8.2.3); HTTP/1.1 wants one.
+fn join_cookies(headers: &mut http::HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<u8> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_split_from_the_query() {
+        assert_eq!(split_query_token("token=abc"), (Some("abc"), String::new()));
+        assert_eq!(split_query_token("a=1&token=abc&b=2"), (Some("abc"), "a=1&b=2".to_string()));
+        assert_eq!(split_query_token("a=1"), (None, "a=1".to_string()));
+        assert_eq!(split_query_token("tokenx=1"), (None, "tokenx=1".to_string()));
+    }
+}

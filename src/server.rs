@@ -1,0 +1,141 @@
+//! The main listener: accept, TLS handshake with a timeout, HTTP/1.1 or HTTP/2 through hyper-util's
+//! auto server, and a graceful drain on shutdown.
+//!
+//! The rule this module keeps: every connection is tracked, so shutdown stops accepting, tells each
+//! connection to finish its in-flight requests (streams and upgraded tunnels included), and waits
+//! for them for at most `server.shutdown_grace`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::Gateway;
+
+/// The HTTP server settings shared by every connection.
+pub fn http_builder(gw: &Gateway) -> auto::Builder<TokioExecutor> {
+    let s = &gw.config.server;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout)
+        .max_buf_size(s.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(s.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(Some(50))
+        .max_local_error_reset_streams(Some(256))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// Accept connections until `shutdown` resolves, then drain.
+pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let cancel = CancellationToken::new();
+    let builder = Arc::new(http_builder(&gw));
+    let acceptor = gw.tls.clone().map(TlsAcceptor::from);
+    tokio::pin!(shutdown);
+    gw.serving.store(true, Ordering::SeqCst);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gw.clone();
+        let builder = builder.clone();
+        let acceptor = acceptor.clone();
+        let cancel = cancel.clone();
+        gw.clone().tasks.spawn(async move {
+            gw.metrics.open_connections.inc();
+            connection(&gw, &builder, acceptor, stream, peer, cancel).await;
+            gw.metrics.open_connections.dec();
+        });
+    }
+
+    gw.serving.store(false, Ordering::SeqCst);
+    drop(listener);
+    let grace = gw.config.server.shutdown_grace;
+    tracing::info!(grace_s = grace.as_secs_f64(), "shutting down: no new connections, draining");
+    cancel.cancel();
+    gw.tasks.close();
+    if tokio::time::timeout(grace, gw.tasks.wait()).await.is_err() {
+        tracing::warn!(open = gw.tasks.len(), "shutdown grace elapsed with connections still open");
+    } else {
+        tracing::info!("drained");
+    }
+}
+
+async fn connection(
+    gw: &Arc<Gateway>,
+    builder: &auto::Builder<TokioExecutor>,
+    acceptor: Option<TlsAcceptor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    cancel: CancellationToken,
+) {
+    match acceptor {
+        None => serve_io(gw, builder, stream, peer, cancel).await,
+        Some(acceptor) => {
+            let started = Instant::now();
+            let timeout = gw.config.server.tls_handshake_timeout;
+            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    gw.metrics.tls_handshake_seconds.observe(started.elapsed().as_secs_f64());
+                    serve_io(gw, builder, tls, peer, cancel).await;
+                }
+                Ok(Err(e)) => tracing::debug!(peer = %peer.ip(), error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(peer = %peer.ip(), "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+async fn serve_io<I>(
+    gw: &Arc<Gateway>,
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    peer: SocketAddr,
+    cancel: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let gw2 = gw.clone();
+    let service = service_fn(move |req| crate::proxy::handle(gw2.clone(), peer, req));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = cancel.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(peer = %peer.ip(), error = %e, "connection ended with an error");
+    }
+}
