@@ -93,6 +93,8 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), StartError> {
+    let gw = std::sync::Arc::new(authgate::Gateway::build(config)?);
+    let config = &gw.config;
     let main = TcpListener::bind(config.server.listen).await.map_err(|source| StartError::Bind {
         key: "server.listen",
         addr: config.server.listen,
@@ -104,14 +106,19 @@ async fn serve(config: Config) -> Result<(), StartError> {
         source,
     })?;
     let mode = if config.tls.is_some() { "https" } else { "plaintext" };
+    let (listen, admin_addr) = (
+        main.local_addr().unwrap_or(config.server.listen),
+        admin.local_addr().unwrap_or(config.admin_listen),
+    );
     tracing::info!(
-        listen = %config.server.listen,
-        admin = %config.admin_listen,
+        listen = %listen,
+        admin = %admin_addr,
         mode,
         upstream = %format_args!("{}://{}", config.upstream.scheme, config.upstream.authority),
         "authgate starting"
     );
-    authgate::serve(config, main, admin, shutdown_signal()).await
+    authgate::serve_gateway(gw.clone(), main, admin, shutdown_signal()).await;
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -1,0 +1,272 @@
+//! The `authgate` binary as an operator runs it: first run with no set-up, config errors,
+//! environment overrides, check-config, and a SIGTERM drain.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use http_body_util::BodyExt;
+
+const BIN: &str = env!("CARGO_BIN_EXE_authgate");
+
+/// A command with no inherited AUTHGATE_* / JWT_* variables.
+fn authgate(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(dir);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AUTHGATE_") || k.starts_with("JWT_") || k == "RUST_LOG" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+struct Running {
+    child: Child,
+    listen: String,
+    admin: String,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start the binary and wait for its start-up line (JSON logs), returning the bound addresses.
+fn spawn(mut cmd: Command) -> Running {
+    let mut child = cmd
+        .env("AUTHGATE_LOG__FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("authgate starting") {
+                let _ = tx.send(line.clone());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
+        panic!("no start-up line; stderr: {:?}", lines.lock().unwrap())
+    });
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    Running {
+        child,
+        listen: v["listen"].as_str().unwrap().to_owned(),
+        admin: v["admin"].as_str().unwrap().to_owned(),
+        stderr: lines,
+    }
+}
+
+fn copy_dev_config(dir: &Path, upstream: &str) {
+    let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"))
+        .unwrap()
+        .replace("127.0.0.1:8443", "127.0.0.1:0")
+        .replace("127.0.0.1:9090", "127.0.0.1:0")
+        .replace("http://127.0.0.1:8000", upstream);
+    std::fs::write(dir.join("gateway.toml"), toml).unwrap();
+}
+
+#[tokio::test]
+async fn first_run_generates_a_certificate_and_a_private_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dev_config(dir.path(), &up.url());
+    let run = spawn(authgate(dir.path()));
+    let cert = dir.path().join("certs/dev-cert.pem");
+    assert!(cert.exists() && dir.path().join("certs/dev-key.pem").exists());
+    let secret_file = dir.path().join("data/jwt_secret");
+    let mode = std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let logs = run.stderr.lock().unwrap().join("\n");
+    assert!(logs.contains("JWT_SECRET_KEY") && logs.contains("dev-cert.pem"), "{logs}");
+
+    // The generated secret signs tokens the gateway accepts, and is never logged.
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    assert!(!logs.contains(secret.trim()));
+    let t = token_with(
+        jsonwebtoken::Algorithm::HS256,
+        secret.trim(),
+        serde_json::json!({"sub": "first-run", "exp": now() + 60}),
+    );
+    let client = Client::new(&cert, run.listen.parse().unwrap(), false);
+    let r = client.get("/api/search", &[("authorization", &bearer(&t))]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.seen.last().one("x-user-id").as_deref(), Some("first-run"));
+    assert_eq!(client.get("/api/search", &[]).await.status, 401);
+}
+
+#[test]
+fn production_config_refuses_to_start_without_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = authgate(dir.path())
+        .args(["check-config", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/production.toml")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("jwt.secret") && err.contains("JWT_SECRET_KEY"), "{err}");
+    // It generated nothing.
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "env-secret-that-must-not-be-printed-0123456789";
+    let out = authgate(dir.path())
+        .args(["check-config", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/production.toml")])
+        .env("JWT_SECRET_KEY", secret)
+        .env("JWT_EXPIRATION", "900")
+        .env("AUTHGATE_SERVER__LISTEN", "127.0.0.1:9443")
+        .env("AUTHGATE_UPSTREAM__URL", "http://10.1.2.3:8080")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains(secret), "{stdout}");
+    assert!(stdout.contains("secret = \"***\""), "{stdout}");
+    assert!(stdout.contains("expiration = 900"), "{stdout}");
+    assert!(stdout.contains("listen = \"127.0.0.1:9443\""), "{stdout}");
+    assert!(stdout.contains("http://10.1.2.3:8080"), "{stdout}");
+}
+
+#[test]
+fn jwt_env_overrides_authgate_env_which_overrides_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("g.toml"),
+        "[server]\nplaintext = true\n[jwt]\nalgorithm = \"HS256\"\nexpiration = 100\nsecret = \"file-secret-file-secret-file-secret-xx\"\n",
+    )
+    .unwrap();
+    let out = authgate(dir.path())
+        .args(["check-config", "--config", "g.toml"])
+        .env("AUTHGATE_JWT__EXPIRATION", "200")
+        .env("AUTHGATE_JWT__ALGORITHM", "HS384")
+        .env("JWT_ALGORITHM", "HS512")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("expiration = 200"), "{stdout}");
+    assert!(stdout.contains("algorithm = \"HS512\""), "{stdout}");
+}
+
+#[test]
+fn config_errors_name_the_key_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (toml, key) in [
+        ("[server]\nplaintext = true\nlisten_addr = \"x\"\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n", "listen_addr"),
+        ("[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n", "server.plaintext = true"),
+        ("[server]\nplaintext = true\n[jwt]\nsecret = \"short\"\n", "jwt.secret"),
+        ("[server]\nplaintext = true\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n[upstream]\nurl = \"localhost:8000\"\n", "upstream.url"),
+    ] {
+        std::fs::write(dir.path().join("bad.toml"), toml).unwrap();
+        for args in [&["check-config", "--config", "bad.toml"][..], &["--config", "bad.toml"]] {
+            let out = authgate(dir.path()).args(args).output().unwrap();
+            assert_eq!(out.status.code(), Some(2), "{args:?} {toml}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(key) && err.contains("Fix"), "{key}: {err}");
+            assert!(!err.contains("short\""), "{err}");
+        }
+    }
+    let out = authgate(dir.path()).args(["--config", "missing.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn port_in_use_is_a_clear_error() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("g.toml"),
+        format!(
+            "[server]\nplaintext = true\nlisten = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n",
+            busy.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = authgate(dir.path()).args(["--config", "g.toml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.listen") && err.contains("cannot listen"), "{err}");
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_stream_finish_then_exits_0() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dev_config(dir.path(), &up.url());
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/jwt_secret"), SECRET).unwrap();
+    let mut run = spawn(authgate(dir.path()));
+    let client = Client::new(&dir.path().join("certs/dev-cert.pem"), run.listen.parse().unwrap(), false);
+    let req = client
+        .request("GET", "/stream?chunks=8&gap_ms=150")
+        .header("authorization", bearer(&token("u1")))
+        .body(BodyExt::boxed(http_body_util::Empty::new()))
+        .unwrap();
+    let resp = client.send(req).await;
+    assert_eq!(resp.status(), 200);
+    let pid = run.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), 64, "the stream was cut short");
+    let status = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(s) = run.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap()
+    .expect("authgate did not exit after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn stalled_handshake_and_slow_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::start_with(
+        &up.url(),
+        "[server]\ntls_handshake_timeout = \"500ms\"\nheader_read_timeout = \"500ms\"\n",
+    )
+    .await;
+    // A TCP connection that never starts TLS is closed.
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // Headers trickled and never finished: closed at the header timeout.
+    let mut tls = tls_connect(&gw.ca, gw.addr, false).await;
+    tls.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(up.seen.count(), 0);
+}
