@@ -1,0 +1,336 @@
+//! Argon2id password hashing and verification, off the async runtime's worker threads.
+//!
+//! The rule this module keeps: argon2 only ever runs in `spawn_blocking`, and at most one hash per
+//! CPU at a time (a semaphore permit is taken before the blocking task starts and travels with
+//! it), so a login burst queues instead of starving the proxy. Passwords are moved in, never
+//! logged, and a stored hash that does not parse simply fails verification: nothing here panics.
+//! Unknown users are verified against a precomputed dummy hash so they cost the same time.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::SaltString;
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a request waits for a hashing slot before it is told the service is overloaded.
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// Stored hashes asking for more memory than this (KiB) are refused rather than computed, so a
+/// corrupted or planted row cannot make verification allocate without bound (1 GiB).
+const MAX_VERIFY_MEMORY_KIB: u32 = 1024 * 1024;
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordParams {
+    /// Memory cost `m`, in KiB.
+    pub memory_kib: u32,
+    /// Time cost `t` (passes over memory).
+    pub iterations: u32,
+    /// Lanes `p`.
+    pub parallelism: u32,
+}
+
+impl Default for PasswordParams {
+    /// The OWASP minimum for Argon2id: m = 19 MiB, t = 2, p = 1.
+    fn default() -> Self {
+        PasswordParams {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Why hashing or verifying could not run (a wrong password is not an error: see [`Verdict`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("password hashing failed")]
+    Failed,
+    #[error("password hashing is overloaded")]
+    Busy,
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// The password matches.
+    pub ok: bool,
+    /// The stored hash was made with another algorithm, version or cost than today's: store a
+    /// fresh hash of this (correct) password.
+    pub needs_rehash: bool,
+}
+
+/// Hashes and verifies passwords with fixed Argon2id parameters.
+pub struct Passwords {
+    params: Params,
+    slots: Arc<Semaphore>,
+    dummy: Arc<str>,
+}
+
+impl fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Passwords")
+            .field("m_cost", &self.params.m_cost())
+            .field("t_cost", &self.params.t_cost())
+            .field("p_cost", &self.params.p_cost())
+            .field("free_slots", &self.slots.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Passwords {
+    /// Validate the parameters and precompute the dummy hash (this hashes once, synchronously).
+    pub fn new(params: PasswordParams) -> Result<Passwords, String> {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        Self::with_concurrency(params, cores)
+    }
+
+    /// Like [`Passwords::new`], with at most `concurrency` hashes running at once.
+    pub fn with_concurrency(
+        params: PasswordParams,
+        concurrency: usize,
+    ) -> Result<Passwords, String> {
+        let params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|e| format!("invalid argon2 parameters: {e}"))?;
+        let mut filler = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut filler);
+        let dummy = hash_with(&params, &filler)
+            .map_err(|e| format!("cannot compute the dummy password hash: {e}"))?;
+        Ok(Passwords {
+            params,
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            dummy: Arc::from(dummy),
+        })
+    }
+
+    /// Hash `password` into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
+        let permit = self.slot().await?;
+        let params = self.params.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            hash_with(&params, password.as_bytes()).map_err(|_| PasswordError::Failed)
+        })
+        .await
+        .map_err(|_| PasswordError::Failed)?
+    }
+
+    /// Check `password` against the stored PHC string `phc`. A hash that does not parse, or asks
+    /// for an unreasonable amount of memory, verifies as `ok: false`.
+    pub async fn verify(&self, password: String, phc: String) -> Result<Verdict, PasswordError> {
+        let permit = self.slot().await?;
+        let params = self.params.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            verify_with(&params, password.as_bytes(), &phc)
+        })
+        .await
+        .map_err(|_| PasswordError::Failed)
+    }
+
+    /// Spend the time a real verification would, for a user that does not exist.
+    pub async fn verify_dummy(&self, password: String) -> Result<(), PasswordError> {
+        let permit = self.slot().await?;
+        let params = self.params.clone();
+        let dummy = Arc::clone(&self.dummy);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _ = verify_with(&params, password.as_bytes(), &dummy);
+        })
+        .await
+        .map_err(|_| PasswordError::Failed)
+    }
+
+    /// A hashing slot, or `Busy` when none frees up within [`QUEUE_WAIT`].
+    async fn slot(&self) -> Result<OwnedSemaphorePermit, PasswordError> {
+        match tokio::time::timeout(QUEUE_WAIT, Arc::clone(&self.slots).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_closed)) => Err(PasswordError::Failed),
+            Err(_elapsed) => Err(PasswordError::Busy),
+        }
+    }
+}
+
+fn argon2(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+/// Blocking: hash with a fresh random salt.
+fn hash_with(params: &Params, password: &[u8]) -> Result<String, argon2::password_hash::Error> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    Ok(argon2(params).hash_password(password, &salt)?.to_string())
+}
+
+/// Blocking: verify against a stored PHC string, with the cost written in that string.
+fn verify_with(current: &Params, password: &[u8], phc: &str) -> Verdict {
+    const REFUSED: Verdict = Verdict {
+        ok: false,
+        needs_rehash: false,
+    };
+    let Ok(stored) = PasswordHash::new(phc) else {
+        return REFUSED;
+    };
+    let Ok(stored_params) = Params::try_from(&stored) else {
+        return REFUSED;
+    };
+    if stored_params.m_cost() > MAX_VERIFY_MEMORY_KIB.max(current.m_cost()) {
+        return REFUSED;
+    }
+    let ok = argon2(current).verify_password(password, &stored).is_ok();
+    let needs_rehash = stored.algorithm != argon2::ARGON2ID_IDENT
+        || stored.version != Some(Version::V0x13.into())
+        || stored_params.m_cost() != current.m_cost()
+        || stored_params.t_cost() != current.t_cost()
+        || stored_params.p_cost() != current.p_cost();
+    Verdict { ok, needs_rehash }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cheap parameters so the tests run fast.
+    fn small() -> PasswordParams {
+        PasswordParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[test]
+    fn default_is_the_owasp_minimum() {
+        let p = PasswordParams::default();
+        assert_eq!((p.memory_kib, p.iterations, p.parallelism), (19_456, 2, 1));
+    }
+
+    #[test]
+    fn invalid_params_are_refused() {
+        let bad = PasswordParams {
+            memory_kib: 1,
+            iterations: 0,
+            parallelism: 0,
+        };
+        assert!(Passwords::new(bad).is_err());
+    }
+
+    #[tokio::test]
+    async fn hash_then_verify_is_ok() {
+        let pw = Passwords::new(small()).unwrap();
+        let phc = pw.hash("correct horse".to_owned()).await.unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{phc}");
+        let v = pw.verify("correct horse".to_owned(), phc).await.unwrap();
+        assert_eq!(
+            v,
+            Verdict {
+                ok: true,
+                needs_rehash: false
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_password_is_not_ok() {
+        let pw = Passwords::new(small()).unwrap();
+        let phc = pw.hash("correct horse".to_owned()).await.unwrap();
+        let v = pw.verify("battery staple".to_owned(), phc).await.unwrap();
+        assert!(!v.ok);
+    }
+
+    #[tokio::test]
+    async fn hash_made_with_weaker_params_verifies_and_asks_for_rehash() {
+        let weak = Passwords::new(PasswordParams {
+            memory_kib: 8192,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap();
+        let phc = weak.hash("s3cret".to_owned()).await.unwrap();
+        let current = Passwords::new(PasswordParams {
+            memory_kib: 8192,
+            iterations: 2,
+            parallelism: 1,
+        })
+        .unwrap();
+        let v = current
+            .verify("s3cret".to_owned(), phc.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verdict {
+                ok: true,
+                needs_rehash: true
+            }
+        );
+        let v = current.verify("nope".to_owned(), phc).await.unwrap();
+        assert!(!v.ok);
+    }
+
+    #[tokio::test]
+    async fn other_algorithm_asks_for_rehash() {
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let phc = Argon2::new(Algorithm::Argon2i, Version::V0x13, params)
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
+        let v = Passwords::new(small())
+            .unwrap()
+            .verify("pw".to_owned(), phc)
+            .await
+            .unwrap();
+        assert_eq!(
+            v,
+            Verdict {
+                ok: true,
+                needs_rehash: true
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_hash_is_not_ok() {
+        let pw = Passwords::new(small()).unwrap();
+        for phc in [
+            "",
+            "garbage",
+            "$argon2id$",
+            "$argon2id$v=19$m=1024,t=1,p=1$",
+            "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$!!!",
+            "$argon2id$v=19$m=99999999,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=19$m=1024,t=1,p=1,x=2$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$scrypt$ln=1,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+        ] {
+            let v = pw.verify("pw".to_owned(), phc.to_owned()).await.unwrap();
+            assert!(!v.ok, "{phc}");
+        }
+    }
+
+    #[tokio::test]
+    async fn verify_dummy_runs() {
+        let pw = Passwords::new(small()).unwrap();
+        pw.verify_dummy("anything".to_owned()).await.unwrap();
+        // The dummy hash is a real hash with today's parameters, not a cheap stand-in.
+        assert!(pw.dummy.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"));
+    }
+
+    #[test]
+    fn debug_shows_costs_only() {
+        let pw = Passwords::new(small()).unwrap();
+        let text = format!("{pw:?}");
+        assert!(
+            text.contains("m_cost: 1024") && !text.contains("$argon2"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,1020 @@
+//! Users, API tokens and revoked JWT ids, kept in SQLite or PostgreSQL behind one `sqlx::AnyPool`.
+//!
+//! The rule this module keeps: one set of portable queries for both databases (`$n` placeholders,
+//! TEXT ids, BIGINT unix seconds, BIGINT 0/1 booleans), and every database error leaves through
+//! `db_err` as a short message that never carries a bound value, a password hash or a token hash.
+//! The pool gives up on a connection after 3 s, so a store that is down fails fast (the gateway
+//! answers 503) instead of queueing requests.
+
+mod schema;
+
+use std::fmt;
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::error::ErrorKind;
+use sqlx::{AnyConnection, AnyPool};
+
+/// A boxed, sendable future borrowing a connection (what `after_connect` wants).
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How long a query waits for a pooled connection before the store counts as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// SQLite serialises writers; a few connections are plenty (readers run in parallel under WAL).
+const SQLITE_MAX_CONNECTIONS: u32 = 8;
+const POSTGRES_MAX_CONNECTIONS: u32 = 16;
+/// How long SQLite waits for another connection's write lock before reporting `SQLITE_BUSY`.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5000;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists")]
+    Conflict,
+    #[error("not found")]
+    NotFound,
+    /// Connection trouble, timeouts and any other database error. The message is safe to log: it
+    /// never contains a secret, a bound value or a password hash.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+/// A user account as stored.
+#[derive(Clone)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub username_norm: String,
+    pub email: String,
+    pub password_hash: String,
+    pub created_at: i64,
+    pub disabled: bool,
+    pub token_epoch: i64,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("username_norm", &self.username_norm)
+            .field("email", &self.email)
+            .field("password_hash", &"***")
+            .field("created_at", &self.created_at)
+            .field("disabled", &self.disabled)
+            .field("token_epoch", &self.token_epoch)
+            .finish()
+    }
+}
+
+/// A user to insert; `disabled` starts false and `token_epoch` at 0.
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub username: &'a str,
+    pub username_norm: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub created_at: i64,
+}
+
+/// An API token as stored: only its hash, never the token itself.
+#[derive(Debug, Clone)]
+pub struct ApiTokenRow {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub token_hash: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+/// An API token to insert; `last_used_at` starts empty.
+pub struct NewApiToken<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub name: &'a str,
+    pub token_hash: &'a str,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// A connection pool plus the kind of database behind it. Cloning shares the pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    kind: StoreKind,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL (and its password) is deliberately not kept, so it cannot be printed.
+        f.debug_struct("Store")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+const USER_COLUMNS: &str =
+    "id, username, username_norm, email, password_hash, created_at, disabled, token_epoch";
+const TOKEN_COLUMNS: &str = "id, user_id, name, token_hash, created_at, expires_at, last_used_at";
+
+impl Store {
+    /// Connect to `url` (`sqlite:…` or `postgres://…`) and apply pending migrations.
+    ///
+    /// For SQLite the database file's directory is created when missing, and every connection
+    /// runs with WAL, `busy_timeout` and foreign keys on.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let kind = kind_of(url)?;
+        let options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+        let options = match kind {
+            StoreKind::Sqlite => {
+                let options = options.after_connect(|conn, _meta| sqlite_pragmas(conn));
+                match sqlite_path(url) {
+                    Some(path) => {
+                        create_parent_dir(path)?;
+                        options.max_connections(SQLITE_MAX_CONNECTIONS)
+                    }
+                    // Through the Any driver every new connection to `:memory:` would open a
+                    // fresh, empty database: keep exactly one connection, forever.
+                    None => options
+                        .min_connections(1)
+                        .max_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None),
+                }
+            }
+            StoreKind::Postgres => options.max_connections(POSTGRES_MAX_CONNECTIONS),
+        };
+        let pool = options.connect(url).await.map_err(db_err)?;
+        schema::migrate(&pool, kind).await?;
+        Ok(Store { pool, kind })
+    }
+
+    pub fn kind(&self) -> StoreKind {
+        self.kind
+    }
+
+    /// One round trip to the database (readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Insert a user; a taken `username_norm` (or id) is [`StoreError::Conflict`].
+    pub async fn create_user(&self, u: &NewUser<'_>) -> Result<User, StoreError> {
+        sqlx::query(
+            "INSERT INTO users (id, username, username_norm, email, password_hash, created_at, \
+             disabled, token_epoch) VALUES ($1, $2, $3, $4, $5, $6, 0, 0)",
+        )
+        .bind(u.id)
+        .bind(u.username)
+        .bind(u.username_norm)
+        .bind(u.email)
+        .bind(u.password_hash)
+        .bind(u.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(User {
+            id: u.id.to_owned(),
+            username: u.username.to_owned(),
+            username_norm: u.username_norm.to_owned(),
+            email: u.email.to_owned(),
+            password_hash: u.password_hash.to_owned(),
+            created_at: u.created_at,
+            disabled: false,
+            token_epoch: 0,
+        })
+    }
+
+    pub async fn user_by_norm(&self, username_norm: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username_norm = $1");
+        let row = sqlx::query(&sql)
+            .bind(username_norm)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// Every user, oldest first (ties by `username_norm`).
+    pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at, username_norm");
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    pub async fn set_password_hash(&self, id: &str, hash: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        found(done.rows_affected())
+    }
+
+    pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+            .bind(i64::from(disabled))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        found(done.rows_affected())
+    }
+
+    /// Invalidate every token issued to the user so far; returns the new epoch.
+    pub async fn bump_token_epoch(&self, id: &str) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let done = sqlx::query("UPDATE users SET token_epoch = token_epoch + 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        found(done.rows_affected())?;
+        let row = sqlx::query("SELECT token_epoch FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let epoch = row.try_get::<i64, _>(0).map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(epoch)
+    }
+
+    /// `(id, disabled, token_epoch)` of every user that is disabled or has bumped its epoch.
+    pub async fn user_gates(&self) -> Result<Vec<(String, bool, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, disabled, token_epoch FROM users WHERE disabled <> 0 OR token_epoch > 0 ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>(0).map_err(db_err)?,
+                    r.try_get::<i64, _>(1).map_err(db_err)? != 0,
+                    r.try_get::<i64, _>(2).map_err(db_err)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Insert an API token. A taken id or hash is [`StoreError::Conflict`]; an unknown user is
+    /// [`StoreError::NotFound`].
+    pub async fn create_api_token(&self, t: &NewApiToken<'_>) -> Result<ApiTokenRow, StoreError> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, name, token_hash, created_at, expires_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+        )
+        .bind(t.id)
+        .bind(t.user_id)
+        .bind(t.name)
+        .bind(t.token_hash)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(ApiTokenRow {
+            id: t.id.to_owned(),
+            user_id: t.user_id.to_owned(),
+            name: t.name.to_owned(),
+            token_hash: t.token_hash.to_owned(),
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: None,
+        })
+    }
+
+    /// The token with this hash, expired or not (the caller checks `expires_at`).
+    pub async fn api_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<ApiTokenRow>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1");
+        let row = sqlx::query(&sql)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// The user's tokens, oldest first (ties by id).
+    pub async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiTokenRow>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY created_at, id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// Delete the user's token `id`; returns its hash, or `None` when that user has no such token.
+    pub async fn delete_api_token(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM api_tokens WHERE id = $1 AND user_id = $2 RETURNING token_hash",
+        )
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| r.try_get::<String, _>(0).map_err(db_err))
+            .transpose()
+    }
+
+    /// Delete token `id` whoever owns it (operator CLI); returns `(user_id, token_hash)`.
+    pub async fn delete_api_token_any_user(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("DELETE FROM api_tokens WHERE id = $1 RETURNING user_id, token_hash")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            Ok((
+                r.try_get::<String, _>(0).map_err(db_err)?,
+                r.try_get::<String, _>(1).map_err(db_err)?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// Record a use of token `id`. A token deleted meanwhile is not an error.
+    pub async fn touch_api_token(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Remember a revoked JWT id until `expires_at`; revoking twice is not an error.
+    pub async fn revoke_jti(
+        &self,
+        jti: &str,
+        user_id: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(user_id)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// `(jti, expires_at)` of revocations still in force at `now` (`expires_at > now`).
+    pub async fn revoked_jtis(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1 ORDER BY expires_at, jti")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>(0).map_err(db_err)?,
+                    r.try_get::<i64, _>(1).map_err(db_err)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Delete revocations and API tokens whose `expires_at <= now`; returns how many rows went.
+    pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let revoked = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let tokens =
+            sqlx::query("DELETE FROM api_tokens WHERE expires_at IS NOT NULL AND expires_at <= $1")
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(revoked.rows_affected() + tokens.rows_affected())
+    }
+}
+
+fn found(rows_affected: u64) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+fn user_from_row(r: &AnyRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: r.try_get("id").map_err(db_err)?,
+        username: r.try_get("username").map_err(db_err)?,
+        username_norm: r.try_get("username_norm").map_err(db_err)?,
+        email: r.try_get("email").map_err(db_err)?,
+        password_hash: r.try_get("password_hash").map_err(db_err)?,
+        created_at: r.try_get("created_at").map_err(db_err)?,
+        disabled: r.try_get::<i64, _>("disabled").map_err(db_err)? != 0,
+        token_epoch: r.try_get("token_epoch").map_err(db_err)?,
+    })
+}
+
+fn token_from_row(r: &AnyRow) -> Result<ApiTokenRow, StoreError> {
+    Ok(ApiTokenRow {
+        id: r.try_get("id").map_err(db_err)?,
+        user_id: r.try_get("user_id").map_err(db_err)?,
+        name: r.try_get("name").map_err(db_err)?,
+        token_hash: r.try_get("token_hash").map_err(db_err)?,
+        created_at: r.try_get("created_at").map_err(db_err)?,
+        expires_at: r.try_get("expires_at").map_err(db_err)?,
+        last_used_at: r.try_get("last_used_at").map_err(db_err)?,
+    })
+}
+
+/// The one place a `sqlx::Error` becomes a [`StoreError`].
+///
+/// Unique violations are [`StoreError::Conflict`], foreign-key violations (a row naming a user
+/// that does not exist) [`StoreError::NotFound`]; everything else is [`StoreError::Unavailable`]
+/// with a short description. Database messages are kept (they name constraints and tables, which
+/// helps the operator) except for SQLSTATE class 22, whose messages can quote a bound value.
+fn db_err(e: sqlx::Error) -> StoreError {
+    let text = match e {
+        sqlx::Error::Database(d) => match d.kind() {
+            ErrorKind::UniqueViolation => return StoreError::Conflict,
+            ErrorKind::ForeignKeyViolation => return StoreError::NotFound,
+            _ => {
+                let code = d
+                    .code()
+                    .map(|c| c.into_owned())
+                    .unwrap_or_else(|| "?".to_owned());
+                if code.starts_with("22") {
+                    format!("database error {code}")
+                } else {
+                    format!("database error {code}: {}", d.message())
+                }
+            }
+        },
+        sqlx::Error::RowNotFound => return StoreError::NotFound,
+        sqlx::Error::PoolTimedOut => "timed out waiting for a database connection".to_owned(),
+        sqlx::Error::PoolClosed => "connection pool is closed".to_owned(),
+        sqlx::Error::Io(io) => format!("i/o error: {}", io.kind()),
+        sqlx::Error::Tls(_) => "TLS error talking to the database".to_owned(),
+        sqlx::Error::Protocol(_) => "database protocol error".to_owned(),
+        sqlx::Error::Configuration(c) => format!("bad database url or options: {c}"),
+        sqlx::Error::ColumnNotFound(c) => format!("column {c} not found"),
+        sqlx::Error::ColumnDecode { index, .. } => format!("cannot decode column {index}"),
+        sqlx::Error::WorkerCrashed => "database worker crashed".to_owned(),
+        sqlx::Error::BeginFailed => "could not begin a transaction".to_owned(),
+        // `sqlx::Error` is non-exhaustive; the rest are encoding and driver faults.
+        _ => "database driver error".to_owned(),
+    };
+    StoreError::Unavailable(text)
+}
+
+/// The database kind named by the url's scheme.
+fn kind_of(url: &str) -> Result<StoreKind, StoreError> {
+    let Some((scheme, _)) = url.split_once(':') else {
+        return Err(StoreError::Unavailable(
+            "database url has no scheme; expected sqlite:… or postgres://…".to_owned(),
+        ));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "sqlite" => Ok(StoreKind::Sqlite),
+        "postgres" | "postgresql" => Ok(StoreKind::Postgres),
+        _ => Err(StoreError::Unavailable(format!(
+            "unsupported database url scheme {:?}; expected sqlite:… or postgres://…",
+            // The scheme only: the rest of a url may carry a password.
+            scheme.chars().take(32).collect::<String>()
+        ))),
+    }
+}
+
+/// The file path inside a SQLite url, or `None` for in-memory databases.
+fn sqlite_path(url: &str) -> Option<&Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory =
+        path.is_empty() || path == ":memory:" || params.split('&').any(|p| p == "mode=memory");
+    if in_memory {
+        None
+    } else {
+        Some(Path::new(path))
+    }
+}
+
+/// Create the directory that will hold the SQLite file, if it is missing.
+fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot create database directory {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// Per-connection SQLite settings: wait for locks, write-ahead log, enforce foreign keys.
+///
+/// Switching a database into WAL needs an exclusive lock that `busy_timeout` does not wait for,
+/// so when another process is doing the same at the same moment the switch is retried briefly.
+fn sqlite_pragmas(conn: &mut AnyConnection) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        let busy = format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}");
+        sqlx::query(&busy).execute(&mut *conn).await?;
+        sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *conn)
+            .await?;
+        let mut attempts = 0;
+        loop {
+            let mode: String = sqlx::query("PRAGMA journal_mode")
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get(0)?;
+            if mode.eq_ignore_ascii_case("wal") || mode.eq_ignore_ascii_case("memory") {
+                return Ok(());
+            }
+            match sqlx::query("PRAGMA journal_mode = WAL")
+                .fetch_optional(&mut *conn)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(sqlx::Error::Database(_)) if attempts < 40 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn temp_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "sqlite://{}/nested/dir/authgate.db?mode=rwc",
+            dir.path().display()
+        );
+        let store = Store::connect(&url).await.unwrap();
+        (dir, store)
+    }
+
+    fn new_user<'a>(id: &'a str, norm: &'a str, created_at: i64) -> NewUser<'a> {
+        NewUser {
+            id,
+            username: norm,
+            username_norm: norm,
+            email: "someone@example.com",
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+            created_at,
+        }
+    }
+
+    fn new_token<'a>(
+        id: &'a str,
+        user_id: &'a str,
+        hash: &'a str,
+        expires_at: Option<i64>,
+    ) -> NewApiToken<'a> {
+        NewApiToken {
+            id,
+            user_id,
+            name: "ci",
+            token_hash: hash,
+            created_at: 100,
+            expires_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn migrations_are_idempotent_across_connects() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/authgate.db?mode=rwc", dir.path().display());
+        let first = Store::connect(&url).await.unwrap();
+        first
+            .create_user(&new_user("u1", "alice", 1))
+            .await
+            .unwrap();
+        let second = Store::connect(&url).await.unwrap();
+        assert_eq!(second.kind(), StoreKind::Sqlite);
+        second.ping().await.unwrap();
+        assert!(second.user_by_norm("alice").await.unwrap().is_some());
+        let versions: Vec<i64> =
+            sqlx::query("SELECT version FROM authgate_schema ORDER BY version")
+                .fetch_all(&second.pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get(0).unwrap())
+                .collect();
+        let expected: Vec<i64> = schema::MIGRATIONS.iter().map(|(v, _)| *v).collect();
+        assert_eq!(versions, expected);
+    }
+
+    #[tokio::test]
+    async fn concurrent_connects_migrate_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/authgate.db?mode=rwc", dir.path().display());
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { Store::connect(&url).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn unsupported_scheme_is_named() {
+        let err = Store::connect("mysql://root:hunter2@localhost/db")
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("unsupported database url scheme \"mysql\""),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(Store::connect("no-scheme-here").await.is_err());
+    }
+
+    #[test]
+    fn sqlite_paths_are_found_in_urls() {
+        assert_eq!(
+            sqlite_path("sqlite://data/authgate.db?mode=rwc"),
+            Some(Path::new("data/authgate.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/a.db"),
+            Some(Path::new("/var/lib/a.db"))
+        );
+        assert_eq!(sqlite_path("sqlite:a.db"), Some(Path::new("a.db")));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("sqlite://x.db?mode=memory"), None);
+        assert_eq!(sqlite_path("postgres://h/db"), None);
+    }
+
+    #[tokio::test]
+    async fn in_memory_sqlite_works() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store
+            .create_user(&new_user("u1", "alice", 1))
+            .await
+            .unwrap();
+        assert!(store.user_by_id("u1").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn created_user_can_be_looked_up() {
+        let (_dir, store) = temp_store().await;
+        let created = store
+            .create_user(&new_user("u1", "alice", 10))
+            .await
+            .unwrap();
+        let by_norm = store.user_by_norm("alice").await.unwrap().unwrap();
+        let by_id = store.user_by_id("u1").await.unwrap().unwrap();
+        for u in [&created, &by_norm, &by_id] {
+            assert_eq!(u.id, "u1");
+            assert_eq!(u.username_norm, "alice");
+            assert_eq!(u.email, "someone@example.com");
+            assert_eq!(
+                u.password_hash,
+                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
+            );
+            assert_eq!(u.created_at, 10);
+            assert!(!u.disabled);
+            assert_eq!(u.token_epoch, 0);
+        }
+        assert!(store.user_by_norm("bob").await.unwrap().is_none());
+        assert!(store.user_by_id("u2").await.unwrap().is_none());
+
+        store
+            .create_user(&new_user("u3", "carol", 5))
+            .await
+            .unwrap();
+        store.create_user(&new_user("u2", "bob", 10)).await.unwrap();
+        let order: Vec<String> = store
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| u.username_norm)
+            .collect();
+        assert_eq!(order, ["carol", "alice", "bob"]);
+
+        store
+            .set_password_hash("u1", "$argon2id$new")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.user_by_id("u1").await.unwrap().unwrap().password_hash,
+            "$argon2id$new"
+        );
+        assert!(matches!(
+            store.set_password_hash("nobody", "x").await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn user_debug_masks_the_password_hash() {
+        let (_dir, store) = temp_store().await;
+        let user = store
+            .create_user(&new_user("u1", "alice", 10))
+            .await
+            .unwrap();
+        let text = format!("{user:?}");
+        assert!(
+            text.contains("password_hash: \"***\"") && !text.contains("argon2"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn duplicate_username_norm_is_conflict() {
+        let (_dir, store) = temp_store().await;
+        store
+            .create_user(&new_user("u1", "alice", 1))
+            .await
+            .unwrap();
+        let again = store.create_user(&new_user("u2", "alice", 2)).await;
+        assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+        let same_id = store.create_user(&new_user("u1", "bob", 2)).await;
+        assert!(matches!(same_id, Err(StoreError::Conflict)), "{same_id:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_signups_with_one_name_give_one_user() {
+        let (_dir, store) = temp_store().await;
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let id = format!("u{i}");
+                    store.create_user(&new_user(&id, "alice", i)).await
+                })
+            })
+            .collect();
+        let (mut ok, mut conflict) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(StoreError::Conflict) => conflict += 1,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+        assert_eq!((ok, conflict), (1, 49));
+        assert_eq!(store.list_users().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn epoch_bumps_and_disabling_show_in_gates() {
+        let (_dir, store) = temp_store().await;
+        store
+            .create_user(&new_user("u1", "alice", 1))
+            .await
+            .unwrap();
+        store.create_user(&new_user("u2", "bob", 2)).await.unwrap();
+        store
+            .create_user(&new_user("u3", "carol", 3))
+            .await
+            .unwrap();
+        assert!(store.user_gates().await.unwrap().is_empty());
+
+        assert_eq!(store.bump_token_epoch("u1").await.unwrap(), 1);
+        assert_eq!(store.bump_token_epoch("u1").await.unwrap(), 2);
+        assert!(matches!(
+            store.bump_token_epoch("nobody").await,
+            Err(StoreError::NotFound)
+        ));
+        store.set_disabled("u2", true).await.unwrap();
+        assert!(matches!(
+            store.set_disabled("nobody", true).await,
+            Err(StoreError::NotFound)
+        ));
+
+        assert!(store.user_by_id("u2").await.unwrap().unwrap().disabled);
+        assert_eq!(
+            store.user_by_id("u1").await.unwrap().unwrap().token_epoch,
+            2
+        );
+        assert_eq!(
+            store.user_gates().await.unwrap(),
+            [("u1".to_owned(), false, 2), ("u2".to_owned(), true, 0)]
+        );
+
+        store.set_disabled("u2", false).await.unwrap();
+        assert!(!store.user_by_id("u2").await.unwrap().unwrap().disabled);
+        assert_eq!(
+            store.user_gates().await.unwrap(),
+            [("u1".to_owned(), false, 2)]
+        );
+    }
+
+    #[tokio::test]
+    async fn api_tokens_are_created_listed_touched_and_deleted() {
+        let (_dir, store) = temp_store().await;
+        store
+            .create_user(&new_user("u1", "alice", 1))
+            .await
+            .unwrap();
+        store.create_user(&new_user("u2", "bob", 2)).await.unwrap();
+
+        let created = store
+            .create_api_token(&new_token("t1", "u1", "h1", Some(500)))
+            .await
+            .unwrap();
+        assert_eq!(created.last_used_at, None);
+        store
+            .create_api_token(&new_token("t2", "u1", "h2", None))
+            .await
+            .unwrap();
+        store
+            .create_api_token(&new_token("t3", "u2", "h3", None))
+            .await
+            .unwrap();
+        let dup = store
+            .create_api_token(&new_token("t4", "u2", "h1", None))
+            .await;
+        assert!(matches!(dup, Err(StoreError::Conflict)), "{dup:?}");
+        let orphan = store
+            .create_api_token(&new_token("t5", "nobody", "h5", None))
+            .await;
+        assert!(matches!(orphan, Err(StoreError::NotFound)), "{orphan:?}");
+
+        let found = store.api_token_by_hash("h1").await.unwrap().unwrap();
+        assert_eq!(
+            (
+                found.id.as_str(),
+                found.user_id.as_str(),
+                found.name.as_str()
+            ),
+            ("t1", "u1", "ci")
+        );
+        assert_eq!(
+            (found.created_at, found.expires_at, found.last_used_at),
+            (100, Some(500), None)
+        );
+        assert!(store.api_token_by_hash("nope").await.unwrap().is_none());
+
+        store.touch_api_token("t1", 123).await.unwrap();
+        assert_eq!(
+            store
+                .api_token_by_hash("h1")
+                .await
+                .unwrap()
+                .unwrap()
+                .last_used_at,
+            Some(123)
+        );
+        store.touch_api_token("gone", 123).await.unwrap();
+
+        let ids: Vec<String> = store
+            .list_api_tokens("u1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, ["t1", "t2"]);
+        assert!(store.list_api_tokens("nobody").await.unwrap().is_empty());
+
+        assert_eq!(
+            store.delete_api_token("u2", "t1").await.unwrap(),
+            None,
+            "another user's token"
+        );
+        assert!(store.api_token_by_hash("h1").await.unwrap().is_some());
+        assert_eq!(
+            store.delete_api_token("u1", "t1").await.unwrap().as_deref(),
+            Some("h1")
+        );
+        assert_eq!(store.delete_api_token("u1", "t1").await.unwrap(), None);
+        assert!(store.api_token_by_hash("h1").await.unwrap().is_none());
+
+        assert_eq!(
+            store.delete_api_token_any_user("t3").await.unwrap(),
+            Some(("u2".to_owned(), "h3".to_owned()))
+        );
+        assert_eq!(store.delete_api_token_any_user("t3").await.unwrap(), None);
+        let ids: Vec<String> = store
+            .list_api_tokens("u1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(ids, ["t2"]);
+    }
+
+    #[tokio::test]
+    async fn revocations_are_idempotent_and_purged_after_expiry() {
+        let (_dir, store) = temp_store().await;
+        store
+            .create_user(&new_user("u1", "alice", 1))
+            .await
+            .unwrap();
+        store.revoke_jti("j1", "u1", 100).await.unwrap();
+        store.revoke_jti("j1", "u1", 100).await.unwrap();
+        store.revoke_jti("j2", "u1", 200).await.unwrap();
+        store
+            .create_api_token(&new_token("t1", "u1", "h1", Some(150)))
+            .await
+            .unwrap();
+        store
+            .create_api_token(&new_token("t2", "u1", "h2", None))
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store.revoked_jtis(50).await.unwrap(),
+            [("j1".to_owned(), 100), ("j2".to_owned(), 200)]
+        );
+        assert_eq!(
+            store.revoked_jtis(100).await.unwrap(),
+            [("j2".to_owned(), 200)]
+        );
+
+        assert_eq!(store.purge_expired(160).await.unwrap(), 2, "j1 and t1");
+        assert_eq!(
+            store.revoked_jtis(0).await.unwrap(),
+            [("j2".to_owned(), 200)]
+        );
+        assert!(store.api_token_by_hash("h1").await.unwrap().is_none());
+        assert!(
+            store.api_token_by_hash("h2").await.unwrap().is_some(),
+            "no expiry, kept"
+        );
+        assert_eq!(store.purge_expired(160).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn unreachable_database_is_unavailable_quickly() {
+        let started = std::time::Instant::now();
+        let err = Store::connect("postgres://authgate:s3cret@127.0.0.1:1/authgate")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}

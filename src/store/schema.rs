@@ -1,0 +1,142 @@
+//! The store's schema: embedded, numbered migrations and the tiny runner that applies them.
+//!
+//! The rule this module keeps: every migration runs at most once per database, in its own
+//! transaction, even when several gateways start at once against the same database. On PostgreSQL
+//! the runners serialise on a transaction-scoped advisory lock; on SQLite on `BEGIN IMMEDIATE`
+//! (the write lock, waited for through `busy_timeout`). Should the version row still collide, the
+//! runner rolls back and re-checks that the other process recorded that version. The SQL is
+//! portable: TEXT ids, BIGINT unix seconds, BIGINT 0/1 booleans, `CREATE ... IF NOT EXISTS`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
+
+use super::{StoreError, StoreKind, db_err};
+
+/// Migrations in the order they apply; a version, once released, never changes.
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE IF NOT EXISTS users (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        username_norm TEXT NOT NULL UNIQUE,
+        email TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        disabled BIGINT NOT NULL DEFAULT 0,
+        token_epoch BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE IF NOT EXISTS api_tokens (
+        id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NULL,
+        last_used_at BIGINT NULL
+    );
+    CREATE INDEX IF NOT EXISTS api_tokens_user_id_idx ON api_tokens (user_id);
+    CREATE TABLE IF NOT EXISTS revoked_tokens (
+        jti TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS revoked_tokens_expires_at_idx ON revoked_tokens (expires_at);",
+)];
+
+const CREATE_SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS authgate_schema (
+    version BIGINT PRIMARY KEY,
+    applied_at BIGINT NOT NULL
+)";
+
+/// Key of the PostgreSQL advisory lock the migration runners share ("authgate" in ASCII).
+const PG_MIGRATION_LOCK: i64 = 0x6175_7468_6761_7465;
+
+/// Apply every migration the database has not recorded yet.
+pub(crate) async fn migrate(pool: &AnyPool, kind: StoreKind) -> Result<(), StoreError> {
+    for &(version, sql) in MIGRATIONS {
+        let mut tx = begin_locked(pool, kind).await?;
+        (&mut *tx)
+            .execute(CREATE_SCHEMA_TABLE)
+            .await
+            .map_err(db_err)?;
+        if is_applied(&mut tx, version).await? {
+            tx.commit().await.map_err(db_err)?;
+            continue;
+        }
+        (&mut *tx).execute(sql).await.map_err(db_err)?;
+        let recorded =
+            sqlx::query("INSERT INTO authgate_schema (version, applied_at) VALUES ($1, $2)")
+                .bind(version)
+                .bind(unix_now())
+                .execute(&mut *tx)
+                .await;
+        match recorded {
+            Ok(_) => {
+                tx.commit().await.map_err(db_err)?;
+                tracing::info!(version, "applied store migration");
+            }
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                // Another process recorded this version first: ours is void, theirs must be there.
+                tx.rollback().await.map_err(db_err)?;
+                let mut conn = pool.acquire().await.map_err(db_err)?;
+                if !is_applied(&mut conn, version).await? {
+                    return Err(StoreError::Unavailable(format!(
+                        "migration {version}: version row collided but is not recorded"
+                    )));
+                }
+            }
+            Err(e) => return Err(db_err(e)),
+        }
+    }
+    Ok(())
+}
+
+/// A transaction that holds the migration lock until it ends.
+async fn begin_locked(
+    pool: &AnyPool,
+    kind: StoreKind,
+) -> Result<Transaction<'static, Any>, StoreError> {
+    match kind {
+        StoreKind::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err),
+        StoreKind::Postgres => {
+            let mut tx = pool.begin().await.map_err(db_err)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(PG_MIGRATION_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            Ok(tx)
+        }
+    }
+}
+
+async fn is_applied(conn: &mut AnyConnection, version: i64) -> Result<bool, StoreError> {
+    let row = sqlx::query("SELECT version FROM authgate_schema WHERE version = $1")
+        .bind(version)
+        .fetch_optional(conn)
+        .await
+        .map_err(db_err)?;
+    match row {
+        Some(row) => Ok(row.try_get::<i64, _>(0).map_err(db_err)? == version),
+        None => Ok(false),
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_strictly_increasing() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(MIGRATIONS.iter().all(|(v, _)| *v > 0));
+    }
+}
