@@ -105,9 +105,11 @@ impl<'de> Deserialize<'de> for Dur {
         }
         match Raw::deserialize(d)? {
             Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
-            Raw::Text(t) => humantime::parse_duration(t.trim())
-                .map(Dur)
-                .map_err(|e| serde::de::Error::custom(format!("`{t}` is not a duration ({e}); write e.g. 30, \"30s\" or \"500ms\""))),
+            Raw::Text(t) => humantime::parse_duration(t.trim()).map(Dur).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{t}` is not a duration ({e}); write e.g. 30, \"30s\" or \"500ms\""
+                ))
+            }),
         }
     }
 }
@@ -135,7 +137,65 @@ pub struct RawConfig {
     pub upstream: RawUpstream,
     pub jwt: RawJwt,
     pub auth: RawAuth,
+    pub store: RawStore,
+    pub login: RawLogin,
+    pub password: RawPassword,
     pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    pub url: Secret,
+    pub sync_interval: Dur,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            url: Secret::new("sqlite://data/authgate.db?mode=rwc"),
+            sync_interval: secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogin {
+    pub max_failures_per_account: u32,
+    pub max_failures_per_ip: u32,
+    pub window: Dur,
+}
+
+impl Default for RawLogin {
+    fn default() -> Self {
+        RawLogin {
+            max_failures_per_account: 5,
+            max_failures_per_ip: 50,
+            window: secs(15 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPassword {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// How many hashes may run at once (0: one per core).
+    pub hash_concurrency: usize,
+}
+
+impl Default for RawPassword {
+    fn default() -> Self {
+        RawPassword {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+            hash_concurrency: 0,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -215,6 +275,10 @@ impl Default for RawUpstream {
 #[serde(deny_unknown_fields, default)]
 pub struct RawJwt {
     pub secret: Option<Secret>,
+    /// PEM private key (PKCS#8) for an asymmetric `jwt.algorithm`.
+    pub private_key: Option<PathBuf>,
+    /// PEM public key, to verify only (no signing) with an asymmetric `jwt.algorithm`.
+    pub public_key: Option<PathBuf>,
     pub algorithm: String,
     pub expiration: u64,
     pub issuer: Option<String>,
@@ -222,12 +286,31 @@ pub struct RawJwt {
     pub leeway: Dur,
     pub generate_secret_if_missing: bool,
     pub secret_file: PathBuf,
+    /// More keys, selected by `kid`, for rotation. At most one has `signing = true`.
+    pub keys: Vec<RawJwtKey>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtKey {
+    pub kid: String,
+    pub algorithm: String,
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub private_key: Option<PathBuf>,
+    #[serde(default)]
+    pub public_key: Option<PathBuf>,
+    #[serde(default)]
+    pub signing: bool,
 }
 
 impl Default for RawJwt {
     fn default() -> Self {
         RawJwt {
             secret: None,
+            private_key: None,
+            public_key: None,
             algorithm: "HS256".into(),
             expiration: 3600,
             issuer: None,
@@ -235,6 +318,7 @@ impl Default for RawJwt {
             leeway: secs(30),
             generate_secret_if_missing: false,
             secret_file: PathBuf::from("data/jwt_secret"),
+            keys: Vec::new(),
         }
     }
 }
@@ -273,7 +357,23 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub jwt: JwtConfig,
     pub public_paths: PublicPaths,
+    pub store: StoreConfig,
+    pub login: crate::auth::limiter::LimiterConfig,
+    pub password: PasswordConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// May carry a database password: a `Secret`.
+    pub url: Secret,
+    pub sync_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordConfig {
+    pub params: crate::auth::password::PasswordParams,
+    pub hash_concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -304,19 +404,32 @@ pub struct UpstreamConfig {
     pub ca_cert: Option<PathBuf>,
 }
 
-/// Where the HMAC secret comes from.
+/// Where a key's material comes from.
 #[derive(Debug, Clone)]
 pub enum SecretSource {
-    /// Set in the config or the environment.
+    /// An HMAC secret set in the config or the environment.
     Given(Secret),
     /// Development only: read from this file, or generate it there (mode 0600) on first run.
     GenerateInto(PathBuf),
+    /// An asymmetric private key (PEM, PKCS#8): signs, verifies, and is published in the JWKS.
+    PrivatePem(PathBuf),
+    /// An asymmetric public key (PEM): verifies only.
+    PublicPem(PathBuf),
+}
+
+/// One verification key; `kid` is `None` for the primary key from `jwt.secret` / `jwt.private_key`.
+#[derive(Debug, Clone)]
+pub struct KeySpec {
+    pub kid: Option<String>,
+    pub algorithm: JwtAlgorithm,
+    pub source: SecretSource,
+    pub signing: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
-    pub algorithm: JwtAlgorithm,
-    pub secret: SecretSource,
+    /// Every key tokens are accepted from; exactly one has `signing`.
+    pub keys: Vec<KeySpec>,
     pub expiration: Duration,
     pub issuer: Option<String>,
     pub audience: Option<String>,
@@ -398,7 +511,11 @@ pub fn raw_from_figment(figment: Figment) -> Result<RawConfig, ConfigError> {
                 figment::error::Kind::MissingField(..) => "add it",
                 _ => "give it a value of the type the README's configuration reference shows",
             };
-            let key_part = if key.is_empty() { String::new() } else { format!("`{key}`: ") };
+            let key_part = if key.is_empty() {
+                String::new()
+            } else {
+                format!("`{key}`: ")
+            };
             lines.push(format!("{key_part}{}{source}. Fix: {fix}", err.kind));
         }
         ConfigError::Parse(lines.join("; "))
@@ -429,10 +546,18 @@ impl RawConfig {
             (None, true) => None,
             (Some(t), false) => {
                 let cert = t.cert.clone().ok_or_else(|| {
-                    ConfigError::invalid("tls.cert", "is missing", "set it to the PEM certificate chain path")
+                    ConfigError::invalid(
+                        "tls.cert",
+                        "is missing",
+                        "set it to the PEM certificate chain path",
+                    )
                 })?;
                 let key = t.key.clone().ok_or_else(|| {
-                    ConfigError::invalid("tls.key", "is missing", "set it to the PEM private key path")
+                    ConfigError::invalid(
+                        "tls.key",
+                        "is missing",
+                        "set it to the PEM private key path",
+                    )
                 })?;
                 Some(TlsConfig {
                     cert,
@@ -447,10 +572,17 @@ impl RawConfig {
             ("server.tls_handshake_timeout", s.tls_handshake_timeout),
             ("server.header_read_timeout", s.header_read_timeout),
             ("upstream.connect_timeout", self.upstream.connect_timeout),
-            ("upstream.response_header_timeout", self.upstream.response_header_timeout),
+            (
+                "upstream.response_header_timeout",
+                self.upstream.response_header_timeout,
+            ),
         ] {
             if d.0.is_zero() {
-                return Err(ConfigError::invalid(key, "is zero", "give a positive duration such as \"10s\""));
+                return Err(ConfigError::invalid(
+                    key,
+                    "is zero",
+                    "give a positive duration such as \"10s\"",
+                ));
             }
         }
         if s.max_header_bytes < 1024 {
@@ -477,6 +609,9 @@ impl RawConfig {
                 "use exact paths like \"/api/health\" or prefixes like \"/docs/*\"",
             )
         })?;
+        let store = validate_store(&self.store)?;
+        let login = validate_login(&self.login)?;
+        let password = validate_password(&self.password)?;
         let format = match self.log.format.as_str() {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -510,12 +645,107 @@ impl RawConfig {
             upstream,
             jwt,
             public_paths,
+            store,
+            login,
+            password,
             log: LogConfig {
                 format,
                 level: self.log.level,
             },
         })
     }
+}
+
+fn validate_store(raw: &RawStore) -> Result<StoreConfig, ConfigError> {
+    let url = raw.url.expose();
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        return Err(ConfigError::invalid(
+            "store.url",
+            "is neither a sqlite: nor a postgres:// URL",
+            "use e.g. \"sqlite://data/authgate.db?mode=rwc\" or \"postgres://user:pass@host/db\"",
+        ));
+    }
+    if raw.sync_interval.0 < Duration::from_millis(100) {
+        return Err(ConfigError::invalid(
+            "store.sync_interval",
+            "is below 100ms",
+            "use a few seconds (the default is 5s)",
+        ));
+    }
+    Ok(StoreConfig {
+        url: raw.url.clone(),
+        sync_interval: raw.sync_interval.0,
+    })
+}
+
+fn validate_login(raw: &RawLogin) -> Result<crate::auth::limiter::LimiterConfig, ConfigError> {
+    for (key, v) in [
+        (
+            "login.max_failures_per_account",
+            raw.max_failures_per_account,
+        ),
+        ("login.max_failures_per_ip", raw.max_failures_per_ip),
+    ] {
+        if v == 0 {
+            return Err(ConfigError::invalid(
+                key,
+                "is 0",
+                "use a positive number of failed attempts",
+            ));
+        }
+    }
+    if raw.window.0.is_zero() {
+        return Err(ConfigError::invalid(
+            "login.window",
+            "is zero",
+            "use a duration such as \"15m\"",
+        ));
+    }
+    Ok(crate::auth::limiter::LimiterConfig {
+        max_failures_per_account: raw.max_failures_per_account,
+        max_failures_per_ip: raw.max_failures_per_ip,
+        window: raw.window.0,
+        max_entries: 100_000,
+    })
+}
+
+fn validate_password(raw: &RawPassword) -> Result<PasswordConfig, ConfigError> {
+    // OWASP's argon2id floor: m = 19 MiB, t = 2, p = 1.
+    if raw.memory_kib < 19 * 1024 || raw.iterations < 2 || raw.parallelism < 1 {
+        return Err(ConfigError::invalid(
+            "password",
+            format!(
+                "(m={} KiB, t={}, p={}) is below OWASP's argon2id minimum",
+                raw.memory_kib, raw.iterations, raw.parallelism
+            ),
+            "use memory_kib >= 19456, iterations >= 2, parallelism >= 1",
+        ));
+    }
+    if raw.memory_kib > 4 * 1024 * 1024 || raw.iterations > 100 || raw.parallelism > 64 {
+        return Err(ConfigError::invalid(
+            "password",
+            "asks for more than 4 GiB, 100 iterations or 64 lanes",
+            "use values near the defaults (memory_kib = 19456, iterations = 2, parallelism = 1)",
+        ));
+    }
+    let cores = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1);
+    Ok(PasswordConfig {
+        params: crate::auth::password::PasswordParams {
+            memory_kib: raw.memory_kib,
+            iterations: raw.iterations,
+            parallelism: raw.parallelism,
+        },
+        hash_concurrency: if raw.hash_concurrency == 0 {
+            cores
+        } else {
+            raw.hash_concurrency
+        },
+    })
 }
 
 fn parse_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -530,7 +760,8 @@ fn parse_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError>
 
 fn validate_upstream(raw: &RawUpstream) -> Result<UpstreamConfig, ConfigError> {
     const KEY: &str = "upstream.url";
-    const FIX: &str = "write it as http://HOST:PORT or https://HOST:PORT, with no path, query or user info";
+    const FIX: &str =
+        "write it as http://HOST:PORT or https://HOST:PORT, with no path, query or user info";
     let uri: http::Uri = raw
         .url
         .parse()
@@ -538,7 +769,13 @@ fn validate_upstream(raw: &RawUpstream) -> Result<UpstreamConfig, ConfigError> {
     let scheme = match uri.scheme_str() {
         Some("http") => Scheme::HTTP,
         Some("https") => Scheme::HTTPS,
-        _ => return Err(ConfigError::invalid(KEY, "must start with http:// or https://", FIX)),
+        _ => {
+            return Err(ConfigError::invalid(
+                KEY,
+                "must start with http:// or https://",
+                FIX,
+            ));
+        }
     };
     let authority = uri
         .authority()
@@ -561,14 +798,125 @@ fn validate_upstream(raw: &RawUpstream) -> Result<UpstreamConfig, ConfigError> {
     })
 }
 
-fn validate_jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
-    let algorithm: JwtAlgorithm = raw.algorithm.parse().map_err(|_| {
+const SECRET_FIX: &str = "set JWT_SECRET_KEY (or jwt.secret) to at least 32 random bytes, e.g. `openssl rand -base64 48`";
+
+fn check_hs_secret(key: &'static str, secret: &Secret) -> Result<(), ConfigError> {
+    if secret.expose().len() < MIN_HS_SECRET_BYTES {
+        return Err(ConfigError::invalid(
+            key,
+            format!("is shorter than {MIN_HS_SECRET_BYTES} bytes"),
+            SECRET_FIX,
+        ));
+    }
+    Ok(())
+}
+
+fn parse_algorithm(key: &'static str, value: &str) -> Result<JwtAlgorithm, ConfigError> {
+    value.parse().map_err(|_| {
         ConfigError::invalid(
-            "jwt.algorithm",
-            format!("`{}` is not supported", raw.algorithm),
-            "use HS256, HS384 or HS512 (JWT_ALGORITHM sets it too)",
+            key,
+            format!("`{value}` is not supported"),
+            "use HS256, HS384, HS512, RS256, ES256 or EdDSA (JWT_ALGORITHM sets jwt.algorithm)",
         )
-    })?;
+    })
+}
+
+/// The primary key, from `jwt.secret` / `jwt.private_key` / `jwt.public_key`, if any.
+fn primary_key(raw: &RawJwt, algorithm: JwtAlgorithm) -> Result<Option<SecretSource>, ConfigError> {
+    if algorithm.is_hmac() {
+        if raw.private_key.is_some() || raw.public_key.is_some() {
+            return Err(ConfigError::invalid(
+                "jwt.private_key",
+                format!("is set but jwt.algorithm is {algorithm}"),
+                "use jwt.secret for HS algorithms, or set jwt.algorithm to RS256, ES256 or EdDSA",
+            ));
+        }
+        return Ok(match &raw.secret {
+            Some(secret) => {
+                check_hs_secret("jwt.secret", secret)?;
+                Some(SecretSource::Given(secret.clone()))
+            }
+            None if raw.generate_secret_if_missing => {
+                Some(SecretSource::GenerateInto(raw.secret_file.clone()))
+            }
+            None => None,
+        });
+    }
+    if raw.secret.is_some() {
+        return Err(ConfigError::invalid(
+            "jwt.secret",
+            format!("is set but jwt.algorithm is {algorithm}, which uses a key pair"),
+            "set jwt.private_key (PEM) instead, or use an HS algorithm",
+        ));
+    }
+    Ok(match (&raw.private_key, &raw.public_key) {
+        (Some(p), _) => Some(SecretSource::PrivatePem(p.clone())),
+        (None, Some(p)) => Some(SecretSource::PublicPem(p.clone())),
+        (None, None) => None,
+    })
+}
+
+fn validate_key(k: &RawJwtKey) -> Result<KeySpec, ConfigError> {
+    const KEY: &str = "jwt.keys";
+    let plain = !k.kid.is_empty()
+        && k.kid.len() <= 64
+        && k.kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !plain {
+        return Err(ConfigError::invalid(
+            KEY,
+            format!(
+                "has a kid `{}` that is not 1 to 64 of A-Z a-z 0-9 . _ -",
+                k.kid
+            ),
+            "give each key a short plain kid, e.g. \"2026-11\"",
+        ));
+    }
+    let algorithm = parse_algorithm("jwt.keys.algorithm", &k.algorithm)?;
+    let source = if algorithm.is_hmac() {
+        match (&k.secret, &k.private_key, &k.public_key) {
+            (Some(secret), None, None) => {
+                check_hs_secret("jwt.keys.secret", secret)?;
+                SecretSource::Given(secret.clone())
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    KEY,
+                    format!(
+                        "key `{}` ({algorithm}) needs `secret` and no key files",
+                        k.kid
+                    ),
+                    "give HS keys a secret of at least 32 bytes",
+                ));
+            }
+        }
+    } else {
+        match (&k.secret, &k.private_key, &k.public_key) {
+            (None, Some(p), _) => SecretSource::PrivatePem(p.clone()),
+            (None, None, Some(p)) if !k.signing => SecretSource::PublicPem(p.clone()),
+            _ => {
+                return Err(ConfigError::invalid(
+                    KEY,
+                    format!(
+                        "key `{}` ({algorithm}) needs `private_key` (or `public_key` to verify only)",
+                        k.kid
+                    ),
+                    "point private_key at the PEM written by `authgate keys generate`",
+                ));
+            }
+        }
+    };
+    Ok(KeySpec {
+        kid: Some(k.kid.clone()),
+        algorithm,
+        source,
+        signing: k.signing,
+    })
+}
+
+fn validate_jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
+    let algorithm = parse_algorithm("jwt.algorithm", &raw.algorithm)?;
     if raw.expiration == 0 || raw.expiration > 30 * 24 * 3600 {
         return Err(ConfigError::invalid(
             "jwt.expiration",
@@ -576,34 +924,69 @@ fn validate_jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
             "use 1 to 2592000 seconds (JWT_EXPIRATION sets it too; the default is 3600)",
         ));
     }
-    let secret = match raw.secret {
-        Some(secret) => {
-            if secret.expose().len() < MIN_HS_SECRET_BYTES {
-                return Err(ConfigError::invalid(
-                    "jwt.secret",
-                    format!("is shorter than {MIN_HS_SECRET_BYTES} bytes"),
-                    "set JWT_SECRET_KEY (or jwt.secret) to at least 32 random bytes, e.g. `openssl rand -base64 48`",
-                ));
-            }
-            SecretSource::Given(secret)
-        }
-        None if raw.generate_secret_if_missing => SecretSource::GenerateInto(raw.secret_file),
-        None => {
+    let mut keys = Vec::with_capacity(raw.keys.len() + 1);
+    for k in &raw.keys {
+        let spec = validate_key(k)?;
+        if keys.iter().any(|o: &KeySpec| o.kid == spec.kid) {
             return Err(ConfigError::invalid(
-                "jwt.secret",
-                "is not set",
-                "set JWT_SECRET_KEY (or jwt.secret) to at least 32 random bytes, e.g. `openssl rand -base64 48`",
+                "jwt.keys",
+                format!("has kid `{}` twice", k.kid),
+                "give every key its own kid",
             ));
         }
-    };
+        keys.push(spec);
+    }
+    let explicit_signers = keys.iter().filter(|k| k.signing).count();
+    if explicit_signers > 1 {
+        return Err(ConfigError::invalid(
+            "jwt.keys",
+            "has more than one key with signing = true",
+            "mark exactly one key as the signing key",
+        ));
+    }
+    match primary_key(&raw, algorithm)? {
+        Some(source) => {
+            let signing = explicit_signers == 0;
+            if signing && matches!(source, SecretSource::PublicPem(_)) {
+                return Err(ConfigError::invalid(
+                    "jwt.private_key",
+                    "is not set, and no [[jwt.keys]] entry has signing = true",
+                    "set jwt.private_key, or mark a [[jwt.keys]] entry with signing = true",
+                ));
+            }
+            keys.insert(
+                0,
+                KeySpec {
+                    kid: None,
+                    algorithm,
+                    source,
+                    signing,
+                },
+            );
+        }
+        None if explicit_signers == 1 => {}
+        None if algorithm.is_hmac() => {
+            return Err(ConfigError::invalid("jwt.secret", "is not set", SECRET_FIX));
+        }
+        None => {
+            return Err(ConfigError::invalid(
+                "jwt.private_key",
+                format!("is not set, and jwt.algorithm is {algorithm}"),
+                "write a key pair with `authgate keys generate --algorithm ES256` and set jwt.private_key",
+            ));
+        }
+    }
     for (key, value) in [("jwt.issuer", &raw.issuer), ("jwt.audience", &raw.audience)] {
         if value.as_deref().is_some_and(str::is_empty) {
-            return Err(ConfigError::invalid(key, "is empty", "remove it, or give a non-empty value"));
+            return Err(ConfigError::invalid(
+                key,
+                "is empty",
+                "remove it, or give a non-empty value",
+            ));
         }
     }
     Ok(JwtConfig {
-        algorithm,
-        secret,
+        keys,
         expiration: Duration::from_secs(raw.expiration),
         issuer: raw.issuer,
         audience: raw.audience,
@@ -629,19 +1012,28 @@ mod tests {
         assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
         assert_eq!(c.upstream.authority.as_str(), "127.0.0.1:8000");
         assert_eq!(c.jwt.expiration, Duration::from_secs(3600));
-        assert_eq!(c.jwt.algorithm, JwtAlgorithm::HS256);
+        assert_eq!(c.jwt.keys.len(), 1);
+        assert_eq!(c.jwt.keys[0].algorithm, JwtAlgorithm::HS256);
+        assert!(c.jwt.keys[0].signing);
     }
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::from_toml_str(&base("[admin]\nlisten_port = 1")).unwrap_err().to_string();
+        let err = Config::from_toml_str(&base("[admin]\nlisten_port = 1"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listen_port"), "{err}");
     }
 
     #[test]
     fn unknown_nested_key_is_named_with_its_section() {
-        let err = Config::from_toml_str("[server]\nplaintext = true\nbogus = 1\n").unwrap_err().to_string();
-        assert!(err.contains("server.bogus") || err.contains("bogus"), "{err}");
+        let err = Config::from_toml_str("[server]\nplaintext = true\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.bogus") || err.contains("bogus"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -649,24 +1041,40 @@ mod tests {
         let err = Config::from_toml_str(&format!("[jwt]\nsecret = \"{SECRET}\"\n"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("`tls`") && err.contains("server.plaintext = true"), "{err}");
+        assert!(
+            err.contains("`tls`") && err.contains("server.plaintext = true"),
+            "{err}"
+        );
     }
 
     #[test]
     fn short_secret_is_refused_and_not_printed() {
-        let err = Config::from_toml_str("[server]\nplaintext = true\n[jwt]\nsecret = \"tooshort-secret\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml_str(
+            "[server]\nplaintext = true\n[jwt]\nsecret = \"tooshort-secret\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("jwt.secret") && err.contains("32"), "{err}");
         assert!(!err.contains("tooshort-secret"), "{err}");
     }
 
     #[test]
     fn missing_secret_is_refused_unless_generation_is_on() {
-        let err = Config::from_toml_str("[server]\nplaintext = true\n").unwrap_err().to_string();
-        assert!(err.contains("jwt.secret") && err.contains("JWT_SECRET_KEY"), "{err}");
-        let c = Config::from_toml_str("[server]\nplaintext = true\n[jwt]\ngenerate_secret_if_missing = true\n").unwrap();
-        assert!(matches!(c.jwt.secret, SecretSource::GenerateInto(_)));
+        let err = Config::from_toml_str("[server]\nplaintext = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("jwt.secret") && err.contains("JWT_SECRET_KEY"),
+            "{err}"
+        );
+        let c = Config::from_toml_str(
+            "[server]\nplaintext = true\n[jwt]\ngenerate_secret_if_missing = true\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            c.jwt.keys[0].source,
+            SecretSource::GenerateInto(_)
+        ));
     }
 
     #[test]
@@ -682,7 +1090,9 @@ mod tests {
             ("[server]\nshutdown_grace = \"soon\"", "shutdown_grace"),
         ] {
             let base = format!("[jwt]\nsecret = \"{SECRET}\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n");
-            let figment = Figment::new().merge(Toml::string(&base)).merge(Toml::string(snippet));
+            let figment = Figment::new()
+                .merge(Toml::string(&base))
+                .merge(Toml::string(snippet));
             let err = match Config::from_figment(figment) {
                 Err(e) => e.to_string(),
                 Ok(_) => panic!("{snippet} was accepted"),
@@ -692,8 +1102,49 @@ mod tests {
     }
 
     #[test]
+    fn rotation_keys_are_validated() {
+        let ok = base(
+            "[[jwt.keys]]\nkid = \"k2\"\nalgorithm = \"HS256\"\nsecret = \"abcdefghijklmnopqrstuvwxyz0123456789\"\nsigning = true\n",
+        );
+        let c = Config::from_toml_str(&ok).unwrap();
+        assert_eq!(c.jwt.keys.len(), 2);
+        assert!(!c.jwt.keys[0].signing && c.jwt.keys[1].signing);
+        for (extra, needle) in [
+            (
+                "[[jwt.keys]]\nkid = \"../x\"\nalgorithm = \"HS256\"\nsecret = \"abcdefghijklmnopqrstuvwxyz0123456789\"\n",
+                "kid",
+            ),
+            (
+                "[[jwt.keys]]\nkid = \"a\"\nalgorithm = \"HS256\"\nsecret = \"short\"\n",
+                "jwt.keys.secret",
+            ),
+            (
+                "[[jwt.keys]]\nkid = \"a\"\nalgorithm = \"ES256\"\nsecret = \"abcdefghijklmnopqrstuvwxyz0123456789\"\n",
+                "private_key",
+            ),
+            (
+                "[[jwt.keys]]\nkid = \"a\"\nalgorithm = \"HS256\"\nsecret = \"abcdefghijklmnopqrstuvwxyz0123456789\"\nsigning = true\n[[jwt.keys]]\nkid = \"b\"\nalgorithm = \"HS256\"\nsecret = \"abcdefghijklmnopqrstuvwxyz0123456789\"\nsigning = true\n",
+                "signing",
+            ),
+            (
+                "[[jwt.keys]]\nkid = \"a\"\nalgorithm = \"HS256\"\nsecret = \"abcdefghijklmnopqrstuvwxyz0123456789\"\n[[jwt.keys]]\nkid = \"a\"\nalgorithm = \"HS256\"\nsecret = \"abcdefghijklmnopqrstuvwxyz0123456789\"\n",
+                "twice",
+            ),
+        ] {
+            let err = Config::from_toml_str(&base(extra)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
+        // Without jwt.secret, a signing key from [[jwt.keys]] suffices.
+        let only = "[server]\nplaintext = true\n[[jwt.keys]]\nkid = \"k\"\nalgorithm = \"ES256\"\nprivate_key = \"k.pem\"\nsigning = true\n";
+        assert_eq!(Config::from_toml_str(only).unwrap().jwt.keys.len(), 1);
+    }
+
+    #[test]
     fn durations_accept_seconds_and_text() {
-        let c = Config::from_toml_str(&base("[upstream]\nconnect_timeout = \"250ms\"\nresponse_header_timeout = 7")).unwrap();
+        let c = Config::from_toml_str(&base(
+            "[upstream]\nconnect_timeout = \"250ms\"\nresponse_header_timeout = 7",
+        ))
+        .unwrap();
         assert_eq!(c.upstream.connect_timeout, Duration::from_millis(250));
         assert_eq!(c.upstream.response_header_timeout, Duration::from_secs(7));
     }

@@ -116,7 +116,9 @@ impl GatewayError {
     pub fn parts(&self) -> (StatusCode, &'static str, &'static str, Culprit) {
         use Culprit::*;
         match self {
-            GatewayError::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m, Client),
+            GatewayError::InvalidRequest(m) => {
+                (StatusCode::BAD_REQUEST, "invalid_request", m, Client)
+            }
             GatewayError::AmbiguousPath(_) => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
@@ -126,7 +128,12 @@ impl GatewayError {
             GatewayError::InvalidField { message, .. } => {
                 (StatusCode::BAD_REQUEST, "invalid_request", message, Client)
             }
-            GatewayError::Unauthenticated(f) => (StatusCode::UNAUTHORIZED, "invalid_token", f.detail(), Client),
+            GatewayError::Unauthenticated(f) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                f.detail(),
+                Client,
+            ),
             GatewayError::BadCredentials => (
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",
@@ -172,7 +179,9 @@ impl GatewayError {
                 "The upstream service did not answer in time",
                 Upstream,
             ),
-            GatewayError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, Gateway),
+            GatewayError::Unavailable(m) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, Gateway)
+            }
             GatewayError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -190,7 +199,8 @@ impl GatewayError {
     pub fn to_response(&self) -> Response<Full<Bytes>> {
         let (status, code, detail, _) = self.parts();
         let mut body = serde_json::json!({ "error": code, "detail": detail });
-        if let GatewayError::InvalidField { field, .. } = self {
+        if let GatewayError::InvalidField { field, message } = self {
+            body["detail"] = serde_json::Value::from(format!("{field} {message}"));
             body["field"] = serde_json::Value::from(*field);
         }
         let mut resp = json_response(status, &body);
@@ -218,7 +228,10 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<F
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }
@@ -231,12 +244,26 @@ mod tests {
     fn statuses_are_pinned() {
         let cases = [
             (GatewayError::InvalidRequest("x"), 400, "invalid_request"),
-            (GatewayError::AmbiguousPath(PathError::DotSegment), 400, "invalid_request"),
-            (GatewayError::Unauthenticated(AuthFailure::Expired), 401, "invalid_token"),
+            (
+                GatewayError::AmbiguousPath(PathError::DotSegment),
+                400,
+                "invalid_request",
+            ),
+            (
+                GatewayError::Unauthenticated(AuthFailure::Expired),
+                401,
+                "invalid_token",
+            ),
             (GatewayError::BadCredentials, 401, "invalid_credentials"),
             (GatewayError::NotFound, 404, "not_found"),
             (GatewayError::PayloadTooLarge, 413, "payload_too_large"),
-            (GatewayError::TooManyRequests { retry_after: Duration::from_secs(3) }, 429, "too_many_requests"),
+            (
+                GatewayError::TooManyRequests {
+                    retry_after: Duration::from_secs(3),
+                },
+                429,
+                "too_many_requests",
+            ),
             (GatewayError::UpstreamUnreachable, 502, "bad_gateway"),
             (GatewayError::UpstreamTimeout, 504, "gateway_timeout"),
             (GatewayError::Unavailable("x"), 503, "unavailable"),
@@ -251,12 +278,18 @@ mod tests {
     #[test]
     fn unauthenticated_carries_rfc6750_challenge() {
         let resp = GatewayError::Unauthenticated(AuthFailure::BadSignature).to_response();
-        assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer error=\"invalid_token\"");
+        assert_eq!(
+            resp.headers()[header::WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\""
+        );
     }
 
     #[test]
     fn too_many_requests_carries_retry_after() {
-        let resp = GatewayError::TooManyRequests { retry_after: Duration::from_secs(7) }.to_response();
+        let resp = GatewayError::TooManyRequests {
+            retry_after: Duration::from_secs(7),
+        }
+        .to_response();
         assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
     }
 }

@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -14,21 +15,25 @@ pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod tls;
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::jwt::{ClaimRules, SigningKey, Verifier, VerifyKey};
-use crate::config::{Config, MIN_HS_SECRET_BYTES, Secret, SecretSource};
+use crate::auth::jwt::{SigningKey, Verifier};
+use crate::auth::limiter::LoginLimiter;
+use crate::auth::password::Passwords;
+use crate::auth::revocation::Revocations;
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::proxy::upstream::Upstream;
+use crate::store::{Store, StoreError};
 
 /// Why the gateway could not start. Each message names the setting involved.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +46,8 @@ pub enum StartError {
     Upstream(String),
     #[error("{0}")]
     Secret(String),
+    #[error("store.url: {0}")]
+    Store(String),
     #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
         key: &'static str,
@@ -54,6 +61,8 @@ pub struct Gateway {
     pub config: Config,
     pub verifier: Verifier,
     pub signer: SigningKey,
+    /// The JWKS document served at `/.well-known/jwks.json`.
+    pub jwks: bytes::Bytes,
     pub upstream: Upstream,
     pub metrics: Metrics,
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -63,15 +72,21 @@ pub struct Gateway {
     pub serving: AtomicBool,
     /// Connections and upgraded tunnels, drained on shutdown.
     pub tasks: TaskTracker,
+    pub store: Store,
+    pub passwords: Passwords,
+    pub revocations: Revocations,
+    pub limiter: LoginLimiter,
 }
 
 impl Gateway {
     /// Prepare files (development certificate and secret), keys, TLS and the upstream client.
-    pub fn build(config: Config) -> Result<Gateway, StartError> {
+    pub async fn build(config: Config) -> Result<Gateway, StartError> {
         let tls = match &config.tls {
             None => None,
             Some(t) => {
-                if t.self_signed_if_missing && tls::ensure_self_signed(&t.cert, &t.key).map_err(StartError::Tls)? {
+                if t.self_signed_if_missing
+                    && tls::ensure_self_signed(&t.cert, &t.key).map_err(StartError::Tls)?
+                {
                     tracing::warn!(
                         cert = %t.cert.display(),
                         key = %t.key.display(),
@@ -81,74 +96,41 @@ impl Gateway {
                 Some(tls::server_config(&t.cert, &t.key).map_err(StartError::Tls)?)
             }
         };
-        let secret = resolve_secret(&config.jwt.secret)?;
-        let alg = config.jwt.algorithm;
-        let verify_key = VerifyKey::hmac(None, alg, secret.expose().as_bytes()).map_err(StartError::Secret)?;
-        let signer = SigningKey {
-            kid: None,
-            alg,
-            key: jsonwebtoken::EncodingKey::from_secret(secret.expose().as_bytes()),
-        };
-        let verifier = Verifier::new(
-            vec![verify_key],
-            ClaimRules {
-                issuer: config.jwt.issuer.clone(),
-                audience: config.jwt.audience.clone(),
-                leeway: config.jwt.leeway,
-            },
-        );
+        let keys = auth::keys::load(&config.jwt).map_err(StartError::Secret)?;
         let upstream = Upstream::new(&config.upstream).map_err(StartError::Upstream)?;
-        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let store = Store::connect(config.store.url.expose())
+            .await
+            .map_err(|e| StartError::Store(e.to_string()))?;
+        let passwords =
+            Passwords::with_concurrency(config.password.params, config.password.hash_concurrency)
+                .map_err(StartError::Secret)?;
+        let revocations = Revocations::new();
+        sync_revocations(&store, &revocations)
+            .await
+            .map_err(|e| StartError::Store(e.to_string()))?;
+        let limiter = LoginLimiter::new(config.login);
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         Ok(Gateway {
             config,
-            verifier,
-            signer,
+            verifier: keys.verifier,
+            signer: keys.signer,
+            jwks: keys.jwks,
             upstream,
             metrics: Metrics::new(),
             tls,
             scheme,
             serving: AtomicBool::new(false),
             tasks: TaskTracker::new(),
+            store,
+            passwords,
+            revocations,
+            limiter,
         })
     }
-}
-
-/// The HMAC secret: as configured, or (development) read from / generated into its file.
-fn resolve_secret(source: &SecretSource) -> Result<Secret, StartError> {
-    match source {
-        SecretSource::Given(s) => Ok(s.clone()),
-        SecretSource::GenerateInto(path) => read_or_generate_secret(path),
-    }
-}
-
-fn read_or_generate_secret(path: &Path) -> Result<Secret, StartError> {
-    use base64::Engine;
-    if path.exists() {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| StartError::Secret(format!("jwt.secret_file: cannot read {}: {e}", path.display())))?;
-        let secret = text.trim().to_owned();
-        if secret.len() < MIN_HS_SECRET_BYTES {
-            return Err(StartError::Secret(format!(
-                "jwt.secret_file: {} holds fewer than {MIN_HS_SECRET_BYTES} bytes; delete it to regenerate",
-                path.display()
-            )));
-        }
-        return Ok(Secret::new(secret));
-    }
-    let mut bytes = [0u8; 48];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StartError::Secret(format!("jwt.secret_file: cannot create {}: {e}", dir.display())))?;
-    }
-    tls::write_private(path, secret.as_bytes())
-        .map_err(|e| StartError::Secret(format!("jwt.secret_file: cannot write {}: {e}", path.display())))?;
-    tracing::warn!(
-        path = %path.display(),
-        "no JWT secret was set: generated a random one for development; production must set JWT_SECRET_KEY"
-    );
-    Ok(Secret::new(secret))
 }
 
 /// Run a gateway on bound listeners until `shutdown` resolves, then drain and return.
@@ -158,7 +140,7 @@ pub async fn serve(
     admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let gw = Arc::new(Gateway::build(config)?);
+    let gw = Arc::new(Gateway::build(config).await?);
     serve_gateway(gw, main, admin, shutdown).await;
     Ok(())
 }
@@ -170,9 +152,55 @@ pub async fn serve_gateway(
     admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let admin_stop = tokio_util::sync::CancellationToken::new();
-    let admin_task = tokio::spawn(admin::run(gw.clone(), admin, admin_stop.clone().cancelled_owned()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let admin_task = tokio::spawn(admin::run(
+        gw.clone(),
+        admin,
+        stop.clone().cancelled_owned(),
+    ));
+    let sync_task = tokio::spawn(maintain(gw.clone(), stop.clone()));
     server::run(gw, main, shutdown).await;
-    admin_stop.cancel();
+    stop.cancel();
     let _ = admin_task.await;
+    let _ = sync_task.await;
+}
+
+/// Load revocations and user gates from the store into memory.
+async fn sync_revocations(store: &Store, revocations: &Revocations) -> Result<(), StoreError> {
+    let generation = revocations.generation();
+    let now = auth::jwt::now_secs();
+    let jtis = store.revoked_jtis(now as i64).await?;
+    let users = store.user_gates().await?;
+    let jtis = jtis
+        .into_iter()
+        .map(|(jti, exp)| (jti, u64::try_from(exp).unwrap_or(0)))
+        .collect();
+    revocations.replace(generation, jtis, users);
+    Ok(())
+}
+
+/// Periodic upkeep: re-sync revocations from the store (changes made by other replicas or the
+/// CLI), purge what has expired, sweep the login limiter.
+async fn maintain(gw: Arc<Gateway>, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(gw.config.store.sync_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_purge = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = sync_revocations(&gw.store, &gw.revocations).await {
+            tracing::warn!(error = %e, "revocation sync from the store failed; keeping the last state");
+        }
+        if last_purge.elapsed() > std::time::Duration::from_secs(600) {
+            last_purge = std::time::Instant::now();
+            let now = auth::jwt::now_secs();
+            gw.revocations.purge(now);
+            gw.limiter.sweep();
+            if let Err(e) = gw.store.purge_expired(now as i64).await {
+                tracing::warn!(error = %e, "purging expired revocations failed");
+            }
+        }
+    }
 }

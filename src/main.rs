@@ -14,10 +14,20 @@ use authgate::config::{self, Config};
 use authgate::{StartError, telemetry};
 
 #[derive(Parser)]
-#[command(name = "authgate", version, about = "Reverse-proxy authentication gateway")]
+#[command(
+    name = "authgate",
+    version,
+    about = "Reverse-proxy authentication gateway"
+)]
 struct Cli {
     /// Configuration file.
-    #[arg(long, short, global = true, default_value = "gateway.toml", env = "AUTHGATE_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "gateway.toml",
+        env = "AUTHGATE_CONFIG"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -44,7 +54,10 @@ fn main() -> ExitCode {
                 }
             };
             telemetry::init(&config.log);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("authgate: cannot start the runtime: {e}");
@@ -70,7 +83,10 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     let raw = if path.exists() {
         config::raw_from_figment(config::figment_for(path))
     } else {
-        Err(config::ConfigError::Parse(format!("config file {} does not exist", path.display())))
+        Err(config::ConfigError::Parse(format!(
+            "config file {} does not exist",
+            path.display()
+        )))
     };
     let raw = match raw {
         Ok(r) => r,
@@ -82,7 +98,10 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     let shown = toml::to_string_pretty(&raw).unwrap_or_else(|e| format!("# cannot render: {e}\n"));
     match raw.validate() {
         Ok(_) => {
-            println!("# {}: valid. Effective configuration (secrets masked):\n{shown}", path.display());
+            println!(
+                "# {}: valid. Effective configuration (secrets masked):\n{shown}",
+                path.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -93,19 +112,27 @@ fn check_config(path: &std::path::Path) -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), StartError> {
-    let gw = std::sync::Arc::new(authgate::Gateway::build(config)?);
+    let gw = std::sync::Arc::new(authgate::Gateway::build(config).await?);
     let config = &gw.config;
-    let main = TcpListener::bind(config.server.listen).await.map_err(|source| StartError::Bind {
-        key: "server.listen",
-        addr: config.server.listen,
-        source,
-    })?;
-    let admin = TcpListener::bind(config.admin_listen).await.map_err(|source| StartError::Bind {
-        key: "admin.listen",
-        addr: config.admin_listen,
-        source,
-    })?;
-    let mode = if config.tls.is_some() { "https" } else { "plaintext" };
+    let main = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            key: "server.listen",
+            addr: config.server.listen,
+            source,
+        })?;
+    let admin = TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            key: "admin.listen",
+            addr: config.admin_listen,
+            source,
+        })?;
+    let mode = if config.tls.is_some() {
+        "https"
+    } else {
+        "plaintext"
+    };
     let (listen, admin_addr) = (
         main.local_addr().unwrap_or(config.server.listen),
         admin.local_addr().unwrap_or(config.admin_listen),

@@ -33,8 +33,22 @@ pub enum AuthOutcome {
     Failed,
 }
 
+impl From<crate::auth::principal::AuthMethod> for AuthOutcome {
+    fn from(m: crate::auth::principal::AuthMethod) -> Self {
+        match m {
+            crate::auth::principal::AuthMethod::Jwt => AuthOutcome::Jwt,
+            crate::auth::principal::AuthMethod::ApiToken => AuthOutcome::ApiToken,
+        }
+    }
+}
+
 impl AuthOutcome {
-    const ALL: [AuthOutcome; 4] = [AuthOutcome::None, AuthOutcome::Jwt, AuthOutcome::ApiToken, AuthOutcome::Failed];
+    const ALL: [AuthOutcome; 4] = [
+        AuthOutcome::None,
+        AuthOutcome::Jwt,
+        AuthOutcome::ApiToken,
+        AuthOutcome::Failed,
+    ];
     fn as_str(self) -> &'static str {
         match self {
             AuthOutcome::None => "none",
@@ -48,7 +62,12 @@ impl AuthOutcome {
     }
 }
 
-const ROUTES: [RouteClass; 4] = [RouteClass::AuthApi, RouteClass::Jwks, RouteClass::Public, RouteClass::Protected];
+const ROUTES: [RouteClass; 4] = [
+    RouteClass::AuthApi,
+    RouteClass::Jwks,
+    RouteClass::Public,
+    RouteClass::Protected,
+];
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const REASONS: [AuthFailure; 14] = [
     AuthFailure::Missing,
@@ -97,7 +116,11 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("authgate");
         let family = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests answered, by route class, status class and auth outcome", family.clone());
+        registry.register(
+            "requests",
+            "Requests answered, by route class, status class and auth outcome",
+            family.clone(),
+        );
         let mut requests = Vec::with_capacity(ROUTES.len() * 5 * 4);
         for r in ROUTES {
             for s in STATUS_CLASSES {
@@ -127,26 +150,42 @@ impl Metrics {
             );
         }
         let failures = Family::<ReasonLabels, Counter>::default();
-        registry.register("auth_failures", "Refused credentials, by reason", failures.clone());
+        registry.register(
+            "auth_failures",
+            "Refused credentials, by reason",
+            failures.clone(),
+        );
         let auth_failures = REASONS
             .iter()
-            .map(|r| failures.get_or_create(&ReasonLabels { reason: r.as_str() }).clone())
+            .map(|r| {
+                failures
+                    .get_or_create(&ReasonLabels { reason: r.as_str() })
+                    .clone()
+            })
             .collect();
 
-        let upstream_seconds = Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        let upstream_seconds = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
         registry.register(
             "upstream_duration_seconds",
             "Time from forwarding a request to the upstream's response head",
             upstream_seconds.clone(),
         );
-        let tls_handshake_seconds = Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]);
+        let tls_handshake_seconds = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+        ]);
         registry.register(
             "tls_handshake_duration_seconds",
             "Time to complete a TLS handshake",
             tls_handshake_seconds.clone(),
         );
         let open_connections = Gauge::default();
-        registry.register("open_connections", "Client connections now open", open_connections.clone());
+        registry.register(
+            "open_connections",
+            "Client connections now open",
+            open_connections.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -197,9 +236,20 @@ mod tests {
         m.request(None, 400, AuthOutcome::None);
         m.auth_failure(AuthFailure::Expired);
         let text = m.render();
-        assert!(text.contains(r#"authgate_requests_total{route="protected",status_class="4xx",auth="failed"} 1"#), "{text}");
-        assert!(text.contains(r#"authgate_requests_total{route="protected",status_class="2xx",auth="jwt"} 1"#));
-        assert!(text.contains(r#"authgate_requests_total{route="none",status_class="4xx",auth="none"} 1"#));
+        assert!(
+            text.contains(
+                r#"authgate_requests_total{route="protected",status_class="4xx",auth="failed"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"authgate_requests_total{route="protected",status_class="2xx",auth="jwt"} 1"#
+        ));
+        assert!(
+            text.contains(
+                r#"authgate_requests_total{route="none",status_class="4xx",auth="none"} 1"#
+            )
+        );
         assert!(text.contains(r#"authgate_auth_failures_total{reason="expired"} 1"#));
     }
 }

@@ -131,7 +131,9 @@ impl PublicPaths {
                 ));
             }
             if base.starts_with("/api/auth") {
-                return Err(format!("`{p}` overlaps /api/auth/*, which the gateway answers itself"));
+                return Err(format!(
+                    "`{p}` overlaps /api/auth/*, which the gateway answers itself"
+                ));
             }
             out.push(if prefix {
                 Pattern::Prefix(base.to_owned())
@@ -145,10 +147,9 @@ impl PublicPaths {
     pub fn matches(&self, path: &str) -> bool {
         self.0.iter().any(|p| match p {
             Pattern::Exact(e) => path == e,
-            Pattern::Prefix(base) => {
-                path.strip_prefix(base.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-            }
+            Pattern::Prefix(base) => path
+                .strip_prefix(base.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
         })
     }
 }
@@ -200,7 +201,15 @@ mod tests {
 
     #[test]
     fn ordinary_paths_pass() {
-        for path in ["/", "/api/search", "/a/b.c/d..e", "/a;b/c", "/%41pi", "//x", "/.well-known/jwks.json"] {
+        for path in [
+            "/",
+            "/api/search",
+            "/a/b.c/d..e",
+            "/a;b/c",
+            "/%41pi",
+            "//x",
+            "/.well-known/jwks.json",
+        ] {
             assert_eq!(check_path(path), Ok(()), "{path}");
         }
     }

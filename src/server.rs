@@ -80,11 +80,17 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<
     gw.serving.store(false, Ordering::SeqCst);
     drop(listener);
     let grace = gw.config.server.shutdown_grace;
-    tracing::info!(grace_s = grace.as_secs_f64(), "shutting down: no new connections, draining");
+    tracing::info!(
+        grace_s = grace.as_secs_f64(),
+        "shutting down: no new connections, draining"
+    );
     cancel.cancel();
     gw.tasks.close();
     if tokio::time::timeout(grace, gw.tasks.wait()).await.is_err() {
-        tracing::warn!(open = gw.tasks.len(), "shutdown grace elapsed with connections still open");
+        tracing::warn!(
+            open = gw.tasks.len(),
+            "shutdown grace elapsed with connections still open"
+        );
     } else {
         tracing::info!("drained");
     }
@@ -105,10 +111,14 @@ async fn connection(
             let timeout = gw.config.server.tls_handshake_timeout;
             match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    gw.metrics.tls_handshake_seconds.observe(started.elapsed().as_secs_f64());
+                    gw.metrics
+                        .tls_handshake_seconds
+                        .observe(started.elapsed().as_secs_f64());
                     serve_io(gw, builder, tls, peer, cancel).await;
                 }
-                Ok(Err(e)) => tracing::debug!(peer = %peer.ip(), error = %e, "TLS handshake failed"),
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = %peer.ip(), error = %e, "TLS handshake failed")
+                }
                 Err(_) => tracing::debug!(peer = %peer.ip(), "TLS handshake timed out"),
             }
         }

@@ -59,9 +59,9 @@ fn spawn(mut cmd: Command) -> Running {
             sink.lock().unwrap().push(line);
         }
     });
-    let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| {
-        panic!("no start-up line; stderr: {:?}", lines.lock().unwrap())
-    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("no start-up line; stderr: {:?}", lines.lock().unwrap()));
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     Running {
         child,
@@ -90,10 +90,17 @@ async fn first_run_generates_a_certificate_and_a_private_secret() {
     let cert = dir.path().join("certs/dev-cert.pem");
     assert!(cert.exists() && dir.path().join("certs/dev-key.pem").exists());
     let secret_file = dir.path().join("data/jwt_secret");
-    let mode = std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&secret_file)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     let logs = run.stderr.lock().unwrap().join("\n");
-    assert!(logs.contains("JWT_SECRET_KEY") && logs.contains("dev-cert.pem"), "{logs}");
+    assert!(
+        logs.contains("JWT_SECRET_KEY") && logs.contains("dev-cert.pem"),
+        "{logs}"
+    );
 
     // The generated secret signs tokens the gateway accepts, and is never logged.
     let secret = std::fs::read_to_string(&secret_file).unwrap();
@@ -104,22 +111,45 @@ async fn first_run_generates_a_certificate_and_a_private_secret() {
         serde_json::json!({"sub": "first-run", "exp": now() + 60}),
     );
     let client = Client::new(&cert, run.listen.parse().unwrap(), false);
-    let r = client.get("/api/search", &[("authorization", &bearer(&t))]).await;
+    let r = client
+        .get("/api/search", &[("authorization", &bearer(&t))])
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(up.seen.last().one("x-user-id").as_deref(), Some("first-run"));
+    assert_eq!(
+        up.seen.last().one("x-user-id").as_deref(),
+        Some("first-run")
+    );
     assert_eq!(client.get("/api/search", &[]).await.status, 401);
+
+    // The admin listener answers on its own port.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut admin = tokio::net::TcpStream::connect(&run.admin).await.unwrap();
+    admin
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    admin.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
 
 #[test]
 fn production_config_refuses_to_start_without_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     let out = authgate(dir.path())
-        .args(["check-config", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/production.toml")])
+        .args([
+            "check-config",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/production.toml"),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("jwt.secret") && err.contains("JWT_SECRET_KEY"), "{err}");
+    assert!(
+        err.contains("jwt.secret") && err.contains("JWT_SECRET_KEY"),
+        "{err}"
+    );
     // It generated nothing.
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
 }
@@ -129,7 +159,11 @@ fn check_config_prints_the_effective_config_with_secrets_masked() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "env-secret-that-must-not-be-printed-0123456789";
     let out = authgate(dir.path())
-        .args(["check-config", "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/production.toml")])
+        .args([
+            "check-config",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/production.toml"),
+        ])
         .env("JWT_SECRET_KEY", secret)
         .env("JWT_EXPIRATION", "900")
         .env("AUTHGATE_SERVER__LISTEN", "127.0.0.1:9443")
@@ -137,7 +171,12 @@ fn check_config_prints_the_effective_config_with_secrets_masked() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!stdout.contains(secret), "{stdout}");
     assert!(stdout.contains("secret = \"***\""), "{stdout}");
     assert!(stdout.contains("expiration = 900"), "{stdout}");
@@ -170,13 +209,28 @@ fn jwt_env_overrides_authgate_env_which_overrides_the_file() {
 fn config_errors_name_the_key_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     for (toml, key) in [
-        ("[server]\nplaintext = true\nlisten_addr = \"x\"\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n", "listen_addr"),
-        ("[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n", "server.plaintext = true"),
-        ("[server]\nplaintext = true\n[jwt]\nsecret = \"short\"\n", "jwt.secret"),
-        ("[server]\nplaintext = true\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n[upstream]\nurl = \"localhost:8000\"\n", "upstream.url"),
+        (
+            "[server]\nplaintext = true\nlisten_addr = \"x\"\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n",
+            "listen_addr",
+        ),
+        (
+            "[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n",
+            "server.plaintext = true",
+        ),
+        (
+            "[server]\nplaintext = true\n[jwt]\nsecret = \"short\"\n",
+            "jwt.secret",
+        ),
+        (
+            "[server]\nplaintext = true\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n[upstream]\nurl = \"localhost:8000\"\n",
+            "upstream.url",
+        ),
     ] {
         std::fs::write(dir.path().join("bad.toml"), toml).unwrap();
-        for args in [&["check-config", "--config", "bad.toml"][..], &["--config", "bad.toml"]] {
+        for args in [
+            &["check-config", "--config", "bad.toml"][..],
+            &["--config", "bad.toml"],
+        ] {
             let out = authgate(dir.path()).args(args).output().unwrap();
             assert_eq!(out.status.code(), Some(2), "{args:?} {toml}");
             let err = String::from_utf8_lossy(&out.stderr);
@@ -184,7 +238,10 @@ fn config_errors_name_the_key_and_exit_2() {
             assert!(!err.contains("short\""), "{err}");
         }
     }
-    let out = authgate(dir.path()).args(["--config", "missing.toml"]).output().unwrap();
+    let out = authgate(dir.path())
+        .args(["--config", "missing.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -200,10 +257,16 @@ async fn port_in_use_is_a_clear_error() {
         ),
     )
     .unwrap();
-    let out = authgate(dir.path()).args(["--config", "g.toml"]).output().unwrap();
+    let out = authgate(dir.path())
+        .args(["--config", "g.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("server.listen") && err.contains("cannot listen"), "{err}");
+    assert!(
+        err.contains("server.listen") && err.contains("cannot listen"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -214,7 +277,11 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits_0() {
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
     std::fs::write(dir.path().join("data/jwt_secret"), SECRET).unwrap();
     let mut run = spawn(authgate(dir.path()));
-    let client = Client::new(&dir.path().join("certs/dev-cert.pem"), run.listen.parse().unwrap(), false);
+    let client = Client::new(
+        &dir.path().join("certs/dev-cert.pem"),
+        run.listen.parse().unwrap(),
+        false,
+    );
     let req = client
         .request("GET", "/stream?chunks=8&gap_ms=150")
         .header("authorization", bearer(&token("u1")))
@@ -223,7 +290,13 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits_0() {
     let resp = client.send(req).await;
     assert_eq!(resp.status(), 200);
     let pid = run.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body.len(), 64, "the stream was cut short");
     let status = tokio::task::spawn_blocking(move || {
@@ -257,16 +330,27 @@ async fn stalled_handshake_and_slow_headers_are_cut_off() {
     let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let started = std::time::Instant::now();
     let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.unwrap().unwrap_or(0);
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
     assert_eq!(n, 0);
     assert!(started.elapsed() < Duration::from_secs(3));
 
     // Headers trickled and never finished: closed at the header timeout.
     let mut tls = tls_connect(&gw.ca, gw.addr, false).await;
-    tls.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+    tls.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(up.seen.count(), 0);
 }

@@ -23,13 +23,24 @@ async fn valid_jwt_is_forwarded_with_trusted_user_id_and_no_credentials() {
     let t = token("123e4567-e89b-12d3-a456-426614174000");
     let r = gw
         .client()
-        .call("POST", "/api/search?q=1", &[("authorization", &bearer(&t)), ("content-type", "application/json")], Some(b"{\"question\":\"x\"}".to_vec()))
+        .call(
+            "POST",
+            "/api/search?q=1",
+            &[
+                ("authorization", &bearer(&t)),
+                ("content-type", "application/json"),
+            ],
+            Some(b"{\"question\":\"x\"}".to_vec()),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let seen = up.seen.last();
     assert_eq!(seen.method, "POST");
     assert_eq!(seen.target, "/api/search?q=1");
-    assert_eq!(seen.one("x-user-id").as_deref(), Some("123e4567-e89b-12d3-a456-426614174000"));
+    assert_eq!(
+        seen.one("x-user-id").as_deref(),
+        Some("123e4567-e89b-12d3-a456-426614174000")
+    );
     assert!(seen.all("authorization").is_empty());
     assert_eq!(seen.body, b"{\"question\":\"x\"}");
     assert!(r.headers.contains_key("x-request-id"));
@@ -40,7 +51,10 @@ async fn bearer_scheme_is_case_insensitive() {
     let (up, gw) = pair().await;
     let t = token("u1");
     for scheme in ["bearer", "BEARER", "Bearer"] {
-        let r = gw.client().get("/x", &[("authorization", &format!("{scheme} {t}"))]).await;
+        let r = gw
+            .client()
+            .get("/x", &[("authorization", &format!("{scheme} {t}"))])
+            .await;
         assert_eq!(r.status, 200, "{scheme}");
     }
     assert_eq!(up.seen.count(), 3);
@@ -54,24 +68,62 @@ async fn missing_and_invalid_tokens_are_401_and_never_forwarded() {
     let none = {
         use base64::Engine;
         let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        format!("{}.{}.", e.encode(r#"{"alg":"none","typ":"JWT"}"#), e.encode(good_claims.to_string()))
+        format!(
+            "{}.{}.",
+            e.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            e.encode(good_claims.to_string())
+        )
     };
     let cases: Vec<(&str, Option<String>)> = vec![
         ("missing", None),
         ("alg none", Some(bearer(&none))),
-        ("HS512", Some(bearer(&token_with(Algorithm::HS512, SECRET, good_claims.clone())))),
-        ("another key", Some(bearer(&token_with(Algorithm::HS256, "another-secret-another-secret-another", good_claims.clone())))),
-        ("expired", Some(bearer(&token_with(Algorithm::HS256, SECRET, json!({"sub":"u","exp": now - 3600}))))),
-        ("no exp", Some(bearer(&token_with(Algorithm::HS256, SECRET, json!({"sub":"u"}))))),
+        (
+            "HS512",
+            Some(bearer(&token_with(
+                Algorithm::HS512,
+                SECRET,
+                good_claims.clone(),
+            ))),
+        ),
+        (
+            "another key",
+            Some(bearer(&token_with(
+                Algorithm::HS256,
+                "another-secret-another-secret-another",
+                good_claims.clone(),
+            ))),
+        ),
+        (
+            "expired",
+            Some(bearer(&token_with(
+                Algorithm::HS256,
+                SECRET,
+                json!({"sub":"u","exp": now - 3600}),
+            ))),
+        ),
+        (
+            "no exp",
+            Some(bearer(&token_with(
+                Algorithm::HS256,
+                SECRET,
+                json!({"sub":"u"}),
+            ))),
+        ),
         ("garbage", Some("Bearer not.a.jwt".to_string())),
         ("basic", Some("Basic dXNlcjpwYXNz".to_string())),
         ("empty bearer", Some("Bearer ".to_string())),
     ];
     for (what, auth) in cases {
-        let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| vec![("authorization", a)]).unwrap_or_default();
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
         let r = gw.client().get("/api/collections", &headers).await;
         assert_eq!(r.status, 401, "{what}");
-        assert_eq!(r.headers["www-authenticate"], "Bearer error=\"invalid_token\"", "{what}");
+        assert_eq!(
+            r.headers["www-authenticate"], "Bearer error=\"invalid_token\"",
+            "{what}"
+        );
         let body = r.json();
         assert_eq!(body["error"], "invalid_token", "{what}");
         assert!(body["detail"].is_string(), "{what}");
@@ -82,14 +134,44 @@ async fn missing_and_invalid_tokens_are_401_and_never_forwarded() {
 #[tokio::test]
 async fn issuer_and_audience_are_enforced_when_configured() {
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), "[jwt]\nissuer = \"authgate\"\naudience = \"rag\"\n").await;
+    let gw = TestGateway::start_with(
+        &up.url(),
+        "[jwt]\nissuer = \"authgate\"\naudience = \"rag\"\n",
+    )
+    .await;
     let now = now();
-    let ok = token_with(Algorithm::HS256, SECRET, json!({"sub":"u","exp":now+60,"iss":"authgate","aud":"rag"}));
-    let wrong = token_with(Algorithm::HS256, SECRET, json!({"sub":"u","exp":now+60,"iss":"other","aud":"rag"}));
+    let ok = token_with(
+        Algorithm::HS256,
+        SECRET,
+        json!({"sub":"u","exp":now+60,"iss":"authgate","aud":"rag"}),
+    );
+    let wrong = token_with(
+        Algorithm::HS256,
+        SECRET,
+        json!({"sub":"u","exp":now+60,"iss":"other","aud":"rag"}),
+    );
     let none = token("u");
-    assert_eq!(gw.client().get("/a", &[("authorization", &bearer(&ok))]).await.status, 200);
-    assert_eq!(gw.client().get("/a", &[("authorization", &bearer(&wrong))]).await.status, 401);
-    assert_eq!(gw.client().get("/a", &[("authorization", &bearer(&none))]).await.status, 401);
+    assert_eq!(
+        gw.client()
+            .get("/a", &[("authorization", &bearer(&ok))])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        gw.client()
+            .get("/a", &[("authorization", &bearer(&wrong))])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        gw.client()
+            .get("/a", &[("authorization", &bearer(&none))])
+            .await
+            .status,
+        401
+    );
     assert_eq!(up.seen.count(), 1);
 }
 
@@ -107,7 +189,13 @@ async fn client_sent_user_id_is_replaced_in_every_spelling() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let seen = up.seen.last();
     assert_eq!(seen.all("x-user-id"), vec!["real-user"]);
-    assert!(seen.names().iter().all(|n| n.replace('_', "-") != "x-user-id" || n == "x-user-id"), "{:?}", seen.names());
+    assert!(
+        seen.names()
+            .iter()
+            .all(|n| n.replace('_', "-") != "x-user-id" || n == "x-user-id"),
+        "{:?}",
+        seen.names()
+    );
 }
 
 #[tokio::test]
@@ -123,7 +211,11 @@ async fn connection_header_cannot_remove_the_user_id() {
     assert_eq!(seen.one("x-user-id").as_deref(), Some("real-user"));
     assert_eq!(seen.one("x-forwarded-for").as_deref(), Some("127.0.0.1"));
     assert!(seen.one("x-request-id").is_some());
-    assert!(seen.all("connection").iter().all(|c| !c.to_ascii_lowercase().contains("x-user-id")));
+    assert!(
+        seen.all("connection")
+            .iter()
+            .all(|c| !c.to_ascii_lowercase().contains("x-user-id"))
+    );
 }
 
 #[tokio::test]
@@ -133,12 +225,18 @@ async fn public_paths_are_forwarded_without_credentials_or_identity() {
     for path in ["/api/health", "/docs", "/docs/index.html"] {
         let r = gw
             .client()
-            .get(path, &[("authorization", &bearer(&t)), ("x-user-id", "spoofed")])
+            .get(
+                path,
+                &[("authorization", &bearer(&t)), ("x-user-id", "spoofed")],
+            )
             .await;
         assert_eq!(r.status, 200, "{path}");
         let seen = up.seen.last();
         assert_eq!(seen.target, path);
-        assert!(seen.all("x-user-id").is_empty(), "{path}: public requests carry no X-User-Id");
+        assert!(
+            seen.all("x-user-id").is_empty(),
+            "{path}: public requests carry no X-User-Id"
+        );
         assert!(seen.all("authorization").is_empty(), "{path}");
     }
     // Near misses are protected.
@@ -168,19 +266,34 @@ async fn forwarding_headers_and_request_id() {
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["x-request-id"], "req-abc-123");
     let seen = up.seen.last();
-    assert_eq!(seen.one("x-forwarded-for").as_deref(), Some("203.0.113.7, 127.0.0.1"));
+    assert_eq!(
+        seen.one("x-forwarded-for").as_deref(),
+        Some("203.0.113.7, 127.0.0.1")
+    );
     assert_eq!(seen.one("x-forwarded-proto").as_deref(), Some("https"));
-    assert_eq!(seen.one("x-forwarded-host").as_deref(), Some(format!("localhost:{}", gw.addr.port()).as_str()));
+    assert_eq!(
+        seen.one("x-forwarded-host").as_deref(),
+        Some(format!("localhost:{}", gw.addr.port()).as_str())
+    );
     assert_eq!(seen.one("x-request-id").as_deref(), Some("req-abc-123"));
     assert!(seen.all("x-original-url").is_empty());
-    assert_eq!(seen.one("host").as_deref(), Some(up.addr.to_string().as_str()));
+    assert_eq!(
+        seen.one("host").as_deref(),
+        Some(up.addr.to_string().as_str())
+    );
     // The upstream's hop-by-hop headers do not reach the client.
     assert!(!r.headers.contains_key("x-upstream-private"));
     // A generated id when none is sent.
-    let r = gw.client().get("/x", &[("authorization", &bearer(&t))]).await;
+    let r = gw
+        .client()
+        .get("/x", &[("authorization", &bearer(&t))])
+        .await;
     let id = r.headers["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 36);
-    assert_eq!(up.seen.last().one("x-request-id").as_deref(), Some(id.as_str()));
+    assert_eq!(
+        up.seen.last().one("x-request-id").as_deref(),
+        Some(id.as_str())
+    );
 }
 
 // ----- paths ----------------------------------------------------------------------------------
@@ -203,14 +316,22 @@ async fn ambiguous_paths_are_400_and_never_reach_the_backend() {
         "/docs/%252e%252e/admin",
     ] {
         for auth in [None, Some(bearer(&t))] {
-            let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| vec![("authorization", a)]).unwrap_or_default();
+            let headers: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|a| vec![("authorization", a)])
+                .unwrap_or_default();
             let r = gw.client().get(path, &headers).await;
             assert_eq!(r.status, 400, "{path}");
             assert_eq!(r.json()["error"], "invalid_request", "{path}");
         }
     }
     // Raw forms that a client library would normalise away.
-    for target in ["/docs/../admin", "/docs\\..\\admin", "http://evil.example/docs/x", "*"] {
+    for target in [
+        "/docs/../admin",
+        "/docs\\..\\admin",
+        "http://evil.example/docs/x",
+        "*",
+    ] {
         let req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         let resp = raw_exchange(&gw.ca, gw.addr, req.as_bytes(), Duration::from_secs(5)).await;
         assert!(resp.starts_with("HTTP/1.1 400"), "{target}: {resp}");
@@ -223,7 +344,10 @@ async fn the_forwarded_path_is_the_path_that_was_authorised() {
     let (up, gw) = pair().await;
     let t = token("u1");
     for path in ["/a//b", "/a;x=1/b", "/%41pi/x", "/a/b.c/..d"] {
-        let r = gw.client().get(path, &[("authorization", &bearer(&t))]).await;
+        let r = gw
+            .client()
+            .get(path, &[("authorization", &bearer(&t))])
+            .await;
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(up.seen.last().target, path);
     }
@@ -235,10 +359,27 @@ async fn the_forwarded_path_is_the_path_that_was_authorised() {
 async fn h2_and_http1_both_work_end_to_end() {
     let (up, gw) = pair().await;
     let t = token("u-h2");
-    let r1 = gw.client().get("/v1", &[("authorization", &bearer(&t)), ("x-user-id", "evil")]).await;
+    let r1 = gw
+        .client()
+        .get(
+            "/v1",
+            &[("authorization", &bearer(&t)), ("x-user-id", "evil")],
+        )
+        .await;
     assert_eq!((r1.status, r1.version), (200, http::Version::HTTP_11));
     assert_eq!(up.seen.last().one("x-user-id").as_deref(), Some("u-h2"));
-    let r2 = gw.h2_client().get("/v2", &[("authorization", &bearer(&t)), ("x-user-id", "evil"), ("cookie", "a=1"), ("cookie", "b=2")]).await;
+    let r2 = gw
+        .h2_client()
+        .get(
+            "/v2",
+            &[
+                ("authorization", &bearer(&t)),
+                ("x-user-id", "evil"),
+                ("cookie", "a=1"),
+                ("cookie", "b=2"),
+            ],
+        )
+        .await;
     assert_eq!((r2.status, r2.version), (200, http::Version::HTTP_2));
     let seen = up.seen.last();
     assert_eq!(seen.target, "/v2");
@@ -276,10 +417,16 @@ async fn sse_events_arrive_one_by_one() {
             }
         }
         assert_eq!(text.matches("data: tick").count(), 4, "h2={h2}");
-        assert!(arrivals.len() >= 4, "h2={h2}: events were batched: {arrivals:?}");
+        assert!(
+            arrivals.len() >= 4,
+            "h2={h2}: events were batched: {arrivals:?}"
+        );
         // Each event arrives on its own, about 300 ms after the previous one.
         for w in arrivals.windows(2) {
-            assert!(w[1] - w[0] >= Duration::from_millis(150), "h2={h2}: {arrivals:?}");
+            assert!(
+                w[1] - w[0] >= Duration::from_millis(150),
+                "h2={h2}: {arrivals:?}"
+            );
         }
     }
 }
@@ -299,16 +446,23 @@ async fn websocket_upgrade_is_authenticated_and_tunnelled_with_query_token_remov
     let head = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     tls.write_all(b"hello").await.unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&buf[..n], b"echo:hello");
     let seen = up.seen.last();
-    assert_eq!(seen.target, "/ws?room=1", "the token must not reach the backend");
+    assert_eq!(
+        seen.target, "/ws?room=1",
+        "the token must not reach the backend"
+    );
     assert_eq!(seen.one("x-user-id").as_deref(), Some("ws-user"));
     assert_eq!(seen.one("upgrade").as_deref(), Some("websocket"));
 
     // Without a token, or with ?token= on a non-upgrade request: 401, nothing forwarded.
     let before = up.seen.count();
-    let no_token = "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let no_token =
+        "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
     let resp = raw_exchange(&gw.ca, gw.addr, no_token.as_bytes(), Duration::from_secs(2)).await;
     assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
     let r = gw.client().get(&format!("/data?token={t}"), &[]).await;
@@ -322,7 +476,14 @@ async fn large_upload_streams_with_bounded_memory() {
     let t = token("u1");
     let client = gw.client();
     // Warm up TLS, the pool and the allocator before the baseline.
-    let warm = client.call("POST", "/upload", &[("authorization", &bearer(&t))], Some(vec![0; 1 << 20])).await;
+    let warm = client
+        .call(
+            "POST",
+            "/upload",
+            &[("authorization", &bearer(&t))],
+            Some(vec![0; 1 << 20]),
+        )
+        .await;
     assert_eq!(warm.status, 200);
     let total: u64 = 256 << 20;
     let baseline = rss_kib();
@@ -349,9 +510,41 @@ async fn large_upload_streams_with_bounded_memory() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["received"], total);
     assert_eq!(up.seen.last().body_len, total);
-    let growth_mib = (peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(baseline)) as f64 / 1024.0;
-    println!("256 MiB upload: RSS growth {growth_mib:.1} MiB (client, gateway and upstream in one process)");
+    let growth_mib = (peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(baseline)) as f64
+        / 1024.0;
+    println!(
+        "256 MiB upload: RSS growth {growth_mib:.1} MiB (client, gateway and upstream in one process)"
+    );
     assert!(growth_mib < 32.0, "RSS grew {growth_mib:.1} MiB");
+}
+
+#[tokio::test]
+async fn https_upstream_is_reached_over_rustls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, ca) = TestUpstream::start_tls(dir.path()).await;
+    let url = format!("https://localhost:{}", up.addr.port());
+    let extra = format!("[upstream]\nca_cert = \"{}\"\n", ca.display());
+    let gw = TestGateway::start_with(&url, &extra).await;
+    let r = gw
+        .client()
+        .get("/secure", &[("authorization", &bearer(&token("tls-user")))])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.seen.last();
+    assert_eq!(seen.target, "/secure");
+    assert_eq!(seen.one("x-user-id").as_deref(), Some("tls-user"));
+
+    // Without the CA the upstream's certificate is not trusted: 502, nothing delivered.
+    let before = up.seen.count();
+    let untrusting = TestGateway::start(&url).await;
+    let r = untrusting
+        .client()
+        .get("/secure", &[("authorization", &bearer(&token("u")))])
+        .await;
+    assert_eq!(r.status, 502);
+    assert_eq!(up.seen.count(), before);
 }
 
 // ----- upstream failures ----------------------------------------------------------------------
@@ -363,7 +556,10 @@ async fn unreachable_upstream_is_a_fast_json_502() {
     drop(dead);
     let gw = TestGateway::start(&url).await;
     let started = Instant::now();
-    let r = gw.client().get("/x", &[("authorization", &bearer(&token("u")))]).await;
+    let r = gw
+        .client()
+        .get("/x", &[("authorization", &bearer(&token("u")))])
+        .await;
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["error"], "bad_gateway");
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -373,19 +569,32 @@ async fn unreachable_upstream_is_a_fast_json_502() {
 async fn slow_upstream_is_a_json_504_at_the_response_timeout() {
     let (_up, gw) = pair().await;
     let started = Instant::now();
-    let r = gw.client().get("/slow?ms=5000", &[("authorization", &bearer(&token("u")))]).await;
+    let r = gw
+        .client()
+        .get("/slow?ms=5000", &[("authorization", &bearer(&token("u")))])
+        .await;
     assert_eq!(r.status, 504);
     assert_eq!(r.json()["error"], "gateway_timeout");
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]
 async fn auth_endpoints_are_never_forwarded() {
     let (up, gw) = pair().await;
     for path in ["/api/auth/unknown", "/api/auth"] {
-        let r = gw.client().get(path, &[("authorization", &bearer(&token("u")))]).await;
-        assert!(r.status == 404 || r.status == 405 || r.status == 401, "{path}: {}", r.status);
+        let r = gw
+            .client()
+            .get(path, &[("authorization", &bearer(&token("u")))])
+            .await;
+        assert!(
+            r.status == 404 || r.status == 405 || r.status == 401,
+            "{path}: {}",
+            r.status
+        );
         assert!(r.json()["error"].is_string());
     }
     assert_eq!(up.seen.count(), 0);
@@ -409,7 +618,10 @@ async fn in_flight_stream_finishes_after_shutdown_starts() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body.len(), 48, "the stream was cut: {body:?}");
     let done = gw.done.take().unwrap();
-    tokio::time::timeout(Duration::from_secs(5), done).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), done)
+        .await
+        .unwrap()
+        .unwrap();
     // Nothing is accepted any more.
     assert!(tokio::net::TcpStream::connect(gw.addr).await.is_err());
 }
@@ -423,11 +635,20 @@ async fn admin_health_readiness_and_metrics() {
     let (status, body) = gw.admin_get("/readyz").await;
     assert_eq!(status, 200, "{body}");
     let t = token("u1");
-    gw.client().get("/x", &[("authorization", &bearer(&t))]).await;
+    gw.client()
+        .get("/x", &[("authorization", &bearer(&t))])
+        .await;
     gw.client().get("/x", &[]).await;
     let (_, metrics) = gw.admin_get("/metrics").await;
-    assert!(metrics.contains(r#"authgate_requests_total{route="protected",status_class="2xx",auth="jwt"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"authgate_requests_total{route="protected",status_class="4xx",auth="failed"} 1"#));
+    assert!(
+        metrics.contains(
+            r#"authgate_requests_total{route="protected",status_class="2xx",auth="jwt"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        r#"authgate_requests_total{route="protected",status_class="4xx",auth="failed"} 1"#
+    ));
     assert!(metrics.contains(r#"authgate_auth_failures_total{reason="missing"} 1"#));
     assert!(metrics.contains("authgate_upstream_duration_seconds_count 1"));
     assert!(metrics.contains("authgate_open_connections"));

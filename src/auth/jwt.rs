@@ -51,7 +51,10 @@ impl JwtAlgorithm {
     }
 
     pub fn is_hmac(self) -> bool {
-        matches!(self, JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512)
+        matches!(
+            self,
+            JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512
+        )
     }
 
     pub fn to_jsonwebtoken(self) -> Algorithm {
@@ -118,9 +121,15 @@ impl VerifyKey {
     /// An HMAC key. `secret` must already have passed the length check.
     pub fn hmac(kid: Option<String>, alg: JwtAlgorithm, secret: &[u8]) -> Result<Self, String> {
         let material = match alg {
-            JwtAlgorithm::HS256 => Material::Hs256(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?),
-            JwtAlgorithm::HS384 => Material::Hs384(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?),
-            JwtAlgorithm::HS512 => Material::Hs512(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?),
+            JwtAlgorithm::HS256 => {
+                Material::Hs256(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?)
+            }
+            JwtAlgorithm::HS384 => {
+                Material::Hs384(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?)
+            }
+            JwtAlgorithm::HS512 => {
+                Material::Hs512(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?)
+            }
             other => return Err(format!("{other} is not an HMAC algorithm")),
         };
         Ok(VerifyKey { kid, alg, material })
@@ -140,6 +149,15 @@ impl VerifyKey {
             alg,
             material: Material::Public(Box::new(key)),
         })
+    }
+
+    /// A public key already decoded (e.g. derived from a private key's JWK).
+    pub fn public(kid: Option<String>, alg: JwtAlgorithm, key: DecodingKey) -> Self {
+        VerifyKey {
+            kid,
+            alg,
+            material: Material::Public(Box::new(key)),
+        }
     }
 
     pub fn kid(&self) -> Option<&str> {
@@ -164,9 +182,13 @@ impl VerifyKey {
             Material::Hs256(m) => mac(m, message, signature_b64),
             Material::Hs384(m) => mac(m, message, signature_b64),
             Material::Hs512(m) => mac(m, message, signature_b64),
-            Material::Public(key) => {
-                jsonwebtoken::crypto::verify(signature_b64, message, key, self.alg.to_jsonwebtoken()).unwrap_or(false)
-            }
+            Material::Public(key) => jsonwebtoken::crypto::verify(
+                signature_b64,
+                message,
+                key,
+                self.alg.to_jsonwebtoken(),
+            )
+            .unwrap_or(false),
         }
     }
 }
@@ -186,6 +208,8 @@ pub struct VerifiedToken {
     pub jti: Option<String>,
     pub iat: Option<u64>,
     pub exp: u64,
+    /// The user's session epoch when the token was issued (`ep`; 0 when absent).
+    pub epoch: i64,
 }
 
 /// The keys tokens are accepted from, and the claim rules.
@@ -247,16 +271,23 @@ struct Claims<'a> {
     /// Set on tokens minted for another purpose (refresh, assertion): never an access token.
     #[serde(borrow, default)]
     token_use: Option<Cow<'a, str>>,
+    #[serde(default)]
+    ep: i64,
 }
 
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn kid_is_plain(kid: &str) -> bool {
     !kid.is_empty()
         && kid.len() <= 64
-        && kid.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && !kid.contains("..")
 }
 
@@ -277,8 +308,8 @@ impl Verifier {
                 }
                 self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
             }
-            // A token without `kid` is checked against the first key (the primary signing key).
-            None => self.keys.first(),
+            // A token without `kid` is checked against the primary key (the one without a kid).
+            None => self.keys.iter().find(|k| k.kid.is_none()),
         }
         .ok_or(AuthFailure::UnknownKey)?;
         // The key fixes the algorithm; the token may only agree with it, byte for byte.
@@ -298,7 +329,8 @@ impl Verifier {
             return Err(AuthFailure::TooLarge);
         }
         let mut parts = token.splitn(4, '.');
-        let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h64), Some(p64), Some(s64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AuthFailure::Malformed);
         };
@@ -306,8 +338,11 @@ impl Verifier {
             return Err(AuthFailure::Malformed);
         }
 
-        let header_json = URL_SAFE_NO_PAD.decode(h64).map_err(|_| AuthFailure::Malformed)?;
-        let header: JoseHeader<'_> = serde_json::from_slice(&header_json).map_err(|_| AuthFailure::Malformed)?;
+        let header_json = URL_SAFE_NO_PAD
+            .decode(h64)
+            .map_err(|_| AuthFailure::Malformed)?;
+        let header: JoseHeader<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| AuthFailure::Malformed)?;
         if header.jku.is_some()
             || header.x5u.is_some()
             || header.jwk.is_some()
@@ -332,8 +367,11 @@ impl Verifier {
             return Err(AuthFailure::BadSignature);
         }
 
-        let payload = URL_SAFE_NO_PAD.decode(p64).map_err(|_| AuthFailure::Malformed)?;
-        let claims: Claims<'_> = serde_json::from_slice(&payload).map_err(|_| AuthFailure::BadClaims)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(p64)
+            .map_err(|_| AuthFailure::Malformed)?;
+        let claims: Claims<'_> =
+            serde_json::from_slice(&payload).map_err(|_| AuthFailure::BadClaims)?;
         self.check_claims(&claims, now)?;
         let user_id = UserId::parse(&claims.sub).ok_or(AuthFailure::BadClaims)?;
         Ok(VerifiedToken {
@@ -341,6 +379,7 @@ impl Verifier {
             jti: claims.jti.map(Cow::into_owned),
             iat: claims.iat,
             exp: claims.exp,
+            epoch: claims.ep,
         })
     }
 
@@ -403,6 +442,7 @@ struct OutClaims<'a> {
     iss: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     aud: Option<&'a str>,
+    ep: i64,
 }
 
 /// What an issued token says.
@@ -413,6 +453,8 @@ pub struct Issue<'a> {
     pub ttl: Duration,
     pub issuer: &'a str,
     pub audience: Option<&'a str>,
+    /// The user's session epoch (`ep`).
+    pub epoch: i64,
 }
 
 impl SigningKey {
@@ -426,6 +468,7 @@ impl SigningKey {
             jti: issue.jti,
             iss: issue.issuer,
             aud: issue.audience,
+            ep: issue.epoch,
         };
         jsonwebtoken::encode(&header, &claims, &self.key)
     }
@@ -468,7 +511,11 @@ mod tests {
 
     #[test]
     fn valid_token_yields_subject() {
-        let t = sign_raw(r#"{"alg":"HS256","typ":"JWT"}"#, &claims(now_secs() + 60), SECRET);
+        let t = sign_raw(
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            &claims(now_secs() + 60),
+            SECRET,
+        );
         assert_eq!(verifier().verify(&t).unwrap().user_id.as_str(), "user-1");
     }
 
@@ -486,7 +533,10 @@ mod tests {
     #[test]
     fn other_algorithms_are_refused_even_if_validly_signed_with_the_secret() {
         let t = sign_raw(r#"{"alg":"hs256"}"#, &claims(now_secs() + 60), SECRET);
-        assert_eq!(verifier().verify(&t).unwrap_err(), AuthFailure::BadAlgorithm);
+        assert_eq!(
+            verifier().verify(&t).unwrap_err(),
+            AuthFailure::BadAlgorithm
+        );
     }
 
     #[test]
@@ -498,15 +548,27 @@ mod tests {
             r#""x5c":[]"#,
             r#""crit":["exp"]"#,
         ] {
-            let t = sign_raw(&format!(r#"{{"alg":"HS256",{extra}}}"#), &claims(now_secs() + 60), SECRET);
-            assert_eq!(verifier().verify(&t).unwrap_err(), AuthFailure::ForbiddenHeader, "{extra}");
+            let t = sign_raw(
+                &format!(r#"{{"alg":"HS256",{extra}}}"#),
+                &claims(now_secs() + 60),
+                SECRET,
+            );
+            assert_eq!(
+                verifier().verify(&t).unwrap_err(),
+                AuthFailure::ForbiddenHeader,
+                "{extra}"
+            );
         }
     }
 
     #[test]
     fn kid_traversal_is_refused() {
         for kid in ["../../dev/null", "/etc/passwd", "x' OR '1'='1", "a|b", ""] {
-            let t = sign_raw(&json!({"alg":"HS256","kid":kid}).to_string(), &claims(now_secs() + 60), SECRET);
+            let t = sign_raw(
+                &json!({"alg":"HS256","kid":kid}).to_string(),
+                &claims(now_secs() + 60),
+                SECRET,
+            );
             assert!(verifier().verify(&t).is_err(), "{kid}");
         }
     }
@@ -515,17 +577,33 @@ mod tests {
     fn time_claims_are_enforced() {
         let now = now_secs();
         let expired = sign_raw(r#"{"alg":"HS256"}"#, &claims(now - 3600), SECRET);
-        assert_eq!(verifier().verify(&expired).unwrap_err(), AuthFailure::Expired);
+        assert_eq!(
+            verifier().verify(&expired).unwrap_err(),
+            AuthFailure::Expired
+        );
         let future = sign_raw(
             r#"{"alg":"HS256"}"#,
             &json!({"sub":"u","exp":now+7200,"nbf":now+3600}).to_string(),
             SECRET,
         );
-        assert_eq!(verifier().verify(&future).unwrap_err(), AuthFailure::NotYetValid);
+        assert_eq!(
+            verifier().verify(&future).unwrap_err(),
+            AuthFailure::NotYetValid
+        );
         let no_exp = sign_raw(r#"{"alg":"HS256"}"#, r#"{"sub":"u"}"#, SECRET);
-        assert_eq!(verifier().verify(&no_exp).unwrap_err(), AuthFailure::BadClaims);
-        let string_exp = sign_raw(r#"{"alg":"HS256"}"#, &json!({"sub":"u","exp":(now+60).to_string()}).to_string(), SECRET);
-        assert_eq!(verifier().verify(&string_exp).unwrap_err(), AuthFailure::BadClaims);
+        assert_eq!(
+            verifier().verify(&no_exp).unwrap_err(),
+            AuthFailure::BadClaims
+        );
+        let string_exp = sign_raw(
+            r#"{"alg":"HS256"}"#,
+            &json!({"sub":"u","exp":(now+60).to_string()}).to_string(),
+            SECRET,
+        );
+        assert_eq!(
+            verifier().verify(&string_exp).unwrap_err(),
+            AuthFailure::BadClaims
+        );
     }
 
     #[test]
@@ -540,8 +618,15 @@ mod tests {
 
     #[test]
     fn wrong_key_and_garbage_are_refused() {
-        let t = sign_raw(r#"{"alg":"HS256"}"#, &claims(now_secs() + 60), b"another-secret-another-secret-xx");
-        assert_eq!(verifier().verify(&t).unwrap_err(), AuthFailure::BadSignature);
+        let t = sign_raw(
+            r#"{"alg":"HS256"}"#,
+            &claims(now_secs() + 60),
+            b"another-secret-another-secret-xx",
+        );
+        assert_eq!(
+            verifier().verify(&t).unwrap_err(),
+            AuthFailure::BadSignature
+        );
         for g in ["", "a", "a.b", "a.b.c.d", "...", "eyJ.eyJ.sig", "\u{0}"] {
             assert!(verifier().verify(g).is_err(), "{g:?}");
         }
@@ -565,9 +650,17 @@ mod tests {
             SECRET,
         );
         assert!(v.verify(&good).is_ok());
-        let bad_iss = sign_raw(r#"{"alg":"HS256"}"#, &json!({"sub":"u","exp":now+60,"iss":"evil","aud":"rag"}).to_string(), SECRET);
+        let bad_iss = sign_raw(
+            r#"{"alg":"HS256"}"#,
+            &json!({"sub":"u","exp":now+60,"iss":"evil","aud":"rag"}).to_string(),
+            SECRET,
+        );
         assert_eq!(v.verify(&bad_iss).unwrap_err(), AuthFailure::WrongIssuer);
-        let bad_aud = sign_raw(r#"{"alg":"HS256"}"#, &json!({"sub":"u","exp":now+60,"iss":"authgate","aud":"x"}).to_string(), SECRET);
+        let bad_aud = sign_raw(
+            r#"{"alg":"HS256"}"#,
+            &json!({"sub":"u","exp":now+60,"iss":"authgate","aud":"x"}).to_string(),
+            SECRET,
+        );
         assert_eq!(v.verify(&bad_aud).unwrap_err(), AuthFailure::WrongAudience);
     }
 
@@ -583,7 +676,11 @@ mod tests {
 
     #[test]
     fn subject_must_be_header_safe() {
-        let t = sign_raw(r#"{"alg":"HS256"}"#, &json!({"sub":"a\r\nX-Evil: 1","exp":now_secs()+60}).to_string(), SECRET);
+        let t = sign_raw(
+            r#"{"alg":"HS256"}"#,
+            &json!({"sub":"a\r\nX-Evil: 1","exp":now_secs()+60}).to_string(),
+            SECRET,
+        );
         assert_eq!(verifier().verify(&t).unwrap_err(), AuthFailure::BadClaims);
     }
 
@@ -602,10 +699,12 @@ mod tests {
                 ttl: Duration::from_secs(60),
                 issuer: "authgate",
                 audience: None,
+                epoch: 3,
             })
             .unwrap();
         let v = verifier().verify(&t).unwrap();
         assert_eq!(v.user_id.as_str(), "abc");
         assert_eq!(v.jti.as_deref(), Some("j1"));
+        assert_eq!(v.epoch, 3);
     }
 }

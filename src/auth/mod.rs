@@ -5,11 +5,17 @@
 //! hostile input.
 
 pub mod jwt;
+pub mod keys;
+pub mod limiter;
+pub mod password;
 pub mod principal;
+pub mod revocation;
 
-use http::{HeaderMap, header};
+use http::{HeaderMap, Request, header};
 
-use crate::error::AuthFailure;
+use crate::Gateway;
+use crate::auth::principal::{AuthMethod, Principal};
+use crate::error::{AuthFailure, GatewayError};
 
 /// A credential as found on the request, not yet checked.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,6 +47,40 @@ pub fn bearer(headers: &HeaderMap) -> Result<Credential<'_>, AuthFailure> {
     Ok(Credential::Bearer(token))
 }
 
+/// The token a request carries: `Authorization: Bearer`, or `?token=` on a WebSocket upgrade
+/// (browsers cannot set headers there). Any other request's query is never read for credentials.
+pub fn request_token<B>(req: &Request<B>) -> Result<&str, AuthFailure> {
+    match bearer(req.headers())? {
+        Credential::Bearer(t) => Ok(t),
+        Credential::None if crate::proxy::is_upgrade(req) => req
+            .uri()
+            .query()
+            .and_then(|q| crate::proxy::split_query_token(q).0)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthFailure::Missing),
+        Credential::None => Err(AuthFailure::Missing),
+    }
+}
+
+/// Who sent this request: its credential verified and checked against revocations.
+pub async fn authenticate<B>(gw: &Gateway, req: &Request<B>) -> Result<Principal, GatewayError> {
+    let token = request_token(req).map_err(GatewayError::Unauthenticated)?;
+    let verified = gw
+        .verifier
+        .verify(token)
+        .map_err(GatewayError::Unauthenticated)?;
+    gw.revocations
+        .check(verified.user_id.as_str(), &verified)
+        .map_err(GatewayError::Unauthenticated)?;
+    Ok(Principal {
+        user_id: verified.user_id,
+        method: AuthMethod::Jwt,
+        jti: verified.jti,
+        iat: verified.iat,
+        exp: Some(verified.exp),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,7 +103,13 @@ mod tests {
 
     #[test]
     fn other_schemes_and_duplicates_are_refused() {
-        for v in [&["Basic YWJj"][..], &["Bearer"], &["Bearer "], &["Bearer a b"], &["Bearer a", "Bearer b"]] {
+        for v in [
+            &["Basic YWJj"][..],
+            &["Bearer"],
+            &["Bearer "],
+            &["Bearer a b"],
+            &["Bearer a", "Bearer b"],
+        ] {
             assert!(bearer(&with(v)).is_err(), "{v:?}");
         }
         assert_eq!(bearer(&HeaderMap::new()), Ok(Credential::None));

@@ -79,6 +79,12 @@ mod tests {
         for bad in ["", "a b", "a\r\nb", "a\0", "é", &"x".repeat(257)] {
             assert!(UserId::parse(bad).is_none(), "{bad:?}");
         }
-        assert_eq!(UserId::parse("123e4567-e89b-12d3-a456-426614174000").unwrap().as_str().len(), 36);
+        assert_eq!(
+            UserId::parse("123e4567-e89b-12d3-a456-426614174000")
+                .unwrap()
+                .as_str()
+                .len(),
+            36
+        );
     }
 }

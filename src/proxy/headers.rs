@@ -74,10 +74,13 @@ fn is_identity(name: &HeaderName) -> bool {
     let n = name.as_str().as_bytes();
     IDENTITY.iter().any(|id| {
         id.len() == n.len()
-            && id
-                .bytes()
-                .zip(n)
-                .all(|(a, &b)| a == if b == b'_' { b'-' } else { b.to_ascii_lowercase() })
+            && id.bytes().zip(n).all(|(a, &b)| {
+                a == if b == b'_' {
+                    b'-'
+                } else {
+                    b.to_ascii_lowercase()
+                }
+            })
     })
 }
 
@@ -124,7 +127,10 @@ pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
     headers.remove(header::HOST);
 
     append_forwarded_for(headers, fwd.peer);
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(fwd.proto));
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(fwd.proto),
+    );
     if let Some(host) = &fwd.host {
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
@@ -159,14 +165,19 @@ fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
         Err(_) => {
             headers.insert(
                 X_FORWARDED_FOR.clone(),
-                HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown")),
+                HeaderValue::from_str(&peer.to_string())
+                    .unwrap_or(HeaderValue::from_static("unknown")),
             );
         }
     }
 }
 
 /// Rewrite a backend response's headers for the client.
-pub fn rewrite_response(headers: &mut HeaderMap, request_id: &HeaderValue, switching_protocols: bool) {
+pub fn rewrite_response(
+    headers: &mut HeaderMap,
+    request_id: &HeaderValue,
+    switching_protocols: bool,
+) {
     if switching_protocols {
         // 101 keeps Connection/Upgrade: they are the handshake.
         let upgrade = headers.get(header::UPGRADE).cloned();
@@ -186,15 +197,16 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(v) = headers.get(&X_REQUEST_ID)
         && !v.is_empty()
         && v.len() <= 128
-        && v.as_bytes()
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'='))
+        && v.as_bytes().iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=')
+        })
     {
         return v.clone();
     }
     let id = uuid::Uuid::new_v4();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)).unwrap_or(HeaderValue::from_static("-"))
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
+        .unwrap_or(HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
@@ -216,7 +228,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -225,10 +240,18 @@ mod tests {
     fn client_identity_headers_in_every_spelling_are_replaced() {
         let user = UserId::parse("real").unwrap();
         let rid = HeaderValue::from_static("r1");
-        let mut h = map(&[("X-User-Id", "evil1"), ("x_user_id", "evil2"), ("X_User_Id", "evil3"), ("x-auth-assertion", "e")]);
+        let mut h = map(&[
+            ("X-User-Id", "evil1"),
+            ("x_user_id", "evil2"),
+            ("X_User_Id", "evil3"),
+            ("x-auth-assertion", "e"),
+        ]);
         let dropped = rewrite_request(&mut h, &fwd(Some(&user), &rid));
         assert_eq!(dropped, 3);
-        assert_eq!(h.get_all(&X_USER_ID).iter().collect::<Vec<_>>(), vec!["real"]);
+        assert_eq!(
+            h.get_all(&X_USER_ID).iter().collect::<Vec<_>>(),
+            vec!["real"]
+        );
         assert!(h.keys().all(|k| !k.as_str().contains('_')));
     }
 
@@ -236,7 +259,13 @@ mod tests {
     fn connection_cannot_remove_what_the_gateway_adds() {
         let user = UserId::parse("u").unwrap();
         let rid = HeaderValue::from_static("r1");
-        let mut h = map(&[("connection", "x-user-id, x-forwarded-for, x-request-id, keep-alive"), ("x-custom", "1")]);
+        let mut h = map(&[
+            (
+                "connection",
+                "x-user-id, x-forwarded-for, x-request-id, keep-alive",
+            ),
+            ("x-custom", "1"),
+        ]);
         rewrite_request(&mut h, &fwd(Some(&user), &rid));
         assert_eq!(h[&X_USER_ID], "u");
         assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.9");
@@ -260,7 +289,18 @@ mod tests {
             ("host", "gw.example"),
         ]);
         rewrite_request(&mut h, &fwd(None, &rid));
-        for gone in ["authorization", "proxy-authorization", "x-api-key", "te", "keep-alive", "connection", "x-drop", "x-original-url", "host", "x-user-id"] {
+        for gone in [
+            "authorization",
+            "proxy-authorization",
+            "x-api-key",
+            "te",
+            "keep-alive",
+            "connection",
+            "x-drop",
+            "x-original-url",
+            "host",
+            "x-user-id",
+        ] {
             assert!(h.get(gone).is_none(), "{gone}");
         }
         assert_eq!(h[&X_FORWARDED_HOST], "gw.example");
@@ -270,7 +310,10 @@ mod tests {
     #[test]
     fn forwarded_for_is_appended() {
         let rid = HeaderValue::from_static("r1");
-        let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "5.6.7.8")]);
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "5.6.7.8"),
+        ]);
         rewrite_request(&mut h, &fwd(None, &rid));
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 5.6.7.8, 10.0.0.9");
     }
@@ -278,15 +321,25 @@ mod tests {
     #[test]
     fn request_id_is_kept_only_when_plain() {
         assert_eq!(request_id(&map(&[("x-request-id", "abc-123")])), "abc-123");
-        assert_ne!(request_id(&map(&[("x-request-id", "a b\"<script>")])), "a b\"<script>");
+        assert_ne!(
+            request_id(&map(&[("x-request-id", "a b\"<script>")])),
+            "a b\"<script>"
+        );
         assert_eq!(request_id(&HeaderMap::new()).len(), 36);
     }
 
     #[test]
     fn masked_debug_hides_credentials() {
-        let h = map(&[("authorization", "Bearer secret-token"), ("cookie", "s=1"), ("accept", "*/*")]);
+        let h = map(&[
+            ("authorization", "Bearer secret-token"),
+            ("cookie", "s=1"),
+            ("accept", "*/*"),
+        ]);
         let shown = format!("{:?}", Masked(&h));
-        assert!(!shown.contains("secret-token") && !shown.contains("s=1"), "{shown}");
+        assert!(
+            !shown.contains("secret-token") && !shown.contains("s=1"),
+            "{shown}"
+        );
         assert!(shown.contains("*/*"));
     }
 }

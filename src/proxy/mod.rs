@@ -25,9 +25,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use crate::Gateway;
-use crate::auth::principal::{AuthMethod, Principal};
-use crate::auth::{self, Credential};
-use crate::error::{AuthFailure, GatewayError};
+use crate::auth::principal::Principal;
+use crate::error::GatewayError;
 use crate::metrics::AuthOutcome;
 use crate::routes::{self, RouteClass};
 
@@ -63,12 +62,17 @@ pub async fn handle(
             if let GatewayError::Unauthenticated(reason) = &err {
                 gw.metrics.auth_failure(*reason);
                 outcome.auth = AuthOutcome::Failed;
-                tracing::info!(reason = reason.as_str(), request_id = request_id_str(&request_id), "authentication refused");
+                tracing::info!(
+                    reason = reason.as_str(),
+                    request_id = request_id_str(&request_id),
+                    "authentication refused"
+                );
             }
             err.to_response().map(Either::Right)
         }
     };
-    resp.headers_mut().insert(headers::X_REQUEST_ID.clone(), request_id.clone());
+    resp.headers_mut()
+        .insert(headers::X_REQUEST_ID.clone(), request_id.clone());
 
     let status = resp.status().as_u16();
     gw.metrics.request(outcome.route, status, outcome.auth);
@@ -105,7 +109,9 @@ async fn route(
     }
     if req.version() < Version::HTTP_2 && req.uri().scheme().is_some() {
         // Absolute-form targets are for forward proxies; an origin gateway refuses them.
-        return Err(GatewayError::InvalidRequest("Absolute-form request targets are not accepted"));
+        return Err(GatewayError::InvalidRequest(
+            "Absolute-form request targets are not accepted",
+        ));
     }
     let path = req.uri().path();
     routes::check_path(path).map_err(GatewayError::AmbiguousPath)?;
@@ -113,14 +119,38 @@ async fn route(
     outcome.route = Some(class);
 
     match class {
-        RouteClass::AuthApi | RouteClass::Jwks => Err(GatewayError::NotFound),
+        RouteClass::AuthApi => {
+            let ctx = crate::api::Ctx {
+                gw,
+                peer: peer.ip(),
+                request_id,
+            };
+            let resp = crate::api::handle(&ctx, req, &mut outcome.user).await;
+            if let Some(p) = &outcome.user {
+                outcome.auth = AuthOutcome::from(p.method);
+            }
+            resp.map(|r| r.map(Either::Right))
+        }
+        RouteClass::Jwks => {
+            if req.method() != Method::GET && req.method() != Method::HEAD {
+                return Err(GatewayError::MethodNotAllowed);
+            }
+            let mut resp = Response::new(Either::Right(Full::new(gw.jwks.clone())));
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            );
+            Ok(resp)
+        }
         RouteClass::Public => forward(gw, peer, req, None, request_id).await,
         RouteClass::Protected => {
-            let principal = authenticate(gw, &req)?;
-            outcome.auth = match principal.method {
-                AuthMethod::Jwt => AuthOutcome::Jwt,
-                AuthMethod::ApiToken => AuthOutcome::ApiToken,
-            };
+            let principal = crate::auth::authenticate(gw, &req).await?;
+            outcome.auth = AuthOutcome::from(principal.method);
             outcome.user = Some(principal.clone());
             forward(gw, peer, req, Some(principal), request_id).await
         }
@@ -128,7 +158,7 @@ async fn route(
 }
 
 /// Whether this is an HTTP/1.1 WebSocket (or other) upgrade request.
-fn is_upgrade<B>(req: &Request<B>) -> bool {
+pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
         && req
@@ -141,7 +171,7 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
 }
 
 /// The `token` query parameter of an upgrade request, and the query without it.
-fn split_query_token(query: &str) -> (Option<&str>, String) {
+pub(crate) fn split_query_token(query: &str) -> (Option<&str>, String) {
     let mut token = None;
     let mut rest = String::with_capacity(query.len());
     for pair in query.split('&') {
@@ -157,30 +187,6 @@ fn split_query_token(query: &str) -> (Option<&str>, String) {
     (token, rest)
 }
 
-/// 2. authenticate: the request's credential, verified.
-fn authenticate<B>(gw: &Gateway, req: &Request<B>) -> Result<Principal, GatewayError> {
-    let token = match auth::bearer(req.headers()).map_err(GatewayError::Unauthenticated)? {
-        Credential::Bearer(t) => t,
-        Credential::None => {
-            // Browsers cannot set headers on a WebSocket: an upgrade alone may use ?token=.
-            let from_query = if is_upgrade(req) {
-                req.uri().query().and_then(|q| split_query_token(q).0)
-            } else {
-                None
-            };
-            from_query.ok_or(GatewayError::Unauthenticated(AuthFailure::Missing))?
-        }
-    };
-    let verified = gw.verifier.verify(token).map_err(GatewayError::Unauthenticated)?;
-    Ok(Principal {
-        user_id: verified.user_id,
-        method: AuthMethod::Jwt,
-        jti: verified.jti,
-        iat: verified.iat,
-        exp: Some(verified.exp),
-    })
-}
-
 /// 3 and 4. rewrite and forward.
 async fn forward(
     gw: &Arc<Gateway>,
@@ -194,14 +200,19 @@ async fn forward(
     let (mut parts, body) = req.into_parts();
 
     let path_and_query = match parts.uri.query() {
-        Some(q) if upgrade && q.split('&').any(|p| p == "token" || p.starts_with("token=")) => {
+        Some(q)
+            if upgrade
+                && q.split('&')
+                    .any(|p| p == "token" || p.starts_with("token=")) =>
+        {
             let (_, rest) = split_query_token(q);
             let pq = if rest.is_empty() {
                 parts.uri.path().to_owned()
             } else {
                 format!("{}?{rest}", parts.uri.path())
             };
-            PathAndQuery::try_from(pq).map_err(|_| GatewayError::InvalidRequest("Invalid request target"))?
+            PathAndQuery::try_from(pq)
+                .map_err(|_| GatewayError::InvalidRequest("Invalid request target"))?
         }
         _ => parts
             .uri
@@ -210,11 +221,12 @@ async fn forward(
             .unwrap_or_else(|| PathAndQuery::from_static("/")),
     };
 
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     if parts.version == Version::HTTP_2 {
         join_cookies(&mut parts.headers);
     }
@@ -224,7 +236,11 @@ async fn forward(
         host,
         user: principal.as_ref().map(|p| &p.user_id),
         request_id,
-        upgrade: if upgrade { parts.headers.get(header::UPGRADE).cloned() } else { None },
+        upgrade: if upgrade {
+            parts.headers.get(header::UPGRADE).cloned()
+        } else {
+            None
+        },
     };
     let dropped = headers::rewrite_request(&mut parts.headers, &fwd);
     if dropped > 0 {
@@ -241,7 +257,9 @@ async fn forward(
     let upstream_req = Request::from_parts(parts, Limited::new(body, usize::MAX));
     let sent = Instant::now();
     let mut resp = gw.upstream.send(upstream_req).await?;
-    gw.metrics.upstream_seconds.observe(sent.elapsed().as_secs_f64());
+    gw.metrics
+        .upstream_seconds
+        .observe(sent.elapsed().as_secs_f64());
 
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
@@ -295,8 +313,14 @@ mod tests {
     #[test]
     fn token_is_split_from_the_query() {
         assert_eq!(split_query_token("token=abc"), (Some("abc"), String::new()));
-        assert_eq!(split_query_token("a=1&token=abc&b=2"), (Some("abc"), "a=1&b=2".to_string()));
+        assert_eq!(
+            split_query_token("a=1&token=abc&b=2"),
+            (Some("abc"), "a=1&b=2".to_string())
+        );
         assert_eq!(split_query_token("a=1"), (None, "a=1".to_string()));
-        assert_eq!(split_query_token("tokenx=1"), (None, "tokenx=1".to_string()));
+        assert_eq!(
+            split_query_token("tokenx=1"),
+            (None, "tokenx=1".to_string())
+        );
     }
 }

@@ -52,7 +52,11 @@ impl Seen {
     }
     pub fn one(&self, name: &str) -> Option<String> {
         let all = self.all(name);
-        assert!(all.len() <= 1, "{name} arrived {} times: {all:?}", all.len());
+        assert!(
+            all.len() <= 1,
+            "{name} arrived {} times: {all:?}",
+            all.len()
+        );
         all.into_iter().next()
     }
     /// Header names, lower-case, as they arrived.
@@ -72,7 +76,12 @@ impl Recorder {
         self.0.lock().unwrap().len()
     }
     pub fn last(&self) -> Seen {
-        self.0.lock().unwrap().last().cloned().expect("the upstream received nothing")
+        self.0
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream received nothing")
     }
 }
 
@@ -120,13 +129,18 @@ impl Generated {
 impl Body for Generated {
     type Data = Bytes;
     type Error = Infallible;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
         if let Some(p) = self.pause {
             let this = &mut *self;
-            let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(p)));
+            let sleep = this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(p)));
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -177,6 +191,47 @@ impl TestUpstream {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// The same recording upstream behind TLS, with a self-signed certificate written into `dir`.
+    /// Returns the upstream and the path of its certificate (the CA the gateway must trust).
+    pub async fn start_tls(dir: &std::path::Path) -> (TestUpstream, PathBuf) {
+        let (cert, key) = (dir.join("up-cert.pem"), dir.join("up-key.pem"));
+        authgate::tls::ensure_self_signed(&cert, &key).unwrap();
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(authgate::tls::server_config(&cert, &key).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Recorder::default();
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        let rec = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    _ = &mut stop_rx => return,
+                    r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
+                };
+                let (rec, acceptor) = (rec.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let svc = service_fn(move |req| upstream_answer(rec.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        (
+            TestUpstream {
+                addr,
+                seen,
+                stop: Some(stop_tx),
+            },
+            cert,
+        )
+    }
 }
 
 type UpBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -185,7 +240,10 @@ fn boxed<B: Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static>(b: B
     BodyExt::boxed(b)
 }
 
-async fn upstream_answer(rec: Recorder, mut req: Request<Incoming>) -> Result<Response<UpBody>, Infallible> {
+async fn upstream_answer(
+    rec: Recorder,
+    mut req: Request<Incoming>,
+) -> Result<Response<UpBody>, Infallible> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -320,7 +378,11 @@ response_header_timeout = "2s"
 secret = "{SECRET}"
 [auth]
 public_paths = ["/api/health", "/docs/*"]
+[store]
+url = "sqlite://{db}?mode=rwc"
+sync_interval = "200ms"
 "#,
+        db = dir.join("authgate.db").display(),
         cert = dir.join("cert.pem").display(),
         key = dir.join("key.pem").display(),
     )
@@ -342,7 +404,10 @@ impl TestGateway {
         Self::start_config(config, dir).await
     }
 
-    pub async fn start_config(config: authgate::config::Config, dir: tempfile::TempDir) -> TestGateway {
+    pub async fn start_config(
+        config: authgate::config::Config,
+        dir: tempfile::TempDir,
+    ) -> TestGateway {
         let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (main.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -352,7 +417,11 @@ impl TestGateway {
             .map(|t| t.cert.clone())
             .unwrap_or_else(|| dir.path().join("none.pem"));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let gw = Arc::new(authgate::Gateway::build(config).expect("gateway builds"));
+        let gw = Arc::new(
+            authgate::Gateway::build(config)
+                .await
+                .expect("gateway builds"),
+        );
         let done = tokio::spawn(async move {
             authgate::serve_gateway(gw, main, admin, async {
                 let _ = stop_rx.await;
@@ -386,9 +455,14 @@ impl TestGateway {
     /// GET on the admin listener.
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
         let stream = TcpStream::connect(self.admin).await.unwrap();
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
         tokio::spawn(conn);
-        let req = Request::get(path).header("host", "admin").body(Empty::<Bytes>::new()).unwrap();
+        let req = Request::get(path)
+            .header("host", "admin")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
         let resp = send.send_request(req).await.unwrap();
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -407,17 +481,27 @@ pub fn tls_client_config(ca: &std::path::Path, h2: bool) -> rustls::ClientConfig
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = if h2 { vec![b"h2".to_vec()] } else { vec![b"http/1.1".to_vec()] };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = if h2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     config
 }
 
 /// Open a TLS connection to the gateway.
-pub async fn tls_connect(ca: &std::path::Path, addr: SocketAddr, h2: bool) -> tokio_rustls::client::TlsStream<TcpStream> {
+pub async fn tls_connect(
+    ca: &std::path::Path,
+    addr: SocketAddr,
+    h2: bool,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client_config(ca, h2)));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -433,7 +517,8 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(&self.body)))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -461,13 +546,16 @@ impl Client {
     pub async fn send(&self, req: Request<ClientBody>) -> Response<Incoming> {
         let tls = tls_connect(&self.ca, self.addr, self.h2).await;
         if self.h2 {
-            let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .unwrap();
+            let (mut send, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                    .await
+                    .unwrap();
             tokio::spawn(conn);
             send.send_request(req).await.unwrap()
         } else {
-            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .unwrap();
             tokio::spawn(conn.with_upgrades());
             send.send_request(req).await.unwrap()
         }
@@ -478,11 +566,18 @@ impl Client {
         if self.h2 {
             b.uri(format!("https://localhost:{}{path}", self.addr.port()))
         } else {
-            b.uri(path).header("host", format!("localhost:{}", self.addr.port()))
+            b.uri(path)
+                .header("host", format!("localhost:{}", self.addr.port()))
         }
     }
 
-    pub async fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Reply {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Reply {
         let mut b = self.request(method, path);
         for (k, v) in headers {
             b = b.header(*k, *v);
@@ -507,7 +602,12 @@ impl Client {
 }
 
 /// Send raw bytes over TLS (HTTP/1.1) and read the answer until the server closes or `wait` passes.
-pub async fn raw_exchange(ca: &std::path::Path, addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+pub async fn raw_exchange(
+    ca: &std::path::Path,
+    addr: SocketAddr,
+    bytes: &[u8],
+    wait: Duration,
+) -> String {
     let mut tls = tls_connect(ca, addr, false).await;
     tls.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
@@ -529,12 +629,19 @@ pub async fn raw_exchange(ca: &std::path::Path, addr: SocketAddr, bytes: &[u8], 
 // ---------------------------------------------------------------------------------------------
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// An HS256 token for `sub`, valid for an hour, signed with the test secret.
 pub fn token(sub: &str) -> String {
-    token_with(jsonwebtoken::Algorithm::HS256, SECRET, json!({"sub": sub, "exp": now() + 3600, "iat": now()}))
+    token_with(
+        jsonwebtoken::Algorithm::HS256,
+        SECRET,
+        json!({"sub": sub, "exp": now() + 3600, "iat": now()}),
+    )
 }
 
 pub fn token_with(alg: jsonwebtoken::Algorithm, secret: &str, claims: serde_json::Value) -> String {

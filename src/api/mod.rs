@@ -1,0 +1,178 @@
+//! The `/api/auth/*` endpoints, answered by the gateway itself and never forwarded.
+//!
+//! The rule this module keeps: bodies are JSON, at most 64 KiB (an honest `Content-Length` over
+//! that is refused before any byte is read), and every handler answers with JSON or an empty 204.
+//! Register and login ignore any `Authorization` header; every other endpoint needs a credential.
+
+mod accounts;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+
+use crate::Gateway;
+use crate::error::GatewayError;
+
+/// The largest request body an auth endpoint reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler needs to know about the request besides its body.
+pub struct Ctx<'a> {
+    pub gw: &'a Arc<Gateway>,
+    pub peer: IpAddr,
+    pub request_id: &'a HeaderValue,
+}
+
+pub type ApiResponse = Response<Full<Bytes>>;
+
+/// Answer an `/api/auth/*` request. `authenticated` reports the caller for the access log.
+pub async fn handle(
+    ctx: &Ctx<'_>,
+    req: Request<Incoming>,
+    authenticated: &mut Option<crate::auth::principal::Principal>,
+) -> Result<ApiResponse, GatewayError> {
+    let path = req.uri().path().trim_end_matches('/');
+    let endpoint = path.strip_prefix("/api/auth").unwrap_or(path);
+    let method = req.method().clone();
+    match (endpoint, &method) {
+        ("/register", &Method::POST) => accounts::register(ctx, read_json(req).await?).await,
+        ("/login", &Method::POST) => accounts::login(ctx, read_json(req).await?).await,
+        ("/me", &Method::GET) => {
+            let p = crate::auth::authenticate(ctx.gw, &req).await?;
+            *authenticated = Some(p.clone());
+            accounts::me(ctx, &p).await
+        }
+        ("/refresh", &Method::POST) => {
+            let p = crate::auth::authenticate(ctx.gw, &req).await?;
+            *authenticated = Some(p.clone());
+            accounts::refresh(ctx, &p).await
+        }
+        ("/logout", &Method::POST) => {
+            let p = crate::auth::authenticate(ctx.gw, &req).await?;
+            *authenticated = Some(p.clone());
+            let body = read_optional_json(req).await?;
+            accounts::logout(ctx, &p, &body).await
+        }
+        ("/password", &Method::POST) => {
+            let p = crate::auth::authenticate(ctx.gw, &req).await?;
+            *authenticated = Some(p.clone());
+            accounts::change_password(ctx, &p, read_json(req).await?).await
+        }
+        ("/register" | "/login" | "/me" | "/refresh" | "/logout" | "/password", _) => {
+            Err(GatewayError::MethodNotAllowed)
+        }
+        _ => Err(GatewayError::NotFound),
+    }
+}
+
+/// Refuse a body over the limit by its `Content-Length`, before reading it.
+fn check_declared_length<B>(req: &Request<B>) -> Result<(), GatewayError> {
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+        let len: u64 = len
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or(GatewayError::InvalidRequest("Invalid Content-Length"))?;
+        if len > MAX_BODY_BYTES as u64 {
+            return Err(GatewayError::PayloadTooLarge);
+        }
+    }
+    Ok(())
+}
+
+fn is_json<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("application/json")
+                || (v.len() > 5 && v[v.len() - 5..].eq_ignore_ascii_case("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// Read at most 64 KiB.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, GatewayError> {
+    check_declared_length(&req)?;
+    match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(GatewayError::PayloadTooLarge)
+        }
+        Err(_) => Err(GatewayError::InvalidRequest(
+            "The request body could not be read",
+        )),
+    }
+}
+
+/// A JSON object body (`Content-Type: application/json` required: it keeps cross-site forms out).
+async fn read_json(req: Request<Incoming>) -> Result<Value, GatewayError> {
+    if !is_json(&req) {
+        check_declared_length(&req)?;
+        return Err(GatewayError::UnsupportedMediaType);
+    }
+    let bytes = read_body(req).await?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| GatewayError::InvalidRequest("Body is not valid JSON"))?;
+    if !value.is_object() {
+        return Err(GatewayError::InvalidRequest("Body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+/// A JSON object body, or `{}` when the body is empty.
+async fn read_optional_json(req: Request<Incoming>) -> Result<Value, GatewayError> {
+    let declared_empty = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0");
+    if declared_empty || (!is_json(&req) && !req.headers().contains_key(header::CONTENT_TYPE)) {
+        let bytes = read_body(req).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Object(Default::default()));
+        }
+        return Err(GatewayError::UnsupportedMediaType);
+    }
+    read_json(req).await
+}
+
+/// A required string field, or a 400 naming it.
+pub fn string_field<'v>(body: &'v Value, field: &'static str) -> Result<&'v str, GatewayError> {
+    match body.get(field) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(GatewayError::InvalidField {
+            field,
+            message: "must be a string",
+        }),
+        None => Err(GatewayError::InvalidField {
+            field,
+            message: "is required",
+        }),
+    }
+}
+
+/// A 2xx JSON answer.
+pub fn json(status: StatusCode, body: &Value) -> ApiResponse {
+    crate::error::json_response(status, body)
+}
+
+pub fn no_content() -> ApiResponse {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
