@@ -1,7 +1,7 @@
 //! The admin listener (plain HTTP, loopback by default): `/healthz`, `/readyz`, `/metrics`.
 //!
 //! The rule this module keeps: it never touches client traffic, and `/readyz` is true only while
-//! the gateway is accepting and its upstream is reachable, so an orchestrator stops sending
+//! the gateway is accepting and its upstream and store are reachable, so an orchestrator stops sending
 //! traffic to a replica that could not serve it.
 
 use std::convert::Infallible;
@@ -57,8 +57,9 @@ async fn answer(
         "/healthz" => json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         "/readyz" => {
             let serving = gw.serving.load(Ordering::SeqCst);
-            let upstream = serving && gw.upstream.reachable().await;
-            let ready = serving && upstream;
+            let (upstream, store) = tokio::join!(gw.upstream.reachable(), gw.store.ping());
+            let store = store.is_ok();
+            let ready = serving && upstream && store;
             let status = if ready {
                 StatusCode::OK
             } else {
@@ -68,7 +69,7 @@ async fn answer(
                 status,
                 &serde_json::json!({
                     "ready": ready,
-                    "checks": { "serving": serving, "upstream": upstream },
+                    "checks": { "serving": serving, "upstream": upstream, "store": store },
                 }),
             )
         }

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -105,7 +106,7 @@ impl Gateway {
             Passwords::with_concurrency(config.password.params, config.password.hash_concurrency)
                 .map_err(StartError::Secret)?;
         let revocations = Revocations::new();
-        sync_revocations(&store, &revocations)
+        sync_revocations(&store, &revocations, config.jwt.leeway)
             .await
             .map_err(|e| StartError::Store(e.to_string()))?;
         let limiter = LoginLimiter::new(config.login);
@@ -166,10 +167,18 @@ pub async fn serve_gateway(
 }
 
 /// Load revocations and user gates from the store into memory.
-async fn sync_revocations(store: &Store, revocations: &Revocations) -> Result<(), StoreError> {
+/// Revocations are kept until their token could no longer pass verification: `exp` plus the leeway.
+fn revocation_cutoff(leeway: std::time::Duration) -> u64 {
+    auth::jwt::now_secs().saturating_sub(leeway.as_secs())
+}
+
+async fn sync_revocations(
+    store: &Store,
+    revocations: &Revocations,
+    leeway: std::time::Duration,
+) -> Result<(), StoreError> {
     let generation = revocations.generation();
-    let now = auth::jwt::now_secs();
-    let jtis = store.revoked_jtis(now as i64).await?;
+    let jtis = store.revoked_jtis(revocation_cutoff(leeway) as i64).await?;
     let users = store.user_gates().await?;
     let jtis = jtis
         .into_iter()
@@ -190,15 +199,15 @@ async fn maintain(gw: Arc<Gateway>, stop: tokio_util::sync::CancellationToken) {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = sync_revocations(&gw.store, &gw.revocations).await {
+        if let Err(e) = sync_revocations(&gw.store, &gw.revocations, gw.config.jwt.leeway).await {
             tracing::warn!(error = %e, "revocation sync from the store failed; keeping the last state");
         }
         if last_purge.elapsed() > std::time::Duration::from_secs(600) {
             last_purge = std::time::Instant::now();
-            let now = auth::jwt::now_secs();
-            gw.revocations.purge(now);
+            let cutoff = revocation_cutoff(gw.config.jwt.leeway);
+            gw.revocations.purge(cutoff);
             gw.limiter.sweep();
-            if let Err(e) = gw.store.purge_expired(now as i64).await {
+            if let Err(e) = gw.store.purge_expired(cutoff as i64).await {
                 tracing::warn!(error = %e, "purging expired revocations failed");
             }
         }

@@ -39,12 +39,93 @@ enum Command {
     Serve,
     /// Validate the configuration and print the effective values, secrets masked.
     CheckConfig,
+    /// Manage users in the configured store.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is read from stdin with --password-stdin, else generated and shown once.
+    Add {
+        username: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Disable a user (by username or id): logins and all their tokens are refused.
+    Disable { user: String },
+    /// Enable a disabled user.
+    Enable { user: String },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write a new key pair (or print an HMAC secret) and the [[jwt.keys]] entry to add.
+    Generate {
+        #[arg(long, default_value = "ES256")]
+        algorithm: String,
+        #[arg(long)]
+        kid: Option<String>,
+        #[arg(long, default_value = "keys")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config(&cli.config),
+        Command::Keys(KeysCommand::Generate {
+            algorithm,
+            kid,
+            out,
+        }) => report(authgate::cli::keys_generate(
+            &algorithm,
+            kid.as_deref(),
+            &out,
+        )),
+        Command::User(cmd) => {
+            let config = match Config::load(&cli.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("authgate: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("authgate: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            report(runtime.block_on(async {
+                match cmd {
+                    UserCommand::Add {
+                        username,
+                        email,
+                        password_stdin,
+                    } => authgate::cli::user_add(&config, &username, &email, password_stdin).await,
+                    UserCommand::List => authgate::cli::user_list(&config).await,
+                    UserCommand::Disable { user } => {
+                        authgate::cli::user_set_disabled(&config, &user, true).await
+                    }
+                    UserCommand::Enable { user } => {
+                        authgate::cli::user_set_disabled(&config, &user, false).await
+                    }
+                }
+            }))
+        }
         Command::Serve => {
             let config = match Config::load(&cli.config) {
                 Ok(c) => c,
@@ -75,6 +156,16 @@ fn main() -> ExitCode {
                     }
                 }
             }
+        }
+    }
+}
+
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authgate: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -6,6 +6,8 @@
 
 mod accounts;
 
+pub use accounts::normalize_username;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 

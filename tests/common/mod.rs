@@ -343,7 +343,8 @@ async fn upstream_answer(
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    pub dir: tempfile::TempDir,
+    /// Shared so a test can restart a gateway on the same certificate and database.
+    pub dir: Arc<tempfile::TempDir>,
     pub ca: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     pub done: Option<tokio::task::JoinHandle<()>>,
@@ -394,9 +395,13 @@ impl TestGateway {
     }
 
     pub async fn start_with(upstream: &str, extra: &str) -> TestGateway {
+        Self::start_in(Arc::new(tempfile::tempdir().unwrap()), upstream, extra).await
+    }
+
+    /// Start on an existing directory (certificate, secret and database kept from a previous run).
+    pub async fn start_in(dir: Arc<tempfile::TempDir>, upstream: &str, extra: &str) -> TestGateway {
         use figment::Figment;
         use figment::providers::{Format, Toml};
-        let dir = tempfile::tempdir().unwrap();
         let figment = Figment::new()
             .merge(Toml::string(&base_toml(dir.path(), upstream)))
             .merge(Toml::string(extra));
@@ -406,7 +411,7 @@ impl TestGateway {
 
     pub async fn start_config(
         config: authgate::config::Config,
-        dir: tempfile::TempDir,
+        dir: Arc<tempfile::TempDir>,
     ) -> TestGateway {
         let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
