@@ -46,10 +46,7 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<
     }
 }
 
-async fn answer(
-    gw: Arc<Gateway>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(GatewayError::MethodNotAllowed.to_response());
     }
@@ -77,9 +74,7 @@ async fn answer(
             let mut resp = Response::new(Full::new(Bytes::from(gw.metrics.render())));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
             );
             resp
         }

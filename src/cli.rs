@@ -30,21 +30,13 @@ fn random_password() -> String {
     use rand::Rng;
     const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut rng = rand::rngs::OsRng;
-    (0..20)
-        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
-        .collect()
+    (0..20).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
 }
 
 /// `authgate user add NAME --email E [--password-stdin]`.
-pub async fn user_add(
-    config: &Config,
-    username: &str,
-    email: &str,
-    password_stdin: bool,
-) -> Result<(), String> {
-    let (given, norm) = normalize_username(username).map_err(|_| {
-        "username: must be 1 to 64 letters, digits or symbols, without spaces".to_owned()
-    })?;
+pub async fn user_add(config: &Config, username: &str, email: &str, password_stdin: bool) -> Result<(), String> {
+    let (given, norm) = normalize_username(username)
+        .map_err(|_| "username: must be 1 to 64 letters, digits or symbols, without spaces".to_owned())?;
     if !email_address::EmailAddress::is_valid(email) {
         return Err("--email: not a valid email address".into());
     }
@@ -64,10 +56,7 @@ pub async fn user_add(
     }
     let store = open_store(config).await?;
     let passwords = Passwords::with_concurrency(config.password.params, 1)?;
-    let hash = passwords
-        .hash(password.clone())
-        .await
-        .map_err(|e| e.to_string())?;
+    let hash = passwords.hash(password.clone()).await.map_err(|e| e.to_string())?;
     let id = Uuid::new_v4().to_string();
     let user = store
         .create_user(&NewUser {
@@ -97,10 +86,7 @@ pub async fn user_list(config: &Config) -> Result<(), String> {
     println!("{:<36}  {:<24}  {:<32}  status", "id", "username", "email");
     for u in users {
         let status = if u.disabled { "disabled" } else { "active" };
-        println!(
-            "{:<36}  {:<24}  {:<32}  {status}",
-            u.id, u.username, u.email
-        );
+        println!("{:<36}  {:<24}  {:<32}  {status}", u.id, u.username, u.email);
     }
     Ok(())
 }
@@ -121,10 +107,7 @@ pub async fn user_set_disabled(config: &Config, who: &str, disabled: bool) -> Re
             .map_err(store_err)?
             .ok_or_else(|| format!("no user `{who}`"))?,
     };
-    store
-        .set_disabled(&user.id, disabled)
-        .await
-        .map_err(store_err)?;
+    store.set_disabled(&user.id, disabled).await.map_err(store_err)?;
     tracing::info!(target: "authgate::audit", event = if disabled { "user_disabled" } else { "user_enabled" }, user_id = %user.id);
     println!(
         "{} user {} ({})",
@@ -137,16 +120,12 @@ pub async fn user_set_disabled(config: &Config, who: &str, disabled: bool) -> Re
 
 /// `authgate keys generate --algorithm ALG [--kid KID] [--out DIR]`.
 pub fn keys_generate(algorithm: &str, kid: Option<&str>, out: &Path) -> Result<(), String> {
-    let alg: JwtAlgorithm = algorithm.parse().map_err(|_| {
-        format!("--algorithm: `{algorithm}` is not one of HS256, HS384, HS512, RS256, ES256, EdDSA")
-    })?;
+    let alg: JwtAlgorithm = algorithm
+        .parse()
+        .map_err(|_| format!("--algorithm: `{algorithm}` is not one of HS256, HS384, HS512, RS256, ES256, EdDSA"))?;
     let kid = kid.map(str::to_owned).unwrap_or_else(|| {
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        format!(
-            "{}-{}",
-            alg.as_str().to_ascii_lowercase(),
-            now[..10].replace('-', "")
-        )
+        format!("{}-{}", alg.as_str().to_ascii_lowercase(), now[..10].replace('-', ""))
     });
     if kid.is_empty()
         || !kid
@@ -158,36 +137,25 @@ pub fn keys_generate(algorithm: &str, kid: Option<&str>, out: &Path) -> Result<(
     let (private, public) = crate::auth::keys::generate(alg)?;
     match public {
         None => {
-            println!(
-                "# add to gateway.toml (keep this secret out of git; or set it through the environment)"
-            );
-            println!(
-                "[[jwt.keys]]\nkid = \"{kid}\"\nalgorithm = \"{alg}\"\nsecret = \"{private}\"\nsigning = true"
-            );
+            println!("# add to gateway.toml (keep this secret out of git; or set it through the environment)");
+            println!("[[jwt.keys]]\nkid = \"{kid}\"\nalgorithm = \"{alg}\"\nsecret = \"{private}\"\nsigning = true");
         }
         Some(public) => {
-            std::fs::create_dir_all(out)
-                .map_err(|e| format!("--out: cannot create {}: {e}", out.display()))?;
+            std::fs::create_dir_all(out).map_err(|e| format!("--out: cannot create {}: {e}", out.display()))?;
             let key_path = out.join(format!("{kid}.pem"));
             let pub_path = out.join(format!("{kid}.pub.pem"));
             if key_path.exists() {
-                return Err(format!(
-                    "{} exists; choose another --kid",
-                    key_path.display()
-                ));
+                return Err(format!("{} exists; choose another --kid", key_path.display()));
             }
             crate::tls::write_private(&key_path, private.as_bytes())
                 .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
-            std::fs::write(&pub_path, public)
-                .map_err(|e| format!("cannot write {}: {e}", pub_path.display()))?;
+            std::fs::write(&pub_path, public).map_err(|e| format!("cannot write {}: {e}", pub_path.display()))?;
             println!(
                 "wrote {} (private, mode 0600) and {}",
                 key_path.display(),
                 pub_path.display()
             );
-            println!(
-                "# add to gateway.toml; move `signing = true` to this key to start signing with it"
-            );
+            println!("# add to gateway.toml; move `signing = true` to this key to start signing with it");
             println!(
                 "[[jwt.keys]]\nkid = \"{kid}\"\nalgorithm = \"{alg}\"\nprivate_key = \"{}\"\nsigning = true",
                 key_path.display()

@@ -453,10 +453,7 @@ pub fn figment_for(path: &Path) -> Figment {
     let mut figment = Figment::new()
         .merge(Toml::file_exact(path))
         .merge(Env::prefixed("AUTHGATE_").split("__"));
-    for (var, key) in [
-        ("JWT_SECRET_KEY", "jwt.secret"),
-        ("JWT_ALGORITHM", "jwt.algorithm"),
-    ] {
+    for (var, key) in [("JWT_SECRET_KEY", "jwt.secret"), ("JWT_ALGORITHM", "jwt.algorithm")] {
         if let Ok(value) = std::env::var(var) {
             figment = figment.merge(Serialized::default(key, value));
         }
@@ -546,18 +543,10 @@ impl RawConfig {
             (None, true) => None,
             (Some(t), false) => {
                 let cert = t.cert.clone().ok_or_else(|| {
-                    ConfigError::invalid(
-                        "tls.cert",
-                        "is missing",
-                        "set it to the PEM certificate chain path",
-                    )
+                    ConfigError::invalid("tls.cert", "is missing", "set it to the PEM certificate chain path")
                 })?;
                 let key = t.key.clone().ok_or_else(|| {
-                    ConfigError::invalid(
-                        "tls.key",
-                        "is missing",
-                        "set it to the PEM private key path",
-                    )
+                    ConfigError::invalid("tls.key", "is missing", "set it to the PEM private key path")
                 })?;
                 Some(TlsConfig {
                     cert,
@@ -658,10 +647,7 @@ impl RawConfig {
 
 fn validate_store(raw: &RawStore) -> Result<StoreConfig, ConfigError> {
     let url = raw.url.expose();
-    if !(url.starts_with("sqlite:")
-        || url.starts_with("postgres://")
-        || url.starts_with("postgresql://"))
-    {
+    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(ConfigError::invalid(
             "store.url",
             "is neither a sqlite: nor a postgres:// URL",
@@ -683,10 +669,7 @@ fn validate_store(raw: &RawStore) -> Result<StoreConfig, ConfigError> {
 
 fn validate_login(raw: &RawLogin) -> Result<crate::auth::limiter::LimiterConfig, ConfigError> {
     for (key, v) in [
-        (
-            "login.max_failures_per_account",
-            raw.max_failures_per_account,
-        ),
+        ("login.max_failures_per_account", raw.max_failures_per_account),
         ("login.max_failures_per_ip", raw.max_failures_per_ip),
     ] {
         if v == 0 {
@@ -731,9 +714,7 @@ fn validate_password(raw: &RawPassword) -> Result<PasswordConfig, ConfigError> {
             "use values near the defaults (memory_kib = 19456, iterations = 2, parallelism = 1)",
         ));
     }
-    let cores = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1);
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
     Ok(PasswordConfig {
         params: crate::auth::password::PasswordParams {
             memory_kib: raw.memory_kib,
@@ -760,8 +741,7 @@ fn parse_addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError>
 
 fn validate_upstream(raw: &RawUpstream) -> Result<UpstreamConfig, ConfigError> {
     const KEY: &str = "upstream.url";
-    const FIX: &str =
-        "write it as http://HOST:PORT or https://HOST:PORT, with no path, query or user info";
+    const FIX: &str = "write it as http://HOST:PORT or https://HOST:PORT, with no path, query or user info";
     let uri: http::Uri = raw
         .url
         .parse()
@@ -770,11 +750,7 @@ fn validate_upstream(raw: &RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         Some("http") => Scheme::HTTP,
         Some("https") => Scheme::HTTPS,
         _ => {
-            return Err(ConfigError::invalid(
-                KEY,
-                "must start with http:// or https://",
-                FIX,
-            ));
+            return Err(ConfigError::invalid(KEY, "must start with http:// or https://", FIX));
         }
     };
     let authority = uri
@@ -798,7 +774,8 @@ fn validate_upstream(raw: &RawUpstream) -> Result<UpstreamConfig, ConfigError> {
     })
 }
 
-const SECRET_FIX: &str = "set JWT_SECRET_KEY (or jwt.secret) to at least 32 random bytes, e.g. `openssl rand -base64 48`";
+const SECRET_FIX: &str =
+    "set JWT_SECRET_KEY (or jwt.secret) to at least 32 random bytes, e.g. `openssl rand -base64 48`";
 
 fn check_hs_secret(key: &'static str, secret: &Secret) -> Result<(), ConfigError> {
     if secret.expose().len() < MIN_HS_SECRET_BYTES {
@@ -836,9 +813,7 @@ fn primary_key(raw: &RawJwt, algorithm: JwtAlgorithm) -> Result<Option<SecretSou
                 check_hs_secret("jwt.secret", secret)?;
                 Some(SecretSource::Given(secret.clone()))
             }
-            None if raw.generate_secret_if_missing => {
-                Some(SecretSource::GenerateInto(raw.secret_file.clone()))
-            }
+            None if raw.generate_secret_if_missing => Some(SecretSource::GenerateInto(raw.secret_file.clone())),
             None => None,
         });
     }
@@ -866,10 +841,7 @@ fn validate_key(k: &RawJwtKey) -> Result<KeySpec, ConfigError> {
     if !plain {
         return Err(ConfigError::invalid(
             KEY,
-            format!(
-                "has a kid `{}` that is not 1 to 64 of A-Z a-z 0-9 . _ -",
-                k.kid
-            ),
+            format!("has a kid `{}` that is not 1 to 64 of A-Z a-z 0-9 . _ -", k.kid),
             "give each key a short plain kid, e.g. \"2026-11\"",
         ));
     }
@@ -883,10 +855,7 @@ fn validate_key(k: &RawJwtKey) -> Result<KeySpec, ConfigError> {
             _ => {
                 return Err(ConfigError::invalid(
                     KEY,
-                    format!(
-                        "key `{}` ({algorithm}) needs `secret` and no key files",
-                        k.kid
-                    ),
+                    format!("key `{}` ({algorithm}) needs `secret` and no key files", k.kid),
                     "give HS keys a secret of at least 32 bytes",
                 ));
             }
@@ -1030,10 +999,7 @@ mod tests {
         let err = Config::from_toml_str("[server]\nplaintext = true\nbogus = 1\n")
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("server.bogus") || err.contains("bogus"),
-            "{err}"
-        );
+        assert!(err.contains("server.bogus") || err.contains("bogus"), "{err}");
     }
 
     #[test]
@@ -1049,11 +1015,9 @@ mod tests {
 
     #[test]
     fn short_secret_is_refused_and_not_printed() {
-        let err = Config::from_toml_str(
-            "[server]\nplaintext = true\n[jwt]\nsecret = \"tooshort-secret\"\n",
-        )
-        .unwrap_err()
-        .to_string();
+        let err = Config::from_toml_str("[server]\nplaintext = true\n[jwt]\nsecret = \"tooshort-secret\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("jwt.secret") && err.contains("32"), "{err}");
         assert!(!err.contains("tooshort-secret"), "{err}");
     }
@@ -1063,18 +1027,10 @@ mod tests {
         let err = Config::from_toml_str("[server]\nplaintext = true\n")
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("jwt.secret") && err.contains("JWT_SECRET_KEY"),
-            "{err}"
-        );
-        let c = Config::from_toml_str(
-            "[server]\nplaintext = true\n[jwt]\ngenerate_secret_if_missing = true\n",
-        )
-        .unwrap();
-        assert!(matches!(
-            c.jwt.keys[0].source,
-            SecretSource::GenerateInto(_)
-        ));
+        assert!(err.contains("jwt.secret") && err.contains("JWT_SECRET_KEY"), "{err}");
+        let c =
+            Config::from_toml_str("[server]\nplaintext = true\n[jwt]\ngenerate_secret_if_missing = true\n").unwrap();
+        assert!(matches!(c.jwt.keys[0].source, SecretSource::GenerateInto(_)));
     }
 
     #[test]
@@ -1090,9 +1046,7 @@ mod tests {
             ("[server]\nshutdown_grace = \"soon\"", "shutdown_grace"),
         ] {
             let base = format!("[jwt]\nsecret = \"{SECRET}\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n");
-            let figment = Figment::new()
-                .merge(Toml::string(&base))
-                .merge(Toml::string(snippet));
+            let figment = Figment::new().merge(Toml::string(&base)).merge(Toml::string(snippet));
             let err = match Config::from_figment(figment) {
                 Err(e) => e.to_string(),
                 Ok(_) => panic!("{snippet} was accepted"),

@@ -116,24 +116,15 @@ impl GatewayError {
     pub fn parts(&self) -> (StatusCode, &'static str, &'static str, Culprit) {
         use Culprit::*;
         match self {
-            GatewayError::InvalidRequest(m) => {
-                (StatusCode::BAD_REQUEST, "invalid_request", m, Client)
-            }
+            GatewayError::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m, Client),
             GatewayError::AmbiguousPath(_) => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "Ambiguous request path",
                 Client,
             ),
-            GatewayError::InvalidField { message, .. } => {
-                (StatusCode::BAD_REQUEST, "invalid_request", message, Client)
-            }
-            GatewayError::Unauthenticated(f) => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                f.detail(),
-                Client,
-            ),
+            GatewayError::InvalidField { message, .. } => (StatusCode::BAD_REQUEST, "invalid_request", message, Client),
+            GatewayError::Unauthenticated(f) => (StatusCode::UNAUTHORIZED, "invalid_token", f.detail(), Client),
             GatewayError::BadCredentials => (
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",
@@ -179,9 +170,7 @@ impl GatewayError {
                 "The upstream service did not answer in time",
                 Upstream,
             ),
-            GatewayError::Unavailable(m) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, Gateway)
-            }
+            GatewayError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, Gateway),
             GatewayError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -228,10 +217,7 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<F
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }

@@ -85,9 +85,7 @@ impl Gateway {
         let tls = match &config.tls {
             None => None,
             Some(t) => {
-                if t.self_signed_if_missing
-                    && tls::ensure_self_signed(&t.cert, &t.key).map_err(StartError::Tls)?
-                {
+                if t.self_signed_if_missing && tls::ensure_self_signed(&t.cert, &t.key).map_err(StartError::Tls)? {
                     tracing::warn!(
                         cert = %t.cert.display(),
                         key = %t.key.display(),
@@ -102,19 +100,14 @@ impl Gateway {
         let store = Store::connect(config.store.url.expose())
             .await
             .map_err(|e| StartError::Store(e.to_string()))?;
-        let passwords =
-            Passwords::with_concurrency(config.password.params, config.password.hash_concurrency)
-                .map_err(StartError::Secret)?;
+        let passwords = Passwords::with_concurrency(config.password.params, config.password.hash_concurrency)
+            .map_err(StartError::Secret)?;
         let revocations = Revocations::new();
         sync_revocations(&store, &revocations, config.jwt.leeway)
             .await
             .map_err(|e| StartError::Store(e.to_string()))?;
         let limiter = LoginLimiter::new(config.login);
-        let scheme = if config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
         Ok(Gateway {
             config,
             verifier: keys.verifier,
@@ -154,11 +147,7 @@ pub async fn serve_gateway(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let stop = tokio_util::sync::CancellationToken::new();
-    let admin_task = tokio::spawn(admin::run(
-        gw.clone(),
-        admin,
-        stop.clone().cancelled_owned(),
-    ));
+    let admin_task = tokio::spawn(admin::run(gw.clone(), admin, stop.clone().cancelled_owned()));
     let sync_task = tokio::spawn(maintain(gw.clone(), stop.clone()));
     server::run(gw, main, shutdown).await;
     stop.cancel();

@@ -14,20 +14,10 @@ use authgate::config::{self, Config};
 use authgate::{StartError, telemetry};
 
 #[derive(Parser)]
-#[command(
-    name = "authgate",
-    version,
-    about = "Reverse-proxy authentication gateway"
-)]
+#[command(name = "authgate", version, about = "Reverse-proxy authentication gateway")]
 struct Cli {
     /// Configuration file.
-    #[arg(
-        long,
-        short,
-        global = true,
-        default_value = "gateway.toml",
-        env = "AUTHGATE_CONFIG"
-    )]
+    #[arg(long, short, global = true, default_value = "gateway.toml", env = "AUTHGATE_CONFIG")]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -82,15 +72,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config(&cli.config),
-        Command::Keys(KeysCommand::Generate {
-            algorithm,
-            kid,
-            out,
-        }) => report(authgate::cli::keys_generate(
-            &algorithm,
-            kid.as_deref(),
-            &out,
-        )),
+        Command::Keys(KeysCommand::Generate { algorithm, kid, out }) => {
+            report(authgate::cli::keys_generate(&algorithm, kid.as_deref(), &out))
+        }
         Command::User(cmd) => {
             let config = match Config::load(&cli.config) {
                 Ok(c) => c,
@@ -99,10 +83,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("authgate: cannot start the runtime: {e}");
@@ -117,12 +98,8 @@ fn main() -> ExitCode {
                         password_stdin,
                     } => authgate::cli::user_add(&config, &username, &email, password_stdin).await,
                     UserCommand::List => authgate::cli::user_list(&config).await,
-                    UserCommand::Disable { user } => {
-                        authgate::cli::user_set_disabled(&config, &user, true).await
-                    }
-                    UserCommand::Enable { user } => {
-                        authgate::cli::user_set_disabled(&config, &user, false).await
-                    }
+                    UserCommand::Disable { user } => authgate::cli::user_set_disabled(&config, &user, true).await,
+                    UserCommand::Enable { user } => authgate::cli::user_set_disabled(&config, &user, false).await,
                 }
             }))
         }
@@ -135,10 +112,7 @@ fn main() -> ExitCode {
                 }
             };
             telemetry::init(&config.log);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("authgate: cannot start the runtime: {e}");
@@ -219,11 +193,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
             addr: config.admin_listen,
             source,
         })?;
-    let mode = if config.tls.is_some() {
-        "https"
-    } else {
-        "plaintext"
-    };
+    let mode = if config.tls.is_some() { "https" } else { "plaintext" };
     let (listen, admin_addr) = (
         main.local_addr().unwrap_or(config.server.listen),
         admin.local_addr().unwrap_or(config.admin_listen),

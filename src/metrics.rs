@@ -150,18 +150,10 @@ impl Metrics {
             );
         }
         let failures = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "auth_failures",
-            "Refused credentials, by reason",
-            failures.clone(),
-        );
+        registry.register("auth_failures", "Refused credentials, by reason", failures.clone());
         let auth_failures = REASONS
             .iter()
-            .map(|r| {
-                failures
-                    .get_or_create(&ReasonLabels { reason: r.as_str() })
-                    .clone()
-            })
+            .map(|r| failures.get_or_create(&ReasonLabels { reason: r.as_str() }).clone())
             .collect();
 
         let upstream_seconds = Histogram::new([
@@ -172,9 +164,7 @@ impl Metrics {
             "Time from forwarding a request to the upstream's response head",
             upstream_seconds.clone(),
         );
-        let tls_handshake_seconds = Histogram::new([
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
-        ]);
+        let tls_handshake_seconds = Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]);
         registry.register(
             "tls_handshake_duration_seconds",
             "Time to complete a TLS handshake",
@@ -237,19 +227,11 @@ mod tests {
         m.auth_failure(AuthFailure::Expired);
         let text = m.render();
         assert!(
-            text.contains(
-                r#"authgate_requests_total{route="protected",status_class="4xx",auth="failed"} 1"#
-            ),
+            text.contains(r#"authgate_requests_total{route="protected",status_class="4xx",auth="failed"} 1"#),
             "{text}"
         );
-        assert!(text.contains(
-            r#"authgate_requests_total{route="protected",status_class="2xx",auth="jwt"} 1"#
-        ));
-        assert!(
-            text.contains(
-                r#"authgate_requests_total{route="none",status_class="4xx",auth="none"} 1"#
-            )
-        );
+        assert!(text.contains(r#"authgate_requests_total{route="protected",status_class="2xx",auth="jwt"} 1"#));
+        assert!(text.contains(r#"authgate_requests_total{route="none",status_class="4xx",auth="none"} 1"#));
         assert!(text.contains(r#"authgate_auth_failures_total{reason="expired"} 1"#));
     }
 }

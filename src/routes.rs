@@ -131,9 +131,7 @@ impl PublicPaths {
                 ));
             }
             if base.starts_with("/api/auth") {
-                return Err(format!(
-                    "`{p}` overlaps /api/auth/*, which the gateway answers itself"
-                ));
+                return Err(format!("`{p}` overlaps /api/auth/*, which the gateway answers itself"));
             }
             out.push(if prefix {
                 Pattern::Prefix(base.to_owned())

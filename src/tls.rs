@@ -16,28 +16,18 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("tls.cert: cannot read {}: {e}", cert.display()))?
         .collect::<Result<_, _>>()
-        .map_err(|e| {
-            format!(
-                "tls.cert: {} is not a PEM certificate chain: {e}",
-                cert.display()
-            )
-        })?;
+        .map_err(|e| format!("tls.cert: {} is not a PEM certificate chain: {e}", cert.display()))?;
     if certs.is_empty() {
         return Err(format!("tls.cert: {} holds no certificate", cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-        format!(
-            "tls.key: cannot read a PEM private key from {}: {e}",
-            key.display()
-        )
-    })?;
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| format!("tls: {e}"))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| format!("tls: the certificate and key do not form a usable pair: {e}"))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("tls.key: cannot read a PEM private key from {}: {e}", key.display()))?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("tls: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("tls: the certificate and key do not form a usable pair: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -48,17 +38,12 @@ pub fn ensure_self_signed(cert: &Path, key: &Path) -> Result<bool, String> {
     if cert.exists() && key.exists() {
         return Ok(false);
     }
-    let names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    let generated = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| format!("tls: cannot generate a certificate: {e}"))?;
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let generated =
+        rcgen::generate_simple_self_signed(names).map_err(|e| format!("tls: cannot generate a certificate: {e}"))?;
     for path in [cert, key] {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("tls: cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| format!("tls: cannot create {}: {e}", dir.display()))?;
         }
     }
     write_private(key, generated.signing_key.serialize_pem().as_bytes())
@@ -98,19 +83,12 @@ mod tests {
         let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let config = server_config(&cert, &key).unwrap();
-        assert_eq!(
-            config.alpn_protocols,
-            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-        );
+        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
     }
 
     #[test]
     fn unreadable_files_name_the_key() {
-        let err = server_config(
-            Path::new("/nonexistent/c.pem"),
-            Path::new("/nonexistent/k.pem"),
-        )
-        .unwrap_err();
+        let err = server_config(Path::new("/nonexistent/c.pem"), Path::new("/nonexistent/k.pem")).unwrap_err();
         assert!(err.starts_with("tls.cert"), "{err}");
     }
 }

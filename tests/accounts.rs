@@ -61,10 +61,7 @@ async fn register_login_and_call_the_backend() {
     assert_eq!(user["username"], "user@example.com");
     assert_eq!(user["email"], "user@example.com");
     let user_id = user["user_id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        uuid::Uuid::parse_str(&user_id).unwrap().get_version_num(),
-        4
-    );
+    assert_eq!(uuid::Uuid::parse_str(&user_id).unwrap().get_version_num(), 4);
     assert_eq!(user.as_object().unwrap().len(), 3);
 
     let r = login(&gw, "user@example.com", PASSWORD).await;
@@ -92,10 +89,7 @@ async fn register_login_and_call_the_backend() {
         )
         .await;
     assert_eq!(r.status, 200);
-    assert_eq!(
-        up.seen.last().one("x-user-id").as_deref(),
-        Some(user_id.as_str())
-    );
+    assert_eq!(up.seen.last().one("x-user-id").as_deref(), Some(user_id.as_str()));
     // The auth endpoints themselves never reached the backend.
     assert_eq!(up.seen.count(), 1);
 }
@@ -108,10 +102,7 @@ async fn me_answers_the_fields_rag_modulo_reads() {
         .unwrap()
         .to_owned();
     let t = login_token(&gw, "alice").await;
-    let r = gw
-        .client()
-        .get("/api/auth/me", &[("authorization", &bearer(&t))])
-        .await;
+    let r = gw.client().get("/api/auth/me", &[("authorization", &bearer(&t))]).await;
     assert_eq!(r.status, 200);
     let me = r.json();
     for k in ["user_id", "id", "uuid"] {
@@ -136,11 +127,7 @@ async fn usernames_clash_after_normalisation() {
     }
     // Any spelling logs in.
     for spelling in ["alice", "ＡＬＩＣＥ", "Alice"] {
-        assert_eq!(
-            login(&gw, spelling, PASSWORD).await.status,
-            200,
-            "{spelling}"
-        );
+        assert_eq!(login(&gw, spelling, PASSWORD).await.status, 200, "{spelling}");
     }
 }
 
@@ -152,38 +139,22 @@ async fn fifty_concurrent_registrations_of_one_name_give_one_201() {
     for i in 0..50 {
         let gw = gw.clone();
         let name = if i % 2 == 0 { "racer" } else { "RACER" };
-        tasks.push(tokio::spawn(
-            async move { register(&gw, name).await.status },
-        ));
+        tasks.push(tokio::spawn(async move { register(&gw, name).await.status }));
     }
     let mut statuses = Vec::new();
     for t in tasks {
         statuses.push(t.await.unwrap());
     }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 409).count(),
-        49,
-        "{statuses:?}"
-    );
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 49, "{statuses:?}");
 }
 
 #[tokio::test]
 async fn bad_registrations_name_the_field() {
     let (_up, gw) = pair().await;
     for (body, field) in [
-        (
-            json!({"password": PASSWORD, "email": "a@example.com"}),
-            "username",
-        ),
-        (
-            json!({"username": "bob", "email": "a@example.com"}),
-            "password",
-        ),
+        (json!({"password": PASSWORD, "email": "a@example.com"}), "username"),
+        (json!({"username": "bob", "email": "a@example.com"}), "password"),
         (json!({"username": "bob", "password": PASSWORD}), "email"),
         (
             json!({"username": "bob", "password": "short", "email": "a@example.com"}),
@@ -320,10 +291,7 @@ async fn brute_force_is_limited_per_account_and_per_ip() {
         assert_eq!(login(&gw, "victim", "wrong password!!").await.status, 401);
     }
     let r = login(&gw, "victim", PASSWORD).await;
-    assert_eq!(
-        r.status, 429,
-        "even the right password waits out the window"
-    );
+    assert_eq!(r.status, 429, "even the right password waits out the window");
     let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry));
     assert_eq!(r.json()["error"], "too_many_requests");
@@ -350,19 +318,13 @@ async fn oversized_auth_bodies_are_413_without_being_read() {
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
     // A chunked body is cut off at 64 KiB.
-    let big = format!(
-        "{{\"username\":\"{}\",\"password\":\"x\"}}",
-        "a".repeat(70 * 1024)
-    );
+    let big = format!("{{\"username\":\"{}\",\"password\":\"x\"}}", "a".repeat(70 * 1024));
     let r = gw
         .client()
         .call(
             "POST",
             "/api/auth/login",
-            &[
-                ("content-type", "application/json"),
-                ("transfer-encoding", "chunked"),
-            ],
+            &[("content-type", "application/json"), ("transfer-encoding", "chunked")],
             Some(big.into_bytes()),
         )
         .await;
@@ -382,47 +344,27 @@ async fn refresh_gives_a_new_token_in_the_login_shape() {
     let t2 = body["access_token"].as_str().unwrap();
     assert_ne!(t2, t);
     assert_eq!(
-        gw.client()
-            .get("/x", &[("authorization", &bearer(t2))])
-            .await
-            .status,
+        gw.client().get("/x", &[("authorization", &bearer(t2))]).await.status,
         200
     );
     assert_eq!(up.seen.count(), 1);
-    assert_eq!(
-        post(&gw, "/api/auth/refresh", json!({}), None).await.status,
-        401
-    );
+    assert_eq!(post(&gw, "/api/auth/refresh", json!({}), None).await.status, 401);
 }
 
 #[tokio::test]
 async fn logout_ends_that_session_and_logout_all_ends_every_session() {
     let (up, gw) = pair().await;
     register(&gw, "leaver").await;
-    let (a, b) = (
-        login_token(&gw, "leaver").await,
-        login_token(&gw, "leaver").await,
-    );
+    let (a, b) = (login_token(&gw, "leaver").await, login_token(&gw, "leaver").await);
     let r = gw
         .client()
-        .call(
-            "POST",
-            "/api/auth/logout",
-            &[("authorization", &bearer(&a))],
-            None,
-        )
+        .call("POST", "/api/auth/logout", &[("authorization", &bearer(&a))], None)
         .await;
     assert_eq!(r.status, 204);
-    let r = gw
-        .client()
-        .get("/x", &[("authorization", &bearer(&a))])
-        .await;
+    let r = gw.client().get("/x", &[("authorization", &bearer(&a))]).await;
     assert_eq!(r.status, 401);
     assert_eq!(
-        gw.client()
-            .get("/x", &[("authorization", &bearer(&b))])
-            .await
-            .status,
+        gw.client().get("/x", &[("authorization", &bearer(&b))]).await.status,
         200
     );
     let c = login_token(&gw, "leaver").await;
@@ -430,20 +372,14 @@ async fn logout_ends_that_session_and_logout_all_ends_every_session() {
     assert_eq!(r.status, 204);
     for t in [&b, &c] {
         assert_eq!(
-            gw.client()
-                .get("/x", &[("authorization", &bearer(t))])
-                .await
-                .status,
+            gw.client().get("/x", &[("authorization", &bearer(t))]).await.status,
             401
         );
     }
     // A new login works again.
     let d = login_token(&gw, "leaver").await;
     assert_eq!(
-        gw.client()
-            .get("/x", &[("authorization", &bearer(&d))])
-            .await
-            .status,
+        gw.client().get("/x", &[("authorization", &bearer(&d))]).await.status,
         200
     );
     assert_eq!(up.seen.count(), 2);
@@ -458,12 +394,7 @@ async fn logout_survives_a_restart() {
     let t = login_token(&gw, "persist").await;
     assert_eq!(
         gw.client()
-            .call(
-                "POST",
-                "/api/auth/logout",
-                &[("authorization", &bearer(&t))],
-                None
-            )
+            .call("POST", "/api/auth/logout", &[("authorization", &bearer(&t))], None)
             .await
             .status,
         204
@@ -472,10 +403,7 @@ async fn logout_survives_a_restart() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let gw2 = TestGateway::start_in(dir, &up.url(), "").await;
     assert_eq!(
-        gw2.client()
-            .get("/x", &[("authorization", &bearer(&t))])
-            .await
-            .status,
+        gw2.client().get("/x", &[("authorization", &bearer(&t))]).await.status,
         401
     );
     let fresh = login_token(&gw2, "persist").await;
@@ -492,10 +420,7 @@ async fn logout_survives_a_restart() {
 async fn password_change_ends_every_other_session() {
     let (_up, gw) = pair().await;
     register(&gw, "changer").await;
-    let (current, other) = (
-        login_token(&gw, "changer").await,
-        login_token(&gw, "changer").await,
-    );
+    let (current, other) = (login_token(&gw, "changer").await, login_token(&gw, "changer").await);
     let new_password = "a brand new passphrase";
     let r = post(
         &gw,
@@ -512,10 +437,7 @@ async fn password_change_ends_every_other_session() {
         Some(&current),
     )
     .await;
-    assert_eq!(
-        (r.status, r.json()["field"].as_str()),
-        (400, Some("new_password"))
-    );
+    assert_eq!((r.status, r.json()["field"].as_str()), (400, Some("new_password")));
     let r = post(
         &gw,
         "/api/auth/password",
@@ -558,17 +480,11 @@ async fn a_disabled_users_tokens_and_logins_are_refused() {
     store.set_disabled(&id, true).await.unwrap();
     let started = Instant::now();
     loop {
-        let r = gw
-            .client()
-            .get("/x", &[("authorization", &bearer(&t))])
-            .await;
+        let r = gw.client().get("/x", &[("authorization", &bearer(&t))]).await;
         if r.status == 401 {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "disable not honoured"
-        );
+        assert!(started.elapsed() < Duration::from_secs(3), "disable not honoured");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(login(&gw, "mallory", PASSWORD).await.status, 401);
@@ -608,19 +524,11 @@ async fn old_hashes_are_upgraded_at_login() {
     assert_eq!(login(&gw, "legacy", PASSWORD).await.status, 200);
     let started = Instant::now();
     loop {
-        let hash = store
-            .user_by_norm("legacy")
-            .await
-            .unwrap()
-            .unwrap()
-            .password_hash;
+        let hash = store.user_by_norm("legacy").await.unwrap().unwrap().password_hash;
         if hash.contains("m=19456,t=2,p=1") {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "hash not upgraded: {hash}"
-        );
+        assert!(started.elapsed() < Duration::from_secs(5), "hash not upgraded: {hash}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(login(&gw, "legacy", PASSWORD).await.status, 200);

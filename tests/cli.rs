@@ -90,11 +90,7 @@ async fn first_run_generates_a_certificate_and_a_private_secret() {
     let cert = dir.path().join("certs/dev-cert.pem");
     assert!(cert.exists() && dir.path().join("certs/dev-key.pem").exists());
     let secret_file = dir.path().join("data/jwt_secret");
-    let mode = std::fs::metadata(&secret_file)
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = std::fs::metadata(&secret_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let logs = run.stderr.lock().unwrap().join("\n");
     assert!(
@@ -111,14 +107,9 @@ async fn first_run_generates_a_certificate_and_a_private_secret() {
         serde_json::json!({"sub": "first-run", "exp": now() + 60}),
     );
     let client = Client::new(&cert, run.listen.parse().unwrap(), false);
-    let r = client
-        .get("/api/search", &[("authorization", &bearer(&t))])
-        .await;
+    let r = client.get("/api/search", &[("authorization", &bearer(&t))]).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(
-        up.seen.last().one("x-user-id").as_deref(),
-        Some("first-run")
-    );
+    assert_eq!(up.seen.last().one("x-user-id").as_deref(), Some("first-run"));
     assert_eq!(client.get("/api/search", &[]).await.status, 401);
 
     // The admin listener answers on its own port.
@@ -146,10 +137,7 @@ fn production_config_refuses_to_start_without_a_secret() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("jwt.secret") && err.contains("JWT_SECRET_KEY"),
-        "{err}"
-    );
+    assert!(err.contains("jwt.secret") && err.contains("JWT_SECRET_KEY"), "{err}");
     // It generated nothing.
     assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
 }
@@ -171,12 +159,7 @@ fn check_config_prints_the_effective_config_with_secrets_masked() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!stdout.contains(secret), "{stdout}");
     assert!(stdout.contains("secret = \"***\""), "{stdout}");
     assert!(stdout.contains("expiration = 900"), "{stdout}");
@@ -217,20 +200,14 @@ fn config_errors_name_the_key_and_exit_2() {
             "[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n",
             "server.plaintext = true",
         ),
-        (
-            "[server]\nplaintext = true\n[jwt]\nsecret = \"short\"\n",
-            "jwt.secret",
-        ),
+        ("[server]\nplaintext = true\n[jwt]\nsecret = \"short\"\n", "jwt.secret"),
         (
             "[server]\nplaintext = true\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n[upstream]\nurl = \"localhost:8000\"\n",
             "upstream.url",
         ),
     ] {
         std::fs::write(dir.path().join("bad.toml"), toml).unwrap();
-        for args in [
-            &["check-config", "--config", "bad.toml"][..],
-            &["--config", "bad.toml"],
-        ] {
+        for args in [&["check-config", "--config", "bad.toml"][..], &["--config", "bad.toml"]] {
             let out = authgate(dir.path()).args(args).output().unwrap();
             assert_eq!(out.status.code(), Some(2), "{args:?} {toml}");
             let err = String::from_utf8_lossy(&out.stderr);
@@ -257,16 +234,10 @@ async fn port_in_use_is_a_clear_error() {
         ),
     )
     .unwrap();
-    let out = authgate(dir.path())
-        .args(["--config", "g.toml"])
-        .output()
-        .unwrap();
+    let out = authgate(dir.path()).args(["--config", "g.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("server.listen") && err.contains("cannot listen"),
-        "{err}"
-    );
+    assert!(err.contains("server.listen") && err.contains("cannot listen"), "{err}");
 }
 
 #[tokio::test]
@@ -290,13 +261,7 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits_0() {
     let resp = client.send(req).await;
     assert_eq!(resp.status(), 200);
     let pid = run.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body.len(), 64, "the stream was cut short");
     let status = tokio::task::spawn_blocking(move || {
@@ -339,18 +304,12 @@ async fn stalled_handshake_and_slow_headers_are_cut_off() {
 
     // Headers trickled and never finished: closed at the header timeout.
     let mut tls = tls_connect(&gw.ca, gw.addr, false).await;
-    tls.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n")
-        .await
-        .unwrap();
+    tls.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
     let started = std::time::Instant::now();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out))
         .await
         .unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     assert_eq!(up.seen.count(), 0);
 }

@@ -26,10 +26,7 @@ async fn valid_jwt_is_forwarded_with_trusted_user_id_and_no_credentials() {
         .call(
             "POST",
             "/api/search?q=1",
-            &[
-                ("authorization", &bearer(&t)),
-                ("content-type", "application/json"),
-            ],
+            &[("authorization", &bearer(&t)), ("content-type", "application/json")],
             Some(b"{\"question\":\"x\"}".to_vec()),
         )
         .await;
@@ -79,11 +76,7 @@ async fn missing_and_invalid_tokens_are_401_and_never_forwarded() {
         ("alg none", Some(bearer(&none))),
         (
             "HS512",
-            Some(bearer(&token_with(
-                Algorithm::HS512,
-                SECRET,
-                good_claims.clone(),
-            ))),
+            Some(bearer(&token_with(Algorithm::HS512, SECRET, good_claims.clone()))),
         ),
         (
             "another key",
@@ -103,21 +96,14 @@ async fn missing_and_invalid_tokens_are_401_and_never_forwarded() {
         ),
         (
             "no exp",
-            Some(bearer(&token_with(
-                Algorithm::HS256,
-                SECRET,
-                json!({"sub":"u"}),
-            ))),
+            Some(bearer(&token_with(Algorithm::HS256, SECRET, json!({"sub":"u"})))),
         ),
         ("garbage", Some("Bearer not.a.jwt".to_string())),
         ("basic", Some("Basic dXNlcjpwYXNz".to_string())),
         ("empty bearer", Some("Bearer ".to_string())),
     ];
     for (what, auth) in cases {
-        let headers: Vec<(&str, &str)> = auth
-            .as_deref()
-            .map(|a| vec![("authorization", a)])
-            .unwrap_or_default();
+        let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| vec![("authorization", a)]).unwrap_or_default();
         let r = gw.client().get("/api/collections", &headers).await;
         assert_eq!(r.status, 401, "{what}");
         assert_eq!(
@@ -134,11 +120,7 @@ async fn missing_and_invalid_tokens_are_401_and_never_forwarded() {
 #[tokio::test]
 async fn issuer_and_audience_are_enforced_when_configured() {
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(
-        &up.url(),
-        "[jwt]\nissuer = \"authgate\"\naudience = \"rag\"\n",
-    )
-    .await;
+    let gw = TestGateway::start_with(&up.url(), "[jwt]\nissuer = \"authgate\"\naudience = \"rag\"\n").await;
     let now = now();
     let ok = token_with(
         Algorithm::HS256,
@@ -152,10 +134,7 @@ async fn issuer_and_audience_are_enforced_when_configured() {
     );
     let none = token("u");
     assert_eq!(
-        gw.client()
-            .get("/a", &[("authorization", &bearer(&ok))])
-            .await
-            .status,
+        gw.client().get("/a", &[("authorization", &bearer(&ok))]).await.status,
         200
     );
     assert_eq!(
@@ -166,10 +145,7 @@ async fn issuer_and_audience_are_enforced_when_configured() {
         401
     );
     assert_eq!(
-        gw.client()
-            .get("/a", &[("authorization", &bearer(&none))])
-            .await
-            .status,
+        gw.client().get("/a", &[("authorization", &bearer(&none))]).await.status,
         401
     );
     assert_eq!(up.seen.count(), 1);
@@ -225,10 +201,7 @@ async fn public_paths_are_forwarded_without_credentials_or_identity() {
     for path in ["/api/health", "/docs", "/docs/index.html"] {
         let r = gw
             .client()
-            .get(
-                path,
-                &[("authorization", &bearer(&t)), ("x-user-id", "spoofed")],
-            )
+            .get(path, &[("authorization", &bearer(&t)), ("x-user-id", "spoofed")])
             .await;
         assert_eq!(r.status, 200, "{path}");
         let seen = up.seen.last();
@@ -266,10 +239,7 @@ async fn forwarding_headers_and_request_id() {
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["x-request-id"], "req-abc-123");
     let seen = up.seen.last();
-    assert_eq!(
-        seen.one("x-forwarded-for").as_deref(),
-        Some("203.0.113.7, 127.0.0.1")
-    );
+    assert_eq!(seen.one("x-forwarded-for").as_deref(), Some("203.0.113.7, 127.0.0.1"));
     assert_eq!(seen.one("x-forwarded-proto").as_deref(), Some("https"));
     assert_eq!(
         seen.one("x-forwarded-host").as_deref(),
@@ -277,23 +247,14 @@ async fn forwarding_headers_and_request_id() {
     );
     assert_eq!(seen.one("x-request-id").as_deref(), Some("req-abc-123"));
     assert!(seen.all("x-original-url").is_empty());
-    assert_eq!(
-        seen.one("host").as_deref(),
-        Some(up.addr.to_string().as_str())
-    );
+    assert_eq!(seen.one("host").as_deref(), Some(up.addr.to_string().as_str()));
     // The upstream's hop-by-hop headers do not reach the client.
     assert!(!r.headers.contains_key("x-upstream-private"));
     // A generated id when none is sent.
-    let r = gw
-        .client()
-        .get("/x", &[("authorization", &bearer(&t))])
-        .await;
+    let r = gw.client().get("/x", &[("authorization", &bearer(&t))]).await;
     let id = r.headers["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 36);
-    assert_eq!(
-        up.seen.last().one("x-request-id").as_deref(),
-        Some(id.as_str())
-    );
+    assert_eq!(up.seen.last().one("x-request-id").as_deref(), Some(id.as_str()));
 }
 
 // ----- paths ----------------------------------------------------------------------------------
@@ -316,22 +277,14 @@ async fn ambiguous_paths_are_400_and_never_reach_the_backend() {
         "/docs/%252e%252e/admin",
     ] {
         for auth in [None, Some(bearer(&t))] {
-            let headers: Vec<(&str, &str)> = auth
-                .as_deref()
-                .map(|a| vec![("authorization", a)])
-                .unwrap_or_default();
+            let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| vec![("authorization", a)]).unwrap_or_default();
             let r = gw.client().get(path, &headers).await;
             assert_eq!(r.status, 400, "{path}");
             assert_eq!(r.json()["error"], "invalid_request", "{path}");
         }
     }
     // Raw forms that a client library would normalise away.
-    for target in [
-        "/docs/../admin",
-        "/docs\\..\\admin",
-        "http://evil.example/docs/x",
-        "*",
-    ] {
+    for target in ["/docs/../admin", "/docs\\..\\admin", "http://evil.example/docs/x", "*"] {
         let req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         let resp = raw_exchange(&gw.ca, gw.addr, req.as_bytes(), Duration::from_secs(5)).await;
         assert!(resp.starts_with("HTTP/1.1 400"), "{target}: {resp}");
@@ -344,10 +297,7 @@ async fn the_forwarded_path_is_the_path_that_was_authorised() {
     let (up, gw) = pair().await;
     let t = token("u1");
     for path in ["/a//b", "/a;x=1/b", "/%41pi/x", "/a/b.c/..d"] {
-        let r = gw
-            .client()
-            .get(path, &[("authorization", &bearer(&t))])
-            .await;
+        let r = gw.client().get(path, &[("authorization", &bearer(&t))]).await;
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(up.seen.last().target, path);
     }
@@ -361,10 +311,7 @@ async fn h2_and_http1_both_work_end_to_end() {
     let t = token("u-h2");
     let r1 = gw
         .client()
-        .get(
-            "/v1",
-            &[("authorization", &bearer(&t)), ("x-user-id", "evil")],
-        )
+        .get("/v1", &[("authorization", &bearer(&t)), ("x-user-id", "evil")])
         .await;
     assert_eq!((r1.status, r1.version), (200, http::Version::HTTP_11));
     assert_eq!(up.seen.last().one("x-user-id").as_deref(), Some("u-h2"));
@@ -417,16 +364,10 @@ async fn sse_events_arrive_one_by_one() {
             }
         }
         assert_eq!(text.matches("data: tick").count(), 4, "h2={h2}");
-        assert!(
-            arrivals.len() >= 4,
-            "h2={h2}: events were batched: {arrivals:?}"
-        );
+        assert!(arrivals.len() >= 4, "h2={h2}: events were batched: {arrivals:?}");
         // Each event arrives on its own, about 300 ms after the previous one.
         for w in arrivals.windows(2) {
-            assert!(
-                w[1] - w[0] >= Duration::from_millis(150),
-                "h2={h2}: {arrivals:?}"
-            );
+            assert!(w[1] - w[0] >= Duration::from_millis(150), "h2={h2}: {arrivals:?}");
         }
     }
 }
@@ -452,17 +393,13 @@ async fn websocket_upgrade_is_authenticated_and_tunnelled_with_query_token_remov
         .unwrap();
     assert_eq!(&buf[..n], b"echo:hello");
     let seen = up.seen.last();
-    assert_eq!(
-        seen.target, "/ws?room=1",
-        "the token must not reach the backend"
-    );
+    assert_eq!(seen.target, "/ws?room=1", "the token must not reach the backend");
     assert_eq!(seen.one("x-user-id").as_deref(), Some("ws-user"));
     assert_eq!(seen.one("upgrade").as_deref(), Some("websocket"));
 
     // Without a token, or with ?token= on a non-upgrade request: 401, nothing forwarded.
     let before = up.seen.count();
-    let no_token =
-        "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let no_token = "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
     let resp = raw_exchange(&gw.ca, gw.addr, no_token.as_bytes(), Duration::from_secs(2)).await;
     assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
     let r = gw.client().get(&format!("/data?token={t}"), &[]).await;
@@ -510,13 +447,8 @@ async fn large_upload_streams_with_bounded_memory() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["received"], total);
     assert_eq!(up.seen.last().body_len, total);
-    let growth_mib = (peak
-        .load(std::sync::atomic::Ordering::Relaxed)
-        .saturating_sub(baseline)) as f64
-        / 1024.0;
-    println!(
-        "256 MiB upload: RSS growth {growth_mib:.1} MiB (client, gateway and upstream in one process)"
-    );
+    let growth_mib = (peak.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(baseline)) as f64 / 1024.0;
+    println!("256 MiB upload: RSS growth {growth_mib:.1} MiB (client, gateway and upstream in one process)");
     assert!(growth_mib < 32.0, "RSS grew {growth_mib:.1} MiB");
 }
 
@@ -556,10 +488,7 @@ async fn unreachable_upstream_is_a_fast_json_502() {
     drop(dead);
     let gw = TestGateway::start(&url).await;
     let started = Instant::now();
-    let r = gw
-        .client()
-        .get("/x", &[("authorization", &bearer(&token("u")))])
-        .await;
+    let r = gw.client().get("/x", &[("authorization", &bearer(&token("u")))]).await;
     assert_eq!(r.status, 502);
     assert_eq!(r.json()["error"], "bad_gateway");
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -586,10 +515,7 @@ async fn slow_upstream_is_a_json_504_at_the_response_timeout() {
 async fn auth_endpoints_are_never_forwarded() {
     let (up, gw) = pair().await;
     for path in ["/api/auth/unknown", "/api/auth"] {
-        let r = gw
-            .client()
-            .get(path, &[("authorization", &bearer(&token("u")))])
-            .await;
+        let r = gw.client().get(path, &[("authorization", &bearer(&token("u")))]).await;
         assert!(
             r.status == 404 || r.status == 405 || r.status == 401,
             "{path}: {}",
@@ -635,20 +561,14 @@ async fn admin_health_readiness_and_metrics() {
     let (status, body) = gw.admin_get("/readyz").await;
     assert_eq!(status, 200, "{body}");
     let t = token("u1");
-    gw.client()
-        .get("/x", &[("authorization", &bearer(&t))])
-        .await;
+    gw.client().get("/x", &[("authorization", &bearer(&t))]).await;
     gw.client().get("/x", &[]).await;
     let (_, metrics) = gw.admin_get("/metrics").await;
     assert!(
-        metrics.contains(
-            r#"authgate_requests_total{route="protected",status_class="2xx",auth="jwt"} 1"#
-        ),
+        metrics.contains(r#"authgate_requests_total{route="protected",status_class="2xx",auth="jwt"} 1"#),
         "{metrics}"
     );
-    assert!(metrics.contains(
-        r#"authgate_requests_total{route="protected",status_class="4xx",auth="failed"} 1"#
-    ));
+    assert!(metrics.contains(r#"authgate_requests_total{route="protected",status_class="4xx",auth="failed"} 1"#));
     assert!(metrics.contains(r#"authgate_auth_failures_total{reason="missing"} 1"#));
     assert!(metrics.contains("authgate_upstream_duration_seconds_count 1"));
     assert!(metrics.contains("authgate_open_connections"));

@@ -32,9 +32,7 @@ fn store_err(e: StoreError) -> GatewayError {
 
 fn password_err(e: PasswordError) -> GatewayError {
     match e {
-        PasswordError::Busy => {
-            GatewayError::Unavailable("Too many password checks in progress; retry")
-        }
+        PasswordError::Busy => GatewayError::Unavailable("Too many password checks in progress; retry"),
         PasswordError::Failed => GatewayError::Internal,
     }
 }
@@ -94,20 +92,10 @@ pub async fn register(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, Gateway
     check_email(email)?;
     let gw = ctx.gw;
     // An early answer for the common case; the unique index settles races.
-    if gw
-        .store
-        .user_by_norm(&norm)
-        .await
-        .map_err(store_err)?
-        .is_some()
-    {
+    if gw.store.user_by_norm(&norm).await.map_err(store_err)?.is_some() {
         return Err(GatewayError::Conflict("Username already registered"));
     }
-    let hash = gw
-        .passwords
-        .hash(password.to_owned())
-        .await
-        .map_err(password_err)?;
+    let hash = gw.passwords.hash(password.to_owned()).await.map_err(password_err)?;
     let id = Uuid::new_v4().to_string();
     let user = gw
         .store
@@ -169,9 +157,7 @@ pub async fn login(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, GatewayErr
     let gw = ctx.gw;
     let norm = normalize_username(raw_username).ok().map(|(_, n)| n);
     // Unknown and malformed names are limited under their own key, like real ones.
-    let limit_key = norm
-        .clone()
-        .unwrap_or_else(|| raw_username.trim().to_lowercase());
+    let limit_key = norm.clone().unwrap_or_else(|| raw_username.trim().to_lowercase());
     gw.limiter
         .check(&limit_key, ctx.peer)
         .map_err(|retry_after| GatewayError::TooManyRequests { retry_after })?;
@@ -240,8 +226,7 @@ async fn current_user(ctx: &Ctx<'_>, p: &Principal) -> Result<User, GatewayError
 /// `GET /api/auth/me`.
 pub async fn me(ctx: &Ctx<'_>, p: &Principal) -> Result<ApiResponse, GatewayError> {
     let u = current_user(ctx, p).await?;
-    let created =
-        std::time::UNIX_EPOCH + std::time::Duration::from_secs(u.created_at.max(0) as u64);
+    let created = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u.created_at.max(0) as u64);
     Ok(json(
         StatusCode::OK,
         &json!({
@@ -265,11 +250,7 @@ pub async fn refresh(ctx: &Ctx<'_>, p: &Principal) -> Result<ApiResponse, Gatewa
 }
 
 /// `POST /api/auth/logout [{"all": true}]` → 204.
-pub async fn logout(
-    ctx: &Ctx<'_>,
-    p: &Principal,
-    body: &Value,
-) -> Result<ApiResponse, GatewayError> {
+pub async fn logout(ctx: &Ctx<'_>, p: &Principal, body: &Value) -> Result<ApiResponse, GatewayError> {
     let all = match body.get("all") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -306,11 +287,7 @@ pub async fn logout(
 }
 
 /// `POST /api/auth/password {current_password, new_password}` → 204; every other session ends.
-pub async fn change_password(
-    ctx: &Ctx<'_>,
-    p: &Principal,
-    body: Value,
-) -> Result<ApiResponse, GatewayError> {
+pub async fn change_password(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Result<ApiResponse, GatewayError> {
     let current = string_field(&body, "current_password")?;
     let new = string_field(&body, "new_password")?;
     check_password("new_password", new)?;
@@ -329,20 +306,9 @@ pub async fn change_password(
         audit(ctx, "password_change_failure", Some(&user.id));
         return Err(GatewayError::Forbidden("Current password is incorrect"));
     }
-    let hash = gw
-        .passwords
-        .hash(new.to_owned())
-        .await
-        .map_err(password_err)?;
-    gw.store
-        .set_password_hash(&user.id, &hash)
-        .await
-        .map_err(store_err)?;
-    let epoch = gw
-        .store
-        .bump_token_epoch(&user.id)
-        .await
-        .map_err(store_err)?;
+    let hash = gw.passwords.hash(new.to_owned()).await.map_err(password_err)?;
+    gw.store.set_password_hash(&user.id, &hash).await.map_err(store_err)?;
+    let epoch = gw.store.bump_token_epoch(&user.id).await.map_err(store_err)?;
     gw.revocations.set_user(
         &user.id,
         UserGate {

@@ -103,20 +103,10 @@ fn is_json<B>(req: &Request<B>) -> bool {
 /// Read at most 64 KiB.
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, GatewayError> {
     check_declared_length(&req)?;
-    match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
+    match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(GatewayError::PayloadTooLarge)
-        }
-        Err(_) => Err(GatewayError::InvalidRequest(
-            "The request body could not be read",
-        )),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(GatewayError::PayloadTooLarge),
+        Err(_) => Err(GatewayError::InvalidRequest("The request body could not be read")),
     }
 }
 
@@ -127,8 +117,8 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, GatewayError> {
         return Err(GatewayError::UnsupportedMediaType);
     }
     let bytes = read_body(req).await?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|_| GatewayError::InvalidRequest("Body is not valid JSON"))?;
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|_| GatewayError::InvalidRequest("Body is not valid JSON"))?;
     if !value.is_object() {
         return Err(GatewayError::InvalidRequest("Body must be a JSON object"));
     }

@@ -51,10 +51,7 @@ impl JwtAlgorithm {
     }
 
     pub fn is_hmac(self) -> bool {
-        matches!(
-            self,
-            JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512
-        )
+        matches!(self, JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512)
     }
 
     pub fn to_jsonwebtoken(self) -> Algorithm {
@@ -121,15 +118,9 @@ impl VerifyKey {
     /// An HMAC key. `secret` must already have passed the length check.
     pub fn hmac(kid: Option<String>, alg: JwtAlgorithm, secret: &[u8]) -> Result<Self, String> {
         let material = match alg {
-            JwtAlgorithm::HS256 => {
-                Material::Hs256(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?)
-            }
-            JwtAlgorithm::HS384 => {
-                Material::Hs384(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?)
-            }
-            JwtAlgorithm::HS512 => {
-                Material::Hs512(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?)
-            }
+            JwtAlgorithm::HS256 => Material::Hs256(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?),
+            JwtAlgorithm::HS384 => Material::Hs384(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?),
+            JwtAlgorithm::HS512 => Material::Hs512(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?),
             other => return Err(format!("{other} is not an HMAC algorithm")),
         };
         Ok(VerifyKey { kid, alg, material })
@@ -182,13 +173,9 @@ impl VerifyKey {
             Material::Hs256(m) => mac(m, message, signature_b64),
             Material::Hs384(m) => mac(m, message, signature_b64),
             Material::Hs512(m) => mac(m, message, signature_b64),
-            Material::Public(key) => jsonwebtoken::crypto::verify(
-                signature_b64,
-                message,
-                key,
-                self.alg.to_jsonwebtoken(),
-            )
-            .unwrap_or(false),
+            Material::Public(key) => {
+                jsonwebtoken::crypto::verify(signature_b64, message, key, self.alg.to_jsonwebtoken()).unwrap_or(false)
+            }
         }
     }
 }
@@ -329,20 +316,15 @@ impl Verifier {
             return Err(AuthFailure::TooLarge);
         }
         let mut parts = token.splitn(4, '.');
-        let (Some(h64), Some(p64), Some(s64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(h64), Some(p64), Some(s64), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(AuthFailure::Malformed);
         };
         if h64.is_empty() || p64.is_empty() || s64.is_empty() {
             return Err(AuthFailure::Malformed);
         }
 
-        let header_json = URL_SAFE_NO_PAD
-            .decode(h64)
-            .map_err(|_| AuthFailure::Malformed)?;
-        let header: JoseHeader<'_> =
-            serde_json::from_slice(&header_json).map_err(|_| AuthFailure::Malformed)?;
+        let header_json = URL_SAFE_NO_PAD.decode(h64).map_err(|_| AuthFailure::Malformed)?;
+        let header: JoseHeader<'_> = serde_json::from_slice(&header_json).map_err(|_| AuthFailure::Malformed)?;
         if header.jku.is_some()
             || header.x5u.is_some()
             || header.jwk.is_some()
@@ -367,11 +349,8 @@ impl Verifier {
             return Err(AuthFailure::BadSignature);
         }
 
-        let payload = URL_SAFE_NO_PAD
-            .decode(p64)
-            .map_err(|_| AuthFailure::Malformed)?;
-        let claims: Claims<'_> =
-            serde_json::from_slice(&payload).map_err(|_| AuthFailure::BadClaims)?;
+        let payload = URL_SAFE_NO_PAD.decode(p64).map_err(|_| AuthFailure::Malformed)?;
+        let claims: Claims<'_> = serde_json::from_slice(&payload).map_err(|_| AuthFailure::BadClaims)?;
         self.check_claims(&claims, now)?;
         let user_id = UserId::parse(&claims.sub).ok_or(AuthFailure::BadClaims)?;
         Ok(VerifiedToken {
@@ -511,11 +490,7 @@ mod tests {
 
     #[test]
     fn valid_token_yields_subject() {
-        let t = sign_raw(
-            r#"{"alg":"HS256","typ":"JWT"}"#,
-            &claims(now_secs() + 60),
-            SECRET,
-        );
+        let t = sign_raw(r#"{"alg":"HS256","typ":"JWT"}"#, &claims(now_secs() + 60), SECRET);
         assert_eq!(verifier().verify(&t).unwrap().user_id.as_str(), "user-1");
     }
 
@@ -533,10 +508,7 @@ mod tests {
     #[test]
     fn other_algorithms_are_refused_even_if_validly_signed_with_the_secret() {
         let t = sign_raw(r#"{"alg":"hs256"}"#, &claims(now_secs() + 60), SECRET);
-        assert_eq!(
-            verifier().verify(&t).unwrap_err(),
-            AuthFailure::BadAlgorithm
-        );
+        assert_eq!(verifier().verify(&t).unwrap_err(), AuthFailure::BadAlgorithm);
     }
 
     #[test]
@@ -577,33 +549,21 @@ mod tests {
     fn time_claims_are_enforced() {
         let now = now_secs();
         let expired = sign_raw(r#"{"alg":"HS256"}"#, &claims(now - 3600), SECRET);
-        assert_eq!(
-            verifier().verify(&expired).unwrap_err(),
-            AuthFailure::Expired
-        );
+        assert_eq!(verifier().verify(&expired).unwrap_err(), AuthFailure::Expired);
         let future = sign_raw(
             r#"{"alg":"HS256"}"#,
             &json!({"sub":"u","exp":now+7200,"nbf":now+3600}).to_string(),
             SECRET,
         );
-        assert_eq!(
-            verifier().verify(&future).unwrap_err(),
-            AuthFailure::NotYetValid
-        );
+        assert_eq!(verifier().verify(&future).unwrap_err(), AuthFailure::NotYetValid);
         let no_exp = sign_raw(r#"{"alg":"HS256"}"#, r#"{"sub":"u"}"#, SECRET);
-        assert_eq!(
-            verifier().verify(&no_exp).unwrap_err(),
-            AuthFailure::BadClaims
-        );
+        assert_eq!(verifier().verify(&no_exp).unwrap_err(), AuthFailure::BadClaims);
         let string_exp = sign_raw(
             r#"{"alg":"HS256"}"#,
             &json!({"sub":"u","exp":(now+60).to_string()}).to_string(),
             SECRET,
         );
-        assert_eq!(
-            verifier().verify(&string_exp).unwrap_err(),
-            AuthFailure::BadClaims
-        );
+        assert_eq!(verifier().verify(&string_exp).unwrap_err(), AuthFailure::BadClaims);
     }
 
     #[test]
@@ -623,10 +583,7 @@ mod tests {
             &claims(now_secs() + 60),
             b"another-secret-another-secret-xx",
         );
-        assert_eq!(
-            verifier().verify(&t).unwrap_err(),
-            AuthFailure::BadSignature
-        );
+        assert_eq!(verifier().verify(&t).unwrap_err(), AuthFailure::BadSignature);
         for g in ["", "a", "a.b", "a.b.c.d", "...", "eyJ.eyJ.sig", "\u{0}"] {
             assert!(verifier().verify(g).is_err(), "{g:?}");
         }

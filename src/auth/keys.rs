@@ -37,9 +37,7 @@ fn encoding_key(alg: JwtAlgorithm, pem: &[u8]) -> Result<EncodingKey, jsonwebtok
         JwtAlgorithm::RS256 => EncodingKey::from_rsa_pem(pem),
         JwtAlgorithm::ES256 => EncodingKey::from_ec_pem(pem),
         JwtAlgorithm::EdDSA => EncodingKey::from_ed_pem(pem),
-        JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512 => {
-            Ok(EncodingKey::from_secret(pem))
-        }
+        JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512 => Ok(EncodingKey::from_secret(pem)),
     }
 }
 
@@ -70,13 +68,11 @@ pub fn load(cfg: &JwtConfig) -> Result<KeyRing, String> {
                         path.display()
                     )
                 })?;
-                let mut jwk = Jwk::from_encoding_key(&enc, alg.to_jsonwebtoken()).map_err(|e| {
-                    format!("{what}.private_key: cannot derive the public key: {e}")
-                })?;
+                let mut jwk = public_jwk(alg, &pem, &enc)
+                    .map_err(|e| format!("{what}.private_key: cannot derive the public key: {e}"))?;
                 jwk.common.key_id.clone_from(&spec.kid);
                 jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-                let dec =
-                    DecodingKey::from_jwk(&jwk).map_err(|e| format!("{what}.private_key: {e}"))?;
+                let dec = DecodingKey::from_jwk(&jwk).map_err(|e| format!("{what}.private_key: {e}"))?;
                 verify.push(VerifyKey::public(spec.kid.clone(), alg, dec));
                 jwks.keys.push(jwk);
                 if spec.signing {
@@ -89,19 +85,16 @@ pub fn load(cfg: &JwtConfig) -> Result<KeyRing, String> {
             }
             SecretSource::PublicPem(path) => {
                 let pem = read(path, &format!("{what}.public_key"))?;
-                verify.push(
-                    VerifyKey::public_pem(spec.kid.clone(), alg, &pem).map_err(|e| {
-                        format!(
-                            "{what}.public_key: {} is not a {alg} PEM public key: {e}",
-                            path.display()
-                        )
-                    })?,
-                );
+                verify.push(VerifyKey::public_pem(spec.kid.clone(), alg, &pem).map_err(|e| {
+                    format!(
+                        "{what}.public_key: {} is not a {alg} PEM public key: {e}",
+                        path.display()
+                    )
+                })?);
             }
         }
     }
-    let signer =
-        signer.ok_or("jwt: no signing key (mark one [[jwt.keys]] entry with signing = true)")?;
+    let signer = signer.ok_or("jwt: no signing key (mark one [[jwt.keys]] entry with signing = true)")?;
     let verifier = Verifier::new(
         verify,
         ClaimRules {
@@ -118,11 +111,39 @@ pub fn load(cfg: &JwtConfig) -> Result<KeyRing, String> {
     })
 }
 
+/// The public JWK of a private key. jsonwebtoken derives it for RSA and EC; for Ed25519 it only
+/// reads PKCS#8 v1, so the raw public key comes from rcgen, which reads v1 and v2 alike.
+fn public_jwk(alg: JwtAlgorithm, pem: &[u8], enc: &EncodingKey) -> Result<Jwk, String> {
+    use base64::Engine;
+    use jsonwebtoken::jwk::{
+        AlgorithmParameters, CommonParameters, EllipticCurve, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
+    };
+    if alg != JwtAlgorithm::EdDSA {
+        return Jwk::from_encoding_key(enc, alg.to_jsonwebtoken()).map_err(|e| e.to_string());
+    }
+    let text = std::str::from_utf8(pem).map_err(|_| "not PEM text".to_owned())?;
+    let pair = rcgen::KeyPair::from_pem(text).map_err(|e| e.to_string())?;
+    if !pair.is_compatible(&rcgen::PKCS_ED25519) {
+        return Err("not an Ed25519 key".into());
+    }
+    Ok(Jwk {
+        common: CommonParameters {
+            key_algorithm: Some(KeyAlgorithm::EdDSA),
+            ..Default::default()
+        },
+        algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+            key_type: OctetKeyPairType::OctetKeyPair,
+            curve: EllipticCurve::Ed25519,
+            x: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key_raw()),
+        }),
+    })
+}
+
 /// An HMAC key's verifier, and its signer when it is the signing key.
 fn hmac_key(spec: &KeySpec, secret: &Secret) -> Result<(VerifyKey, Option<SigningKey>), String> {
     let bytes = secret.expose().as_bytes();
-    let verify = VerifyKey::hmac(spec.kid.clone(), spec.algorithm, bytes)
-        .map_err(|e| format!("{}: {e}", name(spec)))?;
+    let verify =
+        VerifyKey::hmac(spec.kid.clone(), spec.algorithm, bytes).map_err(|e| format!("{}: {e}", name(spec)))?;
     let signer = spec.signing.then(|| SigningKey {
         kid: spec.kid.clone(),
         alg: spec.algorithm,
@@ -150,8 +171,7 @@ pub fn read_or_generate_secret(path: &Path) -> Result<Secret, String> {
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("jwt.secret_file: cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("jwt.secret_file: cannot create {}: {e}", dir.display()))?;
     }
     crate::tls::write_private(path, secret.as_bytes())
         .map_err(|e| format!("jwt.secret_file: cannot write {}: {e}", path.display()))?;

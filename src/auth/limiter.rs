@@ -81,18 +81,16 @@ impl LoginLimiter {
         let now = Instant::now();
         let c = &self.config;
         let full = |m: &Mutex<Table>| m.lock().map(|t| t.0.len() >= c.max_entries).unwrap_or(true);
-        let by_account = self.accounts.lock().map_err(|_| c.window)?.blocked(
-            account,
-            c.max_failures_per_account,
-            c.window,
-            now,
-        );
-        let by_ip = self.ips.lock().map_err(|_| c.window)?.blocked(
-            &ip.to_string(),
-            c.max_failures_per_ip,
-            c.window,
-            now,
-        );
+        let by_account =
+            self.accounts
+                .lock()
+                .map_err(|_| c.window)?
+                .blocked(account, c.max_failures_per_account, c.window, now);
+        let by_ip =
+            self.ips
+                .lock()
+                .map_err(|_| c.window)?
+                .blocked(&ip.to_string(), c.max_failures_per_ip, c.window, now);
         match by_account.max(by_ip) {
             Some(wait) => Err(wait),
             // A table that cannot record failures any more fails closed.

@@ -65,10 +65,7 @@ pub fn request_token<B>(req: &Request<B>) -> Result<&str, AuthFailure> {
 /// Who sent this request: its credential verified and checked against revocations.
 pub async fn authenticate<B>(gw: &Gateway, req: &Request<B>) -> Result<Principal, GatewayError> {
     let token = request_token(req).map_err(GatewayError::Unauthenticated)?;
-    let verified = gw
-        .verifier
-        .verify(token)
-        .map_err(GatewayError::Unauthenticated)?;
+    let verified = gw.verifier.verify(token).map_err(GatewayError::Unauthenticated)?;
     gw.revocations
         .check(verified.user_id.as_str(), &verified)
         .map_err(GatewayError::Unauthenticated)?;

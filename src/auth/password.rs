@@ -83,28 +83,17 @@ impl fmt::Debug for Passwords {
 impl Passwords {
     /// Validate the parameters and precompute the dummy hash (this hashes once, synchronously).
     pub fn new(params: PasswordParams) -> Result<Passwords, String> {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         Self::with_concurrency(params, cores)
     }
 
     /// Like [`Passwords::new`], with at most `concurrency` hashes running at once.
-    pub fn with_concurrency(
-        params: PasswordParams,
-        concurrency: usize,
-    ) -> Result<Passwords, String> {
-        let params = Params::new(
-            params.memory_kib,
-            params.iterations,
-            params.parallelism,
-            None,
-        )
-        .map_err(|e| format!("invalid argon2 parameters: {e}"))?;
+    pub fn with_concurrency(params: PasswordParams, concurrency: usize) -> Result<Passwords, String> {
+        let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
+            .map_err(|e| format!("invalid argon2 parameters: {e}"))?;
         let mut filler = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut filler);
-        let dummy = hash_with(&params, &filler)
-            .map_err(|e| format!("cannot compute the dummy password hash: {e}"))?;
+        let dummy = hash_with(&params, &filler).map_err(|e| format!("cannot compute the dummy password hash: {e}"))?;
         Ok(Passwords {
             params,
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
@@ -261,10 +250,7 @@ mod tests {
             parallelism: 1,
         })
         .unwrap();
-        let v = current
-            .verify("s3cret".to_owned(), phc.clone())
-            .await
-            .unwrap();
+        let v = current.verify("s3cret".to_owned(), phc.clone()).await.unwrap();
         assert_eq!(
             v,
             Verdict {
@@ -328,9 +314,6 @@ mod tests {
     fn debug_shows_costs_only() {
         let pw = Passwords::new(small()).unwrap();
         let text = format!("{pw:?}");
-        assert!(
-            text.contains("m_cost: 1024") && !text.contains("$argon2"),
-            "{text}"
-        );
+        assert!(text.contains("m_cost: 1024") && !text.contains("$argon2"), "{text}");
     }
 }

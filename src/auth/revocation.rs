@@ -40,11 +40,7 @@ impl Revocations {
     /// Refuse a verified token that was revoked since it was issued.
     pub fn check(&self, user_id: &str, token: &VerifiedToken) -> Result<(), AuthFailure> {
         if let Some(jti) = &token.jti
-            && self
-                .jtis
-                .read()
-                .map(|m| m.contains_key(jti))
-                .unwrap_or(true)
+            && self.jtis.read().map(|m| m.contains_key(jti)).unwrap_or(true)
         {
             return Err(AuthFailure::Revoked);
         }
@@ -52,12 +48,7 @@ impl Revocations {
     }
 
     /// Refuse a user who is disabled, or a session older than the user's epoch.
-    pub fn check_user(
-        &self,
-        user_id: &str,
-        epoch: i64,
-        jti: Option<&str>,
-    ) -> Result<(), AuthFailure> {
+    pub fn check_user(&self, user_id: &str, epoch: i64, jti: Option<&str>) -> Result<(), AuthFailure> {
         // A poisoned lock fails closed.
         let users = self.users.read().map_err(|_| AuthFailure::Revoked)?;
         if let Some(gate) = users.get(user_id) {
@@ -114,12 +105,7 @@ impl Revocations {
     /// Replace the state with a snapshot from the store, unless a local change happened since
     /// `generation` (then the next sync will carry it). Exemptions survive when the epoch is unchanged.
     /// Returns whether the snapshot was applied.
-    pub fn replace(
-        &self,
-        generation: u64,
-        jtis: Vec<(String, u64)>,
-        users: Vec<(String, bool, i64)>,
-    ) -> bool {
+    pub fn replace(&self, generation: u64, jtis: Vec<(String, u64)>, users: Vec<(String, bool, i64)>) -> bool {
         let (Ok(mut jt), Ok(mut us)) = (self.jtis.write(), self.users.write()) else {
             return false;
         };
@@ -221,11 +207,7 @@ mod tests {
         assert!(!r.replace(g, vec![], vec![]));
         assert_eq!(r.check("u1", &tok("fresh", 0)), Err(AuthFailure::Revoked));
         let g = r.generation();
-        assert!(r.replace(
-            g,
-            vec![("fresh".into(), u64::MAX)],
-            vec![("u1".into(), true, 0)]
-        ));
+        assert!(r.replace(g, vec![("fresh".into(), u64::MAX)], vec![("u1".into(), true, 0)]));
         assert!(r.is_disabled("u1"));
     }
 

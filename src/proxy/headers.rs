@@ -56,10 +56,8 @@ impl fmt::Debug for Masked<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut m = f.debug_map();
         for (name, value) in self.0 {
-            let secret = CREDENTIALS.contains(name)
-                || name == header::COOKIE
-                || name == header::SET_COOKIE
-                || is_identity(name);
+            let secret =
+                CREDENTIALS.contains(name) || name == header::COOKIE || name == header::SET_COOKIE || is_identity(name);
             if secret {
                 m.entry(&name.as_str(), &"***");
             } else {
@@ -74,13 +72,10 @@ fn is_identity(name: &HeaderName) -> bool {
     let n = name.as_str().as_bytes();
     IDENTITY.iter().any(|id| {
         id.len() == n.len()
-            && id.bytes().zip(n).all(|(a, &b)| {
-                a == if b == b'_' {
-                    b'-'
-                } else {
-                    b.to_ascii_lowercase()
-                }
-            })
+            && id
+                .bytes()
+                .zip(n)
+                .all(|(a, &b)| a == if b == b'_' { b'-' } else { b.to_ascii_lowercase() })
     })
 }
 
@@ -127,10 +122,7 @@ pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
     headers.remove(header::HOST);
 
     append_forwarded_for(headers, fwd.peer);
-    headers.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(fwd.proto),
-    );
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(fwd.proto));
     if let Some(host) = &fwd.host {
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
@@ -165,19 +157,14 @@ fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
         Err(_) => {
             headers.insert(
                 X_FORWARDED_FOR.clone(),
-                HeaderValue::from_str(&peer.to_string())
-                    .unwrap_or(HeaderValue::from_static("unknown")),
+                HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown")),
             );
         }
     }
 }
 
 /// Rewrite a backend response's headers for the client.
-pub fn rewrite_response(
-    headers: &mut HeaderMap,
-    request_id: &HeaderValue,
-    switching_protocols: bool,
-) {
+pub fn rewrite_response(headers: &mut HeaderMap, request_id: &HeaderValue, switching_protocols: bool) {
     if switching_protocols {
         // 101 keeps Connection/Upgrade: they are the handshake.
         let upgrade = headers.get(header::UPGRADE).cloned();
@@ -197,16 +184,15 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(v) = headers.get(&X_REQUEST_ID)
         && !v.is_empty()
         && v.len() <= 128
-        && v.as_bytes().iter().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=')
-        })
+        && v.as_bytes()
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'='))
     {
         return v.clone();
     }
     let id = uuid::Uuid::new_v4();
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
-        .unwrap_or(HeaderValue::from_static("-"))
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf)).unwrap_or(HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
@@ -248,10 +234,7 @@ mod tests {
         ]);
         let dropped = rewrite_request(&mut h, &fwd(Some(&user), &rid));
         assert_eq!(dropped, 3);
-        assert_eq!(
-            h.get_all(&X_USER_ID).iter().collect::<Vec<_>>(),
-            vec!["real"]
-        );
+        assert_eq!(h.get_all(&X_USER_ID).iter().collect::<Vec<_>>(), vec!["real"]);
         assert!(h.keys().all(|k| !k.as_str().contains('_')));
     }
 
@@ -260,10 +243,7 @@ mod tests {
         let user = UserId::parse("u").unwrap();
         let rid = HeaderValue::from_static("r1");
         let mut h = map(&[
-            (
-                "connection",
-                "x-user-id, x-forwarded-for, x-request-id, keep-alive",
-            ),
+            ("connection", "x-user-id, x-forwarded-for, x-request-id, keep-alive"),
             ("x-custom", "1"),
         ]);
         rewrite_request(&mut h, &fwd(Some(&user), &rid));
@@ -310,10 +290,7 @@ mod tests {
     #[test]
     fn forwarded_for_is_appended() {
         let rid = HeaderValue::from_static("r1");
-        let mut h = map(&[
-            ("x-forwarded-for", "1.2.3.4"),
-            ("x-forwarded-for", "5.6.7.8"),
-        ]);
+        let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "5.6.7.8")]);
         rewrite_request(&mut h, &fwd(None, &rid));
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 5.6.7.8, 10.0.0.9");
     }
@@ -321,10 +298,7 @@ mod tests {
     #[test]
     fn request_id_is_kept_only_when_plain() {
         assert_eq!(request_id(&map(&[("x-request-id", "abc-123")])), "abc-123");
-        assert_ne!(
-            request_id(&map(&[("x-request-id", "a b\"<script>")])),
-            "a b\"<script>"
-        );
+        assert_ne!(request_id(&map(&[("x-request-id", "a b\"<script>")])), "a b\"<script>");
         assert_eq!(request_id(&HeaderMap::new()).len(), 36);
     }
 
@@ -336,10 +310,7 @@ mod tests {
             ("accept", "*/*"),
         ]);
         let shown = format!("{:?}", Masked(&h));
-        assert!(
-            !shown.contains("secret-token") && !shown.contains("s=1"),
-            "{shown}"
-        );
+        assert!(!shown.contains("secret-token") && !shown.contains("s=1"), "{shown}");
         assert!(shown.contains("*/*"));
     }
 }

@@ -137,14 +137,8 @@ async fn route(
             }
             let mut resp = Response::new(Either::Right(Full::new(gw.jwks.clone())));
             let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            h.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=300"),
-            );
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
             Ok(resp)
         }
         RouteClass::Public => forward(gw, peer, req, None, request_id).await,
@@ -200,19 +194,14 @@ async fn forward(
     let (mut parts, body) = req.into_parts();
 
     let path_and_query = match parts.uri.query() {
-        Some(q)
-            if upgrade
-                && q.split('&')
-                    .any(|p| p == "token" || p.starts_with("token=")) =>
-        {
+        Some(q) if upgrade && q.split('&').any(|p| p == "token" || p.starts_with("token=")) => {
             let (_, rest) = split_query_token(q);
             let pq = if rest.is_empty() {
                 parts.uri.path().to_owned()
             } else {
                 format!("{}?{rest}", parts.uri.path())
             };
-            PathAndQuery::try_from(pq)
-                .map_err(|_| GatewayError::InvalidRequest("Invalid request target"))?
+            PathAndQuery::try_from(pq).map_err(|_| GatewayError::InvalidRequest("Invalid request target"))?
         }
         _ => parts
             .uri
@@ -257,9 +246,7 @@ async fn forward(
     let upstream_req = Request::from_parts(parts, Limited::new(body, usize::MAX));
     let sent = Instant::now();
     let mut resp = gw.upstream.send(upstream_req).await?;
-    gw.metrics
-        .upstream_seconds
-        .observe(sent.elapsed().as_secs_f64());
+    gw.metrics.upstream_seconds.observe(sent.elapsed().as_secs_f64());
 
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
@@ -318,9 +305,6 @@ mod tests {
             (Some("abc"), "a=1&b=2".to_string())
         );
         assert_eq!(split_query_token("a=1"), (None, "a=1".to_string()));
-        assert_eq!(
-            split_query_token("tokenx=1"),
-            (None, "tokenx=1".to_string())
-        );
+        assert_eq!(split_query_token("tokenx=1"), (None, "tokenx=1".to_string()));
     }
 }

@@ -37,23 +37,17 @@ impl Upstream {
             let certs = CertificateDer::pem_file_iter(path)
                 .map_err(|e| format!("upstream.ca_cert: cannot read {}: {e}", path.display()))?;
             for cert in certs {
-                let cert = cert
-                    .map_err(|e| format!("upstream.ca_cert: bad PEM in {}: {e}", path.display()))?;
-                roots.add(cert).map_err(|e| {
-                    format!(
-                        "upstream.ca_cert: unusable certificate in {}: {e}",
-                        path.display()
-                    )
-                })?;
+                let cert = cert.map_err(|e| format!("upstream.ca_cert: bad PEM in {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("upstream.ca_cert: unusable certificate in {}: {e}", path.display()))?;
             }
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("upstream TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("upstream TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
 
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -89,16 +83,8 @@ impl Upstream {
     }
 
     /// Send a request and wait (bounded) for the response head.
-    pub async fn send(
-        &self,
-        req: Request<ForwardBody>,
-    ) -> Result<Response<Incoming>, GatewayError> {
-        match tokio::time::timeout(
-            self.config.response_header_timeout,
-            self.client.request(req),
-        )
-        .await
-        {
+    pub async fn send(&self, req: Request<ForwardBody>) -> Result<Response<Incoming>, GatewayError> {
+        match tokio::time::timeout(self.config.response_header_timeout, self.client.request(req)).await {
             Err(_) => Err(GatewayError::UpstreamTimeout),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, connect = e.is_connect(), "upstream request failed");
@@ -110,13 +96,15 @@ impl Upstream {
 
     /// Whether a TCP connection to the backend can be opened now (for `/readyz`).
     pub async fn reachable(&self) -> bool {
-        let port = self.config.authority.port_u16().unwrap_or(
-            if self.config.scheme == http::uri::Scheme::HTTPS {
+        let port = self
+            .config
+            .authority
+            .port_u16()
+            .unwrap_or(if self.config.scheme == http::uri::Scheme::HTTPS {
                 443
             } else {
                 80
-            },
-        );
+            });
         let host = self
             .config
             .authority
@@ -125,11 +113,7 @@ impl Upstream {
             .trim_end_matches(']');
         let connect = tokio::net::TcpStream::connect((host, port));
         matches!(
-            tokio::time::timeout(
-                self.config.connect_timeout.min(Duration::from_secs(2)),
-                connect
-            )
-            .await,
+            tokio::time::timeout(self.config.connect_timeout.min(Duration::from_secs(2)), connect).await,
             Ok(Ok(_))
         )
     }

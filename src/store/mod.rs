@@ -125,8 +125,7 @@ impl fmt::Debug for Store {
     }
 }
 
-const USER_COLUMNS: &str =
-    "id, username, username_norm, email, password_hash, created_at, disabled, token_epoch";
+const USER_COLUMNS: &str = "id, username, username_norm, email, password_hash, created_at, disabled, token_epoch";
 const TOKEN_COLUMNS: &str = "id, user_id, name, token_hash, created_at, expires_at, last_used_at";
 
 impl Store {
@@ -168,10 +167,7 @@ impl Store {
 
     /// One round trip to the database (readiness checks).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
         Ok(())
     }
 
@@ -225,10 +221,7 @@ impl Store {
     /// Every user, oldest first (ties by `username_norm`).
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at, username_norm");
-        let rows = sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await.map_err(db_err)?;
         rows.iter().map(user_from_row).collect()
     }
 
@@ -318,10 +311,7 @@ impl Store {
     }
 
     /// The token with this hash, expired or not (the caller checks `expires_at`).
-    pub async fn api_token_by_hash(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<ApiTokenRow>, StoreError> {
+    pub async fn api_token_by_hash(&self, token_hash: &str) -> Result<Option<ApiTokenRow>, StoreError> {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1");
         let row = sqlx::query(&sql)
             .bind(token_hash)
@@ -333,9 +323,7 @@ impl Store {
 
     /// The user's tokens, oldest first (ties by id).
     pub async fn list_api_tokens(&self, user_id: &str) -> Result<Vec<ApiTokenRow>, StoreError> {
-        let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY created_at, id"
-        );
+        let sql = format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY created_at, id");
         let rows = sqlx::query(&sql)
             .bind(user_id)
             .fetch_all(&self.pool)
@@ -345,28 +333,18 @@ impl Store {
     }
 
     /// Delete the user's token `id`; returns its hash, or `None` when that user has no such token.
-    pub async fn delete_api_token(
-        &self,
-        user_id: &str,
-        id: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
-            "DELETE FROM api_tokens WHERE id = $1 AND user_id = $2 RETURNING token_hash",
-        )
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        row.map(|r| r.try_get::<String, _>(0).map_err(db_err))
-            .transpose()
+    pub async fn delete_api_token(&self, user_id: &str, id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2 RETURNING token_hash")
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| r.try_get::<String, _>(0).map_err(db_err)).transpose()
     }
 
     /// Delete token `id` whoever owns it (operator CLI); returns `(user_id, token_hash)`.
-    pub async fn delete_api_token_any_user(
-        &self,
-        id: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
+    pub async fn delete_api_token_any_user(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
         let row = sqlx::query("DELETE FROM api_tokens WHERE id = $1 RETURNING user_id, token_hash")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -393,12 +371,7 @@ impl Store {
     }
 
     /// Remember a revoked JWT id until `expires_at`; revoking twice is not an error.
-    pub async fn revoke_jti(
-        &self,
-        jti: &str,
-        user_id: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn revoke_jti(&self, jti: &str, user_id: &str, expires_at: i64) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO revoked_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (jti) DO NOTHING",
@@ -414,11 +387,12 @@ impl Store {
 
     /// `(jti, expires_at)` of revocations still in force at `now` (`expires_at > now`).
     pub async fn revoked_jtis(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1 ORDER BY expires_at, jti")
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let rows =
+            sqlx::query("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1 ORDER BY expires_at, jti")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -437,12 +411,11 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        let tokens =
-            sqlx::query("DELETE FROM api_tokens WHERE expires_at IS NOT NULL AND expires_at <= $1")
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+        let tokens = sqlx::query("DELETE FROM api_tokens WHERE expires_at IS NOT NULL AND expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(revoked.rows_affected() + tokens.rows_affected())
     }
@@ -493,10 +466,7 @@ fn db_err(e: sqlx::Error) -> StoreError {
             ErrorKind::UniqueViolation => return StoreError::Conflict,
             ErrorKind::ForeignKeyViolation => return StoreError::NotFound,
             _ => {
-                let code = d
-                    .code()
-                    .map(|c| c.into_owned())
-                    .unwrap_or_else(|| "?".to_owned());
+                let code = d.code().map(|c| c.into_owned()).unwrap_or_else(|| "?".to_owned());
                 if code.starts_with("22") {
                     format!("database error {code}")
                 } else {
@@ -541,17 +511,10 @@ fn kind_of(url: &str) -> Result<StoreKind, StoreError> {
 
 /// The file path inside a SQLite url, or `None` for in-memory databases.
 fn sqlite_path(url: &str) -> Option<&Path> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
-    let in_memory =
-        path.is_empty() || path == ":memory:" || params.split('&').any(|p| p == "mode=memory");
-    if in_memory {
-        None
-    } else {
-        Some(Path::new(path))
-    }
+    let in_memory = path.is_empty() || path == ":memory:" || params.split('&').any(|p| p == "mode=memory");
+    if in_memory { None } else { Some(Path::new(path)) }
 }
 
 /// Create the directory that will hold the SQLite file, if it is missing.
@@ -559,12 +522,8 @@ fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
     let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
         return Ok(());
     };
-    std::fs::create_dir_all(dir).map_err(|e| {
-        StoreError::Unavailable(format!(
-            "cannot create database directory {}: {e}",
-            dir.display()
-        ))
-    })
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StoreError::Unavailable(format!("cannot create database directory {}: {e}", dir.display())))
 }
 
 /// Per-connection SQLite settings: wait for locks, write-ahead log, enforce foreign keys.
@@ -575,9 +534,7 @@ fn sqlite_pragmas(conn: &mut AnyConnection) -> BoxFuture<'_, Result<(), sqlx::Er
     Box::pin(async move {
         let busy = format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}");
         sqlx::query(&busy).execute(&mut *conn).await?;
-        sqlx::query("PRAGMA foreign_keys = ON")
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
         let mut attempts = 0;
         loop {
             let mode: String = sqlx::query("PRAGMA journal_mode")
@@ -608,10 +565,7 @@ mod tests {
 
     async fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!(
-            "sqlite://{}/nested/dir/authgate.db?mode=rwc",
-            dir.path().display()
-        );
+        let url = format!("sqlite://{}/nested/dir/authgate.db?mode=rwc", dir.path().display());
         let store = Store::connect(&url).await.unwrap();
         (dir, store)
     }
@@ -627,12 +581,7 @@ mod tests {
         }
     }
 
-    fn new_token<'a>(
-        id: &'a str,
-        user_id: &'a str,
-        hash: &'a str,
-        expires_at: Option<i64>,
-    ) -> NewApiToken<'a> {
+    fn new_token<'a>(id: &'a str, user_id: &'a str, hash: &'a str, expires_at: Option<i64>) -> NewApiToken<'a> {
         NewApiToken {
             id,
             user_id,
@@ -648,22 +597,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/authgate.db?mode=rwc", dir.path().display());
         let first = Store::connect(&url).await.unwrap();
-        first
-            .create_user(&new_user("u1", "alice", 1))
-            .await
-            .unwrap();
+        first.create_user(&new_user("u1", "alice", 1)).await.unwrap();
         let second = Store::connect(&url).await.unwrap();
         assert_eq!(second.kind(), StoreKind::Sqlite);
         second.ping().await.unwrap();
         assert!(second.user_by_norm("alice").await.unwrap().is_some());
-        let versions: Vec<i64> =
-            sqlx::query("SELECT version FROM authgate_schema ORDER BY version")
-                .fetch_all(&second.pool)
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.try_get(0).unwrap())
-                .collect();
+        let versions: Vec<i64> = sqlx::query("SELECT version FROM authgate_schema ORDER BY version")
+            .fetch_all(&second.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get(0).unwrap())
+            .collect();
         let expected: Vec<i64> = schema::MIGRATIONS.iter().map(|(v, _)| *v).collect();
         assert_eq!(versions, expected);
     }
@@ -685,14 +630,9 @@ mod tests {
 
     #[tokio::test]
     async fn unsupported_scheme_is_named() {
-        let err = Store::connect("mysql://root:hunter2@localhost/db")
-            .await
-            .unwrap_err();
+        let err = Store::connect("mysql://root:hunter2@localhost/db").await.unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.contains("unsupported database url scheme \"mysql\""),
-            "{text}"
-        );
+        assert!(text.contains("unsupported database url scheme \"mysql\""), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(Store::connect("no-scheme-here").await.is_err());
     }
@@ -703,10 +643,7 @@ mod tests {
             sqlite_path("sqlite://data/authgate.db?mode=rwc"),
             Some(Path::new("data/authgate.db"))
         );
-        assert_eq!(
-            sqlite_path("sqlite:///var/lib/a.db"),
-            Some(Path::new("/var/lib/a.db"))
-        );
+        assert_eq!(sqlite_path("sqlite:///var/lib/a.db"), Some(Path::new("/var/lib/a.db")));
         assert_eq!(sqlite_path("sqlite:a.db"), Some(Path::new("a.db")));
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("sqlite://x.db?mode=memory"), None);
@@ -716,30 +653,21 @@ mod tests {
     #[tokio::test]
     async fn in_memory_sqlite_works() {
         let store = Store::connect("sqlite::memory:").await.unwrap();
-        store
-            .create_user(&new_user("u1", "alice", 1))
-            .await
-            .unwrap();
+        store.create_user(&new_user("u1", "alice", 1)).await.unwrap();
         assert!(store.user_by_id("u1").await.unwrap().is_some());
     }
 
     #[tokio::test]
     async fn created_user_can_be_looked_up() {
         let (_dir, store) = temp_store().await;
-        let created = store
-            .create_user(&new_user("u1", "alice", 10))
-            .await
-            .unwrap();
+        let created = store.create_user(&new_user("u1", "alice", 10)).await.unwrap();
         let by_norm = store.user_by_norm("alice").await.unwrap().unwrap();
         let by_id = store.user_by_id("u1").await.unwrap().unwrap();
         for u in [&created, &by_norm, &by_id] {
             assert_eq!(u.id, "u1");
             assert_eq!(u.username_norm, "alice");
             assert_eq!(u.email, "someone@example.com");
-            assert_eq!(
-                u.password_hash,
-                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
-            );
+            assert_eq!(u.password_hash, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA");
             assert_eq!(u.created_at, 10);
             assert!(!u.disabled);
             assert_eq!(u.token_epoch, 0);
@@ -747,10 +675,7 @@ mod tests {
         assert!(store.user_by_norm("bob").await.unwrap().is_none());
         assert!(store.user_by_id("u2").await.unwrap().is_none());
 
-        store
-            .create_user(&new_user("u3", "carol", 5))
-            .await
-            .unwrap();
+        store.create_user(&new_user("u3", "carol", 5)).await.unwrap();
         store.create_user(&new_user("u2", "bob", 10)).await.unwrap();
         let order: Vec<String> = store
             .list_users()
@@ -761,10 +686,7 @@ mod tests {
             .collect();
         assert_eq!(order, ["carol", "alice", "bob"]);
 
-        store
-            .set_password_hash("u1", "$argon2id$new")
-            .await
-            .unwrap();
+        store.set_password_hash("u1", "$argon2id$new").await.unwrap();
         assert_eq!(
             store.user_by_id("u1").await.unwrap().unwrap().password_hash,
             "$argon2id$new"
@@ -778,10 +700,7 @@ mod tests {
     #[tokio::test]
     async fn user_debug_masks_the_password_hash() {
         let (_dir, store) = temp_store().await;
-        let user = store
-            .create_user(&new_user("u1", "alice", 10))
-            .await
-            .unwrap();
+        let user = store.create_user(&new_user("u1", "alice", 10)).await.unwrap();
         let text = format!("{user:?}");
         assert!(
             text.contains("password_hash: \"***\"") && !text.contains("argon2"),
@@ -792,10 +711,7 @@ mod tests {
     #[tokio::test]
     async fn duplicate_username_norm_is_conflict() {
         let (_dir, store) = temp_store().await;
-        store
-            .create_user(&new_user("u1", "alice", 1))
-            .await
-            .unwrap();
+        store.create_user(&new_user("u1", "alice", 1)).await.unwrap();
         let again = store.create_user(&new_user("u2", "alice", 2)).await;
         assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
         let same_id = store.create_user(&new_user("u1", "bob", 2)).await;
@@ -829,15 +745,9 @@ mod tests {
     #[tokio::test]
     async fn epoch_bumps_and_disabling_show_in_gates() {
         let (_dir, store) = temp_store().await;
-        store
-            .create_user(&new_user("u1", "alice", 1))
-            .await
-            .unwrap();
+        store.create_user(&new_user("u1", "alice", 1)).await.unwrap();
         store.create_user(&new_user("u2", "bob", 2)).await.unwrap();
-        store
-            .create_user(&new_user("u3", "carol", 3))
-            .await
-            .unwrap();
+        store.create_user(&new_user("u3", "carol", 3)).await.unwrap();
         assert!(store.user_gates().await.unwrap().is_empty());
 
         assert_eq!(store.bump_token_epoch("u1").await.unwrap(), 1);
@@ -853,10 +763,7 @@ mod tests {
         ));
 
         assert!(store.user_by_id("u2").await.unwrap().unwrap().disabled);
-        assert_eq!(
-            store.user_by_id("u1").await.unwrap().unwrap().token_epoch,
-            2
-        );
+        assert_eq!(store.user_by_id("u1").await.unwrap().unwrap().token_epoch, 2);
         assert_eq!(
             store.user_gates().await.unwrap(),
             [("u1".to_owned(), false, 2), ("u2".to_owned(), true, 0)]
@@ -864,19 +771,13 @@ mod tests {
 
         store.set_disabled("u2", false).await.unwrap();
         assert!(!store.user_by_id("u2").await.unwrap().unwrap().disabled);
-        assert_eq!(
-            store.user_gates().await.unwrap(),
-            [("u1".to_owned(), false, 2)]
-        );
+        assert_eq!(store.user_gates().await.unwrap(), [("u1".to_owned(), false, 2)]);
     }
 
     #[tokio::test]
     async fn api_tokens_are_created_listed_touched_and_deleted() {
         let (_dir, store) = temp_store().await;
-        store
-            .create_user(&new_user("u1", "alice", 1))
-            .await
-            .unwrap();
+        store.create_user(&new_user("u1", "alice", 1)).await.unwrap();
         store.create_user(&new_user("u2", "bob", 2)).await.unwrap();
 
         let created = store
@@ -892,22 +793,14 @@ mod tests {
             .create_api_token(&new_token("t3", "u2", "h3", None))
             .await
             .unwrap();
-        let dup = store
-            .create_api_token(&new_token("t4", "u2", "h1", None))
-            .await;
+        let dup = store.create_api_token(&new_token("t4", "u2", "h1", None)).await;
         assert!(matches!(dup, Err(StoreError::Conflict)), "{dup:?}");
-        let orphan = store
-            .create_api_token(&new_token("t5", "nobody", "h5", None))
-            .await;
+        let orphan = store.create_api_token(&new_token("t5", "nobody", "h5", None)).await;
         assert!(matches!(orphan, Err(StoreError::NotFound)), "{orphan:?}");
 
         let found = store.api_token_by_hash("h1").await.unwrap().unwrap();
         assert_eq!(
-            (
-                found.id.as_str(),
-                found.user_id.as_str(),
-                found.name.as_str()
-            ),
+            (found.id.as_str(), found.user_id.as_str(), found.name.as_str()),
             ("t1", "u1", "ci")
         );
         assert_eq!(
@@ -918,12 +811,7 @@ mod tests {
 
         store.touch_api_token("t1", 123).await.unwrap();
         assert_eq!(
-            store
-                .api_token_by_hash("h1")
-                .await
-                .unwrap()
-                .unwrap()
-                .last_used_at,
+            store.api_token_by_hash("h1").await.unwrap().unwrap().last_used_at,
             Some(123)
         );
         store.touch_api_token("gone", 123).await.unwrap();
@@ -944,10 +832,7 @@ mod tests {
             "another user's token"
         );
         assert!(store.api_token_by_hash("h1").await.unwrap().is_some());
-        assert_eq!(
-            store.delete_api_token("u1", "t1").await.unwrap().as_deref(),
-            Some("h1")
-        );
+        assert_eq!(store.delete_api_token("u1", "t1").await.unwrap().as_deref(), Some("h1"));
         assert_eq!(store.delete_api_token("u1", "t1").await.unwrap(), None);
         assert!(store.api_token_by_hash("h1").await.unwrap().is_none());
 
@@ -969,10 +854,7 @@ mod tests {
     #[tokio::test]
     async fn revocations_are_idempotent_and_purged_after_expiry() {
         let (_dir, store) = temp_store().await;
-        store
-            .create_user(&new_user("u1", "alice", 1))
-            .await
-            .unwrap();
+        store.create_user(&new_user("u1", "alice", 1)).await.unwrap();
         store.revoke_jti("j1", "u1", 100).await.unwrap();
         store.revoke_jti("j1", "u1", 100).await.unwrap();
         store.revoke_jti("j2", "u1", 200).await.unwrap();
@@ -989,16 +871,10 @@ mod tests {
             store.revoked_jtis(50).await.unwrap(),
             [("j1".to_owned(), 100), ("j2".to_owned(), 200)]
         );
-        assert_eq!(
-            store.revoked_jtis(100).await.unwrap(),
-            [("j2".to_owned(), 200)]
-        );
+        assert_eq!(store.revoked_jtis(100).await.unwrap(), [("j2".to_owned(), 200)]);
 
         assert_eq!(store.purge_expired(160).await.unwrap(), 2, "j1 and t1");
-        assert_eq!(
-            store.revoked_jtis(0).await.unwrap(),
-            [("j2".to_owned(), 200)]
-        );
+        assert_eq!(store.revoked_jtis(0).await.unwrap(), [("j2".to_owned(), 200)]);
         assert!(store.api_token_by_hash("h1").await.unwrap().is_none());
         assert!(
             store.api_token_by_hash("h2").await.unwrap().is_some(),

@@ -56,21 +56,17 @@ const PG_MIGRATION_LOCK: i64 = 0x6175_7468_6761_7465;
 pub(crate) async fn migrate(pool: &AnyPool, kind: StoreKind) -> Result<(), StoreError> {
     for &(version, sql) in MIGRATIONS {
         let mut tx = begin_locked(pool, kind).await?;
-        (&mut *tx)
-            .execute(CREATE_SCHEMA_TABLE)
-            .await
-            .map_err(db_err)?;
+        (&mut *tx).execute(CREATE_SCHEMA_TABLE).await.map_err(db_err)?;
         if is_applied(&mut tx, version).await? {
             tx.commit().await.map_err(db_err)?;
             continue;
         }
         (&mut *tx).execute(sql).await.map_err(db_err)?;
-        let recorded =
-            sqlx::query("INSERT INTO authgate_schema (version, applied_at) VALUES ($1, $2)")
-                .bind(version)
-                .bind(unix_now())
-                .execute(&mut *tx)
-                .await;
+        let recorded = sqlx::query("INSERT INTO authgate_schema (version, applied_at) VALUES ($1, $2)")
+            .bind(version)
+            .bind(unix_now())
+            .execute(&mut *tx)
+            .await;
         match recorded {
             Ok(_) => {
                 tx.commit().await.map_err(db_err)?;
@@ -93,10 +89,7 @@ pub(crate) async fn migrate(pool: &AnyPool, kind: StoreKind) -> Result<(), Store
 }
 
 /// A transaction that holds the migration lock until it ends.
-async fn begin_locked(
-    pool: &AnyPool,
-    kind: StoreKind,
-) -> Result<Transaction<'static, Any>, StoreError> {
+async fn begin_locked(pool: &AnyPool, kind: StoreKind) -> Result<Transaction<'static, Any>, StoreError> {
     match kind {
         StoreKind::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_err),
         StoreKind::Postgres => {

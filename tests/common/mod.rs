@@ -52,11 +52,7 @@ impl Seen {
     }
     pub fn one(&self, name: &str) -> Option<String> {
         let all = self.all(name);
-        assert!(
-            all.len() <= 1,
-            "{name} arrived {} times: {all:?}",
-            all.len()
-        );
+        assert!(all.len() <= 1, "{name} arrived {} times: {all:?}", all.len());
         all.into_iter().next()
     }
     /// Header names, lower-case, as they arrived.
@@ -129,18 +125,13 @@ impl Generated {
 impl Body for Generated {
     type Data = Bytes;
     type Error = Infallible;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         if self.remaining == 0 {
             return Poll::Ready(None);
         }
         if let Some(p) = self.pause {
             let this = &mut *self;
-            let sleep = this
-                .sleep
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(p)));
+            let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(p)));
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -197,8 +188,7 @@ impl TestUpstream {
     pub async fn start_tls(dir: &std::path::Path) -> (TestUpstream, PathBuf) {
         let (cert, key) = (dir.join("up-cert.pem"), dir.join("up-key.pem"));
         authgate::tls::ensure_self_signed(&cert, &key).unwrap();
-        let acceptor =
-            tokio_rustls::TlsAcceptor::from(authgate::tls::server_config(&cert, &key).unwrap());
+        let acceptor = tokio_rustls::TlsAcceptor::from(authgate::tls::server_config(&cert, &key).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Recorder::default();
@@ -240,10 +230,7 @@ fn boxed<B: Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static>(b: B
     BodyExt::boxed(b)
 }
 
-async fn upstream_answer(
-    rec: Recorder,
-    mut req: Request<Incoming>,
-) -> Result<Response<UpBody>, Infallible> {
+async fn upstream_answer(rec: Recorder, mut req: Request<Incoming>) -> Result<Response<UpBody>, Infallible> {
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -398,6 +385,12 @@ impl TestGateway {
         Self::start_in(Arc::new(tempfile::tempdir().unwrap()), upstream, extra).await
     }
 
+    /// Start from a complete TOML document (nothing layered under it) in `dir`.
+    pub async fn start_toml(dir: Arc<tempfile::TempDir>, toml: &str) -> TestGateway {
+        let config = authgate::config::Config::from_toml_str(toml).expect("test config is valid");
+        Self::start_config(config, dir).await
+    }
+
     /// Start on an existing directory (certificate, secret and database kept from a previous run).
     pub async fn start_in(dir: Arc<tempfile::TempDir>, upstream: &str, extra: &str) -> TestGateway {
         use figment::Figment;
@@ -409,10 +402,7 @@ impl TestGateway {
         Self::start_config(config, dir).await
     }
 
-    pub async fn start_config(
-        config: authgate::config::Config,
-        dir: Arc<tempfile::TempDir>,
-    ) -> TestGateway {
+    pub async fn start_config(config: authgate::config::Config, dir: Arc<tempfile::TempDir>) -> TestGateway {
         let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (main.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -422,11 +412,7 @@ impl TestGateway {
             .map(|t| t.cert.clone())
             .unwrap_or_else(|| dir.path().join("none.pem"));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let gw = Arc::new(
-            authgate::Gateway::build(config)
-                .await
-                .expect("gateway builds"),
-        );
+        let gw = Arc::new(authgate::Gateway::build(config).await.expect("gateway builds"));
         let done = tokio::spawn(async move {
             authgate::serve_gateway(gw, main, admin, async {
                 let _ = stop_rx.await;
@@ -486,13 +472,11 @@ pub fn tls_client_config(ca: &std::path::Path, h2: bool) -> rustls::ClientConfig
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     config.alpn_protocols = if h2 {
         vec![b"h2".to_vec()]
     } else {
@@ -551,16 +535,13 @@ impl Client {
     pub async fn send(&self, req: Request<ClientBody>) -> Response<Incoming> {
         let tls = tls_connect(&self.ca, self.addr, self.h2).await;
         if self.h2 {
-            let (mut send, conn) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                    .await
-                    .unwrap();
+            let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
             tokio::spawn(conn);
             send.send_request(req).await.unwrap()
         } else {
-            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                .await
-                .unwrap();
+            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
             tokio::spawn(conn.with_upgrades());
             send.send_request(req).await.unwrap()
         }
@@ -571,18 +552,11 @@ impl Client {
         if self.h2 {
             b.uri(format!("https://localhost:{}{path}", self.addr.port()))
         } else {
-            b.uri(path)
-                .header("host", format!("localhost:{}", self.addr.port()))
+            b.uri(path).header("host", format!("localhost:{}", self.addr.port()))
         }
     }
 
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<Vec<u8>>,
-    ) -> Reply {
+    pub async fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Reply {
         let mut b = self.request(method, path);
         for (k, v) in headers {
             b = b.header(*k, *v);
@@ -607,12 +581,7 @@ impl Client {
 }
 
 /// Send raw bytes over TLS (HTTP/1.1) and read the answer until the server closes or `wait` passes.
-pub async fn raw_exchange(
-    ca: &std::path::Path,
-    addr: SocketAddr,
-    bytes: &[u8],
-    wait: Duration,
-) -> String {
+pub async fn raw_exchange(ca: &std::path::Path, addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
     let mut tls = tls_connect(ca, addr, false).await;
     tls.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
