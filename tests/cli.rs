@@ -313,3 +313,96 @@ async fn stalled_handshake_and_slow_headers_are_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     assert_eq!(up.seen.count(), 0);
 }
+
+#[test]
+fn operator_cli_adds_lists_and_disables_users() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("g.toml"),
+        "[server]\nplaintext = true\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n[store]\nurl = \"sqlite://data/ops.db?mode=rwc\"\n",
+    )
+    .unwrap();
+    let mut child = authgate(dir.path())
+        .args([
+            "user",
+            "add",
+            "Operator",
+            "--email",
+            "op@example.com",
+            "--password-stdin",
+            "--config",
+            "g.toml",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"operator password 1\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("created user Operator") && !stdout.contains("operator password 1"),
+        "{stdout}"
+    );
+
+    // Without --password-stdin a password is generated and shown once.
+    let out = authgate(dir.path())
+        .args([
+            "user",
+            "add",
+            "second",
+            "--email",
+            "s@example.com",
+            "--config",
+            "g.toml",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("password (shown once): "));
+    // Clashing names are refused.
+    let out = authgate(dir.path())
+        .args([
+            "user",
+            "add",
+            "OPERATOR",
+            "--email",
+            "x@example.com",
+            "--config",
+            "g.toml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+
+    let list = || {
+        let out = authgate(dir.path())
+            .args(["user", "list", "--config", "g.toml"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = list();
+    assert!(
+        before.contains("Operator") && before.contains("second") && !before.contains("disabled"),
+        "{before}"
+    );
+    let out = authgate(dir.path())
+        .args(["user", "disable", "operator", "--config", "g.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let after = list();
+    let line = after.lines().find(|l| l.contains("Operator")).unwrap();
+    assert!(line.ends_with("disabled"), "{after}");
+    let out = authgate(dir.path())
+        .args(["user", "disable", "ghost", "--config", "g.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    // The database is under data/, which git ignores.
+    assert!(dir.path().join("data/ops.db").exists());
+}
