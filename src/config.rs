@@ -185,6 +185,8 @@ pub struct RawPassword {
     pub parallelism: u32,
     /// How many hashes may run at once (0: one per core).
     pub hash_concurrency: usize,
+    /// CPU niceness of the hashing threads (0 to 19): higher yields more readily to proxying.
+    pub hash_niceness: u32,
 }
 
 impl Default for RawPassword {
@@ -194,6 +196,7 @@ impl Default for RawPassword {
             iterations: 2,
             parallelism: 1,
             hash_concurrency: 0,
+            hash_niceness: 19,
         }
     }
 }
@@ -374,6 +377,7 @@ pub struct StoreConfig {
 pub struct PasswordConfig {
     pub params: crate::auth::password::PasswordParams,
     pub hash_concurrency: usize,
+    pub hash_niceness: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -714,6 +718,13 @@ fn validate_password(raw: &RawPassword) -> Result<PasswordConfig, ConfigError> {
             "use values near the defaults (memory_kib = 19456, iterations = 2, parallelism = 1)",
         ));
     }
+    if raw.hash_niceness > 19 {
+        return Err(ConfigError::invalid(
+            "password.hash_niceness",
+            format!("is {}", raw.hash_niceness),
+            "use 0 (normal priority) to 19 (lowest); the default is 19",
+        ));
+    }
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
     Ok(PasswordConfig {
         params: crate::auth::password::PasswordParams {
@@ -726,6 +737,7 @@ fn validate_password(raw: &RawPassword) -> Result<PasswordConfig, ConfigError> {
         } else {
             raw.hash_concurrency
         },
+        hash_niceness: raw.hash_niceness,
     })
 }
 

@@ -100,8 +100,12 @@ impl Gateway {
         let store = Store::connect(config.store.url.expose())
             .await
             .map_err(|e| StartError::Store(e.to_string()))?;
-        let passwords = Passwords::with_concurrency(config.password.params, config.password.hash_concurrency)
-            .map_err(StartError::Secret)?;
+        let passwords = Passwords::with_pool(
+            config.password.params,
+            config.password.hash_concurrency,
+            config.password.hash_niceness,
+        )
+        .map_err(StartError::Secret)?;
         let revocations = Revocations::new();
         sync_revocations(&store, &revocations, config.jwt.leeway)
             .await

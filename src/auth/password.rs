@@ -1,8 +1,10 @@
 //! Argon2id password hashing and verification, off the async runtime's worker threads.
 //!
-//! The rule this module keeps: argon2 only ever runs in `spawn_blocking`, and at most one hash per
-//! CPU at a time (a semaphore permit is taken before the blocking task starts and travels with
-//! it), so a login burst queues instead of starving the proxy. Passwords are moved in, never
+//! The rule this module keeps: argon2 only ever runs on the gateway's own hashing threads, which
+//! run at a lowered CPU priority (nice 10 by default), so a proxy worker that wakes up preempts a
+//! hash instead of queueing behind it; and at most `concurrency` hashes run at once (a semaphore
+//! permit is taken before the job is queued and travels with it), so a login burst queues instead
+//! of starving the proxy. Passwords are moved in, never
 //! logged, and a stored hash that does not parse simply fails verification: nothing here panics.
 //! Unknown users are verified against a precomputed dummy hash so they cost the same time.
 
@@ -67,6 +69,68 @@ pub struct Passwords {
     params: Params,
     slots: Arc<Semaphore>,
     dummy: Arc<str>,
+    pool: HashPool,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// thread-priority maps its 0..=99 scale onto niceness as `floor(39 * (1 - p / 99)) - 20`;
+/// this picks the `p` that lands on `niceness` (0 gives nice 0, 22 gives 10, 0..=1 give 19).
+fn priority_for_niceness(niceness: u32) -> thread_priority::ThreadPriority {
+    let p = (99.0 * (1.0 - (f64::from(niceness.min(19)) + 20.5) / 39.0))
+        .round()
+        .clamp(0.0, 99.0) as u8;
+    match thread_priority::ThreadPriorityValue::try_from(p) {
+        Ok(v) => thread_priority::ThreadPriority::Crossplatform(v),
+        Err(_) => thread_priority::ThreadPriority::Min,
+    }
+}
+
+/// Threads that only run argon2, at a lowered priority. They exit when the `Passwords` is dropped.
+struct HashPool {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl HashPool {
+    fn new(threads: usize, niceness: u32) -> Result<HashPool, String> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = Arc::clone(&rx);
+            std::thread::Builder::new()
+                .name(format!("authgate-hash-{i}"))
+                .spawn(move || {
+                    if niceness > 0 {
+                        if let Err(e) = thread_priority::set_current_thread_priority(priority_for_niceness(niceness)) {
+                            tracing::warn!(error = ?e, "cannot lower the hashing thread's priority");
+                        }
+                    }
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|e| format!("cannot start a password hashing thread: {e}"))?;
+        }
+        Ok(HashPool { jobs: tx })
+    }
+
+    /// Run `f` on a hashing thread and wait for its result.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        self.jobs.send(job).map_err(|_| PasswordError::Failed)?;
+        rx.await.map_err(|_| PasswordError::Failed)
+    }
 }
 
 impl fmt::Debug for Passwords {
@@ -87,8 +151,13 @@ impl Passwords {
         Self::with_concurrency(params, cores)
     }
 
-    /// Like [`Passwords::new`], with at most `concurrency` hashes running at once.
+    /// Like [`Passwords::new`], with at most `concurrency` hashes running at once, at nice 10.
     pub fn with_concurrency(params: PasswordParams, concurrency: usize) -> Result<Passwords, String> {
+        Self::with_pool(params, concurrency, 10)
+    }
+
+    /// `concurrency` hashing threads at CPU `niceness` (0 to 19; 0 leaves the priority alone).
+    pub fn with_pool(params: PasswordParams, concurrency: usize, niceness: u32) -> Result<Passwords, String> {
         let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
             .map_err(|e| format!("invalid argon2 parameters: {e}"))?;
         let mut filler = [0u8; 32];
@@ -96,6 +165,7 @@ impl Passwords {
         let dummy = hash_with(&params, &filler).map_err(|e| format!("cannot compute the dummy password hash: {e}"))?;
         Ok(Passwords {
             params,
+            pool: HashPool::new(concurrency, niceness.min(19))?,
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
             dummy: Arc::from(dummy),
         })
@@ -105,12 +175,12 @@ impl Passwords {
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
         let permit = self.slot().await?;
         let params = self.params.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            hash_with(&params, password.as_bytes()).map_err(|_| PasswordError::Failed)
-        })
-        .await
-        .map_err(|_| PasswordError::Failed)?
+        self.pool
+            .run(move || {
+                let _permit = permit;
+                hash_with(&params, password.as_bytes()).map_err(|_| PasswordError::Failed)
+            })
+            .await?
     }
 
     /// Check `password` against the stored PHC string `phc`. A hash that does not parse, or asks
@@ -118,12 +188,12 @@ impl Passwords {
     pub async fn verify(&self, password: String, phc: String) -> Result<Verdict, PasswordError> {
         let permit = self.slot().await?;
         let params = self.params.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            verify_with(&params, password.as_bytes(), &phc)
-        })
-        .await
-        .map_err(|_| PasswordError::Failed)
+        self.pool
+            .run(move || {
+                let _permit = permit;
+                verify_with(&params, password.as_bytes(), &phc)
+            })
+            .await
     }
 
     /// Spend the time a real verification would, for a user that does not exist.
@@ -131,12 +201,12 @@ impl Passwords {
         let permit = self.slot().await?;
         let params = self.params.clone();
         let dummy = Arc::clone(&self.dummy);
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let _ = verify_with(&params, password.as_bytes(), &dummy);
-        })
-        .await
-        .map_err(|_| PasswordError::Failed)
+        self.pool
+            .run(move || {
+                let _permit = permit;
+                let _ = verify_with(&params, password.as_bytes(), &dummy);
+            })
+            .await
     }
 
     /// A hashing slot, or `Busy` when none frees up within [`QUEUE_WAIT`].
@@ -194,6 +264,21 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         }
+    }
+
+    #[test]
+    fn hashing_threads_run_at_the_asked_niceness() {
+        let p = Passwords::with_pool(small(), 1, 10).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        // Read the hashing thread's own nice value from /proc (field 19 of stat).
+        let nice = rt
+            .block_on(p.pool.run(|| {
+                let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+                let after = &stat[stat.rfind(')').unwrap() + 2..];
+                after.split(' ').nth(16).unwrap().parse::<i32>().unwrap()
+            }))
+            .unwrap();
+        assert_eq!(nice, 10);
     }
 
     #[test]
