@@ -77,6 +77,11 @@ pub struct Gateway {
     pub passwords: Passwords,
     pub revocations: Revocations,
     pub limiter: LoginLimiter,
+    /// Resolved API tokens, by hash.
+    pub api_tokens: auth::api_token::TokenCache,
+    /// Token ids whose `last_used_at` is due; written by a background task.
+    pub touch_queue: tokio::sync::mpsc::Sender<String>,
+    touch_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
 }
 
 impl Gateway {
@@ -111,6 +116,7 @@ impl Gateway {
             .await
             .map_err(|e| StartError::Store(e.to_string()))?;
         let limiter = LoginLimiter::new(config.login);
+        let (touch_queue, touch_rx) = tokio::sync::mpsc::channel(4096);
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         Ok(Gateway {
             config,
@@ -127,6 +133,9 @@ impl Gateway {
             passwords,
             revocations,
             limiter,
+            api_tokens: auth::api_token::TokenCache::new(std::time::Duration::from_secs(60), 100_000),
+            touch_queue,
+            touch_rx: std::sync::Mutex::new(Some(touch_rx)),
         })
     }
 }
@@ -153,10 +162,32 @@ pub async fn serve_gateway(
     let stop = tokio_util::sync::CancellationToken::new();
     let admin_task = tokio::spawn(admin::run(gw.clone(), admin, stop.clone().cancelled_owned()));
     let sync_task = tokio::spawn(maintain(gw.clone(), stop.clone()));
+    let touch_rx = gw.touch_rx.lock().ok().and_then(|mut rx| rx.take());
+    let touch_task = touch_rx.map(|rx| tokio::spawn(record_token_use(gw.clone(), rx)));
     server::run(gw, main, shutdown).await;
     stop.cancel();
     let _ = admin_task.await;
     let _ = sync_task.await;
+    if let Some(t) = touch_task {
+        t.abort();
+    }
+}
+
+/// Write `last_used_at` for API tokens, off the request path.
+async fn record_token_use(gw: Arc<Gateway>, mut rx: tokio::sync::mpsc::Receiver<String>) {
+    while let Some(id) = rx.recv().await {
+        if let Err(e) = gw.store.touch_api_token(&id, auth::jwt::now_secs() as i64).await {
+            tracing::debug!(error = %e, "last_used_at not recorded");
+        }
+    }
+}
+
+impl Gateway {
+    /// Tell other replicas that an API token was deleted. Without `redis.url` there are no other
+    /// replicas to tell: the local cache entry is already gone.
+    pub async fn broadcast_token_revoked(&self, hash: &str) {
+        let _ = hash;
+    }
 }
 
 /// Load revocations and user gates from the store into memory.

@@ -5,6 +5,7 @@
 //! Register and login ignore any `Authorization` header; every other endpoint needs a credential.
 
 mod accounts;
+mod tokens;
 
 pub use accounts::normalize_username;
 
@@ -65,7 +66,23 @@ pub async fn handle(
             *authenticated = Some(p.clone());
             accounts::change_password(ctx, &p, read_json(req).await?).await
         }
-        ("/register" | "/login" | "/me" | "/refresh" | "/logout" | "/password", _) => {
+        ("/tokens", &Method::POST) => {
+            let p = crate::auth::authenticate(ctx.gw, &req).await?;
+            *authenticated = Some(p.clone());
+            tokens::create(ctx, &p, read_json(req).await?).await
+        }
+        ("/tokens", &Method::GET) => {
+            let p = crate::auth::authenticate(ctx.gw, &req).await?;
+            *authenticated = Some(p.clone());
+            tokens::list(ctx, &p).await
+        }
+        (e, &Method::DELETE) if e.starts_with("/tokens/") => {
+            let id = e.trim_start_matches("/tokens/").to_owned();
+            let p = crate::auth::authenticate(ctx.gw, &req).await?;
+            *authenticated = Some(p.clone());
+            tokens::delete(ctx, &p, &id).await
+        }
+        ("/register" | "/login" | "/me" | "/refresh" | "/logout" | "/password" | "/tokens", _) => {
             Err(GatewayError::MethodNotAllowed)
         }
         _ => Err(GatewayError::NotFound),

@@ -4,6 +4,7 @@
 //! malformed `Authorization`, or any verification error is unauthenticated; nothing here panics on
 //! hostile input.
 
+pub mod api_token;
 pub mod jwt;
 pub mod keys;
 pub mod limiter;
@@ -47,24 +48,39 @@ pub fn bearer(headers: &HeaderMap) -> Result<Credential<'_>, AuthFailure> {
     Ok(Credential::Bearer(token))
 }
 
-/// The token a request carries: `Authorization: Bearer`, or `?token=` on a WebSocket upgrade
-/// (browsers cannot set headers there). Any other request's query is never read for credentials.
+static X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+
+/// The token a request carries: `Authorization: Bearer`, `X-API-Key` (API tokens only), or
+/// `?token=` on a WebSocket upgrade (browsers cannot set headers there). Two credentials at once,
+/// or any other request's query, are never read.
 pub fn request_token<B>(req: &Request<B>) -> Result<&str, AuthFailure> {
-    match bearer(req.headers())? {
-        Credential::Bearer(t) => Ok(t),
-        Credential::None if crate::proxy::is_upgrade(req) => req
+    let mut keys = req.headers().get_all(&X_API_KEY).iter();
+    let api_key = match (keys.next(), keys.next()) {
+        (None, _) => None,
+        (Some(v), None) => Some(v.to_str().map_err(|_| AuthFailure::Malformed)?.trim()),
+        (Some(_), Some(_)) => return Err(AuthFailure::Malformed),
+    };
+    match (bearer(req.headers())?, api_key) {
+        (Credential::Bearer(_), Some(_)) => Err(AuthFailure::Malformed),
+        (Credential::Bearer(t), None) => Ok(t),
+        (Credential::None, Some(k)) if api_token::looks_like(k) => Ok(k),
+        (Credential::None, Some(_)) => Err(AuthFailure::Malformed),
+        (Credential::None, None) if crate::proxy::is_upgrade(req) => req
             .uri()
             .query()
             .and_then(|q| crate::proxy::split_query_token(q).0)
             .filter(|t| !t.is_empty())
             .ok_or(AuthFailure::Missing),
-        Credential::None => Err(AuthFailure::Missing),
+        (Credential::None, None) => Err(AuthFailure::Missing),
     }
 }
 
 /// Who sent this request: its credential verified and checked against revocations.
 pub async fn authenticate<B>(gw: &Gateway, req: &Request<B>) -> Result<Principal, GatewayError> {
     let token = request_token(req).map_err(GatewayError::Unauthenticated)?;
+    if token.starts_with(api_token::PREFIX) {
+        return authenticate_api_token(gw, token).await;
+    }
     let verified = gw.verifier.verify(token).map_err(GatewayError::Unauthenticated)?;
     gw.revocations
         .check(verified.user_id.as_str(), &verified)
@@ -75,6 +91,50 @@ pub async fn authenticate<B>(gw: &Gateway, req: &Request<B>) -> Result<Principal
         jti: verified.jti,
         iat: verified.iat,
         exp: Some(verified.exp),
+    })
+}
+
+/// An API token: the in-process cache, then the store (fail closed with 503 when it is down).
+async fn authenticate_api_token(gw: &Gateway, token: &str) -> Result<Principal, GatewayError> {
+    if !api_token::looks_like(token) {
+        return Err(GatewayError::Unauthenticated(AuthFailure::Malformed));
+    }
+    let hash = api_token::hash(token);
+    let owner = match gw.api_tokens.get(&hash) {
+        Some(owner) => owner,
+        None => {
+            let row = gw.store.api_token_by_hash(&hash).await.map_err(|e| {
+                tracing::warn!(error = %e, "API token lookup failed: store unavailable");
+                GatewayError::Unavailable("The credential store is unavailable")
+            })?;
+            let row = row.ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))?;
+            let owner = api_token::TokenOwner {
+                user_id: principal::UserId::parse(&row.user_id)
+                    .ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))?,
+                token_id: row.id,
+                expires_at: row.expires_at.map(|e| u64::try_from(e).unwrap_or(0)),
+            };
+            gw.api_tokens.insert(hash, owner.clone());
+            owner
+        }
+    };
+    if owner.expires_at.is_some_and(|e| jwt::now_secs() >= e) {
+        return Err(GatewayError::Unauthenticated(AuthFailure::Expired));
+    }
+    // Disabled users' tokens are refused; session epochs do not apply to API tokens.
+    gw.revocations
+        .check_user(owner.user_id.as_str(), i64::MAX, None)
+        .map_err(GatewayError::Unauthenticated)?;
+    if gw.api_tokens.touch_due(&owner.token_id) {
+        // Dropped when the queue is full: last_used_at is best effort and never slows a request.
+        let _ = gw.touch_queue.try_send(owner.token_id.clone());
+    }
+    Ok(Principal {
+        user_id: owner.user_id,
+        method: AuthMethod::ApiToken,
+        jti: None,
+        iat: None,
+        exp: owner.expires_at,
     })
 }
 
