@@ -108,6 +108,19 @@ pub async fn user_set_disabled(config: &Config, who: &str, disabled: bool) -> Re
             .ok_or_else(|| format!("no user `{who}`"))?,
     };
     store.set_disabled(&user.id, disabled).await.map_err(store_err)?;
+    // Running replicas: at once through the Redis bus when there is one, else at their next store sync.
+    if let Some(r) = &config.redis {
+        let redis = crate::store::cache::Redis::new(r.url.expose(), r.timeout, r.token_ttl)?;
+        let event = crate::store::cache::Event::User {
+            id: user.id.clone(),
+            disabled,
+            min_epoch: user.token_epoch,
+            exempt_jti: None,
+        };
+        if !(redis.connect().await && redis.publish(&event).await) {
+            eprintln!("warning: redis unavailable; running gateways apply this at their next store sync");
+        }
+    }
     tracing::info!(target: "authgate::audit", event = if disabled { "user_disabled" } else { "user_enabled" }, user_id = %user.id);
     println!(
         "{} user {} ({})",

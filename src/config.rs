@@ -138,6 +138,7 @@ pub struct RawConfig {
     pub jwt: RawJwt,
     pub auth: RawAuth,
     pub store: RawStore,
+    pub redis: RawRedis,
     pub login: RawLogin,
     pub password: RawPassword,
     pub log: RawLog,
@@ -155,6 +156,25 @@ impl Default for RawStore {
         RawStore {
             url: Secret::new("sqlite://data/authgate.db?mode=rwc"),
             sync_interval: secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRedis {
+    /// May carry a password: a `Secret`. Unset: everything stays in-process (one replica).
+    pub url: Option<Secret>,
+    pub timeout: Dur,
+    pub token_ttl: Dur,
+}
+
+impl Default for RawRedis {
+    fn default() -> Self {
+        RawRedis {
+            url: None,
+            timeout: Dur(Duration::from_millis(100)),
+            token_ttl: secs(300),
         }
     }
 }
@@ -361,6 +381,7 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub public_paths: PublicPaths,
     pub store: StoreConfig,
+    pub redis: Option<RedisConfig>,
     pub login: crate::auth::limiter::LimiterConfig,
     pub password: PasswordConfig,
     pub log: LogConfig,
@@ -371,6 +392,14 @@ pub struct StoreConfig {
     /// May carry a database password: a `Secret`.
     pub url: Secret,
     pub sync_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: Secret,
+    pub timeout: Duration,
+    /// How long an API token stays in Redis and in each replica's memory.
+    pub token_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -603,6 +632,7 @@ impl RawConfig {
             )
         })?;
         let store = validate_store(&self.store)?;
+        let redis = validate_redis(&self.redis)?;
         let login = validate_login(&self.login)?;
         let password = validate_password(&self.password)?;
         let format = match self.log.format.as_str() {
@@ -639,6 +669,7 @@ impl RawConfig {
             jwt,
             public_paths,
             store,
+            redis,
             login,
             password,
             log: LogConfig {
@@ -669,6 +700,36 @@ fn validate_store(raw: &RawStore) -> Result<StoreConfig, ConfigError> {
         url: raw.url.clone(),
         sync_interval: raw.sync_interval.0,
     })
+}
+
+fn validate_redis(raw: &RawRedis) -> Result<Option<RedisConfig>, ConfigError> {
+    let Some(url) = &raw.url else { return Ok(None) };
+    if !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://")) {
+        return Err(ConfigError::invalid(
+            "redis.url",
+            "is not a redis:// URL",
+            "use e.g. \"redis://127.0.0.1:6379/\", or remove it to keep everything in-process",
+        ));
+    }
+    if raw.timeout.0.is_zero() || raw.timeout.0 > Duration::from_secs(1) {
+        return Err(ConfigError::invalid(
+            "redis.timeout",
+            "is outside 1ms to 1s",
+            "use a short bound such as \"100ms\" (the default)",
+        ));
+    }
+    if raw.token_ttl.0 < Duration::from_secs(1) || raw.token_ttl.0 > Duration::from_secs(3600) {
+        return Err(ConfigError::invalid(
+            "redis.token_ttl",
+            "is outside 1s to 1h",
+            "use a few minutes (the default is 300s)",
+        ));
+    }
+    Ok(Some(RedisConfig {
+        url: url.clone(),
+        timeout: raw.timeout.0,
+        token_ttl: raw.token_ttl.0,
+    }))
 }
 
 fn validate_login(raw: &RawLogin) -> Result<crate::auth::limiter::LimiterConfig, ConfigError> {

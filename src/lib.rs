@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod proxy;
+pub mod replicas;
 pub mod routes;
 pub mod server;
 pub mod store;
@@ -82,6 +83,8 @@ pub struct Gateway {
     /// Token ids whose `last_used_at` is due; written by a background task.
     pub touch_queue: tokio::sync::mpsc::Sender<String>,
     touch_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
+    /// The shared cache and revocation bus, when `redis.url` is set.
+    pub redis: Option<store::cache::Redis>,
 }
 
 impl Gateway {
@@ -117,6 +120,18 @@ impl Gateway {
             .map_err(|e| StartError::Store(e.to_string()))?;
         let limiter = LoginLimiter::new(config.login);
         let (touch_queue, touch_rx) = tokio::sync::mpsc::channel(4096);
+        // Without Redis nothing tells this replica about deletions elsewhere: keep entries briefly.
+        let token_ttl = config
+            .redis
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(60), |r| r.token_ttl);
+        let api_tokens = auth::api_token::TokenCache::new(token_ttl, 100_000);
+        let redis = match &config.redis {
+            Some(r) => {
+                Some(store::cache::Redis::new(r.url.expose(), r.timeout, r.token_ttl).map_err(StartError::Store)?)
+            }
+            None => None,
+        };
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         Ok(Gateway {
             config,
@@ -133,7 +148,8 @@ impl Gateway {
             passwords,
             revocations,
             limiter,
-            api_tokens: auth::api_token::TokenCache::new(std::time::Duration::from_secs(60), 100_000),
+            api_tokens,
+            redis,
             touch_queue,
             touch_rx: std::sync::Mutex::new(Some(touch_rx)),
         })
@@ -162,12 +178,14 @@ pub async fn serve_gateway(
     let stop = tokio_util::sync::CancellationToken::new();
     let admin_task = tokio::spawn(admin::run(gw.clone(), admin, stop.clone().cancelled_owned()));
     let sync_task = tokio::spawn(maintain(gw.clone(), stop.clone()));
+    let bus_task = tokio::spawn(replicas::run_bus(gw.clone(), stop.clone()));
     let touch_rx = gw.touch_rx.lock().ok().and_then(|mut rx| rx.take());
     let touch_task = touch_rx.map(|rx| tokio::spawn(record_token_use(gw.clone(), rx)));
     server::run(gw, main, shutdown).await;
     stop.cancel();
     let _ = admin_task.await;
     let _ = sync_task.await;
+    let _ = bus_task.await;
     if let Some(t) = touch_task {
         t.abort();
     }
@@ -182,21 +200,13 @@ async fn record_token_use(gw: Arc<Gateway>, mut rx: tokio::sync::mpsc::Receiver<
     }
 }
 
-impl Gateway {
-    /// Tell other replicas that an API token was deleted. Without `redis.url` there are no other
-    /// replicas to tell: the local cache entry is already gone.
-    pub async fn broadcast_token_revoked(&self, hash: &str) {
-        let _ = hash;
-    }
-}
-
 /// Load revocations and user gates from the store into memory.
 /// Revocations are kept until their token could no longer pass verification: `exp` plus the leeway.
 fn revocation_cutoff(leeway: std::time::Duration) -> u64 {
     auth::jwt::now_secs().saturating_sub(leeway.as_secs())
 }
 
-async fn sync_revocations(
+pub(crate) async fn sync_revocations(
     store: &Store,
     revocations: &Revocations,
     leeway: std::time::Duration,

@@ -12,8 +12,8 @@ use super::{ApiResponse, Ctx, json, no_content, string_field};
 use crate::auth::jwt::{Issue, now_secs};
 use crate::auth::password::{PasswordError, Verdict};
 use crate::auth::principal::{AuthMethod, Principal};
-use crate::auth::revocation::UserGate;
 use crate::error::{AuthFailure, GatewayError};
+use crate::store::cache::Event;
 use crate::store::{NewUser, StoreError, User};
 
 /// Passwords: 12 to 128 characters, any Unicode, never truncated (ASVS 2.1.1, 2.1.2).
@@ -158,8 +158,8 @@ pub async fn login(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, GatewayErr
     let norm = normalize_username(raw_username).ok().map(|(_, n)| n);
     // Unknown and malformed names are limited under their own key, like real ones.
     let limit_key = norm.clone().unwrap_or_else(|| raw_username.trim().to_lowercase());
-    gw.limiter
-        .check(&limit_key, ctx.peer)
+    gw.login_allowed(&limit_key, ctx.peer)
+        .await
         .map_err(|retry_after| GatewayError::TooManyRequests { retry_after })?;
 
     let user = match &norm {
@@ -186,12 +186,12 @@ pub async fn login(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, GatewayErr
     let user = match user {
         Some(u) if verdict.ok && !u.disabled && !gw.revocations.is_disabled(&u.id) => u,
         other => {
-            gw.limiter.record_failure(&limit_key, ctx.peer);
+            gw.login_failed(&limit_key, ctx.peer).await;
             audit(ctx, "login_failure", other.as_ref().map(|u| u.id.as_str()));
             return Err(GatewayError::BadCredentials);
         }
     };
-    gw.limiter.record_success(&limit_key);
+    gw.login_succeeded(&limit_key).await;
     if verdict.needs_rehash {
         let (gw, id, password) = (gw.clone(), user.id.clone(), password.to_owned());
         tokio::spawn(async move {
@@ -265,10 +265,14 @@ pub async fn logout(ctx: &Ctx<'_>, p: &Principal, body: &Value) -> Result<ApiRes
     let uid = p.user_id.as_str();
     if all {
         let epoch = gw.store.bump_token_epoch(uid).await.map_err(store_err)?;
-        let mut gate = gw.revocations.user(uid);
-        gate.min_epoch = epoch;
-        gate.exempt_jti = None;
-        gw.revocations.set_user(uid, gate);
+        let gate = gw.revocations.user(uid);
+        gw.broadcast(Event::User {
+            id: uid.to_owned(),
+            disabled: gate.disabled,
+            min_epoch: epoch,
+            exempt_jti: None,
+        })
+        .await;
         audit(ctx, "logout_all", Some(uid));
         return Ok(no_content());
     }
@@ -281,7 +285,7 @@ pub async fn logout(ctx: &Ctx<'_>, p: &Principal, body: &Value) -> Result<ApiRes
         .revoke_jti(jti, uid, i64::try_from(exp).unwrap_or(i64::MAX))
         .await
         .map_err(store_err)?;
-    gw.revocations.revoke_jti(jti, exp);
+    gw.broadcast(Event::Jti { jti: jti.clone(), exp }).await;
     audit(ctx, "logout", Some(uid));
     Ok(no_content())
 }
@@ -293,8 +297,8 @@ pub async fn change_password(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Resul
     check_password("new_password", new)?;
     let gw = ctx.gw;
     let user = current_user(ctx, p).await?;
-    gw.limiter
-        .check(&user.username_norm, ctx.peer)
+    gw.login_allowed(&user.username_norm, ctx.peer)
+        .await
         .map_err(|retry_after| GatewayError::TooManyRequests { retry_after })?;
     let verdict = gw
         .passwords
@@ -302,21 +306,20 @@ pub async fn change_password(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Resul
         .await
         .map_err(password_err)?;
     if !verdict.ok {
-        gw.limiter.record_failure(&user.username_norm, ctx.peer);
+        gw.login_failed(&user.username_norm, ctx.peer).await;
         audit(ctx, "password_change_failure", Some(&user.id));
         return Err(GatewayError::Forbidden("Current password is incorrect"));
     }
     let hash = gw.passwords.hash(new.to_owned()).await.map_err(password_err)?;
     gw.store.set_password_hash(&user.id, &hash).await.map_err(store_err)?;
     let epoch = gw.store.bump_token_epoch(&user.id).await.map_err(store_err)?;
-    gw.revocations.set_user(
-        &user.id,
-        UserGate {
-            disabled: false,
-            min_epoch: epoch,
-            exempt_jti: p.jti.clone(),
-        },
-    );
+    gw.broadcast(Event::User {
+        id: user.id.clone(),
+        disabled: false,
+        min_epoch: epoch,
+        exempt_jti: p.jti.clone(),
+    })
+    .await;
     audit(ctx, "password_change", Some(&user.id));
     Ok(no_content())
 }

@@ -134,7 +134,6 @@ pub async fn delete(ctx: &Ctx<'_>, p: &Principal, id: &str) -> Result<ApiRespons
         .await
         .map_err(store_err)?
         .ok_or(GatewayError::NotFound)?;
-    ctx.gw.api_tokens.remove(&hash);
     ctx.gw.broadcast_token_revoked(&hash).await;
     tracing::info!(
         target: "authgate::audit",

@@ -94,7 +94,8 @@ pub async fn authenticate<B>(gw: &Gateway, req: &Request<B>) -> Result<Principal
     })
 }
 
-/// An API token: the in-process cache, then the store (fail closed with 503 when it is down).
+/// An API token: the in-process cache, then Redis, then the store (fail closed with 503 when the
+/// store is down too).
 async fn authenticate_api_token(gw: &Gateway, token: &str) -> Result<Principal, GatewayError> {
     if !api_token::looks_like(token) {
         return Err(GatewayError::Unauthenticated(AuthFailure::Malformed));
@@ -103,16 +104,34 @@ async fn authenticate_api_token(gw: &Gateway, token: &str) -> Result<Principal, 
     let owner = match gw.api_tokens.get(&hash) {
         Some(owner) => owner,
         None => {
-            let row = gw.store.api_token_by_hash(&hash).await.map_err(|e| {
-                tracing::warn!(error = %e, "API token lookup failed: store unavailable");
-                GatewayError::Unavailable("The credential store is unavailable")
-            })?;
-            let row = row.ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))?;
+            let cached = match &gw.redis {
+                Some(redis) => redis.get_token(&hash).await.flatten(),
+                None => None,
+            };
+            let (token, from_store) = match cached {
+                Some(t) => (t, false),
+                None => {
+                    let row = gw.store.api_token_by_hash(&hash).await.map_err(|e| {
+                        tracing::warn!(error = %e, "API token lookup failed: store unavailable");
+                        GatewayError::Unavailable("The credential store is unavailable")
+                    })?;
+                    let row = row.ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))?;
+                    let token = crate::store::cache::CachedToken {
+                        id: row.id,
+                        user_id: row.user_id,
+                        expires_at: row.expires_at.map(|e| u64::try_from(e).unwrap_or(0)),
+                    };
+                    (token, true)
+                }
+            };
+            if from_store && let Some(redis) = &gw.redis {
+                redis.put_token(&hash, &token).await;
+            }
             let owner = api_token::TokenOwner {
-                user_id: principal::UserId::parse(&row.user_id)
+                user_id: principal::UserId::parse(&token.user_id)
                     .ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))?,
-                token_id: row.id,
-                expires_at: row.expires_at.map(|e| u64::try_from(e).unwrap_or(0)),
+                token_id: token.id,
+                expires_at: token.expires_at,
             };
             gw.api_tokens.insert(hash, owner.clone());
             owner

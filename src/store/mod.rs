@@ -8,6 +8,7 @@
 
 mod schema;
 
+pub mod cache;
 use std::fmt;
 use std::future::Future;
 use std::path::Path;

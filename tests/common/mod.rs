@@ -4,6 +4,8 @@
 //! assert on what the backend saw, not only on status codes.
 #![allow(dead_code)]
 
+pub mod services;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;

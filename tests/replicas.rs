@@ -1,0 +1,369 @@
+//! Several replicas sharing PostgreSQL (the record) and Redis (cache and revocation bus), each
+//! started by the test on random ports. The periodic store sync is set to 5 s here, so anything
+//! that propagates within 1 s went over the Redis bus.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::services::{Postgres, Redis};
+use common::*;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn replica_toml(pg: &str, redis: Option<&str>, extra: &str) -> String {
+    let redis = redis.map(|r| format!("[redis]\nurl = \"{r}\"\n")).unwrap_or_default();
+    format!("[store]\nurl = \"{pg}\"\nsync_interval = \"5s\"\n{redis}{extra}")
+}
+
+async fn post(gw: &TestGateway, path: &str, body: Value, auth: Option<&str>) -> Reply {
+    let b = auth.map(bearer).unwrap_or_default();
+    let mut headers = vec![("content-type", "application/json")];
+    if auth.is_some() {
+        headers.push(("authorization", b.as_str()));
+    }
+    gw.client()
+        .call("POST", path, &headers, Some(body.to_string().into_bytes()))
+        .await
+}
+
+async fn register(gw: &TestGateway, name: &str) -> Reply {
+    post(
+        gw,
+        "/api/auth/register",
+        json!({"username": name, "password": PASSWORD, "email": "r@example.com"}),
+        None,
+    )
+    .await
+}
+
+async fn login(gw: &TestGateway, name: &str, password: &str) -> Reply {
+    post(
+        gw,
+        "/api/auth/login",
+        json!({"username": name, "password": password}),
+        None,
+    )
+    .await
+}
+
+async fn jwt(gw: &TestGateway, name: &str) -> String {
+    let r = login(gw, name, PASSWORD).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn api_token(gw: &TestGateway, jwt: &str) -> (String, String) {
+    let r = post(gw, "/api/auth/tokens", json!({"name": "t"}), Some(jwt)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let v = r.json();
+    (
+        v["id"].as_str().unwrap().to_owned(),
+        v["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn status_with_key(gw: &TestGateway, key: &str) -> u16 {
+    gw.client().get("/x", &[("x-api-key", key)]).await.status
+}
+
+/// Poll until `gw` refuses the credential; returns how long it took.
+async fn until_refused(gw: &TestGateway, header: (&str, &str)) -> Duration {
+    let started = Instant::now();
+    loop {
+        if gw.client().get("/x", &[header]).await.status == 401 {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(4), "still accepted after 4 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn replicas_share_users_tokens_and_revocations_within_a_second() {
+    let pg = Postgres::start().await;
+    let redis = Redis::start();
+    let db = pg.fresh_db().await;
+    let up = TestUpstream::start().await;
+    let toml = replica_toml(&db, Some(&redis.url()), "");
+    let a = TestGateway::start_with(&up.url(), &toml).await;
+    let b = TestGateway::start_with(&up.url(), &toml).await;
+
+    // A user registered on A logs in on B; B's token works on A.
+    assert_eq!(register(&a, "shared").await.status, 201);
+    let session_b = jwt(&b, "shared").await;
+    assert_eq!(
+        a.client()
+            .get("/x", &[("authorization", &bearer(&session_b))])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(register(&b, "SHARED").await.status, 409);
+
+    // A token created on A works on B (and is now in B's memory).
+    let session_a = jwt(&a, "shared").await;
+    let (id, key) = api_token(&a, &session_a).await;
+    assert_eq!(status_with_key(&b, &key).await, 200);
+    assert_eq!(status_with_key(&b, &key).await, 200);
+
+    // Revoked on A: refused on B within 1 s.
+    let r = a
+        .client()
+        .call(
+            "DELETE",
+            &format!("/api/auth/tokens/{id}"),
+            &[("authorization", &bearer(&session_a))],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let token_took = until_refused(&b, ("x-api-key", &key)).await;
+
+    // Logged out on A: refused on B within 1 s.
+    assert_eq!(
+        b.client()
+            .get("/x", &[("authorization", &bearer(&session_a))])
+            .await
+            .status,
+        200
+    );
+    let r = a
+        .client()
+        .call(
+            "POST",
+            "/api/auth/logout",
+            &[("authorization", &bearer(&session_a))],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let logout_took = until_refused(&b, ("authorization", &bearer(&session_a))).await;
+
+    // Every session ended on B: refused on A within 1 s.
+    let session_c = jwt(&a, "shared").await;
+    let r = post(&b, "/api/auth/logout", json!({"all": true}), Some(&session_b)).await;
+    assert_eq!(r.status, 204);
+    let all_took = until_refused(&a, ("authorization", &bearer(&session_c))).await;
+
+    println!(
+        "propagation to the other replica: token revoke {token_took:?}, logout {logout_took:?}, logout-all {all_took:?}"
+    );
+    for took in [token_took, logout_took, all_took] {
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+}
+
+#[tokio::test]
+async fn brute_force_counters_are_shared() {
+    let pg = Postgres::start().await;
+    let redis = Redis::start();
+    let up = TestUpstream::start().await;
+    let toml = replica_toml(
+        &pg.fresh_db().await,
+        Some(&redis.url()),
+        "[login]\nmax_failures_per_account = 3\n",
+    );
+    let a = TestGateway::start_with(&up.url(), &toml).await;
+    let b = TestGateway::start_with(&up.url(), &toml).await;
+    register(&a, "target").await;
+    assert_eq!(login(&a, "target", "wrong password!!").await.status, 401);
+    assert_eq!(login(&b, "target", "wrong password!!").await.status, 401);
+    assert_eq!(login(&a, "target", "wrong password!!").await.status, 401);
+    let r = login(&b, "target", PASSWORD).await;
+    assert_eq!(r.status, 429, "failures on A and B add up");
+    assert!(r.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn redis_dying_and_coming_back() {
+    let pg = Postgres::start().await;
+    let mut redis = Redis::start();
+    let up = TestUpstream::start().await;
+    let toml = replica_toml(&pg.fresh_db().await, Some(&redis.url()), "");
+    let a = TestGateway::start_with(&up.url(), &toml).await;
+    let b = TestGateway::start_with(&up.url(), &toml).await;
+    register(&a, "survivor").await;
+    let session = jwt(&a, "survivor").await;
+    let (_, cached_key) = api_token(&a, &session).await;
+    assert_eq!(status_with_key(&b, &cached_key).await, 200);
+
+    redis.kill();
+    // JWTs keep working, with no Redis in the path.
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(
+            b.client()
+                .get("/x", &[("authorization", &bearer(&session))])
+                .await
+                .status,
+            200
+        );
+    }
+    // API tokens fall back to the store (a new one is in no cache), and answer fast.
+    let (fresh_id, fresh_key) = api_token(&a, &session).await;
+    for _ in 0..10 {
+        assert_eq!(status_with_key(&b, &fresh_key).await, 200);
+    }
+    assert_eq!(status_with_key(&b, &cached_key).await, 200);
+    let took = started.elapsed();
+    println!("31 requests with redis dead: {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "requests piled up on a dead redis: {took:?}"
+    );
+    // Logins work without Redis (counters fall back to memory).
+    assert_eq!(login(&b, "survivor", PASSWORD).await.status, 200);
+
+    redis.restart();
+    // The bus reconnects by itself; a revocation on A then reaches B within 1 s again.
+    let started = Instant::now();
+    loop {
+        let probe = post(&a, "/api/auth/tokens", json!({"name": "probe"}), Some(&session))
+            .await
+            .json();
+        let (pid, pkey) = (
+            probe["id"].as_str().unwrap().to_owned(),
+            probe["token"].as_str().unwrap().to_owned(),
+        );
+        assert_eq!(status_with_key(&b, &pkey).await, 200);
+        a.client()
+            .call(
+                "DELETE",
+                &format!("/api/auth/tokens/{pid}"),
+                &[("authorization", &bearer(&session))],
+                None,
+            )
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if status_with_key(&b, &pkey).await == 401 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the bus never came back");
+    }
+    println!("bus back {:?} after redis restarted", started.elapsed());
+    let r = a
+        .client()
+        .call(
+            "DELETE",
+            &format!("/api/auth/tokens/{fresh_id}"),
+            &[("authorization", &bearer(&session))],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let took = until_refused(&b, ("x-api-key", &fresh_key)).await;
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
+#[tokio::test]
+async fn postgres_down_means_503_for_accounts_cached_tokens_still_work_and_not_ready() {
+    let mut pg = Postgres::start().await;
+    let redis = Redis::start();
+    let up = TestUpstream::start().await;
+    let toml = replica_toml(&pg.fresh_db().await, Some(&redis.url()), "");
+    let gw = TestGateway::start_with(&up.url(), &toml).await;
+    register(&gw, "pgdown").await;
+    let session = jwt(&gw, "pgdown").await;
+    let (_, key) = api_token(&gw, &session).await;
+    assert_eq!(status_with_key(&gw, &key).await, 200);
+    assert_eq!(gw.admin_get("/readyz").await.0, 200);
+
+    pg.stop();
+    assert_eq!(login(&gw, "pgdown", PASSWORD).await.status, 503);
+    let r = register(&gw, "newcomer").await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (503, Some("unavailable")));
+    // Cached API tokens keep working; JWTs too.
+    assert_eq!(status_with_key(&gw, &key).await, 200);
+    assert_eq!(
+        gw.client()
+            .get("/x", &[("authorization", &bearer(&session))])
+            .await
+            .status,
+        200
+    );
+    // An unknown token cannot be checked: fail closed with 503, never forwarded.
+    let before = up.seen.count();
+    assert_eq!(status_with_key(&gw, &format!("agt_{}", "B".repeat(43))).await, 503);
+    assert_eq!(up.seen.count(), before);
+    let (status, body) = gw.admin_get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"store\":false"), "{body}");
+
+    pg.restart().await;
+    let started = Instant::now();
+    while login(&gw, "pgdown", PASSWORD).await.status != 200 {
+        assert!(started.elapsed() < Duration::from_secs(10), "store never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn api_token_lookup_fails_closed_when_store_and_redis_are_both_down() {
+    let mut pg = Postgres::start().await;
+    let mut redis = Redis::start();
+    let up = TestUpstream::start().await;
+    let toml = replica_toml(&pg.fresh_db().await, Some(&redis.url()), "");
+    let gw = TestGateway::start_with(&up.url(), &toml).await;
+    register(&gw, "closed").await;
+    let session = jwt(&gw, "closed").await;
+    let (_, key) = api_token(&gw, &session).await;
+    redis.kill();
+    pg.stop();
+    let before = up.seen.count();
+    // Not in this replica's memory yet (created here, but never used): must go to Redis, then the store.
+    let r = gw.client().get("/x", &[("x-api-key", &key)]).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(up.seen.count(), before);
+}
+
+#[tokio::test]
+async fn accounts_and_tokens_on_postgres_without_redis() {
+    let pg = Postgres::start().await;
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::start_with(&up.url(), &replica_toml(&pg.fresh_db().await, None, "")).await;
+    let id = register(&gw, "Pat").await.json()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(register(&gw, "ＰＡＴ").await.status, 409);
+    let session = jwt(&gw, "pat").await;
+    let me = gw
+        .client()
+        .get("/api/auth/me", &[("authorization", &bearer(&session))])
+        .await
+        .json();
+    assert_eq!(me["uuid"], id.as_str());
+    let (token_id, key) = api_token(&gw, &session).await;
+    assert_eq!(status_with_key(&gw, &key).await, 200);
+    assert_eq!(up.seen.last().one("x-user-id").as_deref(), Some(id.as_str()));
+    let r = gw
+        .client()
+        .call(
+            "DELETE",
+            &format!("/api/auth/tokens/{token_id}"),
+            &[("authorization", &bearer(&session))],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(status_with_key(&gw, &key).await, 401);
+    let r = gw
+        .client()
+        .call(
+            "POST",
+            "/api/auth/logout",
+            &[("authorization", &bearer(&session))],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        gw.client()
+            .get("/x", &[("authorization", &bearer(&session))])
+            .await
+            .status,
+        401
+    );
+}
