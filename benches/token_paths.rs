@@ -1,0 +1,218 @@
+//! Benchmark: proxied req/s through each credential path.
+//!
+//! `cargo bench --bench token_paths` (needs redis-server; `scripts/test` installs it). The gateway
+//! runs on its own single-worker runtime; the load generator, upstream and Redis on the rest.
+//! Paths: a JWT; an API token found in the in-process cache; API tokens that miss the in-process
+//! cache and are found in Redis (each request uses a token this gateway has never seen, put in
+//! Redis beforehand).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use http_body_util::BodyExt;
+use serde_json::json;
+
+const CONNECTIONS: usize = 16;
+const PHASE: Duration = Duration::from_secs(4);
+const MISS_TOKENS: usize = 60_000;
+
+/// Closed-loop GETs over `CONNECTIONS` keep-alive TLS connections; `header(i)` gives request i's credential.
+async fn run(
+    ca: &std::path::Path,
+    addr: std::net::SocketAddr,
+    header: Arc<dyn Fn(usize) -> Option<(&'static str, String)> + Send + Sync>,
+) -> (f64, usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (ca, stop, next, header) = (ca.to_owned(), stop.clone(), next.clone(), header.clone());
+        tasks.push(tokio::spawn(async move {
+            let tls = tls_connect(&ca, addr, false).await;
+            let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut done = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let Some((name, value)) = header(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                let req = http::Request::get("/api/data")
+                    .header("host", "localhost")
+                    .header(name, value)
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .unwrap();
+                let resp = send.send_request(req).await.unwrap();
+                assert_eq!(resp.status(), 200);
+                resp.into_body().collect().await.unwrap();
+                done += 1;
+            }
+            done
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(PHASE).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    (total as f64 / started.elapsed().as_secs_f64(), total)
+}
+
+fn main() {
+    let gateway_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let load_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let redis = common::services::Redis::start();
+    let up = load_rt.block_on(TestUpstream::start());
+    let extra = format!("[redis]\nurl = \"{}\"\ntoken_ttl = \"1h\"\n", redis.url());
+    let gw = gateway_rt.block_on(TestGateway::start_with(&up.url(), &extra));
+    let (ca, addr) = (gw.ca.clone(), gw.addr);
+
+    load_rt.block_on(async {
+        let client = Client::new(&ca, addr, false);
+        let body = json!({"username": "bench", "password": "benchmark password", "email": "b@example.com"}).to_string();
+        let user_id = client
+            .call(
+                "POST",
+                "/api/auth/register",
+                &[("content-type", "application/json")],
+                Some(body.into_bytes()),
+            )
+            .await
+            .json()["user_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let body = json!({"username": "bench", "password": "benchmark password"}).to_string();
+        let jwt = client
+            .call(
+                "POST",
+                "/api/auth/login",
+                &[("content-type", "application/json")],
+                Some(body.into_bytes()),
+            )
+            .await
+            .json()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let body = json!({"name": "bench"}).to_string();
+        let key = client
+            .call(
+                "POST",
+                "/api/auth/tokens",
+                &[("content-type", "application/json"), ("authorization", &bearer(&jwt))],
+                Some(body.into_bytes()),
+            )
+            .await
+            .json()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        // Tokens this gateway has never seen, known to Redis (and the store).
+        print!("preparing {MISS_TOKENS} tokens in the store and Redis... ");
+        let prep = Instant::now();
+        let store = authgate::store::Store::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            gw.dir.path().join("authgate.db").display()
+        ))
+        .await
+        .unwrap();
+        let cache = authgate::store::cache::Redis::new(&redis.url(), Duration::from_secs(1), Duration::from_secs(3600))
+            .unwrap();
+        assert!(cache.connect().await);
+        let mut miss_tokens = Vec::with_capacity(MISS_TOKENS);
+        for i in 0..MISS_TOKENS {
+            let token = authgate::auth::api_token::generate();
+            let hash = authgate::auth::api_token::hash(&token);
+            let id = format!("00000000-0000-4000-8000-{i:012}");
+            store
+                .create_api_token(&authgate::store::NewApiToken {
+                    id: &id,
+                    user_id: &user_id,
+                    name: "m",
+                    token_hash: &hash,
+                    created_at: 0,
+                    expires_at: None,
+                })
+                .await
+                .unwrap();
+            cache
+                .put_token(
+                    &hash,
+                    &authgate::store::cache::CachedToken {
+                        id,
+                        user_id: user_id.clone(),
+                        expires_at: None,
+                    },
+                )
+                .await;
+            miss_tokens.push(token);
+        }
+        println!("{:.1}s", prep.elapsed().as_secs_f64());
+        let miss_tokens = Arc::new(miss_tokens);
+
+        let jwt_h: Arc<dyn Fn(usize) -> Option<(&'static str, String)> + Send + Sync> = {
+            let v = bearer(&jwt);
+            Arc::new(move |_| Some(("authorization", v.clone())))
+        };
+        let hit_h: Arc<dyn Fn(usize) -> Option<(&'static str, String)> + Send + Sync> = {
+            let k = key.clone();
+            Arc::new(move |_| Some(("x-api-key", k.clone())))
+        };
+        // Warm up both paths.
+        run(&ca, addr, jwt_h.clone()).await;
+        run(&ca, addr, hit_h.clone()).await;
+
+        let mut jwt_rates = Vec::new();
+        let mut hit_rates = Vec::new();
+        for _ in 0..3 {
+            jwt_rates.push(run(&ca, addr, jwt_h.clone()).await.0);
+            hit_rates.push(run(&ca, addr, hit_h.clone()).await.0);
+        }
+        let miss_h: Arc<dyn Fn(usize) -> Option<(&'static str, String)> + Send + Sync> = {
+            let t = miss_tokens.clone();
+            Arc::new(move |i| t.get(i).map(|k| ("x-api-key", k.clone())))
+        };
+        let (miss_rate, miss_n) = run(&ca, addr, miss_h).await;
+
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (j, h) = (median(jwt_rates.clone()), median(hit_rates.clone()));
+        println!(
+            "authgate token_paths benchmark (gateway: 1 worker; {CONNECTIONS} TLS keep-alive connections; {}s phases)",
+            PHASE.as_secs()
+        );
+        println!("JWT:                        {j:>8.0} req/s  (rounds {jwt_rates:.0?})");
+        println!(
+            "API token, in-process hit:  {h:>8.0} req/s  (rounds {hit_rates:.0?})  = {:.1}% of JWT",
+            100.0 * h / j
+        );
+        println!("API token, miss -> Redis:   {miss_rate:>8.0} req/s  ({miss_n} distinct tokens)");
+        let gap = (j - h) / j;
+        println!(
+            "cache-hit gap to JWT: {:.1}% (target <= 5%: {})",
+            100.0 * gap,
+            if gap <= 0.05 { "met" } else { "NOT met" }
+        );
+    });
+    drop(gw);
+}
