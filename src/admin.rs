@@ -67,6 +67,8 @@ async fn answer(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Ful
                 &serde_json::json!({
                     "ready": ready,
                     "checks": { "serving": serving, "upstream": upstream, "store": store },
+                    // Informational: without Redis the gateway serves from the store and memory.
+                    "redis": gw.redis.as_ref().map(|r| r.is_up()),
                 }),
             )
         }

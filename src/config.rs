@@ -231,6 +231,9 @@ pub struct RawServer {
     pub header_read_timeout: Dur,
     pub max_header_bytes: usize,
     pub h2_max_concurrent_streams: u32,
+    /// Peers (CIDRs) whose `X-Forwarded-For` / `Forwarded` are kept and appended to; from any
+    /// other peer those headers are replaced.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -243,6 +246,7 @@ impl Default for RawServer {
             header_read_timeout: secs(10),
             max_header_bytes: 64 * 1024,
             h2_max_concurrent_streams: 128,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -417,6 +421,7 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub h2_max_concurrent_streams: u32,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -622,6 +627,20 @@ impl RawConfig {
             ));
         }
 
+        let mut trusted_proxies = Vec::with_capacity(s.trusted_proxies.len());
+        for cidr in &s.trusted_proxies {
+            let net = cidr
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::invalid(
+                        "server.trusted_proxies",
+                        format!("`{cidr}` is not an IP address or CIDR"),
+                        "list load balancers as CIDRs, e.g. [\"10.0.0.0/8\", \"192.0.2.7/32\"]",
+                    )
+                })?;
+            trusted_proxies.push(net);
+        }
         let upstream = validate_upstream(&self.upstream)?;
         let jwt = validate_jwt(self.jwt)?;
         let public_paths = PublicPaths::parse(&self.auth.public_paths).map_err(|problem| {
@@ -662,6 +681,7 @@ impl RawConfig {
                 header_read_timeout: s.header_read_timeout.0,
                 max_header_bytes: s.max_header_bytes,
                 h2_max_concurrent_streams: s.h2_max_concurrent_streams,
+                trusted_proxies,
             },
             admin_listen,
             tls,

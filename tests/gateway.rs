@@ -239,7 +239,8 @@ async fn forwarding_headers_and_request_id() {
     assert_eq!(r.status, 200);
     assert_eq!(r.headers["x-request-id"], "req-abc-123");
     let seen = up.seen.last();
-    assert_eq!(seen.one("x-forwarded-for").as_deref(), Some("203.0.113.7, 127.0.0.1"));
+    // 127.0.0.1 is not a trusted proxy here: the client's X-Forwarded-For is replaced.
+    assert_eq!(seen.one("x-forwarded-for").as_deref(), Some("127.0.0.1"));
     assert_eq!(seen.one("x-forwarded-proto").as_deref(), Some("https"));
     assert_eq!(
         seen.one("x-forwarded-host").as_deref(),
@@ -255,6 +256,27 @@ async fn forwarding_headers_and_request_id() {
     let id = r.headers["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(id.len(), 36);
     assert_eq!(up.seen.last().one("x-request-id").as_deref(), Some(id.as_str()));
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_forwarded_for_is_appended_to() {
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::start_with(&up.url(), "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n").await;
+    let r = gw
+        .client()
+        .get(
+            "/x",
+            &[
+                ("authorization", &bearer(&token("u"))),
+                ("x-forwarded-for", "203.0.113.7"),
+                ("forwarded", "for=203.0.113.7"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let seen = up.seen.last();
+    assert_eq!(seen.one("x-forwarded-for").as_deref(), Some("203.0.113.7, 127.0.0.1"));
+    assert_eq!(seen.one("forwarded").as_deref(), Some("for=203.0.113.7"));
 }
 
 // ----- paths ----------------------------------------------------------------------------------

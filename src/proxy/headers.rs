@@ -31,12 +31,12 @@ static CREDENTIALS: [HeaderName; 3] = [
     HeaderName::from_static("x-api-key"),
 ];
 
-/// Headers only the gateway may set: a client's copy is always dropped.
-static GATEWAY_OWNED: [HeaderName; 5] = [
-    HeaderName::from_static("x-forwarded-proto"),
-    HeaderName::from_static("x-forwarded-host"),
+/// Headers only the gateway may set: a client's copy is always dropped. (Every other
+/// `X-Forwarded-*` but `X-Forwarded-For` is dropped too; see [`rewrite_request`].)
+static GATEWAY_OWNED: [HeaderName; 4] = [
     HeaderName::from_static("x-original-url"),
     HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-real-ip"),
     HeaderName::from_static("x-request-id"),
 ];
 
@@ -99,6 +99,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// What the gateway knows about the request it forwards.
 pub struct Forwarding<'a> {
     pub peer: IpAddr,
+    /// The peer is a listed proxy: its `X-Forwarded-For` and `Forwarded` are kept and extended.
+    pub trusted_peer: bool,
     pub proto: &'static str,
     /// The host the client asked for (`Host` or `:authority`).
     pub host: Option<HeaderValue>,
@@ -117,6 +119,19 @@ pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
     let spoofed: Vec<HeaderName> = headers.keys().filter(|n| is_identity(n)).cloned().collect();
     for name in &spoofed {
         headers.remove(name);
+    }
+    let forwarded: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("x-forwarded-") && **n != X_FORWARDED_FOR)
+        .cloned()
+        .collect();
+    for name in &forwarded {
+        headers.remove(name);
+    }
+    if !fwd.trusted_peer {
+        // Nothing an untrusted client says about the path it came by is passed on.
+        headers.remove(&X_FORWARDED_FOR);
+        headers.remove(header::FORWARDED);
     }
     // The backend is reached by its own authority; the client's goes in X-Forwarded-Host.
     headers.remove(header::HOST);
@@ -203,6 +218,7 @@ mod tests {
     fn fwd<'a>(user: Option<&'a UserId>, rid: &'a HeaderValue) -> Forwarding<'a> {
         Forwarding {
             peer: "10.0.0.9".parse().unwrap(),
+            trusted_peer: true,
             proto: "https",
             host: Some(HeaderValue::from_static("gw.example")),
             user,
@@ -293,6 +309,25 @@ mod tests {
         let mut h = map(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-for", "5.6.7.8")]);
         rewrite_request(&mut h, &fwd(None, &rid));
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 5.6.7.8, 10.0.0.9");
+    }
+
+    #[test]
+    fn an_untrusted_peers_forwarding_headers_are_replaced() {
+        let rid = HeaderValue::from_static("r1");
+        let mut h = map(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-port", "1"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-real-ip", "1.2.3.4"),
+        ]);
+        let mut f = fwd(None, &rid);
+        f.trusted_peer = false;
+        rewrite_request(&mut h, &f);
+        assert_eq!(h[&X_FORWARDED_FOR], "10.0.0.9");
+        for gone in ["forwarded", "x-forwarded-port", "x-forwarded-prefix", "x-real-ip"] {
+            assert!(h.get(gone).is_none(), "{gone}");
+        }
     }
 
     #[test]

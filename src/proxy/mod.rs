@@ -219,8 +219,15 @@ async fn forward(
     if parts.version == Version::HTTP_2 {
         join_cookies(&mut parts.headers);
     }
+    let trusted_peer = gw
+        .config
+        .server
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(&peer.ip()));
     let fwd = headers::Forwarding {
         peer: peer.ip(),
+        trusted_peer,
         proto: gw.scheme,
         host,
         user: principal.as_ref().map(|p| &p.user_id),
