@@ -137,6 +137,7 @@ pub struct RawConfig {
     pub upstream: RawUpstream,
     pub jwt: RawJwt,
     pub auth: RawAuth,
+    pub limits: RawLimits,
     pub store: RawStore,
     pub redis: RawRedis,
     pub login: RawLogin,
@@ -156,6 +157,30 @@ impl Default for RawStore {
         RawStore {
             url: Secret::new("sqlite://data/authgate.db?mode=rwc"),
             sync_interval: secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Request body limit on protected routes.
+    pub body_bytes: u64,
+    /// Request body limit on public routes (no credential: kept small).
+    pub public_body_bytes: u64,
+    /// A request body that sends nothing for this long is abandoned (408).
+    pub body_idle_timeout: Dur,
+    /// Client connections open at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            body_bytes: 1 << 30,
+            public_body_bytes: 1 << 20,
+            body_idle_timeout: secs(30),
+            max_connections: 10_000,
         }
     }
 }
@@ -384,6 +409,7 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub jwt: JwtConfig,
     pub public_paths: PublicPaths,
+    pub limits: LimitsConfig,
     pub store: StoreConfig,
     pub redis: Option<RedisConfig>,
     pub login: crate::auth::limiter::LimiterConfig,
@@ -396,6 +422,14 @@ pub struct StoreConfig {
     /// May carry a database password: a `Secret`.
     pub url: Secret,
     pub sync_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LimitsConfig {
+    pub body_bytes: u64,
+    pub public_body_bytes: u64,
+    pub body_idle_timeout: Duration,
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -650,6 +684,27 @@ impl RawConfig {
                 "use exact paths like \"/api/health\" or prefixes like \"/docs/*\"",
             )
         })?;
+        let l = &self.limits;
+        if l.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "limits.max_connections",
+                "is 0",
+                "use a positive number (the default is 10000)",
+            ));
+        }
+        if l.body_idle_timeout.0.is_zero() {
+            return Err(ConfigError::invalid(
+                "limits.body_idle_timeout",
+                "is zero",
+                "use a duration such as \"30s\"",
+            ));
+        }
+        let limits = LimitsConfig {
+            body_bytes: l.body_bytes,
+            public_body_bytes: l.public_body_bytes,
+            body_idle_timeout: l.body_idle_timeout.0,
+            max_connections: l.max_connections,
+        };
         let store = validate_store(&self.store)?;
         let redis = validate_redis(&self.redis)?;
         let login = validate_login(&self.login)?;
@@ -688,6 +743,7 @@ impl RawConfig {
             upstream,
             jwt,
             public_paths,
+            limits,
             store,
             redis,
             login,

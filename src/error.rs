@@ -100,6 +100,8 @@ pub enum GatewayError {
     MethodNotAllowed,
     Conflict(&'static str),
     PayloadTooLarge,
+    /// The client stopped sending its body.
+    RequestTimeout,
     UnsupportedMediaType,
     TooManyRequests {
         retry_after: Duration,
@@ -144,6 +146,12 @@ impl GatewayError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "Request body is too large",
+                Client,
+            ),
+            GatewayError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "The request body stopped arriving",
                 Client,
             ),
             GatewayError::UnsupportedMediaType => (

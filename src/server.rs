@@ -50,8 +50,18 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<
     let acceptor = gw.tls.clone().map(TlsAcceptor::from);
     tokio::pin!(shutdown);
     gw.serving.store(true, Ordering::SeqCst);
+    let slots = Arc::new(tokio::sync::Semaphore::new(gw.config.limits.max_connections));
 
     loop {
+        // At the connection limit, stop accepting: further clients wait in the kernel's queue.
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -71,6 +81,7 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<
         let acceptor = acceptor.clone();
         let cancel = cancel.clone();
         gw.clone().tasks.spawn(async move {
+            let _permit = permit;
             gw.metrics.open_connections.inc();
             connection(&gw, &builder, acceptor, stream, peer, cancel).await;
             gw.metrics.open_connections.dec();

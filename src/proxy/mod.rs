@@ -9,6 +9,7 @@
 //! The rule this module keeps: a request reaches the backend only through [`forward`], and only
 //! after phase 2 said yes or the route is public. Nothing here buffers a body.
 
+pub mod body;
 pub mod headers;
 pub mod upstream;
 
@@ -20,7 +21,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
-use http_body_util::{Either, Full, Limited};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -250,9 +251,30 @@ async fn forward(
     parts.uri = gw.upstream.uri(path_and_query)?;
     parts.version = Version::HTTP_11;
 
-    let upstream_req = Request::from_parts(parts, Limited::new(body, usize::MAX));
+    let limits = &gw.config.limits;
+    let limit = if principal.is_some() {
+        limits.body_bytes
+    } else {
+        limits.public_body_bytes
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        // Refused on its honest Content-Length, before a byte of the body is read or forwarded.
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    let (body, verdict) = body::ForwardBody::new(body, limit, limits.body_idle_timeout);
+    let upstream_req = Request::from_parts(parts, body);
     let sent = Instant::now();
-    let mut resp = gw.upstream.send(upstream_req).await?;
+    let mut resp = match gw.upstream.send(upstream_req).await {
+        Ok(resp) => resp,
+        Err(_) if verdict.too_large() => return Err(GatewayError::PayloadTooLarge),
+        Err(_) if verdict.stalled() => return Err(GatewayError::RequestTimeout),
+        Err(e) => return Err(e),
+    };
     gw.metrics.upstream_seconds.observe(sent.elapsed().as_secs_f64());
 
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response};
-use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -19,8 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
 
-/// The body type forwarded to the backend: the client's body, cut off at the route's limit.
-pub type ForwardBody = Limited<Incoming>;
+pub use crate::proxy::body::ForwardBody;
 
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, ForwardBody>,

@@ -1,0 +1,351 @@
+//! The adversarial suite: hostile clients against a live gateway. Every test asserts what the
+//! backend received, or that it received nothing.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+async fn pair(extra: &str) -> (TestUpstream, TestGateway) {
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::start_with(&up.url(), extra).await;
+    (up, gw)
+}
+
+/// Send raw bytes; return the answer's status line and whether the server then closed.
+async fn raw(gw: &TestGateway, bytes: &[u8]) -> (String, bool) {
+    let mut tls = tls_connect(&gw.ca, gw.addr, false).await;
+    tls.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    (text.lines().next().unwrap_or("").to_owned(), closed)
+}
+
+// ----- 1. limits ------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_honest_content_length_over_the_limit_is_413_before_any_body() {
+    let (up, gw) = pair("[limits]\nbody_bytes = 1000\n").await;
+    let t = token("u");
+    let mut tls = tls_connect(&gw.ca, gw.addr, false).await;
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {t}\r\nContent-Length: 5000\r\n\r\n"
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(2), tls.read(&mut buf))
+        .await
+        .expect("no answer before the body")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 413"));
+    assert_eq!(up.seen.count(), 0);
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_cut_off_at_the_limit() {
+    let (up, gw) = pair("[limits]\nbody_bytes = 100000\n").await;
+    let t = token("u");
+    let r = gw
+        .client()
+        .call(
+            "POST",
+            "/upload",
+            &[("authorization", &bearer(&t)), ("transfer-encoding", "chunked")],
+            Some(vec![b'x'; 300_000]),
+        )
+        .await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"], "payload_too_large");
+    // The backend never got more than the limit.
+    assert!(up.seen.take().iter().all(|s| s.body_len <= 100_000));
+    // Under the limit passes.
+    let r = gw
+        .client()
+        .call(
+            "POST",
+            "/upload",
+            &[("authorization", &bearer(&t))],
+            Some(vec![b'x'; 90_000]),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(up.seen.last().body_len, 90_000);
+}
+
+#[tokio::test]
+async fn public_routes_take_only_small_bodies() {
+    let (up, gw) = pair("[limits]\npublic_body_bytes = 1000\n").await;
+    let r = gw
+        .client()
+        .call("POST", "/api/health", &[], Some(vec![b'x'; 5000]))
+        .await;
+    assert_eq!(r.status, 413);
+    let r = gw
+        .client()
+        .call(
+            "POST",
+            "/x",
+            &[("authorization", &bearer(&token("u")))],
+            Some(vec![b'x'; 5000]),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(up.seen.count(), 1);
+}
+
+#[tokio::test]
+async fn a_slow_post_body_is_abandoned_at_its_idle_timeout() {
+    let (_up, gw) = pair("[limits]\nbody_idle_timeout = \"500ms\"\n").await;
+    let t = token("u");
+    let mut tls = tls_connect(&gw.ca, gw.addr, false).await;
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {t}\r\nContent-Length: 1000\r\n\r\nfirst bytes"
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn an_oversized_header_block_is_431() {
+    let (up, gw) = pair("[server]\nmax_header_bytes = 8192\n").await;
+    let big = "a".repeat(20_000);
+    let req = format!("GET /x HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\n\r\n");
+    let (status, _) = raw(&gw, req.as_bytes()).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+    assert_eq!(up.seen.count(), 0);
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_until_one_closes() {
+    let (_up, gw) = pair("[limits]\nmax_connections = 2\n").await;
+    let first = tls_connect(&gw.ca, gw.addr, false).await;
+    let _second = tls_connect(&gw.ca, gw.addr, false).await;
+    let third = tokio::time::timeout(Duration::from_millis(700), tls_connect(&gw.ca, gw.addr, false)).await;
+    assert!(third.is_err(), "a third connection was served past the limit");
+    drop(first);
+    let fourth = tokio::time::timeout(Duration::from_secs(3), tls_connect(&gw.ca, gw.addr, false)).await;
+    assert!(fourth.is_ok(), "a slot freed by a closed connection was not reused");
+}
+
+// ----- 2. framing -----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn smuggling_shapes_are_400_with_the_connection_closed_and_nothing_forwarded() {
+    let (up, gw) = pair("").await;
+    let t = token("u");
+    let auth = format!("Authorization: Bearer {t}\r\n");
+    let cases = [
+        (
+            "duplicate CL",
+            format!("POST /x HTTP/1.1\r\nHost: a\r\n{auth}Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcde"),
+        ),
+        (
+            "CL list",
+            format!("POST /x HTTP/1.1\r\nHost: a\r\n{auth}Content-Length: 4, 5\r\n\r\nabcde"),
+        ),
+        (
+            "TE list",
+            format!("POST /x HTTP/1.1\r\nHost: a\r\n{auth}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"),
+        ),
+        (
+            "TE not chunked last",
+            format!("POST /x HTTP/1.1\r\nHost: a\r\n{auth}Transfer-Encoding: gzip\r\n\r\nabc"),
+        ),
+        (
+            "obs-fold",
+            format!("GET /x HTTP/1.1\r\nHost: a\r\n{auth}X-Folded: a\r\n  b\r\n\r\n"),
+        ),
+        (
+            "NUL in value",
+            format!("GET /x HTTP/1.1\r\nHost: a\r\n{auth}X-Nul: a\0b\r\n\r\n"),
+        ),
+        (
+            "CR in value",
+            format!("GET /x HTTP/1.1\r\nHost: a\r\n{auth}X-Cr: a\rb\r\n\r\n"),
+        ),
+        (
+            "space before colon",
+            format!("GET /x HTTP/1.1\r\nHost: a\r\n{auth}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n"),
+        ),
+    ];
+    for (what, req) in cases {
+        let (status, closed) = raw(&gw, req.as_bytes()).await;
+        assert!(
+            status.starts_with("HTTP/1.1 400") || status.is_empty(),
+            "{what}: {status}"
+        );
+        assert!(closed, "{what}: connection left open");
+    }
+    assert_eq!(up.seen.count(), 0);
+}
+
+#[tokio::test]
+async fn content_length_with_transfer_encoding_cannot_smuggle_and_closes_the_connection() {
+    // hyper 1.12 (RFC 9112 §6.3): Transfer-Encoding wins, Content-Length is dropped, and the
+    // connection is closed after the answer. authgate re-frames the body for the backend, so the
+    // smuggled second request never exists anywhere. (The issue asks for a 400 here: see the note.)
+    let (up, gw) = pair("").await;
+    let t = token("u");
+    let smuggle = format!(
+        "POST /x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n"
+    );
+    let (status, closed) = raw(&gw, smuggle.as_bytes()).await;
+    assert!(
+        status.starts_with("HTTP/1.1 400") || status.starts_with("HTTP/1.1 200"),
+        "{status}"
+    );
+    assert!(closed, "connection left open after CL+TE");
+    let seen = up.seen.take();
+    assert!(seen.len() <= 1, "{seen:?}");
+    for s in &seen {
+        assert_eq!(s.target, "/x");
+        assert_eq!(s.body_len, 0);
+        assert!(
+            s.all("content-length").iter().all(|v| v == "0"),
+            "{:?}",
+            s.all("content-length")
+        );
+    }
+    assert!(!seen.iter().any(|s| s.target.contains("admin")));
+}
+
+// ----- 4. JWT attacks -------------------------------------------------------------------------
+
+fn hs256(header: serde_json::Value, claims: serde_json::Value) -> String {
+    use hmac::{Hmac, Mac};
+    let (h, p) = (B64.encode(header.to_string()), B64.encode(claims.to_string()));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{h}.{p}").as_bytes());
+    format!("{h}.{p}.{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+#[tokio::test]
+async fn jwt_attacks_are_401_and_nothing_is_forwarded_or_fetched() {
+    // A listener standing in for an attacker's key server: nothing may connect to it.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let trap_url = format!("http://{}/jwks.json", trap.local_addr().unwrap());
+    let (up, gw) = pair("").await;
+    let now = now();
+    let good = json!({"sub": "victim", "exp": now + 600, "iat": now});
+    let mut attacks: Vec<(String, String)> = Vec::new();
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let h = B64.encode(json!({"alg": alg, "typ": "JWT"}).to_string());
+        let p = B64.encode(good.to_string());
+        attacks.push((format!("alg {alg}"), format!("{h}.{p}.")));
+    }
+    for (name, header) in [
+        ("kid traversal", json!({"alg": "HS256", "kid": "../../../../dev/null"})),
+        ("kid injection", json!({"alg": "HS256", "kid": "x' UNION SELECT 'key"})),
+        ("jku", json!({"alg": "HS256", "jku": trap_url})),
+        ("x5u", json!({"alg": "HS256", "x5u": trap_url})),
+        ("jwk", json!({"alg": "HS256", "jwk": {"kty": "oct", "k": "AAAA"}})),
+        ("x5c", json!({"alg": "HS256", "x5c": ["MIIB"]})),
+        ("crit", json!({"alg": "HS256", "crit": ["exp"]})),
+    ] {
+        attacks.push((name.into(), hs256(header, good.clone())));
+    }
+    // ES256 with r = s = 0 ("psychic signature").
+    let h = B64.encode(json!({"alg": "ES256"}).to_string());
+    let p = B64.encode(good.to_string());
+    attacks.push(("ES256 r=s=0".into(), format!("{h}.{p}.{}", B64.encode([0u8; 64]))));
+    attacks.push((
+        "exp as string".into(),
+        hs256(
+            json!({"alg": "HS256"}),
+            json!({"sub": "v", "exp": (now + 600).to_string()}),
+        ),
+    ));
+    attacks.push((
+        "nbf as string".into(),
+        hs256(
+            json!({"alg": "HS256"}),
+            json!({"sub": "v", "exp": now + 600, "nbf": now.to_string()}),
+        ),
+    ));
+    let dup = format!(r#"{{"sub":"victim","exp":{},"sub":"admin"}}"#, now + 600);
+    let h = B64.encode(r#"{"alg":"HS256"}"#);
+    attacks.push(("duplicate claims".into(), {
+        use hmac::{Hmac, Mac};
+        let p = B64.encode(&dup);
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(format!("{h}.{p}").as_bytes());
+        format!("{h}.{p}.{}", B64.encode(mac.finalize().into_bytes()))
+    }));
+    attacks.push((
+        "refresh context".into(),
+        hs256(
+            json!({"alg": "HS256"}),
+            json!({"sub": "v", "exp": now + 600, "token_use": "refresh"}),
+        ),
+    ));
+    attacks.push((
+        "typ refresh".into(),
+        hs256(json!({"alg": "HS256", "typ": "refresh+jwt"}), good.clone()),
+    ));
+    let padding = "x".repeat(9000);
+    attacks.push((
+        "over 8 KiB".into(),
+        hs256(
+            json!({"alg": "HS256"}),
+            json!({"sub": "v", "exp": now + 600, "pad": padding}),
+        ),
+    ));
+
+    for (what, t) in &attacks {
+        let r = gw
+            .client()
+            .get("/api/collections", &[("authorization", &bearer(t))])
+            .await;
+        assert!(
+            r.status == 401 || (what == "over 8 KiB" && r.status == 431),
+            "{what}: {}",
+            r.status
+        );
+    }
+    assert_eq!(up.seen.count(), 0, "an attack reached the backend");
+    // Nothing ever connected to the attacker's key server.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), trap.accept())
+            .await
+            .is_err()
+    );
+    // The same claims, honestly signed, pass: the refusals above were about the attacks.
+    assert_eq!(
+        gw.client()
+            .get(
+                "/api/collections",
+                &[("authorization", &bearer(&hs256(json!({"alg": "HS256"}), good)))]
+            )
+            .await
+            .status,
+        200
+    );
+}
