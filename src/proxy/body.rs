@@ -15,7 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-const OK: u8 = 0;
+/// Verdict values (0: the body was not cut).
 const TOO_LARGE: u8 = 1;
 const STALLED: u8 = 2;
 
