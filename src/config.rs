@@ -259,6 +259,10 @@ pub struct RawServer {
     /// Peers (CIDRs) whose `X-Forwarded-For` / `Forwarded` are kept and appended to; from any
     /// other peer those headers are replaced.
     pub trusted_proxies: Vec<String>,
+    /// `Strict-Transport-Security` on HTTPS answers; empty to send none.
+    pub hsts: String,
+    /// An optional plain-HTTP listener that redirects everything to HTTPS.
+    pub redirect_http: Option<String>,
 }
 
 impl Default for RawServer {
@@ -272,6 +276,8 @@ impl Default for RawServer {
             max_header_bytes: 64 * 1024,
             h2_max_concurrent_streams: 128,
             trusted_proxies: Vec::new(),
+            hsts: "max-age=31536000; includeSubDomains".into(),
+            redirect_http: None,
         }
     }
 }
@@ -296,6 +302,8 @@ pub struct RawTls {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub self_signed_if_missing: bool,
+    /// How often the certificate files are checked for replacement.
+    pub reload_interval: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -456,6 +464,8 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     pub h2_max_concurrent_streams: u32,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub hsts: Option<http::HeaderValue>,
+    pub redirect_http: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -463,6 +473,7 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub self_signed_if_missing: bool,
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -620,10 +631,19 @@ impl RawConfig {
                 let key = t.key.clone().ok_or_else(|| {
                     ConfigError::invalid("tls.key", "is missing", "set it to the PEM private key path")
                 })?;
+                let reload_interval = t.reload_interval.map_or(Duration::from_secs(5), |d| d.0);
+                if reload_interval < Duration::from_millis(100) {
+                    return Err(ConfigError::invalid(
+                        "tls.reload_interval",
+                        "is below 100ms",
+                        "use a few seconds (the default is 5s)",
+                    ));
+                }
                 Some(TlsConfig {
                     cert,
                     key,
                     self_signed_if_missing: t.self_signed_if_missing,
+                    reload_interval,
                 })
             }
         };
@@ -675,6 +695,27 @@ impl RawConfig {
                 })?;
             trusted_proxies.push(net);
         }
+        let hsts = match s.hsts.trim() {
+            "" => None,
+            v => Some(http::HeaderValue::from_str(v).map_err(|_| {
+                ConfigError::invalid(
+                    "server.hsts",
+                    "is not a valid header value",
+                    "use e.g. \"max-age=31536000; includeSubDomains\", or \"\" to send none",
+                )
+            })?),
+        };
+        let redirect_http = match &s.redirect_http {
+            Some(addr) if tls.is_none() => {
+                return Err(ConfigError::invalid(
+                    "server.redirect_http",
+                    format!("is set to {addr} but there is no [tls] to redirect to"),
+                    "remove it, or configure [tls]",
+                ));
+            }
+            Some(addr) => Some(parse_addr("server.redirect_http", addr)?),
+            None => None,
+        };
         let upstream = validate_upstream(&self.upstream)?;
         let jwt = validate_jwt(self.jwt)?;
         let public_paths = PublicPaths::parse(&self.auth.public_paths).map_err(|problem| {
@@ -737,6 +778,8 @@ impl RawConfig {
                 max_header_bytes: s.max_header_bytes,
                 h2_max_concurrent_streams: s.h2_max_concurrent_streams,
                 trusted_proxies,
+                hsts,
+                redirect_http,
             },
             admin_listen,
             tls,

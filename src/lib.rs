@@ -68,10 +68,14 @@ pub struct Gateway {
     pub upstream: Upstream,
     pub metrics: Metrics,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The serving certificate, reloaded when its files change.
+    pub certs: Option<Arc<tls::CertStore>>,
     /// `https` or `http`: what the client spoke, for `X-Forwarded-Proto`.
     pub scheme: &'static str,
     /// True while the main listener accepts connections.
     pub serving: AtomicBool,
+    /// The main listener's bound port (HTTPS redirects point here).
+    pub listen_port: std::sync::atomic::AtomicU16,
     /// Connections and upgraded tunnels, drained on shutdown.
     pub tasks: TaskTracker,
     pub store: Store,
@@ -85,13 +89,15 @@ pub struct Gateway {
     touch_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
     /// The shared cache and revocation bus, when `redis.url` is set.
     pub redis: Option<store::cache::Redis>,
+    /// Normalised usernames being registered on this replica right now.
+    pub registering: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Gateway {
     /// Prepare files (development certificate and secret), keys, TLS and the upstream client.
     pub async fn build(config: Config) -> Result<Gateway, StartError> {
-        let tls = match &config.tls {
-            None => None,
+        let (tls, certs) = match &config.tls {
+            None => (None, None),
             Some(t) => {
                 if t.self_signed_if_missing && tls::ensure_self_signed(&t.cert, &t.key).map_err(StartError::Tls)? {
                     tracing::warn!(
@@ -100,7 +106,11 @@ impl Gateway {
                         "generated a self-signed development certificate; production must configure a real one"
                     );
                 }
-                Some(tls::server_config(&t.cert, &t.key).map_err(StartError::Tls)?)
+                let store = tls::CertStore::load(&t.cert, &t.key).map_err(StartError::Tls)?;
+                (
+                    Some(tls::config_for(store.clone()).map_err(StartError::Tls)?),
+                    Some(store),
+                )
             }
         };
         let keys = auth::keys::load(&config.jwt).map_err(StartError::Secret)?;
@@ -133,6 +143,7 @@ impl Gateway {
             None => None,
         };
         let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let config_listen_port = config.server.listen.port();
         Ok(Gateway {
             config,
             verifier: keys.verifier,
@@ -141,8 +152,10 @@ impl Gateway {
             upstream,
             metrics: Metrics::new(),
             tls,
+            certs,
             scheme,
             serving: AtomicBool::new(false),
+            listen_port: std::sync::atomic::AtomicU16::new(config_listen_port),
             tasks: TaskTracker::new(),
             store,
             passwords,
@@ -150,6 +163,7 @@ impl Gateway {
             limiter,
             api_tokens,
             redis,
+            registering: std::sync::Mutex::new(std::collections::HashSet::new()),
             touch_queue,
             touch_rx: std::sync::Mutex::new(Some(touch_rx)),
         })
@@ -179,6 +193,7 @@ pub async fn serve_gateway(
     let admin_task = tokio::spawn(admin::run(gw.clone(), admin, stop.clone().cancelled_owned()));
     let sync_task = tokio::spawn(maintain(gw.clone(), stop.clone()));
     let bus_task = tokio::spawn(replicas::run_bus(gw.clone(), stop.clone()));
+    let cert_task = tokio::spawn(watch_certificates(gw.clone(), stop.clone()));
     let touch_rx = gw.touch_rx.lock().ok().and_then(|mut rx| rx.take());
     let touch_task = touch_rx.map(|rx| tokio::spawn(record_token_use(gw.clone(), rx)));
     server::run(gw, main, shutdown).await;
@@ -186,8 +201,31 @@ pub async fn serve_gateway(
     let _ = admin_task.await;
     let _ = sync_task.await;
     let _ = bus_task.await;
+    let _ = cert_task.await;
     if let Some(t) = touch_task {
         t.abort();
+    }
+}
+
+/// Swap in replaced certificate files for new handshakes; a broken pair keeps the old one serving.
+async fn watch_certificates(gw: Arc<Gateway>, stop: tokio_util::sync::CancellationToken) {
+    let (Some(store), Some(t)) = (gw.certs.clone(), gw.config.tls.as_ref()) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(t.reload_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let checked = store.clone();
+        match tokio::task::spawn_blocking(move || checked.reload_if_changed()).await {
+            Ok(Ok(true)) => tracing::info!(cert = %t.cert.display(), "certificate reloaded"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "new certificate pair rejected; still serving the previous one"),
+            Err(_) => {}
+        }
     }
 }
 

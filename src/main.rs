@@ -205,7 +205,24 @@ async fn serve(config: Config) -> Result<(), StartError> {
         upstream = %format_args!("{}://{}", config.upstream.scheme, config.upstream.authority),
         "authgate starting"
     );
+    let redirect = match config.server.redirect_http {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+            key: "server.redirect_http",
+            addr,
+            source,
+        })?),
+        None => None,
+    };
+    let stop_redirect = tokio_util::sync::CancellationToken::new();
+    if let Some(listener) = redirect {
+        tokio::spawn(authgate::server::run_redirect(
+            gw.clone(),
+            listener,
+            stop_redirect.clone().cancelled_owned(),
+        ));
+    }
     authgate::serve_gateway(gw.clone(), main, admin, shutdown_signal()).await;
+    stop_redirect.cancel();
     Ok(())
 }
 

@@ -49,6 +49,9 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<
     let builder = Arc::new(http_builder(&gw));
     let acceptor = gw.tls.clone().map(TlsAcceptor::from);
     tokio::pin!(shutdown);
+    if let Ok(addr) = listener.local_addr() {
+        gw.listen_port.store(addr.port(), Ordering::SeqCst);
+    }
     gw.serving.store(true, Ordering::SeqCst);
     let slots = Arc::new(tokio::sync::Semaphore::new(gw.config.limits.max_connections));
 
@@ -158,5 +161,66 @@ async fn serve_io<I>(
     };
     if let Err(e) = result {
         tracing::debug!(peer = %peer.ip(), error = %e, "connection ended with an error");
+    }
+}
+
+/// The optional plain listener (`server.redirect_http`): every request gets 308 to the same host
+/// and path on HTTPS. It never forwards anything and never reads a body.
+pub async fn run_redirect(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            () = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let resp = redirect(&gw, &req);
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn redirect<B>(gw: &Gateway, req: &http::Request<B>) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let bad = || crate::error::GatewayError::InvalidRequest("Cannot redirect this request").to_response();
+    let Some(host) = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+    else {
+        return bad();
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    if !path.starts_with('/') || req.uri().scheme().is_some() {
+        return bad();
+    }
+    let port = match gw.listen_port.load(Ordering::SeqCst) {
+        443 => String::new(),
+        p => format!(":{p}"),
+    };
+    let location = format!("https://{}{port}{path}", host.host());
+    match http::HeaderValue::from_str(&location) {
+        Ok(v) => {
+            let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+            *resp.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+            resp.headers_mut().insert(http::header::LOCATION, v);
+            resp
+        }
+        Err(_) => bad(),
     }
 }

@@ -1,18 +1,27 @@
 //! TLS for the main listener: PEM files to a rustls `ServerConfig` (TLS 1.2 and 1.3 only, ALPN h2
-//! then http/1.1), and the development self-signed certificate.
+//! then http/1.1), certificate reload without a restart, and the development self-signed pair.
 //!
-//! The rule this module keeps: the private key never leaves this module in a printable form, and
-//! a generated key file is created with mode 0600.
+//! The rule this module keeps: a new certificate pair takes effect only once it has loaded and its
+//! key matches its certificate; until then the old pair keeps serving. The private key never
+//! leaves this module in a printable form, and a generated key file is created with mode 0600.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
-/// Load a certificate chain and private key into a server config.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Read and check a certificate chain and its private key.
+fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("tls.cert: cannot read {}: {e}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -20,16 +29,88 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Strin
     if certs.is_empty() {
         return Err(format!("tls.cert: {} holds no certificate", cert.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
+    let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("tls.key: cannot read a PEM private key from {}: {e}", key.display()))?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    CertifiedKey::from_der(certs, key_der, &provider())
+        .map_err(|e| format!("tls: the certificate and key do not form a usable pair: {e}"))
+}
+
+/// What identifies a version of the files: modification time and length of each.
+type Stamp = Option<(SystemTime, u64, SystemTime, u64)>;
+
+fn stamp(cert: &Path, key: &Path) -> Stamp {
+    let c = std::fs::metadata(cert).ok()?;
+    let k = std::fs::metadata(key).ok()?;
+    Some((c.modified().ok()?, c.len(), k.modified().ok()?, k.len()))
+}
+
+/// The serving certificate, swapped in place when its files change.
+pub struct CertStore {
+    current: ArcSwap<CertifiedKey>,
+    cert: PathBuf,
+    key: PathBuf,
+    seen: Mutex<Stamp>,
+}
+
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore")
+            .field("cert", &self.cert)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+impl CertStore {
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertStore>, String> {
+        let seen = stamp(cert, key);
+        let pair = load_pair(cert, key)?;
+        Ok(Arc::new(CertStore {
+            current: ArcSwap::from_pointee(pair),
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            seen: Mutex::new(seen),
+        }))
+    }
+
+    /// Reload when the files changed. `Ok(true)`: new pair serving; `Err`: rejected, old pair kept.
+    pub fn reload_if_changed(&self) -> Result<bool, String> {
+        let now = stamp(&self.cert, &self.key);
+        {
+            let Ok(mut seen) = self.seen.lock() else {
+                return Ok(false);
+            };
+            if *seen == now {
+                return Ok(false);
+            }
+            // Recorded before loading: a broken pair is reported once, not on every poll.
+            *seen = now;
+        }
+        let pair = load_pair(&self.cert, &self.key)?;
+        self.current.store(Arc::new(pair));
+        Ok(true)
+    }
+}
+
+/// A server config that serves whatever `store` holds.
+pub fn config_for(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, String> {
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("tls: {e}"))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("tls: the certificate and key do not form a usable pair: {e}"))?;
+        .with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Load a certificate chain and private key into a server config (no reload).
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+    config_for(CertStore::load(cert, key)?)
 }
 
 /// Write a self-signed certificate for `localhost` when either file is missing.

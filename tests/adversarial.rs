@@ -349,3 +349,118 @@ async fn jwt_attacks_are_401_and_nothing_is_forwarded_or_fetched() {
         200
     );
 }
+
+// ----- 8. certificates and HTTPS -------------------------------------------------------------
+
+fn first_cert(path: &std::path::Path) -> Vec<u8> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_file_iter(path)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+/// The end-entity certificate the gateway presents to a new handshake.
+async fn served_cert(roots: &[&std::path::Path], addr: std::net::SocketAddr) -> Vec<u8> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        for c in CertificateDer::pem_file_iter(r).unwrap() {
+            store.add(c.unwrap()).unwrap();
+        }
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(store)
+            .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test]
+async fn replaced_certificate_files_serve_new_handshakes_and_a_broken_pair_keeps_the_old() {
+    let (_up, gw) = pair("[tls]\nreload_interval = \"200ms\"\n").await;
+    let (cert, key) = (gw.dir.path().join("cert.pem"), gw.dir.path().join("key.pem"));
+    let side = tempfile::tempdir().unwrap();
+    let (new_cert, new_key) = (side.path().join("c.pem"), side.path().join("k.pem"));
+    authgate::tls::ensure_self_signed(&new_cert, &new_key).unwrap();
+    let old_cert_copy = side.path().join("old.pem");
+    std::fs::copy(&cert, &old_cert_copy).unwrap();
+    let (old_der, new_der) = (first_cert(&cert), first_cert(&new_cert));
+    assert_ne!(old_der, new_der);
+    let roots = [old_cert_copy.as_path(), new_cert.as_path()];
+    assert_eq!(served_cert(&roots, gw.addr).await, old_der);
+
+    std::fs::copy(&new_key, &key).unwrap();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    let started = Instant::now();
+    while served_cert(&roots, gw.addr).await != new_der {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "new certificate not served within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "new certificate served {:?} after the files were replaced",
+        started.elapsed()
+    );
+
+    // A broken replacement is refused: the last good pair keeps serving.
+    std::fs::write(
+        &cert,
+        "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(served_cert(&roots, gw.addr).await, new_der);
+    // And a mismatched pair (old certificate, new key) too.
+    std::fs::copy(&old_cert_copy, &cert).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(served_cert(&roots, gw.addr).await, new_der);
+}
+
+#[tokio::test]
+async fn https_answers_carry_hsts_and_the_plain_listener_redirects() {
+    let (up, gw) = pair("").await;
+    let r = gw.client().get("/api/health", &[]).await;
+    assert_eq!(
+        r.headers["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    let r = gw.client().get("/x", &[]).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.headers.contains_key("strict-transport-security"),
+        "errors carry HSTS too"
+    );
+
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain_addr = plain.local_addr().unwrap();
+    tokio::spawn(authgate::server::run_redirect(
+        gw.gateway.clone(),
+        plain,
+        std::future::pending(),
+    ));
+    let mut tcp = tokio::net::TcpStream::connect(plain_addr).await.unwrap();
+    tcp.write_all(b"POST /api/search?q=1 HTTP/1.1\r\nHost: gw.example:8080\r\nAuthorization: Bearer secret\r\nContent-Length: 3\r\n\r\nabc").await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(3), tcp.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 308"), "{out}");
+    let want = format!("location: https://gw.example:{}/api/search?q=1", gw.addr.port());
+    assert!(out.to_ascii_lowercase().contains(&want), "{out}");
+    assert_eq!(up.seen.count(), 1, "the redirect listener forwards nothing");
+}

@@ -83,6 +83,30 @@ fn audit(ctx: &Ctx<'_>, event: &'static str, user_id: Option<&str>) {
     );
 }
 
+/// A username being registered; released when dropped.
+struct NameClaim<'a> {
+    gw: &'a crate::Gateway,
+    name: String,
+}
+
+impl<'a> NameClaim<'a> {
+    fn take(gw: &'a crate::Gateway, name: &str) -> Option<NameClaim<'a>> {
+        let mut names = gw.registering.lock().ok()?;
+        names.insert(name.to_owned()).then(|| NameClaim {
+            gw,
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl Drop for NameClaim<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut names) = self.gw.registering.lock() {
+            names.remove(&self.name);
+        }
+    }
+}
+
 /// `POST /api/auth/register {username, password, email}` → 201 `{user_id, username, email}`.
 pub async fn register(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, GatewayError> {
     let (username, norm) = normalize_username(string_field(&body, "username")?)?;
@@ -91,7 +115,9 @@ pub async fn register(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, Gateway
     check_password("password", password)?;
     check_email(email)?;
     let gw = ctx.gw;
-    // An early answer for the common case; the unique index settles races.
+    // One registration per name at a time on this replica: concurrent duplicates are answered at
+    // once instead of each paying for an argon2 hash. Across replicas the unique index settles it.
+    let _claim = NameClaim::take(gw, &norm).ok_or(GatewayError::Conflict("Username already registered"))?;
     if gw.store.user_by_norm(&norm).await.map_err(store_err)?.is_some() {
         return Err(GatewayError::Conflict("Username already registered"));
     }

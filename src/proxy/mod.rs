@@ -74,6 +74,12 @@ pub async fn handle(
     };
     resp.headers_mut()
         .insert(headers::X_REQUEST_ID.clone(), request_id.clone());
+    if gw.tls.is_some()
+        && let Some(hsts) = &gw.config.server.hsts
+    {
+        resp.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
 
     let status = resp.status().as_u16();
     gw.metrics.request(outcome.route, status, outcome.auth);

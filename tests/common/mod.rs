@@ -337,6 +337,7 @@ pub struct TestGateway {
     pub ca: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     pub done: Option<tokio::task::JoinHandle<()>>,
+    pub gateway: Arc<authgate::Gateway>,
 }
 
 impl Drop for TestGateway {
@@ -415,6 +416,7 @@ impl TestGateway {
             .unwrap_or_else(|| dir.path().join("none.pem"));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let gw = Arc::new(authgate::Gateway::build(config).await.expect("gateway builds"));
+        let gateway = gw.clone();
         let done = tokio::spawn(async move {
             authgate::serve_gateway(gw, main, admin, async {
                 let _ = stop_rx.await;
@@ -424,6 +426,7 @@ impl TestGateway {
         TestGateway {
             addr,
             admin: admin_addr,
+            gateway,
             dir,
             ca,
             stop: Some(stop_tx),
