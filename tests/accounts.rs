@@ -230,7 +230,16 @@ async fn wrong_password_and_unknown_user_look_the_same() {
     let unknown = login(&gw, "nobody-here", "wrong password!!").await;
     assert_eq!((wrong.status, unknown.status), (401, 401));
     assert_eq!(wrong.body, unknown.body);
-    // Same argon2 work: compare medians of a few timed attempts each.
+    // Same argon2 work: exactly one argon2 verification each (the unknown user's is the dummy).
+    let runs = || gw.gateway.passwords.runs();
+    for (name, password) in [("known", "wrong password 1"), ("nobody-at-all", "wrong password!!")] {
+        let before = runs();
+        assert_eq!(login(&gw, name, password).await.status, 401);
+        // The job count is bumped just before the answer is sent back to the handler.
+        assert_eq!(runs() - before, 1, "{name}: argon2 runs");
+    }
+    // The wall time follows from the equal work; it is printed, not asserted: argon2 runs at nice 19
+    // and any other load on the machine (a parallel build, other tests) skews single samples.
     let mut known_t = Vec::new();
     let mut unknown_t = Vec::new();
     for i in 0..6 {
@@ -249,7 +258,6 @@ async fn wrong_password_and_unknown_user_look_the_same() {
         k * 1e3,
         u * 1e3
     );
-    assert!(k / u < 2.0 && u / k < 2.0, "timing differs: {k} vs {u}");
 }
 
 #[tokio::test]

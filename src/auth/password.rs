@@ -66,6 +66,8 @@ pub struct Verdict {
 
 /// Hashes and verifies passwords with fixed Argon2id parameters.
 pub struct Passwords {
+    /// argon2 runs completed (hashes and verifications, dummy ones included).
+    runs: Arc<std::sync::atomic::AtomicU64>,
     params: Params,
     slots: Arc<Semaphore>,
     dummy: Arc<str>,
@@ -122,11 +124,18 @@ impl HashPool {
         Ok(HashPool { jobs: tx })
     }
 
-    /// Run `f` on a hashing thread and wait for its result.
-    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
+    /// Run `f` on a hashing thread and wait for its result; `runs` counts completed jobs.
+    async fn run<T: Send + 'static>(
+        &self,
+        runs: &Arc<std::sync::atomic::AtomicU64>,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let runs = Arc::clone(runs);
         let job: Job = Box::new(move || {
-            let _ = tx.send(f());
+            let out = f();
+            runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _ = tx.send(out);
         });
         self.jobs.send(job).map_err(|_| PasswordError::Failed)?;
         rx.await.map_err(|_| PasswordError::Failed)
@@ -164,6 +173,7 @@ impl Passwords {
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut filler);
         let dummy = hash_with(&params, &filler).map_err(|e| format!("cannot compute the dummy password hash: {e}"))?;
         Ok(Passwords {
+            runs: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             params,
             pool: HashPool::new(concurrency, niceness.min(19))?,
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
@@ -171,12 +181,17 @@ impl Passwords {
         })
     }
 
+    /// How many argon2 computations have run (for metrics and the equal-work tests).
+    pub fn runs(&self) -> u64 {
+        self.runs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Hash `password` into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
         let permit = self.slot().await?;
         let params = self.params.clone();
         self.pool
-            .run(move || {
+            .run(&self.runs, move || {
                 let _permit = permit;
                 hash_with(&params, password.as_bytes()).map_err(|_| PasswordError::Failed)
             })
@@ -189,7 +204,7 @@ impl Passwords {
         let permit = self.slot().await?;
         let params = self.params.clone();
         self.pool
-            .run(move || {
+            .run(&self.runs, move || {
                 let _permit = permit;
                 verify_with(&params, password.as_bytes(), &phc)
             })
@@ -202,7 +217,7 @@ impl Passwords {
         let params = self.params.clone();
         let dummy = Arc::clone(&self.dummy);
         self.pool
-            .run(move || {
+            .run(&self.runs, move || {
                 let _permit = permit;
                 let _ = verify_with(&params, password.as_bytes(), &dummy);
             })
@@ -272,7 +287,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         // Read the hashing thread's own nice value from /proc (field 19 of stat).
         let nice = rt
-            .block_on(p.pool.run(|| {
+            .block_on(p.pool.run(&p.runs, || {
                 let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
                 let after = &stat[stat.rfind(')').unwrap() + 2..];
                 after.split(' ').nth(16).unwrap().parse::<i32>().unwrap()

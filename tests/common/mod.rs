@@ -4,6 +4,7 @@
 //! assert on what the backend saw, not only on status codes.
 #![allow(dead_code)]
 
+pub mod logscan;
 pub mod services;
 
 use std::convert::Infallible;
@@ -406,6 +407,7 @@ impl TestGateway {
     }
 
     pub async fn start_config(config: authgate::config::Config, dir: Arc<tempfile::TempDir>) -> TestGateway {
+        logscan::init();
         let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (main.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -562,6 +564,7 @@ impl Client {
     }
 
     pub async fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Reply {
+        logscan::request(headers, body.as_deref());
         let mut b = self.request(method, path);
         for (k, v) in headers {
             b = b.header(*k, *v);
@@ -572,11 +575,13 @@ impl Client {
         };
         let resp = self.send(b.body(body).unwrap()).await;
         let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        logscan::response(&body);
         Reply {
             status: parts.status.as_u16(),
             version: parts.version,
             headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
+            body,
         }
     }
 
@@ -587,6 +592,7 @@ impl Client {
 
 /// Send raw bytes over TLS (HTTP/1.1) and read the answer until the server closes or `wait` passes.
 pub async fn raw_exchange(ca: &std::path::Path, addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    logscan::raw(bytes);
     let mut tls = tls_connect(ca, addr, false).await;
     tls.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
@@ -624,12 +630,15 @@ pub fn token(sub: &str) -> String {
 }
 
 pub fn token_with(alg: jsonwebtoken::Algorithm, secret: &str, claims: serde_json::Value) -> String {
-    jsonwebtoken::encode(
+    logscan::secret(secret);
+    let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(alg),
         &claims,
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
-    .unwrap()
+    .unwrap();
+    logscan::secret(&token);
+    token
 }
 
 pub fn bearer(token: &str) -> String {
