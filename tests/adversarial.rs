@@ -464,3 +464,57 @@ async fn https_answers_carry_hsts_and_the_plain_listener_redirects() {
     assert!(out.to_ascii_lowercase().contains(&want), "{out}");
     assert_eq!(up.seen.count(), 1, "the redirect listener forwards nothing");
 }
+
+// ----- 3. HTTP/2 abuse ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn h2_rapid_reset_is_answered_with_goaway_and_the_gateway_stays_healthy() {
+    let (_up, gw) = pair("").await;
+    let t = token("u");
+    let before = rss_kib();
+    let tls = tls_connect(&gw.ca, gw.addr, true).await;
+    let (client, conn) = h2::client::handshake(tls).await.unwrap();
+    let conn_task = tokio::spawn(conn);
+    let mut client = client;
+    let started = Instant::now();
+    let mut sent = 0;
+    // CVE-2023-44487: open streams and reset them at once, as fast as the connection allows.
+    for i in 0..5000 {
+        client = match tokio::time::timeout(Duration::from_secs(2), client.ready()).await {
+            Ok(Ok(c)) => c,
+            _ => break,
+        };
+        let req = http::Request::get(format!("https://localhost/r{i}"))
+            .header("authorization", bearer(&t))
+            .body(())
+            .unwrap();
+        match client.send_request(req, true) {
+            // Dropping the response future resets the stream (RST_STREAM CANCEL).
+            Ok((response, _)) => drop(response),
+            Err(_) => break,
+        }
+        sent += 1;
+    }
+    // The server ends the abusive connection (GOAWAY) instead of serving it forever.
+    let ended = tokio::time::timeout(Duration::from_secs(10), conn_task)
+        .await
+        .expect("the connection was still open after the rapid resets")
+        .unwrap();
+    println!(
+        "rapid reset: {sent} streams queued; connection ended after {:?}: {ended:?}",
+        started.elapsed()
+    );
+    let err = ended.expect_err("the server ended the connection cleanly instead of refusing the abuse");
+    // Either the GOAWAY is read, or the server has already dropped the connection while the
+    // client was still writing resets (broken pipe / reset): both are the gateway refusing.
+    assert!(
+        (err.is_go_away() && err.is_remote()) || err.is_io(),
+        "unexpected end: {err:?}"
+    );
+    // Others are still served, and memory stayed bounded.
+    let r = gw.h2_client().get("/x", &[("authorization", &bearer(&t))]).await;
+    assert_eq!(r.status, 200);
+    let growth = rss_kib().saturating_sub(before) as f64 / 1024.0;
+    println!("rapid reset: RSS growth {growth:.1} MiB");
+    assert!(growth < 64.0, "RSS grew {growth:.1} MiB");
+}
