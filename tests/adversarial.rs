@@ -518,3 +518,183 @@ async fn h2_rapid_reset_is_answered_with_goaway_and_the_gateway_stays_healthy() 
     println!("rapid reset: RSS growth {growth:.1} MiB");
     assert!(growth < 64.0, "RSS grew {growth:.1} MiB");
 }
+
+/// One HTTP/2 frame (RFC 9113 §4.1).
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A raw h2 connection: TLS with ALPN h2, the client preface and an empty SETTINGS frame sent.
+async fn h2_raw(gw: &TestGateway) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut tls = tls_connect(&gw.ca, gw.addr, true).await;
+    tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    tls.write_all(&frame(4, 0, 0, &[])).await.unwrap();
+    tls
+}
+
+/// Write `frames` copies of `one` (stopping when the server stops taking them), then read until the
+/// server closes; returns the frame types seen and whether the connection was closed.
+async fn flood(gw: &TestGateway, prelude: &[u8], one: &[u8], frames: usize) -> (Vec<u8>, bool) {
+    let tls = h2_raw(gw).await;
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let reader = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16384];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(2), rd.read(&mut chunk)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (seen, true),
+                Err(_) => return (seen, false),
+                Ok(Ok(n)) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    while buf.len() >= 9 {
+                        let len = (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+                        if buf.len() < 9 + len {
+                            break;
+                        }
+                        seen.push(buf[3]);
+                        buf.drain(..9 + len);
+                    }
+                }
+            }
+        }
+    });
+    let _ = wr.write_all(prelude).await;
+    let batch: Vec<u8> = one.repeat(256);
+    for _ in 0..frames / 256 {
+        match tokio::time::timeout(Duration::from_secs(3), wr.write_all(&batch)).await {
+            Ok(Ok(())) => {}
+            _ => break,
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(15), reader)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn h2_frame_floods_leave_memory_bounded_and_continuation_floods_are_cut_off() {
+    let (up, gw) = pair("").await;
+    let before = rss_kib();
+    const GOAWAY: u8 = 7;
+    // PING flood: 200k PINGs whose ACKs are never read.
+    let ping = frame(6, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    let (seen, closed) = flood(&gw, &[], &ping, 200_000).await;
+    // h2 answers at most one pending PING at a time and stops reading while an ACK is unsent:
+    // the flood is throttled by backpressure (no GOAWAY). Memory and other clients are checked below.
+    println!(
+        "PING flood: closed={closed}, GOAWAY={}, frames answered={}",
+        seen.contains(&GOAWAY),
+        seen.len()
+    );
+    // SETTINGS flood.
+    let settings = frame(4, 0, 0, &[0, 3, 0, 0, 0, 100]);
+    let (seen, closed) = flood(&gw, &[], &settings, 200_000).await;
+    println!(
+        "SETTINGS flood: closed={closed}, GOAWAY={}, frames answered={}",
+        seen.contains(&GOAWAY),
+        seen.len()
+    );
+    // CONTINUATION flood: a header block that never ends.
+    let mut block = vec![0x82, 0x87, 0x84];
+    block.extend_from_slice(&[0x40, 0x03, b'x', b'-', b'a', 0x7f, 0x00]);
+    block.extend(std::iter::repeat_n(b'a', 127));
+    let headers = frame(1, 0x1, 1, &block);
+    let cont = frame(
+        9,
+        0,
+        1,
+        &[
+            0x40, 0x03, b'x', b'-', b'b', 0x10, b'b', b'b', b'b', b'b', b'b', b'b', b'b', b'b', b'b', b'b', b'b', b'b',
+            b'b', b'b', b'b', b'b',
+        ],
+    );
+    let (seen, closed) = flood(&gw, &headers, &cont, 100_000).await;
+    println!("CONTINUATION flood: closed={closed}, GOAWAY={}", seen.contains(&GOAWAY));
+    assert!(closed || seen.contains(&GOAWAY), "CONTINUATION flood not cut off");
+
+    let growth = rss_kib().saturating_sub(before) as f64 / 1024.0;
+    println!("h2 floods: RSS growth {growth:.1} MiB");
+    assert!(growth < 64.0, "RSS grew {growth:.1} MiB");
+    assert_eq!(up.seen.count(), 0);
+    // Still serving.
+    assert_eq!(
+        gw.h2_client()
+            .get("/x", &[("authorization", &bearer(&token("u")))])
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn h2_malformed_pseudo_headers_are_refused_and_not_forwarded() {
+    let (up, gw) = pair("").await;
+    let t = token("u");
+    let auth = format!("Bearer {t}");
+    // Literal header field without indexing, new name (RFC 7541 §6.2.2).
+    let literal = |name: &str, value: &str| {
+        let mut v = vec![0x00, name.len() as u8];
+        v.extend_from_slice(name.as_bytes());
+        v.push(value.len() as u8);
+        v.extend_from_slice(value.as_bytes());
+        v
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "unknown pseudo-header",
+            [
+                vec![0x82, 0x87, 0x84],
+                literal(":evil", "1"),
+                literal("authorization", &auth),
+            ]
+            .concat(),
+        ),
+        (
+            "pseudo-header after a regular one",
+            [vec![0x82, 0x87], literal("authorization", &auth), vec![0x84]].concat(),
+        ),
+        (
+            "missing :path",
+            [vec![0x82, 0x87], literal("authorization", &auth)].concat(),
+        ),
+        (
+            "duplicate :path",
+            [vec![0x82, 0x87, 0x84, 0x84], literal("authorization", &auth)].concat(),
+        ),
+        (
+            "connection-specific header",
+            [
+                vec![0x82, 0x87, 0x84],
+                literal("connection", "keep-alive"),
+                literal("authorization", &auth),
+            ]
+            .concat(),
+        ),
+    ];
+    for (what, block) in cases {
+        let mut tls = h2_raw(&gw).await;
+        tls.write_all(&frame(1, 0x4 | 0x1, 1, &block)).await.unwrap();
+        let mut got = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = tls.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                // RST_STREAM (3) or GOAWAY (7) answers the stream.
+                if got.windows(2).any(|w| w[1] == 3 || w[1] == 7) && got.len() > 20 {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert_eq!(up.seen.count(), 0, "{what} reached the backend");
+    }
+}
