@@ -23,17 +23,7 @@ use crate::error::{GatewayError, json_response};
 /// Serve the admin endpoints until `shutdown` resolves.
 pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some(stream) = crate::server::accept_until(&listener, shutdown.as_mut()).await {
         let gw = gw.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| answer(gw.clone(), req));

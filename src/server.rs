@@ -164,21 +164,28 @@ async fn serve_io<I>(
     }
 }
 
+/// The next connection, or `None` once `shutdown` resolves. Accept errors (EMFILE and friends)
+/// back off for 50 ms instead of spinning.
+pub async fn accept_until(
+    listener: &TcpListener,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<TcpStream> {
+    loop {
+        tokio::select! {
+            () = shutdown.as_mut() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => return Some(stream),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+        }
+    }
+}
+
 /// The optional plain listener (`server.redirect_http`): every request gets 308 to the same host
 /// and path on HTTPS. It never forwards anything and never reads a body.
 pub async fn run_redirect(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            () = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some(stream) = accept_until(&listener, shutdown.as_mut()).await {
         let gw = gw.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {

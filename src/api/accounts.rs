@@ -8,7 +8,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{ApiResponse, Ctx, json, no_content, string_field};
+use super::{ApiResponse, Ctx, json, no_content, store_err, string_field};
 use crate::auth::jwt::{Issue, now_secs};
 use crate::auth::password::{PasswordError, Verdict};
 use crate::auth::principal::{AuthMethod, Principal};
@@ -18,17 +18,6 @@ use crate::store::{NewUser, StoreError, User};
 
 /// Passwords: 12 to 128 characters, any Unicode, never truncated (ASVS 2.1.1, 2.1.2).
 const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 12..=128;
-
-fn store_err(e: StoreError) -> GatewayError {
-    match e {
-        StoreError::Conflict => GatewayError::Conflict("Already exists"),
-        StoreError::NotFound => GatewayError::NotFound,
-        StoreError::Unavailable(detail) => {
-            tracing::error!(%detail, "store unavailable");
-            GatewayError::Unavailable("The account store is unavailable")
-        }
-    }
-}
 
 fn password_err(e: PasswordError) -> GatewayError {
     match e {

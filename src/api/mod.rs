@@ -158,6 +158,19 @@ async fn read_optional_json(req: Request<Incoming>) -> Result<Value, GatewayErro
     read_json(req).await
 }
 
+/// A store failure as the client sees it: 503 when the store is down (the detail goes to the log).
+pub fn store_err(e: crate::store::StoreError) -> GatewayError {
+    use crate::store::StoreError;
+    match e {
+        StoreError::Conflict => GatewayError::Conflict("Already exists"),
+        StoreError::NotFound => GatewayError::NotFound,
+        StoreError::Unavailable(detail) => {
+            tracing::error!(%detail, "store unavailable");
+            GatewayError::Unavailable("The account store is unavailable")
+        }
+    }
+}
+
 /// A required string field, or a 400 naming it.
 pub fn string_field<'v>(body: &'v Value, field: &'static str) -> Result<&'v str, GatewayError> {
     match body.get(field) {

@@ -8,26 +8,15 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{ApiResponse, Ctx, json, no_content, string_field};
+use super::{ApiResponse, Ctx, json, no_content, store_err, string_field};
 use crate::auth::api_token;
 use crate::auth::jwt::now_secs;
 use crate::auth::principal::{AuthMethod, Principal};
 use crate::error::GatewayError;
-use crate::store::{ApiTokenRow, NewApiToken, StoreError};
+use crate::store::{ApiTokenRow, NewApiToken};
 
 /// The longest lifetime a token may ask for: ten years.
 const MAX_EXPIRES_IN: u64 = 10 * 365 * 24 * 3600;
-
-fn store_err(e: StoreError) -> GatewayError {
-    match e {
-        StoreError::Conflict => GatewayError::Conflict("Already exists"),
-        StoreError::NotFound => GatewayError::NotFound,
-        StoreError::Unavailable(detail) => {
-            tracing::error!(%detail, "store unavailable");
-            GatewayError::Unavailable("The account store is unavailable")
-        }
-    }
-}
 
 fn time(secs: Option<i64>) -> Value {
     match secs {
