@@ -154,6 +154,11 @@ impl Body for Generated {
 
 impl TestUpstream {
     pub async fn start() -> TestUpstream {
+        Self::serve(None).await
+    }
+
+    /// Accept connections (behind TLS when `acceptor` is set) and answer them as the recording upstream.
+    async fn serve(acceptor: Option<tokio_rustls::TlsAcceptor>) -> TestUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Recorder::default();
@@ -165,13 +170,23 @@ impl TestUpstream {
                     _ = &mut stop_rx => return,
                     r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
                 };
-                let rec = rec.clone();
+                let (rec, acceptor) = (rec.clone(), acceptor.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| upstream_answer(rec.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
+                    let builder = hyper::server::conn::http1::Builder::new();
+                    match acceptor {
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .with_upgrades()
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(tls) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), svc).with_upgrades().await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -192,38 +207,7 @@ impl TestUpstream {
         let (cert, key) = (dir.join("up-cert.pem"), dir.join("up-key.pem"));
         authgate::tls::ensure_self_signed(&cert, &key).unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(authgate::tls::server_config(&cert, &key).unwrap());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen = Recorder::default();
-        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        let rec = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = tokio::select! {
-                    _ = &mut stop_rx => return,
-                    r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
-                };
-                let (rec, acceptor) = (rec.clone(), acceptor.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let svc = service_fn(move |req| upstream_answer(rec.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .with_upgrades()
-                        .await;
-                });
-            }
-        });
-        (
-            TestUpstream {
-                addr,
-                seen,
-                stop: Some(stop_tx),
-            },
-            cert,
-        )
+        (Self::serve(Some(acceptor)).await, cert)
     }
 }
 
