@@ -256,6 +256,11 @@ pub struct RawServer {
     pub header_read_timeout: Dur,
     pub max_header_bytes: usize,
     pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 control frames (PING, SETTINGS, RST_STREAM, PRIORITY, empty DATA) a client may send
+    /// in 10 s; past it the connection gets GOAWAY and is closed.
+    pub h2_control_frames: u32,
+    /// A connection with no request in flight and none started for this long is closed.
+    pub idle_timeout: Dur,
     /// Peers (CIDRs) whose `X-Forwarded-For` / `Forwarded` are kept and appended to; from any
     /// other peer those headers are replaced.
     pub trusted_proxies: Vec<String>,
@@ -275,6 +280,8 @@ impl Default for RawServer {
             header_read_timeout: secs(10),
             max_header_bytes: 64 * 1024,
             h2_max_concurrent_streams: 128,
+            h2_control_frames: 1000,
+            idle_timeout: secs(60),
             trusted_proxies: Vec::new(),
             hsts: "max-age=31536000; includeSubDomains".into(),
             redirect_http: None,
@@ -463,6 +470,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub h2_max_concurrent_streams: u32,
+    pub h2_control_frames: u32,
+    pub idle_timeout: Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub hsts: Option<http::HeaderValue>,
     pub redirect_http: Option<SocketAddr>,
@@ -652,6 +661,7 @@ impl RawConfig {
         for (key, d) in [
             ("server.tls_handshake_timeout", s.tls_handshake_timeout),
             ("server.header_read_timeout", s.header_read_timeout),
+            ("server.idle_timeout", s.idle_timeout),
             ("upstream.connect_timeout", self.upstream.connect_timeout),
             (
                 "upstream.response_header_timeout",
@@ -678,6 +688,13 @@ impl RawConfig {
                 "server.h2_max_concurrent_streams",
                 "is 0",
                 "use a positive number (the default is 128)",
+            ));
+        }
+        if s.h2_control_frames < 10 {
+            return Err(ConfigError::invalid(
+                "server.h2_control_frames",
+                format!("is {}, below 10", s.h2_control_frames),
+                "use at least 10 control frames per 10 s (the default is 1000)",
             ));
         }
 
@@ -777,6 +794,8 @@ impl RawConfig {
                 header_read_timeout: s.header_read_timeout.0,
                 max_header_bytes: s.max_header_bytes,
                 h2_max_concurrent_streams: s.h2_max_concurrent_streams,
+                h2_control_frames: s.h2_control_frames,
+                idle_timeout: s.idle_timeout.0,
                 trusted_proxies,
                 hsts,
                 redirect_http,

@@ -104,6 +104,8 @@ pub struct Metrics {
     pub upstream_seconds: Histogram,
     pub tls_handshake_seconds: Histogram,
     pub open_connections: Gauge,
+    /// HTTP/2 connections cut for a control-frame flood (rapid reset, PING, SETTINGS).
+    pub h2_floods: Counter,
 }
 
 impl Default for Metrics {
@@ -176,6 +178,12 @@ impl Metrics {
             "Client connections now open",
             open_connections.clone(),
         );
+        let h2_floods = Counter::default();
+        registry.register(
+            "h2_floods",
+            "HTTP/2 connections sent GOAWAY for a control-frame flood",
+            h2_floods.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -184,6 +192,7 @@ impl Metrics {
             upstream_seconds,
             tls_handshake_seconds,
             open_connections,
+            h2_floods,
         }
     }
 

@@ -20,6 +20,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::Gateway;
+use crate::error::GatewayError;
+
+mod watch;
+
+use watch::{Tracked, Watch, Watched};
 
 /// The HTTP server settings shared by every connection.
 pub fn http_builder(gw: &Gateway) -> auto::Builder<TokioExecutor> {
@@ -148,15 +153,49 @@ async fn serve_io<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let gw2 = gw.clone();
-    let service = service_fn(move |req| crate::proxy::handle(gw2.clone(), peer, req));
+    let server = &gw.config.server;
+    let watch = Watch::new();
+    let io = Watched::new(io, watch.clone(), server.h2_control_frames);
+    let (gw2, watch2) = (gw.clone(), watch.clone());
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let (gw, watch) = (gw2.clone(), watch2.clone());
+        async move {
+            let busy = watch.begin();
+            if req.version() < http::Version::HTTP_2 && watch.refuse_next_head() {
+                tracing::info!(peer = %peer.ip(), "refused ambiguous HTTP/1.1 framing");
+                let mut resp = GatewayError::InvalidRequest("Ambiguous message framing").to_response();
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                return Ok(resp.map(|b| Tracked::new(http_body_util::Either::Right(b), busy)));
+            }
+            let resp = crate::proxy::handle(gw, peer, req).await?;
+            Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, busy)))
+        }
+    });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        () = cancel.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let idle = server.idle_timeout;
+    let result = loop {
+        let check = watch.next_idle_check(idle);
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            () = cancel.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
+            () = watch.flood_alarm() => {
+                tracing::warn!(peer = %peer.ip(), "HTTP/2 control-frame flood: GOAWAY and close");
+                gw.metrics.h2_floods.inc();
+                conn.as_mut().graceful_shutdown();
+                break tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await.unwrap_or(Ok(()));
+            }
+            () = tokio::time::sleep_until(check) => {
+                if watch.is_idle(idle) {
+                    tracing::debug!(peer = %peer.ip(), "idle connection closed");
+                    conn.as_mut().graceful_shutdown();
+                    break tokio::time::timeout(Duration::from_secs(5), conn.as_mut()).await.unwrap_or(Ok(()));
+                }
+            }
         }
     };
     if let Err(e) = result {
