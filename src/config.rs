@@ -323,6 +323,37 @@ pub struct RawUpstream {
     pub pool_max_idle_per_host: usize,
     /// Extra CA certificates (PEM) trusted for an `https://` upstream, on top of the web PKI roots.
     pub ca_cert: Option<PathBuf>,
+    /// A signed identity assertion sent to the backend beside `X-User-Id`.
+    pub identity: Option<RawIdentity>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIdentity {
+    /// `header` (`X-Auth-Assertion: <jwt>`) or `bearer` (`Authorization: Bearer <jwt>`).
+    pub mode: String,
+    /// `EdDSA` or `ES256`: the backend holds only the public key.
+    pub algorithm: String,
+    pub private_key: Option<PathBuf>,
+    /// Development only: create the key file (mode 0600) on first start.
+    pub generate_if_missing: bool,
+    pub ttl: Dur,
+    pub issuer: Option<String>,
+    pub audience: String,
+}
+
+impl Default for RawIdentity {
+    fn default() -> Self {
+        RawIdentity {
+            mode: "header".into(),
+            algorithm: "EdDSA".into(),
+            private_key: None,
+            generate_if_missing: false,
+            ttl: secs(60),
+            issuer: None,
+            audience: String::new(),
+        }
+    }
 }
 
 impl Default for RawUpstream {
@@ -334,6 +365,7 @@ impl Default for RawUpstream {
             pool_idle_timeout: secs(90),
             pool_max_idle_per_host: 256,
             ca_cert: None,
+            identity: None,
         }
     }
 }
@@ -494,6 +526,26 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
     pub ca_cert: Option<PathBuf>,
+    pub identity: Option<IdentityConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionMode {
+    /// `X-Auth-Assertion: <jwt>`.
+    Header,
+    /// `Authorization: Bearer <jwt>`, for backends that read a Bearer JWT (RAG Modulo).
+    Bearer,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub mode: AssertionMode,
+    pub algorithm: JwtAlgorithm,
+    pub private_key: PathBuf,
+    pub generate_if_missing: bool,
+    pub ttl: Duration,
+    pub issuer: String,
+    pub audience: String,
 }
 
 /// Where a key's material comes from.
@@ -733,7 +785,10 @@ impl RawConfig {
             Some(addr) => Some(parse_addr("server.redirect_http", addr)?),
             None => None,
         };
-        let upstream = validate_upstream(&self.upstream)?;
+        let mut upstream = validate_upstream(&self.upstream)?;
+        if let Some(raw) = &self.upstream.identity {
+            upstream.identity = Some(validate_identity(raw, self.jwt.issuer.as_deref())?);
+        }
         let jwt = validate_jwt(self.jwt)?;
         let public_paths = PublicPaths::parse(&self.auth.public_paths).map_err(|problem| {
             ConfigError::invalid(
@@ -982,6 +1037,66 @@ fn validate_upstream(raw: &RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         pool_idle_timeout: raw.pool_idle_timeout.0,
         pool_max_idle_per_host: raw.pool_max_idle_per_host,
         ca_cert: raw.ca_cert.clone(),
+        identity: None,
+    })
+}
+
+fn validate_identity(raw: &RawIdentity, jwt_issuer: Option<&str>) -> Result<IdentityConfig, ConfigError> {
+    let mode = match raw.mode.as_str() {
+        "header" => AssertionMode::Header,
+        "bearer" => AssertionMode::Bearer,
+        other => {
+            return Err(ConfigError::invalid(
+                "upstream.identity.mode",
+                format!("`{other}` is not a mode"),
+                "use \"header\" (X-Auth-Assertion) or \"bearer\" (Authorization: Bearer)",
+            ));
+        }
+    };
+    let algorithm = match raw.algorithm.parse::<JwtAlgorithm>() {
+        Ok(a @ (JwtAlgorithm::EdDSA | JwtAlgorithm::ES256)) => a,
+        _ => {
+            return Err(ConfigError::invalid(
+                "upstream.identity.algorithm",
+                format!("`{}` is not supported for assertions", raw.algorithm),
+                "use EdDSA or ES256, so that the backend needs only the public key",
+            ));
+        }
+    };
+    let private_key = raw.private_key.clone().ok_or_else(|| {
+        ConfigError::invalid(
+            "upstream.identity.private_key",
+            "is missing",
+            "create one with `authgate keys generate --algorithm EdDSA` and give the private key file's path",
+        )
+    })?;
+    let ttl = raw.ttl.0;
+    if !(Duration::from_secs(2)..=Duration::from_secs(3600)).contains(&ttl) {
+        return Err(ConfigError::invalid(
+            "upstream.identity.ttl",
+            format!("is {}", humantime::format_duration(ttl)),
+            "use between 2s and 1h (about 60s is the intent: a backend sees it only in flight)",
+        ));
+    }
+    if raw.audience.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            "upstream.identity.audience",
+            "is missing",
+            "name the backend, e.g. audience = \"rag-backend\"; the backend checks it",
+        ));
+    }
+    Ok(IdentityConfig {
+        mode,
+        algorithm,
+        private_key,
+        generate_if_missing: raw.generate_if_missing,
+        ttl,
+        issuer: raw
+            .issuer
+            .clone()
+            .or_else(|| jwt_issuer.map(str::to_owned))
+            .unwrap_or_else(|| "authgate".into()),
+        audience: raw.audience.clone(),
     })
 }
 

@@ -87,6 +87,8 @@ pub struct Gateway {
     /// Token ids whose `last_used_at` is due; written by a background task.
     pub touch_queue: tokio::sync::mpsc::Sender<String>,
     touch_rx: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
+    /// Signs the identity assertion for the backend, when `[upstream.identity]` is set.
+    pub identity: Option<proxy::identity::Asserter>,
     /// The shared cache and revocation bus, when `redis.url` is set.
     pub redis: Option<store::cache::Redis>,
     /// Normalised usernames being registered on this replica right now.
@@ -113,7 +115,15 @@ impl Gateway {
                 )
             }
         };
-        let keys = auth::keys::load(&config.jwt).map_err(StartError::Secret)?;
+        let mut keys = auth::keys::load(&config.jwt).map_err(StartError::Secret)?;
+        let identity = match &config.upstream.identity {
+            Some(cfg) => {
+                let asserter = proxy::identity::Asserter::load(cfg).map_err(StartError::Secret)?;
+                keys.jwks = auth::keys::with_jwk(&keys.jwks, asserter.jwk.clone()).map_err(StartError::Secret)?;
+                Some(asserter)
+            }
+            None => None,
+        };
         let upstream = Upstream::new(&config.upstream).map_err(StartError::Upstream)?;
         let store = Store::connect(config.store.url.expose())
             .await
@@ -163,6 +173,7 @@ impl Gateway {
             limiter,
             api_tokens,
             redis,
+            identity,
             registering: std::sync::Mutex::new(std::collections::HashSet::new()),
             touch_queue,
             touch_rx: std::sync::Mutex::new(Some(touch_rx)),

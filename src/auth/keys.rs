@@ -62,14 +62,12 @@ pub fn load(cfg: &JwtConfig) -> Result<KeyRing, String> {
             }
             SecretSource::PrivatePem(path) => {
                 let pem = read(path, &format!("{what}.private_key"))?;
-                let enc = encoding_key(alg, &pem).map_err(|e| {
+                let (enc, mut jwk) = private_key(alg, &pem).map_err(|e| {
                     format!(
                         "{what}.private_key: {} is not a {alg} PKCS#8 PEM key: {e}",
                         path.display()
                     )
                 })?;
-                let mut jwk = public_jwk(alg, &pem, &enc)
-                    .map_err(|e| format!("{what}.private_key: cannot derive the public key: {e}"))?;
                 jwk.common.key_id.clone_from(&spec.kid);
                 jwk.common.public_key_use = Some(PublicKeyUse::Signature);
                 let dec = DecodingKey::from_jwk(&jwk).map_err(|e| format!("{what}.private_key: {e}"))?;
@@ -109,6 +107,22 @@ pub fn load(cfg: &JwtConfig) -> Result<KeyRing, String> {
         signer,
         jwks: Bytes::from(jwks),
     })
+}
+
+/// A JWKS document with one more key.
+pub fn with_jwk(jwks: &[u8], jwk: Jwk) -> Result<Bytes, String> {
+    let mut set: JwkSet = serde_json::from_slice(jwks).map_err(|e| format!("jwks: {e}"))?;
+    set.keys.push(jwk);
+    serde_json::to_vec(&set)
+        .map(Bytes::from)
+        .map_err(|e| format!("jwks: {e}"))
+}
+
+/// A private key (PKCS#8 PEM) for signing, and its public JWK.
+pub fn private_key(alg: JwtAlgorithm, pem: &[u8]) -> Result<(EncodingKey, Jwk), String> {
+    let enc = encoding_key(alg, pem).map_err(|e| e.to_string())?;
+    let jwk = public_jwk(alg, pem, &enc).map_err(|e| format!("cannot derive the public key: {e}"))?;
+    Ok((enc, jwk))
 }
 
 /// The public JWK of a private key. jsonwebtoken derives it for RSA and EC; for Ed25519 it only

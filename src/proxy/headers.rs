@@ -44,6 +44,7 @@ static GATEWAY_OWNED: [HeaderName; 4] = [
 static IDENTITY: [&str; 2] = ["x-user-id", "x-auth-assertion"];
 
 pub static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+pub static X_AUTH_ASSERTION: HeaderName = HeaderName::from_static("x-auth-assertion");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");

@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod headers;
+pub mod identity;
 pub mod upstream;
 
 use std::convert::Infallible;
@@ -253,6 +254,17 @@ async fn forward(
             peer = %peer.ip(),
             "stripped client-sent identity header"
         );
+    }
+    if let (Some(asserter), Some(p)) = (&gw.identity, &principal) {
+        let value = asserter.assertion(&gw.store, &p.user_id).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot sign the identity assertion");
+            GatewayError::Unavailable("identity assertion unavailable")
+        })?;
+        let name = match asserter.mode {
+            crate::config::AssertionMode::Header => headers::X_AUTH_ASSERTION.clone(),
+            crate::config::AssertionMode::Bearer => header::AUTHORIZATION,
+        };
+        parts.headers.insert(name, value);
     }
     parts.uri = gw.upstream.uri(path_and_query)?;
     parts.version = Version::HTTP_11;
