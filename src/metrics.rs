@@ -19,6 +19,42 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupLabels {
+    result: &'static str,
+}
+
+/// Where an API token lookup was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenLookup {
+    /// This process's cache.
+    Memory,
+    /// The shared Redis cache.
+    Redis,
+    /// The store (both caches missed).
+    Store,
+    /// Nowhere: an unknown token.
+    Unknown,
+}
+
+impl TokenLookup {
+    const ALL: [TokenLookup; 4] = [
+        TokenLookup::Memory,
+        TokenLookup::Redis,
+        TokenLookup::Store,
+        TokenLookup::Unknown,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            TokenLookup::Memory => "memory_hit",
+            TokenLookup::Redis => "redis_hit",
+            TokenLookup::Store => "store_hit",
+            TokenLookup::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -106,6 +142,7 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// HTTP/2 connections cut for a control-frame flood (rapid reset, PING, SETTINGS).
     pub h2_floods: Counter,
+    token_lookups: Vec<Counter>,
 }
 
 impl Default for Metrics {
@@ -184,6 +221,22 @@ impl Metrics {
             "HTTP/2 connections sent GOAWAY for a control-frame flood",
             h2_floods.clone(),
         );
+        let lookups = Family::<LookupLabels, Counter>::default();
+        registry.register(
+            "api_token_lookups",
+            "API token lookups by where they were answered (hit ratio: memory_hit / all)",
+            lookups.clone(),
+        );
+        let token_lookups = TokenLookup::ALL
+            .iter()
+            .map(|l| lookups.get_or_create(&LookupLabels { result: l.as_str() }).clone())
+            .collect();
+        registry.register("store_errors", "Store calls that failed", crate::store::ERRORS.clone());
+        registry.register(
+            "redis_errors",
+            "Redis calls that failed or timed out (the store answered instead)",
+            crate::store::cache::ERRORS.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -193,6 +246,7 @@ impl Metrics {
             tls_handshake_seconds,
             open_connections,
             h2_floods,
+            token_lookups,
         }
     }
 
@@ -202,6 +256,12 @@ impl Metrics {
             Some(r) => self.requests[(route_index(r) * 5 + s) * 4 + auth.index()].inc(),
             None => self.unrouted[s].inc(),
         };
+    }
+
+    pub fn token_lookup(&self, at: TokenLookup) {
+        if let Some(i) = TokenLookup::ALL.iter().position(|l| *l == at) {
+            self.token_lookups[i].inc();
+        }
     }
 
     pub fn auth_failure(&self, reason: AuthFailure) {

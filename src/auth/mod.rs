@@ -12,6 +12,7 @@ pub mod password;
 pub mod principal;
 pub mod revocation;
 
+use crate::metrics::TokenLookup;
 use http::{HeaderMap, Request, header};
 
 use crate::Gateway;
@@ -102,20 +103,30 @@ async fn authenticate_api_token(gw: &Gateway, token: &str) -> Result<Principal, 
     }
     let hash = api_token::hash(token);
     let owner = match gw.api_tokens.get(&hash) {
-        Some(owner) => owner,
+        Some(owner) => {
+            gw.metrics.token_lookup(TokenLookup::Memory);
+            owner
+        }
         None => {
             let cached = match &gw.redis {
                 Some(redis) => redis.get_token(&hash).await.flatten(),
                 None => None,
             };
             let (token, from_store) = match cached {
-                Some(t) => (t, false),
+                Some(t) => {
+                    gw.metrics.token_lookup(TokenLookup::Redis);
+                    (t, false)
+                }
                 None => {
                     let row = gw.store.api_token_by_hash(&hash).await.map_err(|e| {
                         tracing::warn!(error = %e, "API token lookup failed: store unavailable");
                         GatewayError::Unavailable("The credential store is unavailable")
                     })?;
-                    let row = row.ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))?;
+                    let Some(row) = row else {
+                        gw.metrics.token_lookup(TokenLookup::Unknown);
+                        return Err(GatewayError::Unauthenticated(AuthFailure::UnknownToken));
+                    };
+                    gw.metrics.token_lookup(TokenLookup::Store);
                     let token = crate::store::cache::CachedToken {
                         id: row.id,
                         user_id: row.user_id,

@@ -55,6 +55,10 @@ pub struct CachedToken {
     pub expires_at: Option<u64>,
 }
 
+/// Redis calls that failed or timed out, exported as `authgate_redis_errors_total`.
+pub static ERRORS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
 pub struct Redis {
     client: redis::Client,
     conn: ArcSwapOption<ConnectionManager>,
@@ -107,11 +111,13 @@ impl Redis {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "redis call failed; using the store for the next second");
+                ERRORS.inc();
                 self.trip();
                 None
             }
             Err(_) => {
                 tracing::warn!("redis call timed out; using the store for the next second");
+                ERRORS.inc();
                 self.trip();
                 None
             }

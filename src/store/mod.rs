@@ -111,6 +111,11 @@ pub struct NewApiToken<'a> {
 }
 
 /// A connection pool plus the kind of database behind it. Cloning shares the pool.
+/// Store calls that failed (not "not found" or "already exists"), exported as
+/// `authgate_store_errors_total`. Process-wide: every gateway in a process shares one store kind.
+pub static ERRORS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -489,6 +494,7 @@ fn db_err(e: sqlx::Error) -> StoreError {
         // `sqlx::Error` is non-exhaustive; the rest are encoding and driver faults.
         _ => "database driver error".to_owned(),
     };
+    ERRORS.inc();
     StoreError::Unavailable(text)
 }
 
