@@ -95,32 +95,19 @@ pub async fn user_list(config: &Config) -> Result<(), String> {
 /// next store sync (`store.sync_interval`).
 pub async fn user_set_disabled(config: &Config, who: &str, disabled: bool) -> Result<(), String> {
     let store = open_store(config).await?;
-    let by_name = match normalize_username(who) {
-        Ok((_, norm)) => store.user_by_norm(&norm).await.map_err(store_err)?,
-        Err(_) => None,
-    };
-    let user = match by_name {
-        Some(u) => u,
-        None => store
-            .user_by_id(who)
-            .await
-            .map_err(store_err)?
-            .ok_or_else(|| format!("no user `{who}`"))?,
-    };
+    let user = find_user(&store, who).await?;
     store.set_disabled(&user.id, disabled).await.map_err(store_err)?;
     // Running replicas: at once through the Redis bus when there is one, else at their next store sync.
-    if let Some(r) = &config.redis {
-        let redis = crate::store::cache::Redis::new(r.url.expose(), r.timeout, r.token_ttl)?;
-        let event = crate::store::cache::Event::User {
+    publish(
+        config,
+        crate::store::cache::Event::User {
             id: user.id.clone(),
             disabled,
             min_epoch: user.token_epoch,
             exempt_jti: None,
-        };
-        if !(redis.connect().await && redis.publish(&event).await) {
-            eprintln!("warning: redis unavailable; running gateways apply this at their next store sync");
-        }
-    }
+        },
+    )
+    .await?;
     tracing::info!(target: "authgate::audit", event = if disabled { "user_disabled" } else { "user_enabled" }, user_id = %user.id);
     println!(
         "{} user {} ({})",
@@ -128,6 +115,94 @@ pub async fn user_set_disabled(config: &Config, who: &str, disabled: bool) -> Re
         user.username,
         user.id
     );
+    Ok(())
+}
+
+/// A user by username, else by id.
+async fn find_user(store: &Store, who: &str) -> Result<crate::store::User, String> {
+    let by_name = match normalize_username(who) {
+        Ok((_, norm)) => store.user_by_norm(&norm).await.map_err(store_err)?,
+        Err(_) => None,
+    };
+    match by_name {
+        Some(u) => Ok(u),
+        None => store
+            .user_by_id(who)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| format!("--user: no user `{who}` (see `authgate user list`)")),
+    }
+}
+
+/// Tell running gateways through the Redis bus, when there is one.
+async fn publish(config: &Config, event: crate::store::cache::Event) -> Result<(), String> {
+    if let Some(r) = &config.redis {
+        let redis = crate::store::cache::Redis::new(r.url.expose(), r.timeout, r.token_ttl)?;
+        let connected = redis.connect().await;
+        if let crate::store::cache::Event::Token { hash } = &event
+            && connected
+        {
+            redis.del_token(hash).await;
+        }
+        if !(connected && redis.publish(&event).await) {
+            eprintln!("warning: redis unavailable; running gateways apply this at their next store sync");
+        }
+    }
+    Ok(())
+}
+
+/// `authgate token create --user U --name N [--expires-in SECS]`: the token goes to stdout once.
+pub async fn token_create(config: &Config, who: &str, name: &str, expires_in: Option<u64>) -> Result<(), String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err("--name: must be 1 to 100 characters".into());
+    }
+    if let Some(n) = expires_in
+        && !(1..=315_360_000).contains(&n)
+    {
+        return Err("--expires-in: must be 1 to 315360000 seconds".into());
+    }
+    let store = open_store(config).await?;
+    let user = find_user(&store, who).await?;
+    if user.disabled {
+        return Err(format!(
+            "--user: `{}` is disabled (`authgate user enable` first)",
+            user.username
+        ));
+    }
+    let token = crate::auth::api_token::generate();
+    let now = now_secs() as i64;
+    let row = store
+        .create_api_token(&crate::store::NewApiToken {
+            id: &Uuid::new_v4().to_string(),
+            user_id: &user.id,
+            name,
+            token_hash: &crate::auth::api_token::hash(&token),
+            created_at: now,
+            expires_at: expires_in.map(|n| now + n as i64),
+        })
+        .await
+        .map_err(store_err)?;
+    tracing::info!(target: "authgate::audit", event = "token_created", user_id = %user.id, token_id = %row.id, via = "cli");
+    eprintln!(
+        "created API token {} ({name}) for {}; it is shown once:",
+        row.id, user.username
+    );
+    println!("{token}");
+    Ok(())
+}
+
+/// `authgate token revoke ID`.
+pub async fn token_revoke(config: &Config, id: &str) -> Result<(), String> {
+    let store = open_store(config).await?;
+    let (user_id, hash) = store
+        .delete_api_token_any_user(id)
+        .await
+        .map_err(store_err)?
+        .ok_or_else(|| format!("no API token with id `{id}`"))?;
+    publish(config, crate::store::cache::Event::Token { hash }).await?;
+    tracing::info!(target: "authgate::audit", event = "token_revoked", user_id = %user_id, token_id = id, via = "cli");
+    println!("revoked API token {id} (user {user_id})");
     Ok(())
 }
 

@@ -32,9 +32,28 @@ enum Command {
     /// Manage users in the configured store.
     #[command(subcommand)]
     User(UserCommand),
+    /// Long-lived API tokens for programs.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token for a user (by username or id); the token is printed once.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: String,
+        /// Lifetime in seconds (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+    /// Revoke an API token by id, whoever owns it; running gateways refuse it at once with Redis.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -74,6 +93,30 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(&cli.config),
         Command::Keys(KeysCommand::Generate { algorithm, kid, out }) => {
             report(authgate::cli::keys_generate(&algorithm, kid.as_deref(), &out))
+        }
+        Command::Token(cmd) => {
+            let config = match Config::load(&cli.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("authgate: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("authgate: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            report(runtime.block_on(async {
+                match cmd {
+                    TokenCommand::Create { user, name, expires_in } => {
+                        authgate::cli::token_create(&config, &user, &name, expires_in).await
+                    }
+                    TokenCommand::Revoke { id } => authgate::cli::token_revoke(&config, &id).await,
+                }
+            }))
         }
         Command::User(cmd) => {
             let config = match Config::load(&cli.config) {
@@ -203,6 +246,15 @@ async fn serve(config: Config) -> Result<(), StartError> {
         admin = %admin_addr,
         mode,
         upstream = %format_args!("{}://{}", config.upstream.scheme, config.upstream.authority),
+        store = match gw.store.kind() {
+            authgate::store::StoreKind::Sqlite => "sqlite",
+            authgate::store::StoreKind::Postgres => "postgres",
+        },
+        cache = if gw.redis.is_some() { "redis (shared by replicas)" } else { "in-process only" },
+        identity_assertion = gw.identity.as_ref().map_or("off", |a| match a.mode {
+            authgate::config::AssertionMode::Header => "X-Auth-Assertion",
+            authgate::config::AssertionMode::Bearer => "Authorization: Bearer",
+        }),
         "authgate starting"
     );
     let redirect = match config.server.redirect_http {

@@ -240,6 +240,66 @@ async fn port_in_use_is_a_clear_error() {
     assert!(err.contains("server.listen") && err.contains("cannot listen"), "{err}");
 }
 
+#[test]
+fn unreadable_certificate_and_unreachable_store_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n";
+    let listen = "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let cases = [
+        (
+            format!("{listen}[tls]\ncert = \"missing-cert.pem\"\nkey = \"missing-key.pem\"\n{secret}"),
+            "tls.cert",
+        ),
+        (
+            format!(
+                "[server]\nplaintext = true\n{}{secret}[store]\nurl = \"postgres://authgate@127.0.0.1:1/authgate\"\n",
+                &listen[9..]
+            ),
+            "store.url",
+        ),
+    ];
+    for (toml, key) in cases {
+        std::fs::write(dir.path().join("g.toml"), &toml).unwrap();
+        let started = std::time::Instant::now();
+        let out = authgate(dir.path()).args(["--config", "g.toml"]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{key}: {err}");
+        assert!(err.contains(key), "{key}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{key}: took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_start_up_banner_names_listeners_mode_store_and_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("g.toml"),
+        "[server]\nplaintext = true\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n",
+    )
+    .unwrap();
+    let mut cmd = authgate(dir.path());
+    cmd.args(["--config", "g.toml"]);
+    let run = spawn(cmd);
+    let banner = run
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("authgate starting"))
+        .cloned()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&banner).unwrap();
+    assert_eq!(v["mode"], "plaintext", "{banner}");
+    assert_eq!(v["store"], "sqlite", "{banner}");
+    assert_eq!(v["cache"], "in-process only", "{banner}");
+    assert!(run.listen.starts_with("127.0.0.1:") && run.admin.starts_with("127.0.0.1:"));
+}
+
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_stream_finish_then_exits_0() {
     let up = TestUpstream::start().await;

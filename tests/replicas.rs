@@ -367,3 +367,72 @@ async fn accounts_and_tokens_on_postgres_without_redis() {
         401
     );
 }
+
+/// Run the operator CLI on the replicas' store and Redis; returns (stdout, stderr).
+async fn cli(toml: &str, args: &[&str]) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\nplaintext = true\n[jwt]\nsecret = \"{SECRET}\"\n{toml}"),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(args)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "authgate {args:?}: {stderr}");
+    (stdout, stderr)
+}
+
+#[tokio::test]
+async fn operator_cli_tokens_and_disable_reach_every_replica_within_a_second() {
+    let pg = Postgres::start().await;
+    let redis = Redis::start();
+    let up = TestUpstream::start().await;
+    let toml = replica_toml(&pg.fresh_db().await, Some(&redis.url()), "");
+    let a = TestGateway::start_with(&up.url(), &toml).await;
+    let b = TestGateway::start_with(&up.url(), &toml).await;
+    let user_id = register(&a, "ops").await.json()["user_id"].as_str().unwrap().to_owned();
+    let session = jwt(&a, "ops").await;
+
+    // `token create`: the token is printed once on stdout and works on both replicas.
+    let (stdout, stderr) = cli(&toml, &["token", "create", "--user", "ops", "--name", "nightly"]).await;
+    let key = stdout.trim().to_owned();
+    assert!(key.starts_with("agt_"), "{stdout}");
+    let id = stderr
+        .split_whitespace()
+        .nth(3)
+        .expect("the token id on stderr")
+        .to_owned();
+    assert_eq!(status_with_key(&a, &key).await, 200);
+    assert_eq!(status_with_key(&b, &key).await, 200);
+    assert_eq!(up.seen.last().one("x-user-id").as_deref(), Some(user_id.as_str()));
+
+    // `token revoke ID`: refused on both within 1 s (both had it cached).
+    cli(&toml, &["token", "revoke", &id]).await;
+    let revoke_took = until_refused(&b, ("x-api-key", &key)).await;
+    assert_eq!(status_with_key(&a, &key).await, 401);
+
+    // `user disable`: the session is refused on both within 1 s.
+    assert_eq!(
+        b.client()
+            .get("/x", &[("authorization", &bearer(&session))])
+            .await
+            .status,
+        200
+    );
+    cli(&toml, &["user", "disable", "ops"]).await;
+    let disable_took = until_refused(&b, ("authorization", &bearer(&session))).await;
+    let disable_a = until_refused(&a, ("authorization", &bearer(&session))).await;
+    println!("CLI propagation: token revoke {revoke_took:?}, user disable {disable_took:?} / {disable_a:?}");
+    assert!(revoke_took < Duration::from_secs(1), "{revoke_took:?}");
+    assert!(disable_took < Duration::from_secs(1), "{disable_took:?}");
+}
