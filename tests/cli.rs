@@ -466,3 +466,115 @@ fn operator_cli_adds_lists_and_disables_users() {
     // The database is under data/, which git ignores.
     assert!(dir.path().join("data/ops.db").exists());
 }
+
+#[tokio::test]
+async fn audit_events_are_json_lines_with_user_ip_and_request_id_and_no_secret() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dev_config(dir.path(), &up.url());
+    let run = spawn(authgate(dir.path()));
+    let c = Client::new(
+        &dir.path().join("certs/dev-cert.pem"),
+        run.listen.parse().unwrap(),
+        false,
+    );
+    let json_ct = ("content-type", "application/json");
+    let post = |path: &'static str, body: serde_json::Value, auth: Option<String>| {
+        let c = &c;
+        async move {
+            let mut headers = vec![json_ct];
+            let bearer_value = auth.map(|a| bearer(&a));
+            if let Some(b) = &bearer_value {
+                headers.push(("authorization", b.as_str()));
+            }
+            c.call("POST", path, &headers, Some(body.to_string().into_bytes()))
+                .await
+        }
+    };
+    let password = "audit horse battery";
+    let new_password = "audit horse battery 2";
+    let r = post(
+        "/api/auth/register",
+        serde_json::json!({"username": "auditor", "password": password, "email": "a@example.com"}),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let user_id = r.json()["user_id"].as_str().unwrap().to_owned();
+    let bad = post(
+        "/api/auth/login",
+        serde_json::json!({"username": "auditor", "password": "wrong horse battery"}),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, 401);
+    let login = post(
+        "/api/auth/login",
+        serde_json::json!({"username": "auditor", "password": password}),
+        None,
+    )
+    .await;
+    let jwt = login.json()["access_token"].as_str().unwrap().to_owned();
+    let created = post("/api/auth/tokens", serde_json::json!({"name": "ci"}), Some(jwt.clone())).await;
+    assert_eq!(created.status, 201);
+    let api = created.json()["token"].as_str().unwrap().to_owned();
+    let token_id = created.json()["id"].as_str().unwrap().to_owned();
+    let r = c
+        .call(
+            "DELETE",
+            &format!("/api/auth/tokens/{token_id}"),
+            &[("authorization", &bearer(&jwt))],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let r = post(
+        "/api/auth/password",
+        serde_json::json!({"current_password": password, "new_password": new_password}),
+        Some(jwt.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(
+        post("/api/auth/logout", serde_json::json!({}), Some(jwt.clone()))
+            .await
+            .status,
+        204
+    );
+
+    let wanted = [
+        "register",
+        "login_failure",
+        "login_success",
+        "token_created",
+        "token_revoked",
+        "password_change",
+        "logout",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let audit: Vec<serde_json::Value> = loop {
+        let lines = run.stderr.lock().unwrap().clone();
+        let audit: Vec<serde_json::Value> = lines
+            .iter()
+            .filter(|l| l.contains("authgate::audit"))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+            .collect();
+        if audit.len() >= wanted.len() || std::time::Instant::now() > deadline {
+            for l in &lines {
+                for secret in [password, new_password, jwt.as_str(), api.as_str()] {
+                    assert!(!l.contains(secret), "a secret in the log: {l}");
+                }
+            }
+            break audit;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let events: Vec<&str> = audit.iter().map(|v| v["event"].as_str().unwrap_or("?")).collect();
+    assert_eq!(events, wanted, "{audit:?}");
+    for v in &audit {
+        assert_eq!(v["target"], "authgate::audit", "{v}");
+        assert_eq!(v["user_id"], user_id.as_str(), "{v}");
+        assert_eq!(v["peer"], "127.0.0.1", "{v}");
+        assert!(v["request_id"].as_str().is_some_and(|r| r.len() >= 8), "{v}");
+    }
+}
