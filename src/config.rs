@@ -339,7 +339,9 @@ pub struct RawIdentity {
     pub generate_if_missing: bool,
     pub ttl: Dur,
     pub issuer: Option<String>,
-    pub audience: String,
+    /// The `aud` claim; unset sends none (PyJWT-based backends such as RAG Modulo refuse an `aud`
+    /// they were not told to expect).
+    pub audience: Option<String>,
 }
 
 impl Default for RawIdentity {
@@ -351,7 +353,7 @@ impl Default for RawIdentity {
             generate_if_missing: false,
             ttl: secs(60),
             issuer: None,
-            audience: String::new(),
+            audience: None,
         }
     }
 }
@@ -545,7 +547,7 @@ pub struct IdentityConfig {
     pub generate_if_missing: bool,
     pub ttl: Duration,
     pub issuer: String,
-    pub audience: String,
+    pub audience: Option<String>,
 }
 
 /// Where a key's material comes from.
@@ -1078,11 +1080,11 @@ fn validate_identity(raw: &RawIdentity, jwt_issuer: Option<&str>) -> Result<Iden
             "use between 2s and 1h (about 60s is the intent: a backend sees it only in flight)",
         ));
     }
-    if raw.audience.trim().is_empty() {
+    if raw.audience.as_ref().is_some_and(|a| a.trim().is_empty()) {
         return Err(ConfigError::invalid(
             "upstream.identity.audience",
-            "is missing",
-            "name the backend, e.g. audience = \"rag-backend\"; the backend checks it",
+            "is empty",
+            "name the backend, e.g. audience = \"rag-backend\", or remove the key to send no aud claim",
         ));
     }
     Ok(IdentityConfig {

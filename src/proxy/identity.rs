@@ -30,7 +30,7 @@ pub struct Asserter {
     pub jwk: Jwk,
     ttl: u64,
     issuer: String,
-    audience: String,
+    audience: Option<String>,
     /// By user id: (reuse until, header value).
     cache: Mutex<HashMap<String, (u64, HeaderValue)>>,
 }
@@ -41,12 +41,16 @@ struct Claims<'a> {
     uuid: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     username: Option<&'a str>,
+    /// The username again, under the name RAG Modulo's middleware reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<&'a str>,
     iat: u64,
     exp: u64,
     iss: &'a str,
-    aud: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
 }
 
 impl Asserter {
@@ -108,11 +112,12 @@ impl Asserter {
             sub: user.as_str(),
             uuid: user.as_str(),
             username: account.as_ref().map(|u| u.username.as_str()),
+            name: account.as_ref().map(|u| u.username.as_str()),
             email: account.as_ref().map(|u| u.email.as_str()),
             iat: now,
             exp: now + self.ttl,
             iss: &self.issuer,
-            aud: &self.audience,
+            aud: self.audience.as_deref(),
         };
         let jwt = jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| e.to_string())?;
         let text = match self.mode {
