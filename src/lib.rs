@@ -82,6 +82,8 @@ pub struct Gateway {
     pub passwords: Passwords,
     pub revocations: Revocations,
     pub limiter: LoginLimiter,
+    /// Access tokens already verified (signature and claims), by token.
+    pub verified: auth::VerifiedCache,
     /// Resolved API tokens, by hash.
     pub api_tokens: auth::api_token::TokenCache,
     /// Token ids whose `last_used_at` is due; written by a background task.
@@ -154,6 +156,7 @@ impl Gateway {
         };
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         let config_listen_port = config.server.listen.port();
+        let config_leeway = config.jwt.leeway;
         Ok(Gateway {
             config,
             verifier: keys.verifier,
@@ -172,6 +175,7 @@ impl Gateway {
             revocations,
             limiter,
             api_tokens,
+            verified: auth::VerifiedCache::new(10_000, config_leeway),
             redis,
             identity,
             registering: std::sync::Mutex::new(std::collections::HashSet::new()),

@@ -82,7 +82,18 @@ pub async fn authenticate<B>(gw: &Gateway, req: &Request<B>) -> Result<Principal
     if token.starts_with(api_token::PREFIX) {
         return authenticate_api_token(gw, token).await;
     }
-    let verified = gw.verifier.verify(token).map_err(GatewayError::Unauthenticated)?;
+    let now = jwt::now_secs();
+    let verified = match gw.verified.get(token, now) {
+        Some(v) => v,
+        None => {
+            let v = gw
+                .verifier
+                .verify_at(token, now)
+                .map_err(GatewayError::Unauthenticated)?;
+            gw.verified.insert(token, &v);
+            v
+        }
+    };
     gw.revocations
         .check(verified.user_id.as_str(), &verified)
         .map_err(GatewayError::Unauthenticated)?;
@@ -93,6 +104,45 @@ pub async fn authenticate<B>(gw: &Gateway, req: &Request<B>) -> Result<Principal
         iat: verified.iat,
         exp: Some(verified.exp),
     })
+}
+
+/// Access tokens whose signature and claims have been checked, so a client's next request with the
+/// same token skips the HMAC and JSON work. A hit re-checks expiry; revocation is checked on every
+/// request after this (it is not cached), so a logout still takes effect at once. Only verified
+/// tokens enter, so a flood of forgeries cannot fill it; when full it starts over.
+pub struct VerifiedCache {
+    entries: std::sync::Mutex<std::collections::HashMap<Box<str>, jwt::VerifiedToken>>,
+    max_entries: usize,
+    leeway: u64,
+}
+
+impl VerifiedCache {
+    pub fn new(max_entries: usize, leeway: std::time::Duration) -> Self {
+        VerifiedCache {
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+            max_entries,
+            leeway: leeway.as_secs(),
+        }
+    }
+
+    pub fn get(&self, token: &str, now: u64) -> Option<jwt::VerifiedToken> {
+        let mut entries = self.entries.lock().ok()?;
+        let hit = entries.get(token)?;
+        if now >= hit.exp.saturating_add(self.leeway) {
+            entries.remove(token);
+            return None;
+        }
+        Some(hit.clone())
+    }
+
+    pub fn insert(&self, token: &str, verified: &jwt::VerifiedToken) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= self.max_entries {
+                entries.clear();
+            }
+            entries.insert(token.into(), verified.clone());
+        }
+    }
 }
 
 /// An API token: the in-process cache, then Redis, then the store (fail closed with 503 when the
@@ -200,5 +250,26 @@ mod tests {
             assert!(bearer(&with(v)).is_err(), "{v:?}");
         }
         assert_eq!(bearer(&HeaderMap::new()), Ok(Credential::None));
+    }
+
+    #[test]
+    fn the_verified_cache_rechecks_expiry_and_stays_bounded() {
+        let cache = VerifiedCache::new(2, std::time::Duration::from_secs(30));
+        let v = |exp| jwt::VerifiedToken {
+            user_id: principal::UserId::parse("u").unwrap(),
+            jti: None,
+            iat: None,
+            exp,
+            epoch: 0,
+        };
+        cache.insert("a", &v(1000));
+        assert!(cache.get("a", 1029).is_some());
+        assert!(cache.get("a", 1030).is_none(), "expired (with leeway) on a hit");
+        assert!(cache.get("a", 0).is_none(), "and evicted");
+        assert!(cache.get("b", 0).is_none());
+        for t in ["x", "y", "z"] {
+            cache.insert(t, &v(5000));
+        }
+        assert!(cache.entries.lock().unwrap().len() <= 2);
     }
 }
