@@ -13,9 +13,6 @@ use tokio::net::TcpListener;
 use authgate::config::{self, Config};
 use authgate::{StartError, telemetry};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "authgate", version, about = "Reverse-proxy authentication gateway")]
 struct Cli {

@@ -20,7 +20,9 @@ pub fn init(log: &LogConfig) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| EnvFilter::new(&log.level));
+        // rustls warns on every handshake whose SNI is an IP address (a client's choice): one line
+        // per connection would let any client flood the log, so only its errors are kept.
+        .unwrap_or_else(|| EnvFilter::new(format!("{},rustls=error", log.level)));
     let is_audit = |m: &tracing::Metadata<'_>| m.target() == AUDIT;
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
