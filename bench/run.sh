@@ -1,0 +1,469 @@
+#!/usr/bin/env bash
+# bench/run.sh: the issue-6 benchmark. authgate against a plain nginx reverse proxy and HAProxy
+# checking the same JWT, on one machine, with the same static backend, token and connection counts.
+#
+# Usage:
+#   bench/run.sh                 throughput: every mode x every target, ROUNDS rounds (median),
+#                                then p99 at a fixed rate of 50% of the maximum load (about 16 min)
+#   bench/run.sh memory          idle RSS, start-to-/readyz time, RSS per idle TLS connection
+#   bench/run.sh all             memory, then throughput
+#   ROUNDS=1 DURATION=5 bench/run.sh    a quick look (about 3 min)
+#
+# Settings (environment):
+#   ROUNDS=3            rounds; each figure is the median over the rounds (rounds are interleaved)
+#   DURATION=10         seconds per measurement
+#   CONNS=64            connections (wrk -t1 -cCONNS, h2load -t1 -cCONNS)
+#   H2_STREAMS=8        concurrent streams per h2 connection (h2load -m)
+#   MODES="http1 tls h2 newtls"   (also: resumed = wrk -H 'Connection: close', TLS sessions resumed)
+#   TARGETS="direct nginx haproxy-jwt authgate-jwt authgate-api"
+#   RATE=               fixed-rate phase req/s (default: 50% of min(nginx, authgate-jwt) TLS req/s)
+#   FIXED_RATE=1        0 skips the fixed-rate phase
+#   HOLD_CONNS=10000    idle TLS connections for `memory`
+#   STARTS=5            authgate starts timed for `memory`
+#   NO_BUILD=1          use target/release/authgate as it is (default: cargo build --release --locked)
+#   KEEP_TMP=1          keep the temp dir (configs, logs, raw tool output)
+#
+# Placement: each proxy runs alone on core 1 with one worker (authgate TOKIO_WORKER_THREADS=1,
+# nginx worker_processes 1, HAProxy nbthread 1); the static backend (nginx, one worker) and the
+# load generator (wrk / h2load, one thread) share core 0. Loopback only. Installs nginx, haproxy,
+# wrk and nghttp2-client (h2load) with apt-get when missing. Every process it starts is stopped on
+# exit. Any non-2xx answer or socket error during a measurement aborts the run: a proxy answering
+# 401 quickly would be a bogus win.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="$ROOT/bench"
+HELP="$BENCH/bench_helpers.py"
+CMD="${1:-throughput}"
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10}"; DURATION="${DURATION%s}"
+CONNS="${CONNS:-64}"
+H2_STREAMS="${H2_STREAMS:-8}"
+MODES="${MODES:-http1 tls h2 newtls}"
+TARGETS="${TARGETS:-direct nginx haproxy-jwt authgate-jwt authgate-api}"
+RATE="${RATE:-}"
+FIXED_RATE="${FIXED_RATE:-1}"
+HOLD_CONNS="${HOLD_CONNS:-10000}"
+STARTS="${STARTS:-5}"
+BIN="$ROOT/target/release/authgate"
+# Not a real secret: a fixed 40-byte HS256 key used only by this loopback benchmark.
+JWT_SECRET="bench-only-hs256-secret-0123456789abcdef"
+JWT_SUB="bench-user-42"
+LOADGEN_CPU=0
+PROXY_CPU=1
+
+case "$CMD" in
+    throughput | memory | all) ;;
+    -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown command: $CMD (throughput | memory | all)" >&2; exit 2 ;;
+esac
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# ---------------------------------------------------------------- tools, build, temp dir, cleanup
+[ "$(nproc)" -ge 2 ] || die "needs at least 2 cores (found $(nproc))"
+need_pkgs=()
+for pair in nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client curl:curl openssl:openssl \
+    taskset:util-linux ss:iproute2 python3:python3; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need_pkgs+=("${pair#*:}")
+done
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+    log "installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null && apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; }
+fi
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
+
+TMP="$(mktemp -d /tmp/authgate-bench.XXXXXX)"
+chmod 755 "$TMP" # nginx workers run as nobody
+mkdir -p "$TMP/logs" "$TMP/raw" "$TMP/nginx-tmp"
+PIDS=()
+cleanup() {
+    local rc=$? pid i
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for i in $(seq 50); do
+        local alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [ "${KEEP_TMP:-0}" = 1 ] || [ "$rc" != 0 ]; then
+        log "temp dir kept: $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [ "${NO_BUILD:-0}" != 1 ]; then
+    log "cargo build --release --locked"
+    (cd "$ROOT" && timeout 1800 cargo build --release --locked --bin authgate >"$TMP/logs/build.log" 2>&1) ||
+        { tail -30 "$TMP/logs/build.log" >&2; die "cargo build failed (log: $TMP/logs/build.log)"; }
+fi
+[ -x "$BIN" ] || die "$BIN missing"
+
+# Open files: 10,000 idle connections need more than the usual 1024.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE="$(ulimit -n)"
+[ "$NOFILE" = unlimited ] && NOFILE=65536
+MAXCONN=$((NOFILE - 1000 > 20000 ? 20000 : NOFILE - 1000))
+
+# ---------------------------------------------------------------- keys, tokens, ports, configs
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
+chmod 600 "$TMP/key.pem"
+cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/haproxy.pem"
+chmod 600 "$TMP/haproxy.pem"
+JWT="$(python3 "$HELP" jwt "$JWT_SECRET" "$JWT_SUB")"
+BAD_JWT="${JWT%?????}AAAAA"
+
+mapfile -t P < <(python3 "$HELP" ports 12)
+BACKEND_PORT=${P[0]} BACKEND_TLS_PORT=${P[1]}
+NGINX_PORT=${P[2]} NGINX_TLS_PORT=${P[3]}
+HAPROXY_PORT=${P[4]} HAPROXY_TLS_PORT=${P[5]}
+AG_PORT=${P[6]} AG_ADMIN=${P[7]} AG_TLS_PORT=${P[8]} AG_TLS_ADMIN=${P[9]}
+AG_START_PORT=${P[10]} AG_START_ADMIN=${P[11]}
+
+# render TEMPLATE OUT NAME=VALUE...: replace each @NAME@ placeholder (values may span lines).
+render() {
+    local text kv
+    text="$(<"$1")"
+    shift
+    local out="$1"
+    shift
+    for kv in "$@"; do text="${text//@${kv%%=*}@/${kv#*=}}"; done
+    [[ "$text" != *@[A-Z_]*@* ]] || die "unfilled placeholder in $out"
+    printf '%s\n' "$text" >"$out"
+}
+COMMON=(TMP="$TMP" NOFILE="$NOFILE" MAXCONN="$MAXCONN" BACKEND_PORT="$BACKEND_PORT")
+render "$BENCH/nginx-backend.conf" "$TMP/nginx-backend.conf" "${COMMON[@]}" BACKEND_TLS_PORT="$BACKEND_TLS_PORT"
+render "$BENCH/nginx-proxy.conf" "$TMP/nginx-proxy.conf" "${COMMON[@]}" \
+    NGINX_PORT="$NGINX_PORT" NGINX_TLS_PORT="$NGINX_TLS_PORT"
+render "$BENCH/haproxy.cfg" "$TMP/haproxy.cfg" "${COMMON[@]}" \
+    HAPROXY_PORT="$HAPROXY_PORT" HAPROXY_TLS_PORT="$HAPROXY_TLS_PORT" JWT_SECRET="$JWT_SECRET"
+TLS_SECTION="[tls]
+cert = \"$TMP/cert.pem\"
+key = \"$TMP/key.pem\""
+render "$BENCH/authgate.toml" "$TMP/authgate-plain.toml" "${COMMON[@]}" \
+    PORT="$AG_PORT" ADMIN_PORT="$AG_ADMIN" PLAINTEXT="plaintext = true" TLS=""
+render "$BENCH/authgate.toml" "$TMP/authgate-tls.toml" "${COMMON[@]}" \
+    PORT="$AG_TLS_PORT" ADMIN_PORT="$AG_TLS_ADMIN" PLAINTEXT="" TLS="$TLS_SECTION"
+render "$BENCH/authgate.toml" "$TMP/authgate-start.toml" "${COMMON[@]}" \
+    PORT="$AG_START_PORT" ADMIN_PORT="$AG_START_ADMIN" PLAINTEXT="" TLS="$TLS_SECTION"
+AUTHGATE=(env TOKIO_WORKER_THREADS=1 JWT_SECRET_KEY="$JWT_SECRET" "$BIN" --config)
+
+# ---------------------------------------------------------------- processes
+declare -A PID_OF
+start() { # start NAME CPU CMD...
+    local name=$1 cpu=$2
+    shift 2
+    taskset -c "$cpu" "$@" >"$TMP/logs/$name.log" 2>&1 &
+    PIDS+=($!)
+    PID_OF[$name]=$!
+}
+wait_tcp() { # wait_tcp NAME PORT
+    local i
+    for i in $(seq 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+        kill -0 "${PID_OF[$1]}" 2>/dev/null || { cat "$TMP/logs/$1.log" >&2; die "$1 exited at start"; }
+        sleep 0.05
+    done
+    cat "$TMP/logs/$1.log" >&2
+    die "$1 is not listening on $2"
+}
+wait_ready() { # wait_ready NAME ADMIN_PORT
+    local i
+    for i in $(seq 300); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$2/readyz")" = 200 ] && return 0
+        kill -0 "${PID_OF[$1]}" 2>/dev/null || { cat "$TMP/logs/$1.log" >&2; die "$1 exited at start"; }
+        sleep 0.05
+    done
+    cat "$TMP/logs/$1.log" >&2
+    die "$1: /readyz not 200 after 15 s"
+}
+rss_kib() { # VmRSS of a pid and its children (nginx: master + worker)
+    local total=0 p
+    for p in "$1" $(pgrep -P "$1" || true); do
+        total=$((total + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    echo "$total"
+}
+
+log "temp dir $TMP; starting backend (core $LOADGEN_CPU) and proxies (core $PROXY_CPU)"
+start backend "$LOADGEN_CPU" "$NGINX" -e "$TMP/logs/backend-error.log" -c "$TMP/nginx-backend.conf"
+start nginx "$PROXY_CPU" "$NGINX" -e "$TMP/logs/nginx-proxy-error.log" -c "$TMP/nginx-proxy.conf"
+start haproxy "$PROXY_CPU" "$HAPROXY" -db -f "$TMP/haproxy.cfg"
+start authgate-plain "$PROXY_CPU" "${AUTHGATE[@]}" "$TMP/authgate-plain.toml"
+wait_tcp backend "$BACKEND_PORT"
+wait_tcp nginx "$NGINX_TLS_PORT"
+wait_tcp haproxy "$HAPROXY_TLS_PORT"
+wait_ready authgate-plain "$AG_ADMIN" # creates and migrates the store before the second instance opens it
+start authgate-tls "$PROXY_CPU" "${AUTHGATE[@]}" "$TMP/authgate-tls.toml"
+wait_ready authgate-tls "$AG_TLS_ADMIN"
+sleep 1
+
+# ---------------------------------------------------------------- memory and start-up
+run_memory() {
+    log "memory: idle RSS, start-to-/readyz, RSS with $HOLD_CONNS idle TLS keep-alive connections"
+    local n=$HOLD_CONNS
+    if [ "$n" -gt $((MAXCONN - 100)) ]; then
+        n=$((MAXCONN - 100))
+        log "open-file limit $NOFILE: holding $n connections instead of $HOLD_CONNS"
+    fi
+    local idle_ag idle_ng idle_hp
+    idle_ag=$(rss_kib "${PID_OF[authgate-tls]}")
+    idle_ng=$(rss_kib "${PID_OF[nginx]}")
+    idle_hp=$(rss_kib "${PID_OF[haproxy]}")
+
+    local starts
+    starts=$(timeout 300 taskset -c "$LOADGEN_CPU" python3 "$HELP" startup "$STARTS" "$AG_START_ADMIN" -- \
+        taskset -c "$PROXY_CPU" "${AUTHGATE[@]}" "$TMP/authgate-start.toml") || die "start-up timing failed"
+
+    local name port res rows=""
+    for name in nginx haproxy authgate-tls; do
+        case $name in
+            nginx) port=$NGINX_TLS_PORT ;; haproxy) port=$HAPROXY_TLS_PORT ;; authgate-tls) port=$AG_TLS_PORT ;;
+        esac
+        log "  holding $n TLS connections on $name"
+        res=$(timeout 600 taskset -c "$LOADGEN_CPU" python3 "$HELP" hold "$port" "$n" "$JWT" "${PID_OF[$name]}") ||
+            die "hold on $name failed"
+        echo "$res" >"$TMP/raw/hold-$name.json"
+        rows+="$(python3 - "$name" "$res" <<'PY'
+import json, sys
+name, r = sys.argv[1], json.loads(sys.argv[2])
+per = (r["rss_after_kib"] - r["rss_before_kib"]) / max(r["open_after_3s"], 1)
+note = "" if r["failures"] == 0 else f" ({r['failures']} failed: {', '.join(r['failure_kinds'])})"
+print(f"| {name} | {r['rss_before_kib'] / 1024:.1f} | {r['rss_after_kib'] / 1024:.1f} | "
+      f"{r['ok']}/{r['requested']}{note} | {r['open_after_3s']} | {per:.1f} |")
+PY
+)"$'\n'
+        sleep 2
+    done
+
+    echo
+    echo "## Memory and start-up"
+    echo
+    echo "| process | idle RSS MiB |"
+    echo "|---|---:|"
+    echo "| authgate (TLS instance, 1 worker, no traffic yet) | $(awk -v k="$idle_ag" 'BEGIN{printf "%.1f", k/1024}') |"
+    echo "| nginx proxy (master + 1 worker) | $(awk -v k="$idle_ng" 'BEGIN{printf "%.1f", k/1024}') |"
+    echo "| haproxy (1 thread) | $(awk -v k="$idle_hp" 'BEGIN{printf "%.1f", k/1024}') |"
+    echo
+    echo "authgate start to /readyz 200 (existing SQLite store, ms, $STARTS starts): $starts" \
+        "(median $(printf '%s\n' $starts | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}') ms)"
+    echo
+    echo "Idle TLS 1.3 keep-alive connections, each after one authenticated GET (python asyncio client," \
+        "128 handshakes in flight); RSS of the proxy process tree before/after, per connection still open 3 s later:"
+    echo
+    echo "| proxy | RSS before MiB | RSS after MiB | connections ok | open after 3 s | KiB per connection |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    printf '%s' "$rows"
+    echo
+}
+
+# ---------------------------------------------------------------- throughput
+RESULTS="$TMP/results.tsv"
+LATENCY="$TMP/latency.tsv"
+: >"$RESULTS"
+: >"$LATENCY"
+OFFERED=""
+
+port_of() { # port_of TARGET MODE
+    local tls=1
+    [ "$2" = http1 ] && tls=0
+    case "$1" in
+        direct) [ $tls = 1 ] && echo "$BACKEND_TLS_PORT" || echo "$BACKEND_PORT" ;;
+        nginx) [ $tls = 1 ] && echo "$NGINX_TLS_PORT" || echo "$NGINX_PORT" ;;
+        haproxy-jwt) [ $tls = 1 ] && echo "$HAPROXY_TLS_PORT" || echo "$HAPROXY_PORT" ;;
+        authgate-*) [ $tls = 1 ] && echo "$AG_TLS_PORT" || echo "$AG_PORT" ;;
+        *) die "unknown target $1" ;;
+    esac
+}
+# TLS URLs name localhost (127.0.0.1 here) so the clients send a host name as SNI: with an IP
+# literal, rustls logs a warning per handshake, which would bill authgate for a client quirk.
+url_of() { [ "$2" = http1 ] && echo "http://127.0.0.1:$(port_of "$1" "$2")/" || echo "https://localhost:$(port_of "$1" "$2")/"; }
+token_of() { [ "$1" = authgate-api ] && echo "$API_TOKEN" || echo "$JWT"; }
+expected_body() {
+    case "$1" in
+        direct | nginx) echo "ok forged" ;; authgate-api) echo "ok $API_USER" ;; *) echo "ok $JWT_SUB" ;;
+    esac
+}
+
+create_api_token() {
+    local base="https://127.0.0.1:$AG_TLS_PORT" resp access
+    curl -sk -o /dev/null -X POST "$base/api/auth/register" -H 'Content-Type: application/json' \
+        -d '{"username":"bench","password":"bench-password-123","email":"bench@example.com"}'
+    resp=$(curl -sk -X POST "$base/api/auth/login" -H 'Content-Type: application/json' \
+        -d '{"username":"bench","password":"bench-password-123"}')
+    access=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' <<<"$resp") ||
+        die "login failed: $resp"
+    resp=$(curl -sk -X POST "$base/api/auth/tokens" -H "Authorization: Bearer $access" \
+        -H 'Content-Type: application/json' -d '{"name":"bench"}')
+    API_TOKEN=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' <<<"$resp") ||
+        die "token creation failed: $resp"
+    API_USER=$(curl -sk "$base/api/auth/me" -H "Authorization: Bearer $access" |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("user_id") or d.get("id"))')
+    [[ "$API_TOKEN" == agt_* ]] || die "unexpected API token: $API_TOKEN"
+}
+
+sanity() { # 200 with the right X-User-Id (a client's X-User-Id: forged replaced by the gateways; passed
+    # through by direct and nginx), 401 from the gateways without a credential or with a forged JWT
+    local t mode url body code h2
+    for mode in http1 tls; do
+        for t in $TARGETS; do
+            url=$(url_of "$t" "$mode")
+            body=$(curl -sk --http1.1 -H "Authorization: Bearer $(token_of "$t")" -H "X-User-Id: forged" "$url")
+            [ "$body" = "$(expected_body "$t")" ] || die "$t $mode: body '$body', expected '$(expected_body "$t")'"
+            case $t in
+                direct | nginx) ;;
+                *)
+                    for cred in "" "Authorization: Bearer $BAD_JWT"; do
+                        code=$(curl -sk --http1.1 -o /dev/null -w '%{http_code}' ${cred:+-H "$cred"} "$url")
+                        [ "$code" = 401 ] || die "$t $mode: ${cred:-no credential} answered $code, expected 401"
+                    done
+                    ;;
+            esac
+        done
+    done
+    for t in $TARGETS; do
+        h2=$(curl -sk --http2 -o /dev/null -w '%{http_version}' -H "Authorization: Bearer $(token_of "$t")" "$(url_of "$t" tls)")
+        [ "$h2" = 2 ] || die "$t: no h2 over TLS (got HTTP/$h2)"
+    done
+    log "sanity: every target 200 with the right X-User-Id (forged one replaced), 401 without/with a forged token, h2 via ALPN"
+    local port
+    for t in direct nginx haproxy-jwt authgate-jwt; do
+        port=$(port_of "$t" tls)
+        log "  TLS $t: $(openssl s_client -connect "127.0.0.1:$port" -servername localhost </dev/null 2>/dev/null |
+            grep -E '^(New, |Server Temp Key)' | tr '\n' ' ')"
+    done
+}
+
+measure() { # measure ROUND TARGET MODE -> appends to $RESULTS
+    local round=$1 t=$2 mode=$3 url tok out parsed rps p50 p99 bad errs
+    url=$(url_of "$t" "$mode")
+    tok=$(token_of "$t")
+    out="$TMP/raw/$mode-$t-r$round.txt"
+    case $mode in
+        http1 | tls | resumed)
+            local extra=()
+            [ "$mode" = resumed ] && extra=(-H "Connection: close")
+            timeout $((DURATION + 60)) taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
+                -H "Authorization: Bearer $tok" "${extra[@]}" "$url" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
+            parsed=$(python3 "$HELP" wrk "$out") || { cat "$out" >&2; die "cannot parse wrk output"; }
+            read -r rps p50 p99 bad errs <<<"$parsed"
+            ;;
+        h2 | newtls)
+            if [ "$mode" = h2 ]; then
+                timeout $((DURATION + 60)) taskset -c "$LOADGEN_CPU" h2load -t1 -c"$CONNS" -m"$H2_STREAMS" \
+                    -D "$DURATION" --warm-up-time 1 -H "authorization: Bearer $tok" --log-file "$out.tsv" "$url" \
+                    >"$out" 2>&1 || { cat "$out" >&2; die "h2load failed"; }
+                grep -q 'Application protocol: h2' "$out" || { cat "$out" >&2; die "$t: h2load did not negotiate h2"; }
+            else
+                # h2load clients never share a TLS session, so -cN -nN is N full handshakes with one
+                # request each, at most N at a time; batches run back to back for DURATION seconds.
+                local end=$((SECONDS + DURATION))
+                : >"$out"
+                : >"$out.tsv"
+                while [ "$SECONDS" -lt "$end" ]; do
+                    timeout 60 taskset -c "$LOADGEN_CPU" h2load --h1 -t1 -c"$CONNS" -n"$CONNS" \
+                        -H "authorization: Bearer $tok" --log-file "$out.batch" "$url" >>"$out" 2>&1 ||
+                        { cat "$out" >&2; die "h2load failed"; }
+                    cat "$out.batch" >>"$out.tsv"
+                done
+                rm -f "$out.batch"
+            fi
+            local failed errored c4 c5 runs n
+            read -r rps failed errored c4 c5 runs <<<"$(python3 "$HELP" h2load "$out")"
+            read -r n p50 p99 bad <<<"$(python3 "$HELP" h2log "$out.tsv")"
+            bad=$((bad + c4 + c5))
+            errs=$((failed + errored))
+            rm -f "$out.tsv"
+            ;;
+    esac
+    [ "$bad" = 0 ] || { cat "$out" >&2; die "$t $mode: $bad non-2xx responses"; }
+    [ "$errs" = 0 ] || { cat "$out" >&2; die "$t $mode: $errs socket errors / failed requests"; }
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" "$mode" "$rps" "$p50" "$p99" >>"$RESULTS"
+    log "  r$round $mode $t: $rps req/s, p50 $p50 ms, p99 $p99 ms"
+}
+
+fixed_rate() { # p99 at one fixed offered rate for every target: TLS keep-alive, HTTP/1.1
+    local rate=$RATE per t round out n rps p50 p99 bad failed errored c4 c5 runs
+    if [ -z "$rate" ]; then
+        rate=$(python3 - "$RESULTS" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    _, t, mode, rps, *_ = line.split("\t")
+    if mode == "tls" and t in ("nginx", "authgate-jwt"):
+        rows.setdefault(t, []).append(float(rps))
+print(int(0.5 * min(statistics.median(v) for v in rows.values())) if len(rows) == 2 else "")
+PY
+)
+        [ -n "$rate" ] || { log "fixed-rate phase skipped: needs the tls mode for nginx and authgate-jwt"; return 0; }
+    fi
+    per=$(((rate + CONNS - 1) / CONNS))
+    OFFERED=$((per * CONNS))
+    log "fixed rate: $((per * CONNS)) req/s offered ($per per connection x $CONNS), h2load --h1 over TLS"
+    for round in $(seq "$ROUNDS"); do
+        for t in $TARGETS; do
+            out="$TMP/raw/fixed-$t-r$round.txt"
+            timeout $((DURATION + 60)) taskset -c "$LOADGEN_CPU" h2load --h1 -t1 -c"$CONNS" --rps "$per" \
+                -D "$DURATION" --warm-up-time 1 -H "authorization: Bearer $(token_of "$t")" --log-file "$out.tsv" \
+                "$(url_of "$t" tls)" >"$out" 2>&1 || { cat "$out" >&2; die "h2load failed"; }
+            read -r rps failed errored c4 c5 runs <<<"$(python3 "$HELP" h2load "$out")"
+            read -r n p50 p99 bad <<<"$(python3 "$HELP" h2log "$out.tsv")"
+            rm -f "$out.tsv"
+            [ $((bad + c4 + c5 + failed + errored)) = 0 ] || { cat "$out" >&2; die "$t fixed rate: errors"; }
+            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" fixed "$rps" "$p50" "$p99" >>"$LATENCY"
+            log "  r$round fixed $t: $rps req/s, p50 $p50 ms, p99 $p99 ms"
+        done
+    done
+}
+
+run_throughput() {
+    create_api_token
+    sanity
+    log "warm-up: 2 s per target (TLS keep-alive)"
+    local t mode round
+    for t in $TARGETS; do
+        timeout 30 taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d2s -H "Authorization: Bearer $(token_of "$t")" \
+            "$(url_of "$t" tls)" >/dev/null 2>&1 || true
+    done
+    local n_modes n_targets
+    n_modes=$(wc -w <<<"$MODES")
+    n_targets=$(wc -w <<<"$TARGETS")
+    log "throughput: $ROUNDS rounds x $n_modes modes x $n_targets targets x ${DURATION}s" \
+        "(about $(((ROUNDS * n_modes * n_targets + ROUNDS * n_targets) * (DURATION + 2) / 60 + 1)) min with the fixed-rate phase)"
+    for round in $(seq "$ROUNDS"); do
+        for mode in $MODES; do
+            for t in $TARGETS; do measure "$round" "$t" "$mode"; done
+        done
+    done
+    [ "$FIXED_RATE" = 1 ] && fixed_rate
+    echo
+    echo "## authgate issue-6 benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
+    echo
+    echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(uname -r)."
+    echo "Proxies alone on core $PROXY_CPU, one worker each; backend nginx and load generator on core $LOADGEN_CPU."
+    echo "wrk -t1 -c$CONNS -d${DURATION}s; h2load -t1 -c$CONNS -m$H2_STREAMS -D $DURATION; same JWT (HS256) for" \
+        "every target except authgate-api (agt_ token). Versions: $("$NGINX" -v 2>&1 | cut -d' ' -f3)," \
+        "HAProxy $("$HAPROXY" -v | head -1 | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)," \
+        "$(h2load --version | head -1), authgate $("$BIN" --version 2>/dev/null | head -1 || echo '?')."
+    echo
+    python3 "$HELP" report "$RESULTS" "$LATENCY" "$OFFERED"
+}
+
+case "$CMD" in
+    memory) run_memory ;;
+    throughput) run_throughput ;;
+    all) run_memory; run_throughput ;;
+esac
