@@ -102,6 +102,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Operator commands write their audit events (JSON lines on stderr) like the server.
+            telemetry::init(&config.log);
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -126,6 +128,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Operator commands write their audit events (JSON lines on stderr) like the server.
+            telemetry::init(&config.log);
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {

@@ -408,8 +408,9 @@ async fn operator_cli_tokens_and_disable_reach_every_replica_within_a_second() {
     let key = stdout.trim().to_owned();
     assert!(key.starts_with("agt_"), "{stdout}");
     let id = stderr
-        .split_whitespace()
-        .nth(3)
+        .lines()
+        .find_map(|l| l.strip_prefix("created API token "))
+        .and_then(|rest| rest.split_whitespace().next())
         .expect("the token id on stderr")
         .to_owned();
     assert_eq!(status_with_key(&a, &key).await, 200);
