@@ -94,62 +94,26 @@ fn main() -> ExitCode {
         Command::Keys(KeysCommand::Generate { algorithm, kid, out }) => {
             report(authgate::cli::keys_generate(&algorithm, kid.as_deref(), &out))
         }
-        Command::Token(cmd) => {
-            let config = match Config::load(&cli.config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("authgate: {e}");
-                    return ExitCode::from(2);
+        Command::Token(cmd) => operator(&cli.config, |config| async move {
+            match cmd {
+                TokenCommand::Create { user, name, expires_in } => {
+                    authgate::cli::token_create(&config, &user, &name, expires_in).await
                 }
-            };
-            // Operator commands write their audit events (JSON lines on stderr) like the server.
-            telemetry::init(&config.log);
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("authgate: cannot start the runtime: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            report(runtime.block_on(async {
-                match cmd {
-                    TokenCommand::Create { user, name, expires_in } => {
-                        authgate::cli::token_create(&config, &user, &name, expires_in).await
-                    }
-                    TokenCommand::Revoke { id } => authgate::cli::token_revoke(&config, &id).await,
-                }
-            }))
-        }
-        Command::User(cmd) => {
-            let config = match Config::load(&cli.config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("authgate: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            // Operator commands write their audit events (JSON lines on stderr) like the server.
-            telemetry::init(&config.log);
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("authgate: cannot start the runtime: {e}");
-                    return ExitCode::from(1);
-                }
-            };
-            report(runtime.block_on(async {
-                match cmd {
-                    UserCommand::Add {
-                        username,
-                        email,
-                        password_stdin,
-                    } => authgate::cli::user_add(&config, &username, &email, password_stdin).await,
-                    UserCommand::List => authgate::cli::user_list(&config).await,
-                    UserCommand::Disable { user } => authgate::cli::user_set_disabled(&config, &user, true).await,
-                    UserCommand::Enable { user } => authgate::cli::user_set_disabled(&config, &user, false).await,
-                }
-            }))
-        }
+                TokenCommand::Revoke { id } => authgate::cli::token_revoke(&config, &id).await,
+            }
+        }),
+        Command::User(cmd) => operator(&cli.config, |config| async move {
+            match cmd {
+                UserCommand::Add {
+                    username,
+                    email,
+                    password_stdin,
+                } => authgate::cli::user_add(&config, &username, &email, password_stdin).await,
+                UserCommand::List => authgate::cli::user_list(&config).await,
+                UserCommand::Disable { user } => authgate::cli::user_set_disabled(&config, &user, true).await,
+                UserCommand::Enable { user } => authgate::cli::user_set_disabled(&config, &user, false).await,
+            }
+        }),
         Command::Serve => {
             let config = match Config::load(&cli.config) {
                 Ok(c) => c,
@@ -179,6 +143,31 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Run an operator command on the configured store: exit 2 for a config error, 1 for a failure.
+fn operator<F, Fut>(path: &std::path::Path, command: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("authgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Operator commands write their audit events (JSON lines on stderr) like the server.
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("authgate: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    report(runtime.block_on(command(config)))
 }
 
 fn report(result: Result<(), String>) -> ExitCode {

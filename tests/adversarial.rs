@@ -604,28 +604,7 @@ async fn h2_raw(gw: &TestGateway) -> tokio_rustls::client::TlsStream<tokio::net:
 async fn flood(gw: &TestGateway, prelude: &[u8], one: &[u8], frames: usize) -> (Vec<u8>, bool) {
     let tls = h2_raw(gw).await;
     let (mut rd, mut wr) = tokio::io::split(tls);
-    let reader = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 16384];
-        loop {
-            match tokio::time::timeout(Duration::from_secs(2), rd.read(&mut chunk)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return (seen, true),
-                Err(_) => return (seen, false),
-                Ok(Ok(n)) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    while buf.len() >= 9 {
-                        let len = (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
-                        if buf.len() < 9 + len {
-                            break;
-                        }
-                        seen.push(buf[3]);
-                        buf.drain(..9 + len);
-                    }
-                }
-            }
-        }
-    });
+    let reader = tokio::spawn(async move { read_frames(&mut rd, Duration::from_secs(2)).await });
     let _ = wr.write_all(prelude).await;
     let batch: Vec<u8> = one.repeat(256);
     for _ in 0..frames / 256 {
@@ -722,10 +701,7 @@ async fn a_ping_flood_under_the_budget_is_answered_and_one_over_it_gets_goaway()
 }
 
 /// Frame types read until the server closes or `wait` passes with nothing new.
-async fn read_frames(
-    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-    wait: Duration,
-) -> (Vec<u8>, bool) {
+async fn read_frames(tls: &mut (impl tokio::io::AsyncRead + Unpin), wait: Duration) -> (Vec<u8>, bool) {
     let (mut seen, mut buf, mut chunk) = (Vec::new(), Vec::new(), [0u8; 16384]);
     loop {
         match tokio::time::timeout(wait, tls.read(&mut chunk)).await {
