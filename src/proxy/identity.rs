@@ -133,11 +133,4 @@ impl Asserter {
         }
         Ok(value)
     }
-
-    /// Forget a user's cached assertion (disabled, logged out everywhere).
-    pub fn forget(&self, user_id: &str) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.remove(user_id);
-        }
-    }
 }

@@ -365,21 +365,21 @@ impl Follow {
             return data;
         }
         if self.heads == 0 && self.head.len() < PREFACE.len() {
-            let mut start = self.head.clone();
-            start.extend_from_slice(&data[..data.len().min(PREFACE.len() - self.head.len())]);
-            if PREFACE.starts_with(&start) {
-                if start.len() < PREFACE.len() {
-                    self.head = start;
+            // Compared in place: the first read of every connection allocates nothing here.
+            let rest = &PREFACE[self.head.len()..];
+            let n = rest.len().min(data.len());
+            if self.head == PREFACE[..self.head.len()] && rest[..n] == data[..n] {
+                if n < rest.len() {
+                    self.head.extend_from_slice(data);
                     return &[];
                 }
-                let used = PREFACE.len() - self.head.len();
                 self.head = Vec::new();
                 self.state = State::H2 {
                     header: [0; 9],
                     have: 0,
                     skip: 0,
                 };
-                return &data[used..];
+                return &data[n..];
             }
         }
         // The common case: a whole head in one read, parsed in place.
