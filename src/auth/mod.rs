@@ -43,7 +43,7 @@ pub fn bearer(headers: &HeaderMap) -> Result<Credential<'_>, AuthFailure> {
         return Err(AuthFailure::Malformed);
     }
     let token = token.trim_matches(' ');
-    if token.is_empty() || token.contains(' ') {
+    if token.is_empty() || memchr::memchr(b' ', token.as_bytes()).is_some() {
         return Err(AuthFailure::Malformed);
     }
     Ok(Credential::Bearer(token))
@@ -111,7 +111,9 @@ pub async fn authenticate<B>(gw: &Gateway, req: &Request<B>) -> Result<Principal
 /// request after this (it is not cached), so a logout still takes effect at once. Only verified
 /// tokens enter, so a flood of forgeries cannot fill it; when full it starts over.
 pub struct VerifiedCache {
-    entries: std::sync::Mutex<std::collections::HashMap<Box<str>, jwt::VerifiedToken>>,
+    // Only verified tokens are inserted, so an attacker cannot choose the keys; the seed is random
+    // per process all the same.
+    entries: std::sync::Mutex<foldhash::HashMap<Box<str>, jwt::VerifiedToken>>,
     max_entries: usize,
     leeway: u64,
 }
@@ -119,7 +121,7 @@ pub struct VerifiedCache {
 impl VerifiedCache {
     pub fn new(max_entries: usize, leeway: std::time::Duration) -> Self {
         VerifiedCache {
-            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+            entries: std::sync::Mutex::new(foldhash::HashMap::default()),
             max_entries,
             leeway: leeway.as_secs(),
         }

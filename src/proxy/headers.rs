@@ -80,26 +80,47 @@ fn is_identity(name: &HeaderName) -> bool {
     })
 }
 
-/// Remove the hop-by-hop headers and every header `Connection` names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(&name);
+/// The headers to drop from a map, found in one pass over its names: those `drop` picks, every
+/// hop-by-hop header, and every header `Connection` names. Most messages drop one or two, so this
+/// is cheaper than removing each candidate by name (each removal hashes the name).
+fn to_drop(headers: &HeaderMap, mut drop: impl FnMut(&HeaderName) -> bool) -> Vec<HeaderName> {
+    let mut gone = Vec::new();
+    let mut has_connection = false;
+    for name in headers.keys() {
+        has_connection |= name == header::CONNECTION;
+        if HOP_BY_HOP.contains(name) || drop(name) {
+            gone.push(name.clone());
+        }
     }
-    for name in &HOP_BY_HOP {
+    if has_connection {
+        let named = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            // The usual `keep-alive` and `upgrade` are hop-by-hop already.
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("upgrade"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok());
+        for name in named {
+            if headers.contains_key(&name) && !gone.contains(&name) {
+                gone.push(name);
+            }
+        }
+    }
+    gone
+}
+
+fn remove_all(headers: &mut HeaderMap, names: &[HeaderName]) {
+    for name in names {
         headers.remove(name);
     }
 }
 
 /// What the gateway knows about the request it forwards.
 pub struct Forwarding<'a> {
-    pub peer: IpAddr,
+    /// The peer's address, as a header value.
+    pub peer: &'a HeaderValue,
     /// The peer is a listed proxy: its `X-Forwarded-For` and `Forwarded` are kept and extended.
     pub trusted_peer: bool,
     pub proto: &'static str,
@@ -113,31 +134,24 @@ pub struct Forwarding<'a> {
 
 /// Rewrite a request's headers for the backend. Returns how many client identity headers were dropped.
 pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
-    strip_hop_by_hop(headers);
-    for name in CREDENTIALS.iter().chain(&GATEWAY_OWNED) {
-        headers.remove(name);
-    }
-    let spoofed: Vec<HeaderName> = headers.keys().filter(|n| is_identity(n)).cloned().collect();
-    for name in &spoofed {
-        headers.remove(name);
-    }
-    let forwarded: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| n.as_str().starts_with("x-forwarded-") && **n != X_FORWARDED_FOR)
-        .cloned()
-        .collect();
-    for name in &forwarded {
-        headers.remove(name);
-    }
-    if !fwd.trusted_peer {
-        // Nothing an untrusted client says about the path it came by is passed on.
-        headers.remove(&X_FORWARDED_FOR);
-        headers.remove(header::FORWARDED);
-    }
-    // The backend is reached by its own authority; the client's goes in X-Forwarded-Host.
-    headers.remove(header::HOST);
+    let mut spoofed = 0;
+    let gone = to_drop(headers, |name| {
+        if is_identity(name) {
+            spoofed += 1;
+            return true;
+        }
+        CREDENTIALS.contains(name)
+            || GATEWAY_OWNED.contains(name)
+            // The backend is reached by its own authority; the client's goes in X-Forwarded-Host.
+            || name == header::HOST
+            // Every other X-Forwarded-* is the gateway's to set.
+            || (name.as_str().starts_with("x-forwarded-") && *name != X_FORWARDED_FOR)
+            // Nothing an untrusted client says about the path it came by is passed on.
+            || (!fwd.trusted_peer && (*name == X_FORWARDED_FOR || name == header::FORWARDED))
+    });
+    remove_all(headers, &gone);
 
-    append_forwarded_for(headers, fwd.peer);
+    append_forwarded_for(headers, fwd.peer, fwd.trusted_peer);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(fwd.proto));
     if let Some(host) = &fwd.host {
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
@@ -150,49 +164,61 @@ pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, upgrade.clone());
     }
-    spoofed.len()
+    spoofed
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
-    let prior: Vec<&str> = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    let value = if prior.is_empty() {
-        peer.to_string()
+/// `X-Forwarded-For`: the peer, after what a trusted proxy already listed.
+fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue, trusted_peer: bool) {
+    let own = peer.clone();
+    let prior: Vec<&str> = if trusted_peer {
+        headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect()
     } else {
-        format!("{}, {peer}", prior.join(", "))
+        Vec::new()
     };
-    match HeaderValue::from_str(&value) {
-        Ok(v) => {
-            headers.insert(X_FORWARDED_FOR.clone(), v);
-        }
-        Err(_) => {
-            headers.insert(
-                X_FORWARDED_FOR.clone(),
-                HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown")),
-            );
-        }
+    let value = if prior.is_empty() {
+        own
+    } else {
+        let joined = format!("{}, {}", prior.join(", "), own.to_str().unwrap_or("unknown"));
+        HeaderValue::from_str(&joined).unwrap_or(own)
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), value);
+}
+
+/// An address as a header value, formatted on the stack.
+pub fn ip_value(ip: IpAddr) -> HeaderValue {
+    use std::io::Write;
+    // The longest text form of an address (IPv4-mapped IPv6) is 45 bytes.
+    let mut buf = [0u8; 64];
+    let mut rest = &mut buf[..];
+    let written = write!(rest, "{ip}").is_ok();
+    let len = 64 - rest.len();
+    match HeaderValue::from_bytes(&buf[..len]) {
+        Ok(v) if written => v,
+        _ => HeaderValue::from_static("unknown"),
     }
 }
 
-/// Rewrite a backend response's headers for the client.
-pub fn rewrite_response(headers: &mut HeaderMap, request_id: &HeaderValue, switching_protocols: bool) {
-    if switching_protocols {
-        // 101 keeps Connection/Upgrade: they are the handshake.
-        let upgrade = headers.get(header::UPGRADE).cloned();
-        strip_hop_by_hop(headers);
-        if let Some(u) = upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(header::UPGRADE, u);
-        }
+/// Rewrite a backend response's headers for the client. (`X-Request-Id` is set by the caller, on
+/// every answer, forwarded or not.)
+pub fn rewrite_response(headers: &mut HeaderMap, switching_protocols: bool) {
+    // 101 keeps Connection/Upgrade: they are the handshake.
+    let upgrade = if switching_protocols {
+        headers.get(header::UPGRADE).cloned()
     } else {
-        strip_hop_by_hop(headers);
+        None
+    };
+    let gone = to_drop(headers, |_| false);
+    remove_all(headers, &gone);
+    if let Some(u) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, u);
     }
-    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
 }
 
 /// A client-supplied request id is kept when it is short and plain; otherwise a new one is made.
@@ -216,9 +242,11 @@ mod tests {
     use super::*;
     use crate::auth::principal::UserId;
 
+    static PEER: HeaderValue = HeaderValue::from_static("10.0.0.9");
+
     fn fwd<'a>(user: Option<&'a UserId>, rid: &'a HeaderValue) -> Forwarding<'a> {
         Forwarding {
-            peer: "10.0.0.9".parse().unwrap(),
+            peer: &PEER,
             trusted_peer: true,
             proto: "https",
             host: Some(HeaderValue::from_static("gw.example")),

@@ -42,12 +42,29 @@ struct Outcome {
     user: Option<Principal>,
 }
 
+/// The client end of a connection, worked out once when it is accepted.
+#[derive(Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The peer is a listed proxy: its `X-Forwarded-For` and `Forwarded` are kept and extended.
+    pub trusted: bool,
+    /// The peer's address as a header value, for `X-Forwarded-For`.
+    pub address_value: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(gw: &Gateway, addr: SocketAddr) -> Peer {
+        let ip = addr.ip();
+        Peer {
+            addr,
+            trusted: gw.config.server.trusted_proxies.iter().any(|net| net.contains(&ip)),
+            address_value: headers::ip_value(ip),
+        }
+    }
+}
+
 /// Serve one request from a client connection.
-pub async fn handle(
-    gw: Arc<Gateway>,
-    peer: SocketAddr,
-    req: Request<Incoming>,
-) -> Result<Response<GatewayBody>, Infallible> {
+pub async fn handle(gw: Arc<Gateway>, peer: Peer, req: Request<Incoming>) -> Result<Response<GatewayBody>, Infallible> {
     let started = Instant::now();
     let request_id = headers::request_id(req.headers());
     let method = req.method().clone();
@@ -58,7 +75,7 @@ pub async fn handle(
         user: None,
     };
 
-    let mut resp = match route(&gw, peer, req, &request_id, &mut outcome).await {
+    let mut resp = match route(&gw, &peer, req, &request_id, &mut outcome).await {
         Ok(resp) => resp,
         Err(err) => {
             if let GatewayError::Unauthenticated(reason) = &err {
@@ -94,7 +111,7 @@ pub async fn handle(
         route = outcome.route.map(RouteClass::as_str),
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         request_id = request_id_str(&request_id),
-        peer = %peer.ip(),
+        peer = %peer.addr.ip(),
     );
     Ok(resp)
 }
@@ -106,7 +123,7 @@ fn request_id_str(v: &HeaderValue) -> &str {
 /// Phases 1 to 4.
 async fn route(
     gw: &Arc<Gateway>,
-    peer: SocketAddr,
+    peer: &Peer,
     req: Request<Incoming>,
     request_id: &HeaderValue,
     outcome: &mut Outcome,
@@ -130,7 +147,7 @@ async fn route(
         RouteClass::AuthApi => {
             let ctx = crate::api::Ctx {
                 gw,
-                peer: peer.ip(),
+                peer: peer.addr.ip(),
                 request_id,
             };
             let resp = crate::api::handle(&ctx, req, &mut outcome.user).await;
@@ -192,7 +209,7 @@ pub(crate) fn split_query_token(query: &str) -> (Option<&str>, String) {
 /// 3 and 4. rewrite and forward.
 async fn forward(
     gw: &Arc<Gateway>,
-    peer: SocketAddr,
+    peer: &Peer,
     mut req: Request<Incoming>,
     principal: Option<Principal>,
     request_id: &HeaderValue,
@@ -227,15 +244,9 @@ async fn forward(
     if parts.version == Version::HTTP_2 {
         join_cookies(&mut parts.headers);
     }
-    let trusted_peer = gw
-        .config
-        .server
-        .trusted_proxies
-        .iter()
-        .any(|net| net.contains(&peer.ip()));
     let fwd = headers::Forwarding {
-        peer: peer.ip(),
-        trusted_peer,
+        peer: &peer.address_value,
+        trusted_peer: peer.trusted,
         proto: gw.scheme,
         host,
         user: principal.as_ref().map(|p| &p.user_id),
@@ -251,7 +262,7 @@ async fn forward(
         tracing::warn!(
             count = dropped,
             request_id = request_id_str(request_id),
-            peer = %peer.ip(),
+            peer = %peer.addr.ip(),
             "stripped client-sent identity header"
         );
     }
@@ -306,7 +317,7 @@ async fn forward(
             None => return Err(GatewayError::UpstreamUnreachable),
         }
     }
-    headers::rewrite_response(resp.headers_mut(), request_id, switching);
+    headers::rewrite_response(resp.headers_mut(), switching);
     Ok(resp.map(Either::Left))
 }
 

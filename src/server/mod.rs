@@ -157,8 +157,9 @@ async fn serve_io<I>(
     let watch = Watch::new();
     let io = Watched::new(io, watch.clone(), server.h2_control_frames);
     let (gw2, watch2) = (gw.clone(), watch.clone());
+    let client = crate::proxy::Peer::new(gw, peer);
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let (gw, watch) = (gw2.clone(), watch2.clone());
+        let (gw, watch, client) = (gw2.clone(), watch2.clone(), client.clone());
         async move {
             let busy = watch.begin();
             if req.version() < http::Version::HTTP_2 && watch.refuse_next_head() {
@@ -168,7 +169,7 @@ async fn serve_io<I>(
                     .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
                 return Ok(resp.map(|b| Tracked::new(http_body_util::Either::Right(b), busy)));
             }
-            let resp = crate::proxy::handle(gw, peer, req).await?;
+            let resp = crate::proxy::handle(gw, client, req).await?;
             Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, busy)))
         }
     });
