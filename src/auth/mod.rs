@@ -159,46 +159,8 @@ async fn authenticate_api_token(gw: &Gateway, token: &str) -> Result<Principal, 
             gw.metrics.token_lookup(TokenLookup::Memory);
             owner
         }
-        None => {
-            let cached = match &gw.redis {
-                Some(redis) => redis.get_token(&hash).await.flatten(),
-                None => None,
-            };
-            let (token, from_store) = match cached {
-                Some(t) => {
-                    gw.metrics.token_lookup(TokenLookup::Redis);
-                    (t, false)
-                }
-                None => {
-                    let row = gw.store.api_token_by_hash(&hash).await.map_err(|e| {
-                        tracing::warn!(error = %e, "API token lookup failed: store unavailable");
-                        GatewayError::Unavailable("The credential store is unavailable")
-                    })?;
-                    let Some(row) = row else {
-                        gw.metrics.token_lookup(TokenLookup::Unknown);
-                        return Err(GatewayError::Unauthenticated(AuthFailure::UnknownToken));
-                    };
-                    gw.metrics.token_lookup(TokenLookup::Store);
-                    let token = crate::store::cache::CachedToken {
-                        id: row.id,
-                        user_id: row.user_id,
-                        expires_at: row.expires_at.map(|e| u64::try_from(e).unwrap_or(0)),
-                    };
-                    (token, true)
-                }
-            };
-            if from_store && let Some(redis) = &gw.redis {
-                redis.put_token(&hash, &token).await;
-            }
-            let owner = api_token::TokenOwner {
-                user_id: principal::UserId::parse(&token.user_id)
-                    .ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))?,
-                token_id: token.id,
-                expires_at: token.expires_at,
-            };
-            gw.api_tokens.insert(hash, owner.clone());
-            owner
-        }
+        // Boxed: the Redis and store futures are large, and most requests never take this path.
+        None => Box::pin(lookup_api_token(gw, hash)).await?,
     };
     if owner.expires_at.is_some_and(|e| jwt::now_secs() >= e) {
         return Err(GatewayError::Unauthenticated(AuthFailure::Expired));
@@ -218,6 +180,48 @@ async fn authenticate_api_token(gw: &Gateway, token: &str) -> Result<Principal, 
         iat: None,
         exp: owner.expires_at,
     })
+}
+
+/// An API token missing from the in-process cache: Redis, then the store; remembered in process.
+async fn lookup_api_token(gw: &Gateway, hash: String) -> Result<api_token::TokenOwner, GatewayError> {
+    let cached = match &gw.redis {
+        Some(redis) => redis.get_token(&hash).await.flatten(),
+        None => None,
+    };
+    let (token, from_store) = match cached {
+        Some(t) => {
+            gw.metrics.token_lookup(TokenLookup::Redis);
+            (t, false)
+        }
+        None => {
+            let row = gw.store.api_token_by_hash(&hash).await.map_err(|e| {
+                tracing::warn!(error = %e, "API token lookup failed: store unavailable");
+                GatewayError::Unavailable("The credential store is unavailable")
+            })?;
+            let Some(row) = row else {
+                gw.metrics.token_lookup(TokenLookup::Unknown);
+                return Err(GatewayError::Unauthenticated(AuthFailure::UnknownToken));
+            };
+            gw.metrics.token_lookup(TokenLookup::Store);
+            let token = crate::store::cache::CachedToken {
+                id: row.id,
+                user_id: row.user_id,
+                expires_at: row.expires_at.map(|e| u64::try_from(e).unwrap_or(0)),
+            };
+            (token, true)
+        }
+    };
+    if from_store && let Some(redis) = &gw.redis {
+        redis.put_token(&hash, &token).await;
+    }
+    let owner = api_token::TokenOwner {
+        user_id: principal::UserId::parse(&token.user_id)
+            .ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))?,
+        token_id: token.id,
+        expires_at: token.expires_at,
+    };
+    gw.api_tokens.insert(hash, owner.clone());
+    Ok(owner)
 }
 
 #[cfg(test)]

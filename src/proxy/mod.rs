@@ -33,7 +33,7 @@ use crate::metrics::AuthOutcome;
 use crate::routes::{self, RouteClass};
 
 /// What the gateway answers with: a streamed upstream body, or its own small JSON.
-pub type GatewayBody = Either<Incoming, Full<Bytes>>;
+pub type GatewayBody = Either<upstream::UpstreamBody, Full<Bytes>>;
 
 /// What a request's phases found out, for the log line and metrics.
 struct Outcome {
@@ -150,7 +150,8 @@ async fn route(
                 peer: peer.addr.ip(),
                 request_id,
             };
-            let resp = crate::api::handle(&ctx, req, &mut outcome.user).await;
+            // Boxed, like every rare and large future here: the per-request future stays small.
+            let resp = Box::pin(crate::api::handle(&ctx, req, &mut outcome.user)).await;
             if let Some(p) = &outcome.user {
                 outcome.auth = AuthOutcome::from(p.method);
             }
@@ -267,7 +268,7 @@ async fn forward(
         );
     }
     if let (Some(asserter), Some(p)) = (&gw.identity, &principal) {
-        let value = asserter.assertion(&gw.store, &p.user_id).await.map_err(|e| {
+        let value = Box::pin(asserter.assertion(&gw.store, &p.user_id)).await.map_err(|e| {
             tracing::error!(error = %e, "cannot sign the identity assertion");
             GatewayError::Unavailable("identity assertion unavailable")
         })?;
@@ -310,6 +311,7 @@ async fn forward(
     if switching {
         match client_upgrade {
             Some(client_upgrade) => {
+                resp.body_mut().keep_connection();
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
                 gw.tasks.spawn(tunnel(client_upgrade, upstream_upgrade));
             }

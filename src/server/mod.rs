@@ -160,7 +160,9 @@ async fn serve_io<I>(
     let client = crate::proxy::Peer::new(gw, peer);
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let (gw, watch, client) = (gw2.clone(), watch2.clone(), client.clone());
-        async move {
+        // Boxed: hyper keeps room for one request's future for the whole life of a connection;
+        // boxed, an idle connection holds a pointer instead of several KiB.
+        Box::pin(async move {
             let busy = watch.begin();
             if req.version() < http::Version::HTTP_2 && watch.refuse_next_head() {
                 tracing::info!(peer = %peer.ip(), "refused ambiguous HTTP/1.1 framing");
@@ -171,7 +173,7 @@ async fn serve_io<I>(
             }
             let resp = crate::proxy::handle(gw, client, req).await?;
             Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, busy)))
-        }
+        })
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);

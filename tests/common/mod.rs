@@ -213,7 +213,7 @@ impl TestUpstream {
 
 type UpBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
-fn boxed<B: Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static>(b: B) -> UpBody {
+pub fn boxed<B: Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static>(b: B) -> UpBody {
     BodyExt::boxed(b)
 }
 
