@@ -86,6 +86,9 @@ pub fn check_path(path: &str) -> Result<(), PathError> {
         }
         i += 1;
     }
+    if memchr::memchr(b'.', bytes).is_none() {
+        return Ok(());
+    }
     for segment in path.split('/') {
         // `..;x` is `..` to servlet containers: parameters do not hide a dot segment.
         let name = segment.split(';').next().unwrap_or(segment);

@@ -39,7 +39,9 @@ pub type GatewayBody = Either<upstream::UpstreamBody, Full<Bytes>>;
 struct Outcome {
     route: Option<RouteClass>,
     auth: AuthOutcome,
+    /// Who, for the access line (kept only when it is written).
     user: Option<Principal>,
+    logged: bool,
 }
 
 /// The client end of a connection, worked out once when it is accepted.
@@ -67,12 +69,14 @@ impl Peer {
 pub async fn handle(gw: Arc<Gateway>, peer: Peer, req: Request<Incoming>) -> Result<Response<GatewayBody>, Infallible> {
     let started = Instant::now();
     let request_id = headers::request_id(req.headers());
-    let method = req.method().clone();
-    let uri = req.uri().clone();
+    // What only the access line needs is copied only when that line is written.
+    let logged = tracing::enabled!(target: "authgate::access", tracing::Level::INFO)
+        .then(|| (req.method().clone(), req.uri().clone()));
     let mut outcome = Outcome {
         route: None,
         auth: AuthOutcome::None,
         user: None,
+        logged: logged.is_some(),
     };
 
     let mut resp = match route(&gw, &peer, req, &request_id, &mut outcome).await {
@@ -101,6 +105,9 @@ pub async fn handle(gw: Arc<Gateway>, peer: Peer, req: Request<Incoming>) -> Res
 
     let status = resp.status().as_u16();
     gw.metrics.request(outcome.route, status, outcome.auth);
+    let Some((method, uri)) = logged else {
+        return Ok(resp);
+    };
     tracing::info!(
         target: "authgate::access",
         method = %method,
@@ -171,7 +178,9 @@ async fn route(
         RouteClass::Protected => {
             let principal = crate::auth::authenticate(gw, &req).await?;
             outcome.auth = AuthOutcome::from(principal.method);
-            outcome.user = Some(principal.clone());
+            if outcome.logged {
+                outcome.user = Some(principal.clone());
+            }
             forward(gw, peer, req, Some(principal), request_id).await
         }
     }
