@@ -9,6 +9,8 @@
     report RESULTS LATENCY RATE  the markdown tables, ratios and targets (medians over rounds)
     startup N ADMIN_PORT -- CMD  start CMD N times; ms from spawn to GET /readyz == 200
     hold PORT N TOKEN PID...     open N TLS keep-alive connections (one request each), report RSS
+    sink PORT                    an HTTP/1.1 backend for the 1 GiB transfers: GET /download sends
+                                 1 GiB; any other request's body is read and counted ("received N")
 """
 import asyncio
 import base64
@@ -328,6 +330,56 @@ async def hold(port, n, token, pids):
     }))
 
 
+async def sink_connection(reader, writer):
+    try:
+        while True:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            lines = head.split("\r\n")
+            method, target = lines[0].split(" ")[:2]
+            headers = {k.strip().lower(): v.strip() for k, v in
+                       (line.split(":", 1) for line in lines[1:] if ":" in line)}
+            if method == "GET" and target.startswith("/download"):
+                size = 1 << 30
+                writer.write(f"HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n".encode())
+                chunk = bytes(1 << 20)
+                for _ in range(size >> 20):
+                    writer.write(chunk)
+                    await writer.drain()
+                continue
+            received = 0
+            if "content-length" in headers:
+                remaining = int(headers["content-length"])
+                while remaining:
+                    data = await reader.read(min(remaining, 1 << 20))
+                    if not data:
+                        return
+                    received += len(data)
+                    remaining -= len(data)
+            elif headers.get("transfer-encoding", "").lower() == "chunked":
+                while True:
+                    size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                    if size == 0:
+                        while await reader.readuntil(b"\r\n") != b"\r\n":
+                            pass  # trailers
+                        break
+                    await reader.readexactly(size)
+                    await reader.readexactly(2)
+                    received += size
+            body = f"received {received}\n".encode()
+            writer.write(f"HTTP/1.1 200 OK\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+        pass
+    finally:
+        writer.close()
+
+
+async def sink(port):
+    server = await asyncio.start_server(sink_connection, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
 def main():
     a = sys.argv[1:]
     if not a:
@@ -349,6 +401,8 @@ def main():
         cmd_startup(a[1], a[2], a[a.index("--") + 1:])
     elif c == "hold":
         asyncio.run(hold(int(a[1]), int(a[2]), a[3], [int(p) for p in a[4:]]))
+    elif c == "sink":
+        asyncio.run(sink(int(a[1])))
     else:
         sys.exit(__doc__)
 

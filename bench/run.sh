@@ -5,7 +5,8 @@
 # Usage:
 #   bench/run.sh                 throughput: every mode x every target, ROUNDS rounds (median),
 #                                then p99 at a fixed rate of 50% of the maximum load (about 16 min)
-#   bench/run.sh memory          idle RSS, start-to-/readyz time, RSS per idle TLS connection
+#   bench/run.sh memory          idle RSS, 1 GiB down and up, start-to-/readyz time, RSS per idle
+#                                TLS connection
 #   bench/run.sh all             memory, then throughput
 #   ROUNDS=1 DURATION=5 bench/run.sh    a quick look (about 3 min)
 #
@@ -126,12 +127,13 @@ chmod 600 "$TMP/haproxy.pem"
 JWT="$(python3 "$HELP" jwt "$JWT_SECRET" "$JWT_SUB")"
 BAD_JWT="${JWT%?????}AAAAA"
 
-mapfile -t P < <(python3 "$HELP" ports 12)
+mapfile -t P < <(python3 "$HELP" ports 15)
 BACKEND_PORT=${P[0]} BACKEND_TLS_PORT=${P[1]}
 NGINX_PORT=${P[2]} NGINX_TLS_PORT=${P[3]}
 HAPROXY_PORT=${P[4]} HAPROXY_TLS_PORT=${P[5]}
 AG_PORT=${P[6]} AG_ADMIN=${P[7]} AG_TLS_PORT=${P[8]} AG_TLS_ADMIN=${P[9]}
 AG_START_PORT=${P[10]} AG_START_ADMIN=${P[11]}
+SINK_PORT=${P[12]} AG_XFER_PORT=${P[13]} AG_XFER_ADMIN=${P[14]}
 
 # render TEMPLATE OUT NAME=VALUE...: replace each @NAME@ placeholder (values may span lines).
 render() {
@@ -159,6 +161,9 @@ render "$BENCH/authgate.toml" "$TMP/authgate-tls.toml" "${COMMON[@]}" \
     PORT="$AG_TLS_PORT" ADMIN_PORT="$AG_TLS_ADMIN" PLAINTEXT="" TLS="$TLS_SECTION"
 render "$BENCH/authgate.toml" "$TMP/authgate-start.toml" "${COMMON[@]}" \
     PORT="$AG_START_PORT" ADMIN_PORT="$AG_START_ADMIN" PLAINTEXT="" TLS="$TLS_SECTION"
+# The 1 GiB transfers go to the Python sink (bench_helpers.py sink), not the static nginx.
+render "$BENCH/authgate.toml" "$TMP/authgate-xfer.toml" TMP="$TMP" NOFILE="$NOFILE" MAXCONN="$MAXCONN" \
+    BACKEND_PORT="$SINK_PORT" PORT="$AG_XFER_PORT" ADMIN_PORT="$AG_XFER_ADMIN" PLAINTEXT="" TLS="$TLS_SECTION"
 AUTHGATE=(env TOKIO_WORKER_THREADS=1 JWT_SECRET_KEY="$JWT_SECRET" "$BIN" --config)
 
 # ---------------------------------------------------------------- processes
@@ -212,6 +217,35 @@ wait_ready authgate-tls "$AG_TLS_ADMIN"
 sleep 1
 
 # ---------------------------------------------------------------- memory and start-up
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+# 1 GiB down, then 1 GiB up, through a fresh authgate (TLS, HTTP/1.1, the default 1 GiB body limit)
+# to the Python sink; the growth of authgate's peak RSS (VmHWM) over its RSS before.
+run_transfers() {
+    local gib=$((1 << 30)) blob="$TMP/blob-1g" pid rss0 down up hwm_down hwm_up
+    truncate -s "$gib" "$blob" # sparse: read back as zeros from the page cache
+    start sink "$LOADGEN_CPU" python3 "$HELP" sink "$SINK_PORT"
+    start authgate-xfer "$PROXY_CPU" "${AUTHGATE[@]}" "$TMP/authgate-xfer.toml"
+    wait_tcp sink "$SINK_PORT"
+    wait_ready authgate-xfer "$AG_XFER_ADMIN"
+    pid=${PID_OF[authgate-xfer]}
+    rss0=$(rss_kib "$pid")
+    down=$(taskset -c "$LOADGEN_CPU" curl -sk -o /dev/null -w '%{http_code} %{size_download} %{time_total}' \
+        -H "Authorization: Bearer $JWT" "https://127.0.0.1:$AG_XFER_PORT/download")
+    hwm_down=$(hwm_kib "$pid")
+    up=$(taskset -c "$LOADGEN_CPU" curl -sk -T "$blob" -o "$TMP/raw/upload-answer" \
+        -w '%{http_code} %{size_upload} %{time_total}' \
+        -H "Authorization: Bearer $JWT" "https://127.0.0.1:$AG_XFER_PORT/upload")
+    hwm_up=$(hwm_kib "$pid")
+    rm -f "$blob"
+    [ "$down" = "200 $gib ${down##* }" ] || die "1 GiB download through authgate: $down"
+    [ "$up" = "200 $gib ${up##* }" ] && [ "$(cat "$TMP/raw/upload-answer")" = "received $gib" ] ||
+        die "1 GiB upload through authgate: $up, backend: $(cat "$TMP/raw/upload-answer")"
+    TRANSFERS="| 1 GiB download | ${down##* } | $(awk -v a="$hwm_down" -v b="$rss0" 'BEGIN{printf "%.1f", (a-b)/1024}') |
+| 1 GiB upload (Content-Length) | ${up##* } | $(awk -v a="$hwm_up" -v b="$rss0" 'BEGIN{printf "%.1f", (a-b)/1024}') |"
+    TRANSFER_RSS0=$(awk -v k="$rss0" 'BEGIN{printf "%.1f", k/1024}')
+}
+
 run_memory() {
     log "memory: idle RSS, start-to-/readyz, RSS with $HOLD_CONNS idle TLS keep-alive connections"
     local n=$HOLD_CONNS
@@ -223,6 +257,9 @@ run_memory() {
     idle_ag=$(rss_kib "${PID_OF[authgate-tls]}")
     idle_ng=$(rss_kib "${PID_OF[nginx]}")
     idle_hp=$(rss_kib "${PID_OF[haproxy]}")
+
+    log "  1 GiB download and upload through authgate"
+    run_transfers
 
     local starts
     starts=$(timeout 300 taskset -c "$LOADGEN_CPU" python3 "$HELP" startup "$STARTS" "$AG_START_ADMIN" -- \
@@ -257,6 +294,13 @@ PY
     echo "| authgate (TLS instance, 1 worker, no traffic yet) | $(awk -v k="$idle_ag" 'BEGIN{printf "%.1f", k/1024}') |"
     echo "| nginx proxy (master + 1 worker) | $(awk -v k="$idle_ng" 'BEGIN{printf "%.1f", k/1024}') |"
     echo "| haproxy (1 thread) | $(awk -v k="$idle_hp" 'BEGIN{printf "%.1f", k/1024}') |"
+    echo
+    echo "1 GiB through authgate (TLS, HTTP/1.1, curl to the Python sink, one after the other); peak RSS"
+    echo "(VmHWM) over the RSS before the first, $TRANSFER_RSS0 MiB:"
+    echo
+    echo "| transfer | seconds | peak RSS growth MiB |"
+    echo "|---|---:|---:|"
+    echo "$TRANSFERS"
     echo
     echo "authgate start to /readyz 200 (existing SQLite store, ms, $STARTS starts): $starts" \
         "(median $(printf '%s\n' $starts | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}') ms)"
