@@ -320,3 +320,48 @@ impl Drop for UpstreamBody {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn config(url: &str) -> UpstreamConfig {
+        let uri: Uri = url.parse().unwrap();
+        UpstreamConfig {
+            scheme: uri.scheme().unwrap().clone(),
+            authority: uri.authority().unwrap().clone(),
+            connect_timeout: Duration::from_secs(1),
+            response_header_timeout: Duration::from_secs(1),
+            pool_idle_timeout: Duration::from_secs(1),
+            pool_max_idle_per_host: 4,
+            ca_cert: None,
+            identity: None,
+        }
+    }
+
+    #[test]
+    fn host_header_and_connect_address_follow_the_upstream_url() {
+        for (url, host_header, host, port) in [
+            ("http://backend", "backend", "backend", 80),
+            ("http://backend:80", "backend", "backend", 80),
+            ("http://backend:8000", "backend:8000", "backend", 8000),
+            ("https://api.example:443", "api.example", "api.example", 443),
+            ("https://[::1]:8443", "[::1]:8443", "::1", 8443),
+            ("http://127.0.0.1:9", "127.0.0.1:9", "127.0.0.1", 9),
+        ] {
+            let up = Upstream::new(&config(url)).unwrap();
+            assert_eq!(up.host_header, host_header, "{url}");
+            assert_eq!((up.host.as_str(), up.port), (host, port), "{url}");
+            assert_eq!(up.tls.is_some(), url.starts_with("https"), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_backend_gets_an_origin_form_target() {
+        let up = Upstream::new(&config("http://backend:8000")).unwrap();
+        let uri = up.uri(PathAndQuery::from_static("/api/search?q=1")).unwrap();
+        assert_eq!(uri.to_string(), "/api/search?q=1");
+        assert!(uri.scheme().is_none() && uri.authority().is_none());
+    }
+}
