@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -15,20 +15,8 @@ async fn pair() -> (TestUpstream, TestGateway) {
     (up, gw)
 }
 
-async fn post(gw: &TestGateway, path: &str, body: Value, auth: Option<&str>) -> Reply {
-    let b = bearer(auth.unwrap_or(""));
-    let mut headers = vec![("content-type", "application/json")];
-    if auth.is_some() {
-        headers.push(("authorization", b.as_str()));
-    }
-    gw.client()
-        .call("POST", path, &headers, Some(body.to_string().into_bytes()))
-        .await
-}
-
 async fn register(gw: &TestGateway, username: &str) -> Reply {
-    post(
-        gw,
+    gw.post_json(
         "/api/auth/register",
         json!({"username": username, "password": PASSWORD, "email": "user@example.com"}),
         None,
@@ -37,8 +25,7 @@ async fn register(gw: &TestGateway, username: &str) -> Reply {
 }
 
 async fn login(gw: &TestGateway, username: &str, password: &str) -> Reply {
-    post(
-        gw,
+    gw.post_json(
         "/api/auth/login",
         json!({"username": username, "password": password}),
         None,
@@ -181,7 +168,7 @@ async fn bad_registrations_name_the_field() {
             "username",
         ),
     ] {
-        let r = post(&gw, "/api/auth/register", body.clone(), None).await;
+        let r = gw.post_json("/api/auth/register", body.clone(), None).await;
         assert_eq!(r.status, 400, "{body}");
         let v = r.json();
         assert_eq!(v["field"], field, "{body}: {v}");
@@ -189,13 +176,13 @@ async fn bad_registrations_name_the_field() {
     }
     // Exactly 12 and 128 characters (multi-byte) are accepted; nothing is truncated.
     let long = "é".repeat(128);
-    let r = post(
-        &gw,
-        "/api/auth/register",
-        json!({"username": "u128", "password": long, "email": "a@example.com"}),
-        None,
-    )
-    .await;
+    let r = gw
+        .post_json(
+            "/api/auth/register",
+            json!({"username": "u128", "password": long, "email": "a@example.com"}),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(login(&gw, "u128", &long).await.status, 200);
     assert_eq!(login(&gw, "u128", &"é".repeat(127)).await.status, 401);
@@ -268,21 +255,21 @@ async fn register_and_login_ignore_a_stale_authorization_header() {
         SECRET,
         json!({"sub": "x", "exp": now() - 7200}),
     );
-    let r = post(
-        &gw,
-        "/api/auth/register",
-        json!({"username": "cli", "password": PASSWORD, "email": "c@example.com"}),
-        Some(&expired),
-    )
-    .await;
+    let r = gw
+        .post_json(
+            "/api/auth/register",
+            json!({"username": "cli", "password": PASSWORD, "email": "c@example.com"}),
+            Some(&expired),
+        )
+        .await;
     assert_eq!(r.status, 201);
-    let r = post(
-        &gw,
-        "/api/auth/login",
-        json!({"username": "cli", "password": PASSWORD}),
-        Some("garbage"),
-    )
-    .await;
+    let r = gw
+        .post_json(
+            "/api/auth/login",
+            json!({"username": "cli", "password": PASSWORD}),
+            Some("garbage"),
+        )
+        .await;
     assert_eq!(r.status, 200);
 }
 
@@ -345,7 +332,7 @@ async fn refresh_gives_a_new_token_in_the_login_shape() {
     let (up, gw) = pair().await;
     register(&gw, "ref").await;
     let t = login_token(&gw, "ref").await;
-    let r = post(&gw, "/api/auth/refresh", json!({}), Some(&t)).await;
+    let r = gw.post_json("/api/auth/refresh", json!({}), Some(&t)).await;
     assert_eq!(r.status, 200);
     let body = r.json();
     assert_eq!(body["token_type"], "bearer");
@@ -356,7 +343,7 @@ async fn refresh_gives_a_new_token_in_the_login_shape() {
         200
     );
     assert_eq!(up.seen.count(), 1);
-    assert_eq!(post(&gw, "/api/auth/refresh", json!({}), None).await.status, 401);
+    assert_eq!(gw.post_json("/api/auth/refresh", json!({}), None).await.status, 401);
 }
 
 #[tokio::test]
@@ -376,7 +363,7 @@ async fn logout_ends_that_session_and_logout_all_ends_every_session() {
         200
     );
     let c = login_token(&gw, "leaver").await;
-    let r = post(&gw, "/api/auth/logout", json!({"all": true}), Some(&b)).await;
+    let r = gw.post_json("/api/auth/logout", json!({"all": true}), Some(&b)).await;
     assert_eq!(r.status, 204);
     for t in [&b, &c] {
         assert_eq!(
@@ -430,29 +417,29 @@ async fn password_change_ends_every_other_session() {
     register(&gw, "changer").await;
     let (current, other) = (login_token(&gw, "changer").await, login_token(&gw, "changer").await);
     let new_password = "a brand new passphrase";
-    let r = post(
-        &gw,
-        "/api/auth/password",
-        json!({"current_password": "wrong password!!", "new_password": new_password}),
-        Some(&current),
-    )
-    .await;
+    let r = gw
+        .post_json(
+            "/api/auth/password",
+            json!({"current_password": "wrong password!!", "new_password": new_password}),
+            Some(&current),
+        )
+        .await;
     assert_eq!(r.status, 403);
-    let r = post(
-        &gw,
-        "/api/auth/password",
-        json!({"current_password": PASSWORD, "new_password": "short"}),
-        Some(&current),
-    )
-    .await;
+    let r = gw
+        .post_json(
+            "/api/auth/password",
+            json!({"current_password": PASSWORD, "new_password": "short"}),
+            Some(&current),
+        )
+        .await;
     assert_eq!((r.status, r.json()["field"].as_str()), (400, Some("new_password")));
-    let r = post(
-        &gw,
-        "/api/auth/password",
-        json!({"current_password": PASSWORD, "new_password": new_password}),
-        Some(&current),
-    )
-    .await;
+    let r = gw
+        .post_json(
+            "/api/auth/password",
+            json!({"current_password": PASSWORD, "new_password": new_password}),
+            Some(&current),
+        )
+        .await;
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(
         gw.client()

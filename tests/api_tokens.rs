@@ -10,39 +10,17 @@ use serde_json::{Value, json};
 const PASSWORD: &str = "correct horse battery";
 
 async fn session(gw: &TestGateway, name: &str) -> (String, String) {
-    let body = json!({"username": name, "password": PASSWORD, "email": "t@example.com"}).to_string();
-    let r = gw
-        .client()
-        .call(
-            "POST",
-            "/api/auth/register",
-            &[("content-type", "application/json")],
-            Some(body.into_bytes()),
-        )
-        .await;
+    let body = json!({"username": name, "password": PASSWORD, "email": "t@example.com"});
+    let r = gw.post_json("/api/auth/register", body, None).await;
     let id = r.json()["user_id"].as_str().unwrap().to_owned();
-    let body = json!({"username": name, "password": PASSWORD}).to_string();
     let r = gw
-        .client()
-        .call(
-            "POST",
-            "/api/auth/login",
-            &[("content-type", "application/json")],
-            Some(body.into_bytes()),
-        )
+        .post_json("/api/auth/login", json!({"username": name, "password": PASSWORD}), None)
         .await;
     (id, r.json()["access_token"].as_str().unwrap().to_owned())
 }
 
 async fn create(gw: &TestGateway, jwt: &str, body: Value) -> Reply {
-    gw.client()
-        .call(
-            "POST",
-            "/api/auth/tokens",
-            &[("content-type", "application/json"), ("authorization", &bearer(jwt))],
-            Some(body.to_string().into_bytes()),
-        )
-        .await
+    gw.post_json("/api/auth/tokens", body, Some(jwt)).await
 }
 
 #[tokio::test]

@@ -478,18 +478,9 @@ async fn audit_events_are_json_lines_with_user_ip_and_request_id_and_no_secret()
         run.listen.parse().unwrap(),
         false,
     );
-    let json_ct = ("content-type", "application/json");
     let post = |path: &'static str, body: serde_json::Value, auth: Option<String>| {
         let c = &c;
-        async move {
-            let mut headers = vec![json_ct];
-            let bearer_value = auth.map(|a| bearer(&a));
-            if let Some(b) = &bearer_value {
-                headers.push(("authorization", b.as_str()));
-            }
-            c.call("POST", path, &headers, Some(body.to_string().into_bytes()))
-                .await
-        }
+        async move { c.post_json(path, body, auth.as_deref()).await }
     };
     let password = "audit horse battery";
     let new_password = "audit horse battery 2";

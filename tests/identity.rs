@@ -27,26 +27,15 @@ async fn start(mode: &str, algorithm: &str, audience: Option<&str>) -> (TestUpst
 }
 
 async fn register_and_login(gw: &TestGateway) -> (String, String) {
-    let body = json!({"username": "alice", "password": PASSWORD, "email": "alice@example.com"}).to_string();
-    let r = gw
-        .client()
-        .call(
-            "POST",
-            "/api/auth/register",
-            &[("content-type", "application/json")],
-            Some(body.into_bytes()),
-        )
-        .await;
+    let body = json!({"username": "alice", "password": PASSWORD, "email": "alice@example.com"});
+    let r = gw.post_json("/api/auth/register", body, None).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let id = r.json()["user_id"].as_str().unwrap().to_owned();
-    let body = json!({"username": "alice", "password": PASSWORD}).to_string();
     let r = gw
-        .client()
-        .call(
-            "POST",
+        .post_json(
             "/api/auth/login",
-            &[("content-type", "application/json")],
-            Some(body.into_bytes()),
+            json!({"username": "alice", "password": PASSWORD}),
+            None,
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());

@@ -19,26 +19,16 @@ fn header_of(token: &str) -> Value {
 }
 
 async fn account(gw: &TestGateway) {
-    let body = json!({"username": "rot", "password": PASSWORD, "email": "r@example.com"}).to_string();
-    gw.client()
-        .call(
-            "POST",
-            "/api/auth/register",
-            &[("content-type", "application/json")],
-            Some(body.into_bytes()),
-        )
-        .await;
+    let body = json!({"username": "rot", "password": PASSWORD, "email": "r@example.com"});
+    gw.post_json("/api/auth/register", body, None).await;
 }
 
 async fn login(gw: &TestGateway) -> String {
-    let body = json!({"username": "rot", "password": PASSWORD}).to_string();
     let r = gw
-        .client()
-        .call(
-            "POST",
+        .post_json(
             "/api/auth/login",
-            &[("content-type", "application/json")],
-            Some(body.into_bytes()),
+            json!({"username": "rot", "password": PASSWORD}),
+            None,
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());

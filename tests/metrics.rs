@@ -34,43 +34,14 @@ async fn metrics_follow_a_scripted_session() {
     let gw = TestGateway::start(&up.url()).await;
     let before = scrape(&gw).await;
     let c = gw.client();
-    let json_ct = ("content-type", "application/json");
-
     // Auth API: register and log in (2 auth_api 2xx), one wrong password (auth_api 4xx).
     let body = json!({"username": "metrics", "password": "correct horse battery", "email": "m@example.com"});
-    assert_eq!(
-        c.call(
-            "POST",
-            "/api/auth/register",
-            &[json_ct],
-            Some(body.to_string().into_bytes())
-        )
-        .await
-        .status,
-        201
-    );
+    assert_eq!(c.post_json("/api/auth/register", body, None).await.status, 201);
     let login = json!({"username": "metrics", "password": "correct horse battery"});
-    let r = c
-        .call(
-            "POST",
-            "/api/auth/login",
-            &[json_ct],
-            Some(login.to_string().into_bytes()),
-        )
-        .await;
+    let r = c.post_json("/api/auth/login", login, None).await;
     let jwt = r.json()["access_token"].as_str().unwrap().to_owned();
     let wrong = json!({"username": "metrics", "password": "wrong horse battery"});
-    assert_eq!(
-        c.call(
-            "POST",
-            "/api/auth/login",
-            &[json_ct],
-            Some(wrong.to_string().into_bytes())
-        )
-        .await
-        .status,
-        401
-    );
+    assert_eq!(c.post_json("/api/auth/login", wrong, None).await.status, 401);
     // Proxied with a JWT: 3 x 2xx.
     for _ in 0..3 {
         assert_eq!(
@@ -97,14 +68,7 @@ async fn metrics_follow_a_scripted_session() {
     assert_eq!(c.get("/api/health", &[]).await.status, 200);
     // An API token: created (auth_api 2xx, by JWT), then used twice (store hit, then memory hit), and an
     // unknown one.
-    let r = c
-        .call(
-            "POST",
-            "/api/auth/tokens",
-            &[json_ct, ("authorization", &bearer(&jwt))],
-            Some(json!({"name": "ci"}).to_string().into_bytes()),
-        )
-        .await;
+    let r = c.post_json("/api/auth/tokens", json!({"name": "ci"}), Some(&jwt)).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let api = r.json()["token"].as_str().unwrap().to_owned();
     for _ in 0..2 {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::services::{Postgres, Redis};
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -17,20 +17,8 @@ fn replica_toml(pg: &str, redis: Option<&str>, extra: &str) -> String {
     format!("[store]\nurl = \"{pg}\"\nsync_interval = \"5s\"\n{redis}{extra}")
 }
 
-async fn post(gw: &TestGateway, path: &str, body: Value, auth: Option<&str>) -> Reply {
-    let b = auth.map(bearer).unwrap_or_default();
-    let mut headers = vec![("content-type", "application/json")];
-    if auth.is_some() {
-        headers.push(("authorization", b.as_str()));
-    }
-    gw.client()
-        .call("POST", path, &headers, Some(body.to_string().into_bytes()))
-        .await
-}
-
 async fn register(gw: &TestGateway, name: &str) -> Reply {
-    post(
-        gw,
+    gw.post_json(
         "/api/auth/register",
         json!({"username": name, "password": PASSWORD, "email": "r@example.com"}),
         None,
@@ -39,13 +27,8 @@ async fn register(gw: &TestGateway, name: &str) -> Reply {
 }
 
 async fn login(gw: &TestGateway, name: &str, password: &str) -> Reply {
-    post(
-        gw,
-        "/api/auth/login",
-        json!({"username": name, "password": password}),
-        None,
-    )
-    .await
+    gw.post_json("/api/auth/login", json!({"username": name, "password": password}), None)
+        .await
 }
 
 async fn jwt(gw: &TestGateway, name: &str) -> String {
@@ -55,7 +38,7 @@ async fn jwt(gw: &TestGateway, name: &str) -> String {
 }
 
 async fn api_token(gw: &TestGateway, jwt: &str) -> (String, String) {
-    let r = post(gw, "/api/auth/tokens", json!({"name": "t"}), Some(jwt)).await;
+    let r = gw.post_json("/api/auth/tokens", json!({"name": "t"}), Some(jwt)).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let v = r.json();
     (
@@ -143,7 +126,9 @@ async fn replicas_share_users_tokens_and_revocations_within_a_second() {
 
     // Every session ended on B: refused on A within 1 s.
     let session_c = jwt(&a, "shared").await;
-    let r = post(&b, "/api/auth/logout", json!({"all": true}), Some(&session_b)).await;
+    let r = b
+        .post_json("/api/auth/logout", json!({"all": true}), Some(&session_b))
+        .await;
     assert_eq!(r.status, 204);
     let all_took = until_refused(&a, ("authorization", &bearer(&session_c))).await;
 
@@ -220,7 +205,8 @@ async fn redis_dying_and_coming_back() {
     // The bus reconnects by itself; a revocation on A then reaches B within 1 s again.
     let started = Instant::now();
     loop {
-        let probe = post(&a, "/api/auth/tokens", json!({"name": "probe"}), Some(&session))
+        let probe = a
+            .post_json("/api/auth/tokens", json!({"name": "probe"}), Some(&session))
             .await
             .json();
         let (pid, pkey) = (

@@ -430,6 +430,11 @@ impl TestGateway {
     pub fn client(&self) -> Client {
         Client::new(&self.ca, self.addr, false)
     }
+
+    /// POST a JSON body over HTTP/1.1 (see [`Client::post_json`]).
+    pub async fn post_json(&self, path: &str, body: serde_json::Value, auth: Option<&str>) -> Reply {
+        self.client().post_json(path, body, auth).await
+    }
     pub fn h2_client(&self) -> Client {
         Client::new(&self.ca, self.addr, true)
     }
@@ -545,6 +550,17 @@ impl Client {
         } else {
             b.uri(path).header("host", format!("localhost:{}", self.addr.port()))
         }
+    }
+
+    /// POST a JSON body, with `Authorization: Bearer` when `auth` is given.
+    pub async fn post_json(&self, path: &str, body: serde_json::Value, auth: Option<&str>) -> Reply {
+        let bearer_value = auth.map(bearer);
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(b) = &bearer_value {
+            headers.push(("authorization", b.as_str()));
+        }
+        self.call("POST", path, &headers, Some(body.to_string().into_bytes()))
+            .await
     }
 
     pub async fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> Reply {
