@@ -112,25 +112,24 @@ def tls_context():
 def slowloris(port, stop, sockets=200):
     """Connections that trickle a request head one byte a second and never finish it."""
     ctx, conns = tls_context(), []
-    for _ in range(sockets):
+
+    def open_one():
         try:
             s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=2), server_hostname="localhost")
             s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
             conns.append(s)
         except OSError:
             pass
+
+    for _ in range(sockets):
+        open_one()
     while not stop.is_set():
         for s in list(conns):
             try:
                 s.sendall(b"X")
             except OSError:
                 conns.remove(s)
-                try:
-                    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=2), server_hostname="localhost")
-                    s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
-                    conns.append(s)
-                except OSError:
-                    pass
+                open_one()
         stop.wait(1.0)
     for s in conns:
         s.close()

@@ -51,6 +51,10 @@ async fn status_with_key(gw: &TestGateway, key: &str) -> u16 {
     gw.client().get("/x", &[("x-api-key", key)]).await.status
 }
 
+async fn status_with_jwt(gw: &TestGateway, jwt: &str) -> u16 {
+    gw.client().get("/x", &[("authorization", &bearer(jwt))]).await.status
+}
+
 /// Poll until `gw` refuses the credential; returns how long it took.
 async fn until_refused(gw: &TestGateway, header: (&str, &str)) -> Duration {
     let started = Instant::now();
@@ -76,13 +80,7 @@ async fn replicas_share_users_tokens_and_revocations_within_a_second() {
     // A user registered on A logs in on B; B's token works on A.
     assert_eq!(register(&a, "shared").await.status, 201);
     let session_b = jwt(&b, "shared").await;
-    assert_eq!(
-        a.client()
-            .get("/x", &[("authorization", &bearer(&session_b))])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(status_with_jwt(&a, &session_b).await, 200);
     assert_eq!(register(&b, "SHARED").await.status, 409);
 
     // A token created on A works on B (and is now in B's memory).
@@ -105,13 +103,7 @@ async fn replicas_share_users_tokens_and_revocations_within_a_second() {
     let token_took = until_refused(&b, ("x-api-key", &key)).await;
 
     // Logged out on A: refused on B within 1 s.
-    assert_eq!(
-        b.client()
-            .get("/x", &[("authorization", &bearer(&session_a))])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(status_with_jwt(&b, &session_a).await, 200);
     let r = a
         .client()
         .call(
@@ -178,13 +170,7 @@ async fn redis_dying_and_coming_back() {
     // JWTs keep working, with no Redis in the path.
     let started = Instant::now();
     for _ in 0..20 {
-        assert_eq!(
-            b.client()
-                .get("/x", &[("authorization", &bearer(&session))])
-                .await
-                .status,
-            200
-        );
+        assert_eq!(status_with_jwt(&b, &session).await, 200);
     }
     // API tokens fall back to the store (a new one is in no cache), and answer fast.
     let (fresh_id, fresh_key) = api_token(&a, &session).await;
@@ -262,13 +248,7 @@ async fn postgres_down_means_503_for_accounts_cached_tokens_still_work_and_not_r
     assert_eq!((r.status, r.json()["error"].as_str()), (503, Some("unavailable")));
     // Cached API tokens keep working; JWTs too.
     assert_eq!(status_with_key(&gw, &key).await, 200);
-    assert_eq!(
-        gw.client()
-            .get("/x", &[("authorization", &bearer(&session))])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(status_with_jwt(&gw, &session).await, 200);
     // An unknown token cannot be checked: fail closed with 503, never forwarded.
     let before = up.seen.count();
     assert_eq!(status_with_key(&gw, &format!("agt_{}", "B".repeat(43))).await, 503);
@@ -345,13 +325,7 @@ async fn accounts_and_tokens_on_postgres_without_redis() {
         )
         .await;
     assert_eq!(r.status, 204);
-    assert_eq!(
-        gw.client()
-            .get("/x", &[("authorization", &bearer(&session))])
-            .await
-            .status,
-        401
-    );
+    assert_eq!(status_with_jwt(&gw, &session).await, 401);
 }
 
 /// Run the operator CLI on the replicas' store and Redis; returns (stdout, stderr).
@@ -409,13 +383,7 @@ async fn operator_cli_tokens_and_disable_reach_every_replica_within_a_second() {
     assert_eq!(status_with_key(&a, &key).await, 401);
 
     // `user disable`: the session is refused on both within 1 s.
-    assert_eq!(
-        b.client()
-            .get("/x", &[("authorization", &bearer(&session))])
-            .await
-            .status,
-        200
-    );
+    assert_eq!(status_with_jwt(&b, &session).await, 200);
     cli(&toml, &["user", "disable", "ops"]).await;
     let disable_took = until_refused(&b, ("authorization", &bearer(&session))).await;
     let disable_a = until_refused(&a, ("authorization", &bearer(&session))).await;
