@@ -359,6 +359,44 @@ async fn h2_and_http1_both_work_end_to_end() {
 }
 
 #[tokio::test]
+async fn tls_without_alpn_is_http1_and_h2_over_tls_needs_alpn() {
+    let (up, gw) = pair().await;
+    let t = token("u-no-alpn");
+    // wrk, Python's ssl module and older clients offer no ALPN: they speak HTTP/1.1.
+    let request =
+        format!("GET /plain HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {t}\r\nX-User-Id: evil\r\n\r\n");
+    let tls = tls_connect_alpn(&gw.ca, gw.addr, &[]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), None);
+    let resp = raw_exchange_on(tls, request.as_bytes(), Duration::from_secs(1)).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let seen = up.seen.last();
+    assert_eq!(
+        (seen.target.as_str(), seen.one("x-user-id").as_deref()),
+        ("/plain", Some("u-no-alpn"))
+    );
+    assert!(seen.all("authorization").is_empty());
+
+    // HTTP/2 over TLS only after ALPN chose h2 (RFC 9113 §3.2): a bare preface is not HTTP/2.
+    let before = up.seen.count();
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let tls = tls_connect_alpn(&gw.ca, gw.addr, &[]).await;
+    let resp = raw_exchange_on(tls, preface, Duration::from_secs(2)).await;
+    assert!(
+        !resp.starts_with("HTTP/1.1 5") && !resp.starts_with("HTTP/1.1 2"),
+        "{resp}"
+    );
+    assert_eq!(up.seen.count(), before);
+    // The gateway is unharmed.
+    assert_eq!(
+        gw.client()
+            .get("/after", &[("authorization", &bearer(&t))])
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
 async fn sse_events_arrive_one_by_one() {
     for h2 in [false, true] {
         let (_up, gw) = pair().await;

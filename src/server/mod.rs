@@ -1,17 +1,20 @@
-//! The main listener: accept, TLS handshake with a timeout, HTTP/1.1 or HTTP/2 through hyper-util's
-//! auto server, and a graceful drain on shutdown.
+//! The main listener: accept, TLS handshake with a timeout, HTTP/1.1 or HTTP/2 through hyper, and
+//! a graceful drain on shutdown.
 //!
 //! The rule this module keeps: every connection is tracked, so shutdown stops accepting, tells each
 //! connection to finish its in-flight requests (streams and upgraded tunnels included), and waits
 //! for them for at most `server.shutdown_grace`.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use hyper::service::service_fn;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -20,38 +23,65 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::Gateway;
+use crate::config::ServerConfig;
 use crate::error::GatewayError;
+use crate::proxy::{GatewayBody, Peer};
 
 mod watch;
 
 use watch::{Tracked, Watch, Watched};
 
-/// The HTTP server settings shared by every connection.
-pub fn http_builder(gw: &Gateway) -> auto::Builder<TokioExecutor> {
-    let s = &gw.config.server;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(s.header_read_timeout)
-        .max_buf_size(s.max_header_bytes.max(8192))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(s.h2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(Some(50))
-        .max_local_error_reset_streams(Some(256))
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    builder
+/// hyper's HTTP/1.1 server and hyper-util's auto server have the same setters but no common trait.
+macro_rules! http1_settings {
+    ($builder:expr, $s:expr) => {
+        $builder
+            .timer(TokioTimer::new())
+            .header_read_timeout($s.header_read_timeout)
+            .max_buf_size($s.max_header_bytes.max(8192))
+            .keep_alive(true)
+    };
+}
+
+/// Likewise for HTTP/2.
+macro_rules! http2_settings {
+    ($builder:expr, $s:expr) => {
+        $builder
+            .timer(TokioTimer::new())
+            .max_concurrent_streams($s.h2_max_concurrent_streams)
+            .max_header_list_size(u32::try_from($s.max_header_bytes).unwrap_or(u32::MAX))
+            .max_pending_accept_reset_streams(Some(50))
+            .max_local_error_reset_streams(Some(256))
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20))
+    };
+}
+
+/// The HTTP servers a connection is handed to, all with the same settings: over TLS, hyper's
+/// HTTP/1.1 or HTTP/2 server, as ALPN chose; in cleartext, hyper-util's auto server, which reads
+/// the first bytes to tell. (A connection served by the auto server keeps room for both.)
+pub struct Http {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    auto: auto::Builder<TokioExecutor>,
+}
+
+impl Http {
+    pub fn new(s: &ServerConfig) -> Http {
+        let mut h1 = http1::Builder::new();
+        http1_settings!(h1, s);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        http2_settings!(h2, s);
+        let mut auto = auto::Builder::new(TokioExecutor::new());
+        http1_settings!(auto.http1(), s);
+        http2_settings!(auto.http2(), s);
+        Http { h1, h2, auto }
+    }
 }
 
 /// Accept connections until `shutdown` resolves, then drain.
 pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let cancel = CancellationToken::new();
-    let builder = Arc::new(http_builder(&gw));
+    let http = Arc::new(Http::new(&gw.config.server));
     let acceptor = gw.tls.clone().map(TlsAcceptor::from);
     tokio::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
@@ -85,13 +115,13 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<
         };
         let _ = stream.set_nodelay(true);
         let gw = gw.clone();
-        let builder = builder.clone();
+        let http = http.clone();
         let acceptor = acceptor.clone();
         let cancel = cancel.clone();
         gw.clone().tasks.spawn(async move {
             let _permit = permit;
             gw.metrics.open_connections.inc();
-            connection(&gw, &builder, acceptor, stream, peer, cancel).await;
+            connection(&gw, &http, acceptor, stream, peer, &cancel).await;
             gw.metrics.open_connections.dec();
         });
     }
@@ -115,87 +145,96 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<
     }
 }
 
+/// One client connection, from the TLS handshake to its close.
+///
+/// The connection is built here, not in a helper `async fn` taking the stream: an `async fn` keeps
+/// its arguments for its whole life, so the TLS stream (1.2 KiB) would be held twice.
 async fn connection(
     gw: &Arc<Gateway>,
-    builder: &auto::Builder<TokioExecutor>,
+    http: &Http,
     acceptor: Option<TlsAcceptor>,
     stream: TcpStream,
     peer: SocketAddr,
-    cancel: CancellationToken,
+    cancel: &CancellationToken,
 ) {
-    match acceptor {
-        None => serve_io(gw, builder, stream, peer, cancel).await,
-        Some(acceptor) => {
-            let started = Instant::now();
-            let timeout = gw.config.server.tls_handshake_timeout;
-            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    gw.metrics
-                        .tls_handshake_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    serve_io(gw, builder, tls, peer, cancel).await;
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(peer = %peer.ip(), error = %e, "TLS handshake failed")
-                }
-                Err(_) => tracing::debug!(peer = %peer.ip(), "TLS handshake timed out"),
-            }
-        }
+    let Some(acceptor) = acceptor else {
+        // Cleartext: HTTP/1.1, or HTTP/2 with prior knowledge; the auto server tells them apart.
+        let (io, handler) = attach(gw, stream, peer);
+        let watch = handler.watch.clone();
+        let mut conn = Box::pin(http.auto.serve_connection_with_upgrades(io, handler));
+        return drive(gw, conn.as_mut(), |c| c.graceful_shutdown(), &watch, peer, cancel).await;
+    };
+    let started = Instant::now();
+    let tls = match tokio::time::timeout(gw.config.server.tls_handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return tracing::debug!(peer = %peer.ip(), error = %e, "TLS handshake failed"),
+        Err(_) => return tracing::debug!(peer = %peer.ip(), "TLS handshake timed out"),
+    };
+    gw.metrics
+        .tls_handshake_seconds
+        .observe(started.elapsed().as_secs_f64());
+    // Over TLS, HTTP/2 is only ever spoken after ALPN chose "h2" (RFC 9113 §3.2); anything else
+    // (ALPN "http/1.1", or no ALPN at all, as with wrk or Python's ssl) is HTTP/1.1.
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let (io, handler) = attach(gw, tls, peer);
+    let watch = handler.watch.clone();
+    if h2 {
+        // Boxed: the common HTTP/1.1 connection does not keep room for HTTP/2's larger state.
+        let mut conn = Box::pin(http.h2.serve_connection(io, handler));
+        drive(gw, conn.as_mut(), |c| c.graceful_shutdown(), &watch, peer, cancel).await;
+    } else {
+        let conn = pin!(http.h1.serve_connection(io, handler).with_upgrades());
+        drive(gw, conn, |c| c.graceful_shutdown(), &watch, peer, cancel).await;
     }
 }
 
-async fn serve_io<I>(
-    gw: &Arc<Gateway>,
-    builder: &auto::Builder<TokioExecutor>,
-    io: I,
-    peer: SocketAddr,
-    cancel: CancellationToken,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+/// The watched I/O and the request handler for one connection.
+fn attach<I>(gw: &Arc<Gateway>, io: I, peer: SocketAddr) -> (TokioIo<Watched<I>>, Handler)
+where
+    I: AsyncRead + AsyncWrite + Unpin,
 {
-    let server = &gw.config.server;
     let watch = Watch::new();
-    let io = Watched::new(io, watch.clone(), server.h2_control_frames);
-    let (gw2, watch2) = (gw.clone(), watch.clone());
-    let client = crate::proxy::Peer::new(gw, peer);
-    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let (gw, watch, client) = (gw2.clone(), watch2.clone(), client.clone());
-        // Boxed: hyper keeps room for one request's future for the whole life of a connection;
-        // boxed, an idle connection holds a pointer instead of several KiB.
-        Box::pin(async move {
-            let busy = watch.begin();
-            if req.version() < http::Version::HTTP_2 && watch.refuse_next_head() {
-                tracing::info!(peer = %peer.ip(), "refused ambiguous HTTP/1.1 framing");
-                let mut resp = GatewayError::InvalidRequest("Ambiguous message framing").to_response();
-                resp.headers_mut()
-                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-                return Ok(resp.map(|b| Tracked::new(http_body_util::Either::Right(b), busy)));
-            }
-            let resp = crate::proxy::handle(gw, client, req).await?;
-            Ok::<_, std::convert::Infallible>(resp.map(|b| Tracked::new(b, busy)))
-        })
-    });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let idle = server.idle_timeout;
+    let io = Watched::new(io, watch.clone(), gw.config.server.h2_control_frames);
+    let handler = Handler {
+        gw: gw.clone(),
+        watch,
+        client: Peer::new(gw, peer),
+    };
+    (TokioIo::new(io), handler)
+}
+
+/// Serve a connection until it ends, shutdown asks it to drain, or its watcher closes it: a
+/// control-frame flood, or `server.idle_timeout` without a request.
+async fn drive<C, E>(
+    gw: &Gateway,
+    mut conn: Pin<&mut C>,
+    graceful_shutdown: impl Fn(Pin<&mut C>),
+    watch: &Watch,
+    peer: SocketAddr,
+    cancel: &CancellationToken,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let idle = gw.config.server.idle_timeout;
     let result = loop {
         let check = watch.next_idle_check(idle);
         tokio::select! {
             r = conn.as_mut() => break r,
             () = cancel.cancelled() => {
-                conn.as_mut().graceful_shutdown();
+                graceful_shutdown(conn.as_mut());
                 break conn.await;
             }
             () = watch.flood_alarm() => {
                 tracing::warn!(peer = %peer.ip(), "HTTP/2 control-frame flood: GOAWAY and close");
                 gw.metrics.h2_floods.inc();
-                conn.as_mut().graceful_shutdown();
+                graceful_shutdown(conn.as_mut());
                 break tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await.unwrap_or(Ok(()));
             }
             () = tokio::time::sleep_until(check) => {
                 if watch.is_idle(idle) {
                     tracing::debug!(peer = %peer.ip(), "idle connection closed");
-                    conn.as_mut().graceful_shutdown();
+                    graceful_shutdown(conn.as_mut());
                     break tokio::time::timeout(Duration::from_secs(5), conn.as_mut()).await.unwrap_or(Ok(()));
                 }
             }
@@ -203,6 +242,40 @@ async fn serve_io<I>(
     };
     if let Err(e) = result {
         tracing::debug!(peer = %peer.ip(), error = %e, "connection ended with an error");
+    }
+}
+
+/// One connection's request handler.
+#[derive(Clone)]
+struct Handler {
+    gw: Arc<Gateway>,
+    watch: Arc<Watch>,
+    client: Peer,
+}
+
+type Answer = http::Response<Tracked<GatewayBody>>;
+
+impl hyper::service::Service<http::Request<Incoming>> for Handler {
+    type Response = Answer;
+    type Error = Infallible;
+    // Boxed: hyper keeps room for one request's future for the whole life of a connection; boxed,
+    // an idle connection holds a pointer instead of several KiB.
+    type Future = Pin<Box<dyn Future<Output = Result<Answer, Infallible>> + Send>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        let Handler { gw, watch, client } = self.clone();
+        Box::pin(async move {
+            let busy = watch.begin();
+            if req.version() < http::Version::HTTP_2 && watch.refuse_next_head() {
+                tracing::info!(peer = %client.addr.ip(), "refused ambiguous HTTP/1.1 framing");
+                let mut resp = GatewayError::InvalidRequest("Ambiguous message framing").to_response();
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                return Ok(resp.map(|b| Tracked::new(http_body_util::Either::Right(b), busy)));
+            }
+            let resp = crate::proxy::handle(gw, client, req).await?;
+            Ok(resp.map(|b| Tracked::new(b, busy)))
+        })
     }
 }
 
@@ -230,7 +303,7 @@ pub async fn run_redirect(gw: Arc<Gateway>, listener: TcpListener, shutdown: imp
     while let Some(stream) = accept_until(&listener, shutdown.as_mut()).await {
         let gw = gw.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
+            let service = hyper::service::service_fn(move |req| {
                 let resp = redirect(&gw, &req);
                 async move { Ok::<_, std::convert::Infallible>(resp) }
             });

@@ -487,7 +487,19 @@ pub async fn tls_connect(
     addr: SocketAddr,
     h2: bool,
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client_config(ca, h2)));
+    let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
+    tls_connect_alpn(ca, addr, alpn).await
+}
+
+/// Open a TLS connection offering exactly these ALPN protocols (none, like wrk or Python's ssl).
+pub async fn tls_connect_alpn(
+    ca: &std::path::Path,
+    addr: SocketAddr,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut config = tls_client_config(ca, false);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     connector.connect(name, tcp).await.unwrap()
@@ -592,8 +604,16 @@ impl Client {
 
 /// Send raw bytes over TLS (HTTP/1.1) and read the answer until the server closes or `wait` passes.
 pub async fn raw_exchange(ca: &std::path::Path, addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    raw_exchange_on(tls_connect(ca, addr, false).await, bytes, wait).await
+}
+
+/// Send raw bytes on an open TLS connection; everything that comes back within `wait`.
+pub async fn raw_exchange_on(
+    mut tls: tokio_rustls::client::TlsStream<TcpStream>,
+    bytes: &[u8],
+    wait: Duration,
+) -> String {
     logscan::raw(bytes);
-    let mut tls = tls_connect(ca, addr, false).await;
     tls.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(wait, async {
