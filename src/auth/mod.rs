@@ -37,7 +37,12 @@ pub fn bearer(headers: &HeaderMap) -> Result<Credential<'_>, AuthFailure> {
     if values.next().is_some() {
         return Err(AuthFailure::Malformed);
     }
-    let value = value.to_str().map_err(|_| AuthFailure::Malformed)?;
+    // A HeaderValue never holds a control character but tab, so `to_str`'s byte-by-byte check
+    // for visible ASCII is `is_ascii`, which goes a word at a time over a long JWT.
+    let value = Some(value.as_bytes())
+        .filter(|b| b.is_ascii())
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or(AuthFailure::Malformed)?;
     let (scheme, token) = value.split_once(' ').ok_or(AuthFailure::Malformed)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthFailure::Malformed);
@@ -256,6 +261,18 @@ mod tests {
             assert!(bearer(&with(v)).is_err(), "{v:?}");
         }
         assert_eq!(bearer(&HeaderMap::new()), Ok(Credential::None));
+    }
+
+    #[test]
+    fn a_token_with_bytes_outside_visible_ascii_is_malformed() {
+        for v in [&b"Bearer t\xc3\xa9st"[..], b"Bearer \xffabc", b"Bearer a\tb"] {
+            let mut h = HeaderMap::new();
+            h.append(header::AUTHORIZATION, HeaderValue::from_bytes(v).unwrap());
+            let tab = v.contains(&b'\t');
+            // A tab is a HeaderValue's only allowed control character: `to_str` accepts it, and so
+            // does this; the token "a\tb" then fails verification like any other wrong token.
+            assert_eq!(bearer(&h).is_err(), !tab, "{v:?}");
+        }
     }
 
     #[test]

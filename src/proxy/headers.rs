@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), plus the legacy `Keep-Alive` and `Proxy-Connection`
 /// (RFC 9112 §9.6, RFC 7230 appendix A.1.2). Never forwarded in either direction.
@@ -83,8 +84,8 @@ fn is_identity(name: &HeaderName) -> bool {
 /// The headers to drop from a map, found in one pass over its names: those `drop` picks, every
 /// hop-by-hop header, and every header `Connection` names. Most messages drop one or two, so this
 /// is cheaper than removing each candidate by name (each removal hashes the name).
-fn to_drop(headers: &HeaderMap, mut drop: impl FnMut(&HeaderName) -> bool) -> Vec<HeaderName> {
-    let mut gone = Vec::new();
+fn to_drop(headers: &HeaderMap, mut drop: impl FnMut(&HeaderName) -> bool) -> SmallVec<[HeaderName; 4]> {
+    let mut gone = SmallVec::new();
     let mut has_connection = false;
     for name in headers.keys() {
         has_connection |= name == header::CONNECTION;

@@ -418,9 +418,10 @@ impl Follow {
     fn judge(&mut self, head: &[u8], watch: &Watch) {
         let index = self.heads;
         self.heads += 1;
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let Ok(httparse::Status::Complete(_)) = req.parse(head) else {
+        // Left uninitialised: httparse fills only what it parses (4 KiB not zeroed per request).
+        let mut headers = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut []);
+        let Ok(httparse::Status::Complete(_)) = req.parse_with_uninit_headers(head, &mut headers) else {
             // hyper answers this itself (400 or 431) and closes.
             self.state = State::Off;
             return;
