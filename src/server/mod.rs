@@ -159,25 +159,28 @@ async fn connection(
 ) {
     let Some(acceptor) = acceptor else {
         // Cleartext: HTTP/1.1, or HTTP/2 with prior knowledge; the auto server tells them apart.
-        let (io, handler) = attach(gw, stream, peer);
-        let watch = handler.watch.clone();
+        let (io, handler, watch) = attach(gw, stream, peer);
         let mut conn = Box::pin(http.auto.serve_connection_with_upgrades(io, handler));
         return drive(gw, conn.as_mut(), |c| c.graceful_shutdown(), &watch, peer, cancel).await;
     };
     let started = Instant::now();
-    let tls = match tokio::time::timeout(gw.config.server.tls_handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
+    let timeout = gw.config.server.tls_handshake_timeout;
+    // A local that is borrowed and still in scope at an `.await` keeps its room in the future even
+    // after it is moved out, so ALPN is read in the match arm, not from a 1.2 KiB `tls` local.
+    let (tls, h2) = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        // Over TLS, HTTP/2 is only ever spoken after ALPN chose "h2" (RFC 9113 §3.2); anything
+        // else (ALPN "http/1.1", or no ALPN at all, as with wrk or Python's ssl) is HTTP/1.1.
+        Ok(Ok(tls)) => {
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            (tls, h2)
+        }
         Ok(Err(e)) => return tracing::debug!(peer = %peer.ip(), error = %e, "TLS handshake failed"),
         Err(_) => return tracing::debug!(peer = %peer.ip(), "TLS handshake timed out"),
     };
     gw.metrics
         .tls_handshake_seconds
         .observe(started.elapsed().as_secs_f64());
-    // Over TLS, HTTP/2 is only ever spoken after ALPN chose "h2" (RFC 9113 §3.2); anything else
-    // (ALPN "http/1.1", or no ALPN at all, as with wrk or Python's ssl) is HTTP/1.1.
-    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-    let (io, handler) = attach(gw, tls, peer);
-    let watch = handler.watch.clone();
+    let (io, handler, watch) = attach(gw, tls, peer);
     if h2 {
         // Boxed: the common HTTP/1.1 connection does not keep room for HTTP/2's larger state.
         let mut conn = Box::pin(http.h2.serve_connection(io, handler));
@@ -188,8 +191,8 @@ async fn connection(
     }
 }
 
-/// The watched I/O and the request handler for one connection.
-fn attach<I>(gw: &Arc<Gateway>, io: I, peer: SocketAddr) -> (TokioIo<Watched<I>>, Handler)
+/// The watched I/O, the request handler, and the watch they share, for one connection.
+fn attach<I>(gw: &Arc<Gateway>, io: I, peer: SocketAddr) -> (TokioIo<Watched<I>>, Handler, Arc<Watch>)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -197,10 +200,10 @@ where
     let io = Watched::new(io, watch.clone(), gw.config.server.h2_control_frames);
     let handler = Handler {
         gw: gw.clone(),
-        watch,
+        watch: watch.clone(),
         client: Peer::new(gw, peer),
     };
-    (TokioIo::new(io), handler)
+    (TokioIo::new(io), handler, watch)
 }
 
 /// Serve a connection until it ends, shutdown asks it to drain, or its watcher closes it: a
