@@ -58,7 +58,8 @@ struct Idle {
 impl Upstream {
     pub fn new(config: &UpstreamConfig) -> Result<Upstream, String> {
         let https = config.scheme == Scheme::HTTPS;
-        let port = config.authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let default_port = if https { 443 } else { 80 };
+        let port = config.authority.port_u16().unwrap_or(default_port);
         let host = config
             .authority
             .host()
@@ -66,7 +67,7 @@ impl Upstream {
             .trim_end_matches(']')
             .to_owned();
         let host_header = match config.authority.port_u16() {
-            Some(p) if p != if https { 443 } else { 80 } => format!("{}:{p}", config.authority.host()),
+            Some(p) if p != default_port => format!("{}:{p}", config.authority.host()),
             _ => config.authority.host().to_owned(),
         };
         let host_header =
