@@ -487,8 +487,7 @@ pub async fn tls_connect(
     addr: SocketAddr,
     h2: bool,
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
-    tls_connect_alpn(ca, addr, alpn).await
+    connect_with(tls_client_config(ca, h2), addr).await
 }
 
 /// Open a TLS connection offering exactly these ALPN protocols (none, like wrk or Python's ssl).
@@ -499,6 +498,10 @@ pub async fn tls_connect_alpn(
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut config = tls_client_config(ca, false);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    connect_with(config, addr).await
+}
+
+async fn connect_with(config: rustls::ClientConfig, addr: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
