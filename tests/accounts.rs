@@ -298,6 +298,59 @@ async fn brute_force_is_limited_per_account_and_per_ip() {
     assert_eq!(login(&gw, "innocent", PASSWORD).await.status, 429);
 }
 
+/// A login that names its client in `X-Forwarded-For`, as a proxy in front would.
+async fn login_from(gw: &TestGateway, forwarded_for: &str, username: &str, password: &str) -> Reply {
+    let body = json!({"username": username, "password": password})
+        .to_string()
+        .into_bytes();
+    let headers = [("content-type", "application/json"), ("x-forwarded-for", forwarded_for)];
+    gw.client().call("POST", "/api/auth/login", &headers, Some(body)).await
+}
+
+const IP_LIMIT_OF_3: &str = "[login]\nmax_failures_per_account = 100\nmax_failures_per_ip = 3\nwindow = \"1m\"\n";
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_ip_limit() {
+    let up = TestUpstream::start().await;
+    let trusted = format!("[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{IP_LIMIT_OF_3}");
+    let gw = TestGateway::start_with(&up.url(), &trusted).await;
+    register(&gw, "innocent").await;
+    // The attacker, seen through the proxy as 203.0.113.66, runs out of tries under many names.
+    for name in ["a1", "a2", "a3"] {
+        assert_eq!(
+            login_from(&gw, "203.0.113.66", name, "wrong password!!").await.status,
+            401
+        );
+    }
+    assert_eq!(login_from(&gw, "203.0.113.66", "innocent", PASSWORD).await.status, 429);
+    // A forged entry left of the proxy's own does not make the attacker someone else.
+    let r = login_from(&gw, "198.51.100.1, 203.0.113.66", "innocent", PASSWORD).await;
+    assert_eq!(r.status, 429);
+    // Another client behind the same proxy is not locked out by it.
+    let r = login_from(&gw, "203.0.113.7", "innocent", PASSWORD).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Without X-Forwarded-For the proxy itself is the client, with a count of its own.
+    assert_eq!(login(&gw, "innocent", PASSWORD).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_untrusted_peers_forwarded_for_does_not_move_the_ip_limit() {
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::start_with(&up.url(), IP_LIMIT_OF_3).await;
+    register(&gw, "innocent").await;
+    for (name, forwarded_for) in [("a1", "203.0.113.1"), ("a2", "203.0.113.2"), ("a3", "203.0.113.3")] {
+        assert_eq!(
+            login_from(&gw, forwarded_for, name, "wrong password!!").await.status,
+            401
+        );
+    }
+    let r = login_from(&gw, "203.0.113.99", "innocent", PASSWORD).await;
+    assert_eq!(
+        r.status, 429,
+        "a new X-Forwarded-For from an untrusted peer is still the same peer"
+    );
+}
+
 #[tokio::test]
 async fn oversized_auth_bodies_are_413_without_being_read() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

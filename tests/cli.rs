@@ -566,6 +566,7 @@ async fn audit_events_are_json_lines_with_user_ip_and_request_id_and_no_secret()
         assert_eq!(v["target"], "authgate::audit", "{v}");
         assert_eq!(v["user_id"], user_id.as_str(), "{v}");
         assert_eq!(v["peer"], "127.0.0.1", "{v}");
+        assert_eq!(v["client"], "127.0.0.1", "{v}");
         assert!(v["request_id"].as_str().is_some_and(|r| r.len() >= 8), "{v}");
     }
 }

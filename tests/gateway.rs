@@ -270,6 +270,8 @@ async fn a_trusted_proxys_forwarded_for_is_appended_to() {
                 ("authorization", &bearer(&token("u"))),
                 ("x-forwarded-for", "203.0.113.7"),
                 ("forwarded", "for=203.0.113.7"),
+                // The proxy in front spoke plain HTTP to its client.
+                ("x-forwarded-proto", "http"),
             ],
         )
         .await;
@@ -277,6 +279,8 @@ async fn a_trusted_proxys_forwarded_for_is_appended_to() {
     let seen = up.seen.last();
     assert_eq!(seen.one("x-forwarded-for").as_deref(), Some("203.0.113.7, 127.0.0.1"));
     assert_eq!(seen.one("forwarded").as_deref(), Some("for=203.0.113.7"));
+    assert_eq!(seen.one("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(seen.one("x-user-id").as_deref(), Some("u"));
 }
 
 // ----- paths ----------------------------------------------------------------------------------

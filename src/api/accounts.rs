@@ -68,6 +68,7 @@ fn audit(ctx: &Ctx<'_>, event: &'static str, user_id: Option<&str>) {
         event,
         user_id,
         peer = %ctx.peer,
+        client = %ctx.client,
         request_id = ctx.request_id.to_str().unwrap_or("-"),
     );
 }
@@ -173,7 +174,7 @@ pub async fn login(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, GatewayErr
     let norm = normalize_username(raw_username).ok().map(|(_, n)| n);
     // Unknown and malformed names are limited under their own key, like real ones.
     let limit_key = norm.clone().unwrap_or_else(|| raw_username.trim().to_lowercase());
-    gw.login_allowed(&limit_key, ctx.peer)
+    gw.login_allowed(&limit_key, ctx.client)
         .await
         .map_err(|retry_after| GatewayError::TooManyRequests { retry_after })?;
 
@@ -201,7 +202,7 @@ pub async fn login(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, GatewayErr
     let user = match user {
         Some(u) if verdict.ok && !u.disabled && !gw.revocations.is_disabled(&u.id) => u,
         other => {
-            gw.login_failed(&limit_key, ctx.peer).await;
+            gw.login_failed(&limit_key, ctx.client).await;
             audit(ctx, "login_failure", other.as_ref().map(|u| u.id.as_str()));
             return Err(GatewayError::BadCredentials);
         }
@@ -312,7 +313,7 @@ pub async fn change_password(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Resul
     check_password("new_password", new)?;
     let gw = ctx.gw;
     let user = current_user(ctx, p).await?;
-    gw.login_allowed(&user.username_norm, ctx.peer)
+    gw.login_allowed(&user.username_norm, ctx.client)
         .await
         .map_err(|retry_after| GatewayError::TooManyRequests { retry_after })?;
     let verdict = gw
@@ -321,7 +322,7 @@ pub async fn change_password(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Resul
         .await
         .map_err(password_err)?;
     if !verdict.ok {
-        gw.login_failed(&user.username_norm, ctx.peer).await;
+        gw.login_failed(&user.username_norm, ctx.client).await;
         audit(ctx, "password_change_failure", Some(&user.id));
         return Err(GatewayError::Forbidden("Current password is incorrect"));
     }

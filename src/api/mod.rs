@@ -27,7 +27,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// What every handler needs to know about the request besides its body.
 pub struct Ctx<'a> {
     pub gw: &'a Arc<Gateway>,
+    /// The TCP peer.
     pub peer: IpAddr,
+    /// The client behind it when the peer is a trusted proxy (see `proxy::headers::client_ip`);
+    /// the login limits count this address.
+    pub client: IpAddr,
     pub request_id: &'a HeaderValue,
 }
 

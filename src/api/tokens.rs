@@ -86,6 +86,7 @@ pub async fn create(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Result<ApiResp
         user_id = p.user_id.as_str(),
         token_id = %row.id,
         peer = %ctx.peer,
+        client = %ctx.client,
         request_id = ctx.request_id.to_str().unwrap_or("-"),
     );
     Ok(json(
@@ -130,6 +131,7 @@ pub async fn delete(ctx: &Ctx<'_>, p: &Principal, id: &str) -> Result<ApiRespons
         user_id = p.user_id.as_str(),
         token_id = id,
         peer = %ctx.peer,
+        client = %ctx.client,
         request_id = ctx.request_id.to_str().unwrap_or("-"),
     );
     Ok(no_content())

@@ -135,6 +135,12 @@ pub struct Forwarding<'a> {
 
 /// Rewrite a request's headers for the backend. Returns how many client identity headers were dropped.
 pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
+    // Behind a trusted proxy that ended TLS, the client spoke its scheme, not ours.
+    let proto = if fwd.trusted_peer {
+        forwarded_proto(headers).unwrap_or(fwd.proto)
+    } else {
+        fwd.proto
+    };
     let mut spoofed = 0;
     let gone = to_drop(headers, |name| {
         if is_identity(name) {
@@ -153,7 +159,7 @@ pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
     remove_all(headers, &gone);
 
     append_forwarded_for(headers, fwd.peer, fwd.trusted_peer);
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(fwd.proto));
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = &fwd.host {
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
@@ -166,6 +172,54 @@ pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
         headers.insert(header::UPGRADE, upgrade.clone());
     }
     spoofed
+}
+
+/// The scheme a trusted proxy reports: the last entry of its `X-Forwarded-Proto`, the one it wrote
+/// itself, when that is `http` or `https`.
+fn forwarded_proto(headers: &HeaderMap) -> Option<&'static str> {
+    let last = headers.get_all(&X_FORWARDED_PROTO).iter().next_back()?;
+    let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
+    if entry.eq_ignore_ascii_case("https") {
+        Some("https")
+    } else if entry.eq_ignore_ascii_case("http") {
+        Some("http")
+    } else {
+        None
+    }
+}
+
+/// The client's address, for the login limits and the audit log. It is the peer's own, unless the
+/// peer is a trusted proxy: then it is the nearest address in `X-Forwarded-For` that is not a trusted
+/// proxy as well. Each entry was written by the hop to its right, so the walk goes from the right
+/// and stops at the first entry that is not an address; what lies to its left, nobody vouches for.
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer;
+    if !is_trusted(&client) {
+        return client;
+    }
+    for line in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
+        let Ok(line) = line.to_str() else { return client };
+        for entry in line.rsplit(',') {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue;
+            }
+            // Plain addresses, and the `1.2.3.4:80` and `[::1]:80` some proxies write.
+            let Some(ip) = entry
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+            else {
+                return client;
+            };
+            client = ip;
+            if !is_trusted(&client) {
+                return client;
+            }
+        }
+    }
+    client
 }
 
 /// `X-Forwarded-For`: the peer, after what a trusted proxy already listed.
@@ -358,6 +412,76 @@ mod tests {
         for gone in ["forwarded", "x-forwarded-port", "x-forwarded-prefix", "x-real-ip"] {
             assert!(h.get(gone).is_none(), "{gone}");
         }
+    }
+
+    #[test]
+    fn a_trusted_proxys_scheme_is_kept_and_anyone_elses_replaced() {
+        let rid = HeaderValue::from_static("r1");
+        let rewritten = |pairs: &[(&str, &str)], trusted: bool| {
+            let mut h = map(pairs);
+            let mut f = fwd(None, &rid);
+            f.proto = "http";
+            f.trusted_peer = trusted;
+            rewrite_request(&mut h, &f);
+            h.get_all(&X_FORWARDED_PROTO)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rewritten(&[("x-forwarded-proto", "https")], true), ["https"]);
+        assert_eq!(rewritten(&[("x-forwarded-proto", "HTTPS")], true), ["https"]);
+        // The proxy's own entry is the last one; what the client put before it is not believed.
+        assert_eq!(rewritten(&[("x-forwarded-proto", "https, http")], true), ["http"]);
+        assert_eq!(
+            rewritten(&[("x-forwarded-proto", "http"), ("x-forwarded-proto", "https")], true),
+            ["https"]
+        );
+        assert_eq!(rewritten(&[("x-forwarded-proto", "javascript")], true), ["http"]);
+        assert_eq!(rewritten(&[], true), ["http"]);
+        assert_eq!(rewritten(&[("x-forwarded-proto", "https")], false), ["http"]);
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_address() {
+        let trusted: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let client = |pairs: &[(&str, &str)], peer: &str| client_ip(&map(pairs), ip(peer), &trusted);
+        let xff = |v: &'static str| [("x-forwarded-for", v)];
+
+        // An untrusted peer is the client, whatever it claims.
+        assert_eq!(client(&xff("203.0.113.7"), "198.51.100.1"), ip("198.51.100.1"));
+        // A trusted peer with nothing to say is the client.
+        assert_eq!(client(&[], "127.0.0.1"), ip("127.0.0.1"));
+        assert_eq!(client(&xff("203.0.113.7"), "127.0.0.1"), ip("203.0.113.7"));
+        // Trusted hops are skipped; a forged entry left of the real client is never reached.
+        assert_eq!(
+            client(&xff("1.1.1.1, 203.0.113.7, 10.1.2.3"), "127.0.0.1"),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client(
+                &[
+                    ("x-forwarded-for", "1.1.1.1"),
+                    ("x-forwarded-for", "203.0.113.7, 10.0.0.2")
+                ],
+                "127.0.0.1"
+            ),
+            ip("203.0.113.7")
+        );
+        // Ports and IPv6.
+        assert_eq!(client(&xff("203.0.113.7:4711"), "127.0.0.1"), ip("203.0.113.7"));
+        assert_eq!(client(&xff("[2001:db8::1]:443"), "127.0.0.1"), ip("2001:db8::1"));
+        assert_eq!(client(&xff("2001:db8::1"), "127.0.0.1"), ip("2001:db8::1"));
+        // Something that is not an address ends the walk at the last hop that vouched for it.
+        assert_eq!(client(&xff("203.0.113.7, unknown"), "127.0.0.1"), ip("127.0.0.1"));
+        assert_eq!(
+            client(&xff("203.0.113.7, garbage, 10.0.0.5"), "127.0.0.1"),
+            ip("10.0.0.5")
+        );
+        // Only trusted hops: the farthest of them.
+        assert_eq!(client(&xff("10.0.0.4, 10.0.0.5"), "127.0.0.1"), ip("10.0.0.4"));
+        // Empty entries are skipped.
+        assert_eq!(client(&xff(" , 203.0.113.7 ,"), "127.0.0.1"), ip("203.0.113.7"));
     }
 
     #[test]

@@ -155,6 +155,7 @@ async fn route(
             let ctx = crate::api::Ctx {
                 gw,
                 peer: peer.addr.ip(),
+                client: headers::client_ip(req.headers(), peer.addr.ip(), &gw.config.server.trusted_proxies),
                 request_id,
             };
             // Boxed, like every rare and large future here: the per-request future stays small.
