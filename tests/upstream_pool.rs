@@ -27,6 +27,8 @@ enum After {
 struct RawBackend {
     url: String,
     connections: Arc<AtomicUsize>,
+    /// Connections that ended (the gateway closed them, or the backend did).
+    ended: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
 }
 
@@ -36,20 +38,26 @@ async fn raw_backend(after: After) -> RawBackend {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));
+    let ended = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(AtomicUsize::new(0));
-    let (conns, reqs) = (connections.clone(), requests.clone());
+    let (conns, done, reqs) = (connections.clone(), ended.clone(), requests.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             conns.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve_raw(stream, after, reqs.clone()));
+            let (done, reqs) = (done.clone(), reqs.clone());
+            tokio::spawn(async move {
+                serve_raw(stream, after, reqs).await;
+                done.fetch_add(1, Ordering::SeqCst);
+            });
         }
     });
     RawBackend {
         url,
         connections,
+        ended,
         requests,
     }
 }
@@ -138,6 +146,34 @@ async fn one_kept_alive_connection_carries_sequential_requests() {
     let (_, body) = get(&gw, "GET", "/after", "u9").await;
     assert_eq!(body, "8:/after:u9");
     assert_eq!(backend.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout_with_no_traffic() {
+    let backend = raw_backend(After::KeepAlive).await;
+    let gw = TestGateway::start_with(&backend.url, "[upstream]\npool_idle_timeout = \"1s\"\n").await;
+    // Two requests at once: two connections, both pooled afterwards.
+    let (a, b) = tokio::join!(get(&gw, "GET", "/big", "u1"), get(&gw, "GET", "/big", "u2"));
+    assert_eq!((a.0, b.0), (200, 200));
+    let opened = backend.connections.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&opened), "{opened}");
+    // Within the timeout they stay open.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(backend.ended.load(Ordering::SeqCst), 0);
+    // After it, with no request to prompt it, the gateway closes them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while backend.ended.load(Ordering::SeqCst) < opened {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle connections still open after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(backend.ended.load(Ordering::SeqCst), opened);
+    // And the next request opens a fresh one.
+    let (status, body) = get(&gw, "GET", "/again", "u3").await;
+    assert_eq!((status, body.as_str()), (200, "1:/again:u3"));
+    assert_eq!(backend.connections.load(Ordering::SeqCst), opened + 1);
 }
 
 #[tokio::test]

@@ -8,7 +8,8 @@
 //! connection is lent to one request and comes back when its response body has ended cleanly,
 //! carried back by the body itself ([`UpstreamBody`]); one that ended any other way is dropped,
 //! which closes it. A connection that turns out to be closed when it is reused gets the request
-//! again on a fresh one, as long as no byte of it was sent.
+//! again on a fresh one, as long as no byte of it was sent. A task closes connections left idle
+//! longer than `upstream.pool_idle_timeout`, whether or not traffic comes.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -79,17 +80,21 @@ impl Upstream {
         } else {
             None
         };
+        let pool = Arc::new(Pool {
+            idle: Mutex::new(Vec::new()),
+            max_idle: config.pool_max_idle_per_host,
+            idle_timeout: config.pool_idle_timeout,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(reap_idle(Arc::downgrade(&pool)));
+        }
         Ok(Upstream {
             config: config.clone(),
             host,
             port,
             host_header,
             tls,
-            pool: Arc::new(Pool {
-                idle: Mutex::new(Vec::new()),
-                max_idle: config.pool_max_idle_per_host,
-                idle_timeout: config.pool_idle_timeout,
-            }),
+            pool,
         })
     }
 
@@ -266,6 +271,41 @@ impl Pool {
         idle.drain(..stale);
         if idle.len() < self.max_idle {
             idle.push(Idle { sender, since: now });
+        }
+    }
+
+    /// Close the connections idle too long, and forget those the backend closed.
+    fn reap(&self) {
+        let now = Instant::now();
+        let gone: Vec<Idle> = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let (keep, gone) = std::mem::take(&mut *idle)
+                .into_iter()
+                .partition(|e| !e.sender.is_closed() && now.duration_since(e.since) < self.idle_timeout);
+            *idle = keep;
+            gone
+        };
+        // Dropped, and so closed, outside the lock.
+        drop(gone);
+    }
+}
+
+/// Reap the pool every half idle timeout (at least every 100 ms), so a burst's connections do not
+/// stay open on the backend once traffic stops. Ends with the pool.
+async fn reap_idle(pool: std::sync::Weak<Pool>) {
+    let Some(period) = pool
+        .upgrade()
+        .map(|p| (p.idle_timeout / 2).max(Duration::from_millis(100)))
+    else {
+        return;
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match pool.upgrade() {
+            Some(pool) => pool.reap(),
+            None => return,
         }
     }
 }
