@@ -14,7 +14,7 @@ use crate::api::normalize_username;
 use crate::auth::jwt::{JwtAlgorithm, now_secs};
 use crate::auth::password::Passwords;
 use crate::config::Config;
-use crate::store::{NewUser, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 pub async fn open_store(config: &Config) -> Result<Store, String> {
     Store::connect(config.store.url.expose())
@@ -57,21 +57,10 @@ pub async fn user_add(config: &Config, username: &str, email: &str, password_std
     let store = open_store(config).await?;
     let passwords = Passwords::with_concurrency(config.password.params, 1)?;
     let hash = passwords.hash(password.clone()).await.map_err(|e| e.to_string())?;
-    let id = Uuid::new_v4().to_string();
-    let user = store
-        .create_user(&NewUser {
-            id: &id,
-            username: &given,
-            username_norm: &norm,
-            email,
-            password_hash: &hash,
-            created_at: now_secs() as i64,
-        })
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict => format!("user `{given}` already exists"),
-            other => store_err(other),
-        })?;
+    let user = store.add_user(&given, &norm, email, &hash).await.map_err(|e| match e {
+        StoreError::Conflict => format!("user `{given}` already exists"),
+        other => store_err(other),
+    })?;
     println!("created user {} ({})", user.username, user.id);
     if generated {
         println!("password (shown once): {password}");

@@ -14,7 +14,7 @@ use crate::auth::password::{PasswordError, Verdict};
 use crate::auth::principal::{AuthMethod, Principal};
 use crate::error::{AuthFailure, GatewayError};
 use crate::store::cache::Event;
-use crate::store::{NewUser, StoreError, User};
+use crate::store::{StoreError, User};
 
 /// Passwords: 12 to 128 characters, any Unicode, never truncated (ASVS 2.1.1, 2.1.2).
 const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 12..=128;
@@ -112,17 +112,9 @@ pub async fn register(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, Gateway
         return Err(GatewayError::Conflict("Username already registered"));
     }
     let hash = gw.passwords.hash(password.to_owned()).await.map_err(password_err)?;
-    let id = Uuid::new_v4().to_string();
     let user = gw
         .store
-        .create_user(&NewUser {
-            id: &id,
-            username: &username,
-            username_norm: &norm,
-            email,
-            password_hash: &hash,
-            created_at: now_secs() as i64,
-        })
+        .add_user(&username, &norm, email, &hash)
         .await
         .map_err(|e| match e {
             StoreError::Conflict => GatewayError::Conflict("Username already registered"),

@@ -177,6 +177,27 @@ impl Store {
         Ok(())
     }
 
+    /// Insert a new account: a fresh random id, created now. A taken `username_norm` is
+    /// [`StoreError::Conflict`].
+    pub async fn add_user(
+        &self,
+        username: &str,
+        username_norm: &str,
+        email: &str,
+        password_hash: &str,
+    ) -> Result<User, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.create_user(&NewUser {
+            id: &id,
+            username,
+            username_norm,
+            email,
+            password_hash,
+            created_at: crate::auth::jwt::now_secs() as i64,
+        })
+        .await
+    }
+
     /// Insert a user; a taken `username_norm` (or id) is [`StoreError::Conflict`].
     pub async fn create_user(&self, u: &NewUser<'_>) -> Result<User, StoreError> {
         sqlx::query(
