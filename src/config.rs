@@ -268,6 +268,9 @@ pub struct RawServer {
     pub hsts: String,
     /// An optional plain-HTTP listener that redirects everything to HTTPS.
     pub redirect_http: Option<String>,
+    /// The HTTPS port the redirects name, when clients reach the gateway on another port than the
+    /// one it listens on (a container's published port); default: the listening port.
+    pub redirect_https_port: Option<u16>,
 }
 
 impl Default for RawServer {
@@ -285,6 +288,7 @@ impl Default for RawServer {
             trusted_proxies: Vec::new(),
             hsts: "max-age=31536000; includeSubDomains".into(),
             redirect_http: None,
+            redirect_https_port: None,
         }
     }
 }
@@ -509,6 +513,7 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub hsts: Option<http::HeaderValue>,
     pub redirect_http: Option<SocketAddr>,
+    pub redirect_https_port: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -787,6 +792,13 @@ impl RawConfig {
             Some(addr) => Some(parse_addr("server.redirect_http", addr)?),
             None => None,
         };
+        if s.redirect_https_port == Some(0) {
+            return Err(ConfigError::invalid(
+                "server.redirect_https_port",
+                "is 0",
+                "give the HTTPS port clients connect to, such as 443, or leave it out to use the listening port",
+            ));
+        }
         let mut upstream = validate_upstream(&self.upstream)?;
         if let Some(raw) = &self.upstream.identity {
             upstream.identity = Some(validate_identity(raw, self.jwt.issuer.as_deref())?);
@@ -856,6 +868,7 @@ impl RawConfig {
                 trusted_proxies,
                 hsts,
                 redirect_http,
+                redirect_https_port: s.redirect_https_port,
             },
             admin_listen,
             tls,
@@ -1372,6 +1385,8 @@ mod tests {
             ("[log]\nformat = \"xml\"", "log.format"),
             ("[auth]\npublic_paths = [\"nope\"]", "auth.public_paths"),
             ("[server]\nshutdown_grace = \"soon\"", "shutdown_grace"),
+            ("[server]\nredirect_https_port = 0", "server.redirect_https_port"),
+            ("[server]\nredirect_https_port = 70000", "redirect_https_port"),
         ] {
             let base = format!("[jwt]\nsecret = \"{SECRET}\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n");
             let figment = Figment::new().merge(Toml::string(&base)).merge(Toml::string(snippet));

@@ -508,6 +508,24 @@ async fn https_answers_carry_hsts_and_the_plain_listener_redirects() {
         "errors carry HSTS too"
     );
 
+    let out = redirected(&gw).await;
+    assert!(out.starts_with("HTTP/1.1 308"), "{out}");
+    let want = format!("location: https://gw.example:{}/api/search?q=1", gw.addr.port());
+    assert!(out.to_ascii_lowercase().contains(&want), "{out}");
+    assert_eq!(up.seen.count(), 1, "the redirect listener forwards nothing");
+
+    // Published on other ports than it listens on (a container's 443 → 8443), it names those.
+    for (port, authority) in [(443, "gw.example"), (8444, "gw.example:8444")] {
+        let (up, gw) = pair(&format!("[server]\nredirect_https_port = {port}\n")).await;
+        let out = redirected(&gw).await;
+        let want = format!("location: https://{authority}/api/search?q=1\r\n");
+        assert!(out.to_ascii_lowercase().contains(&want), "{out}");
+        assert_eq!(up.seen.count(), 0);
+    }
+}
+
+/// Send a request with a body and a token to a redirect listener of `gw`; return the raw answer.
+async fn redirected(gw: &TestGateway) -> String {
     let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let plain_addr = plain.local_addr().unwrap();
     tokio::spawn(authgate::server::run_redirect(
@@ -522,10 +540,7 @@ async fn https_answers_carry_hsts_and_the_plain_listener_redirects() {
         .await
         .unwrap()
         .unwrap();
-    assert!(out.starts_with("HTTP/1.1 308"), "{out}");
-    let want = format!("location: https://gw.example:{}/api/search?q=1", gw.addr.port());
-    assert!(out.to_ascii_lowercase().contains(&want), "{out}");
-    assert_eq!(up.seen.count(), 1, "the redirect listener forwards nothing");
+    out
 }
 
 // ----- 3. HTTP/2 abuse ------------------------------------------------------------------------

@@ -497,8 +497,9 @@ impl<'a> GatewayPod<'a> {
         }
     }
 
-    /// A Service selects the pod and reaches the gateway's listener only: neither the backend nor
-    /// the admin listener.
+    /// A Service selects the pod and reaches the gateway's listener, or its redirect listener,
+    /// only: neither the backend nor the admin listener. The redirects name a port a Service
+    /// publishes the gateway's listener on.
     fn check_services(&self, config: &Config) {
         let labels = &self.deployment["spec"]["template"]["metadata"]["labels"];
         let selects = |service: &&Yaml| {
@@ -514,13 +515,28 @@ impl<'a> GatewayPod<'a> {
             .filter(selects)
             .collect();
         assert!(!services.is_empty(), "{}: no Service selects its pods", self.at);
+        let listen = config.server.listen.port();
+        let redirect = config.server.redirect_http.map(|a| a.port());
+        let (mut published, mut redirects) = (Vec::new(), false);
         for port in services.iter().flat_map(|s| seq(&s["spec"]["ports"])) {
             let target = port.get("targetPort").unwrap_or(&port["port"]);
             let target = resolve_port(self.gateway, target);
-            assert_eq!(
-                target,
-                config.server.listen.port(),
-                "{}: a Service bypasses the gateway",
+            assert!(
+                target == listen || Some(target) == redirect,
+                "{}: a Service bypasses the gateway (port {target})",
+                self.at
+            );
+            if target == listen {
+                published.extend(port["port"].as_u64());
+            } else {
+                redirects = true;
+            }
+        }
+        if redirects {
+            let named = config.server.redirect_https_port.unwrap_or(listen);
+            assert!(
+                published.contains(&u64::from(named)),
+                "{}: redirects name port {named}, but the Services publish HTTPS on {published:?}",
                 self.at
             );
         }

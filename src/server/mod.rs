@@ -334,7 +334,8 @@ fn redirect<B>(gw: &Gateway, req: &http::Request<B>) -> http::Response<http_body
     if !path.starts_with('/') || req.uri().scheme().is_some() {
         return bad();
     }
-    let port = match gw.listen_port.load(Ordering::SeqCst) {
+    let port = gw.config.server.redirect_https_port;
+    let port = match port.unwrap_or_else(|| gw.listen_port.load(Ordering::SeqCst)) {
         443 => String::new(),
         p => format!(":{p}"),
     };
