@@ -283,6 +283,28 @@ async fn a_trusted_proxys_forwarded_for_is_appended_to() {
     assert_eq!(seen.one("x-user-id").as_deref(), Some("u"));
 }
 
+#[tokio::test]
+async fn a_dual_stack_listener_sees_an_ipv4_peer_as_ipv4() {
+    let up = TestUpstream::start().await;
+    let dual_stack = tokio::net::TcpListener::bind("[::]:0").await.unwrap();
+    let extra = "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n";
+    let gw = TestGateway::start_listening(dual_stack, &up.url(), extra).await;
+    // Through the IPv6 socket this peer is ::ffff:127.0.0.1; it is still the trusted 127.0.0.1.
+    let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], gw.addr.port()));
+    let r = Client::new(&gw.ca, v4, false)
+        .get(
+            "/x",
+            &[
+                ("authorization", &bearer(&token("u"))),
+                ("x-forwarded-for", "203.0.113.7"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let seen = up.seen.last();
+    assert_eq!(seen.one("x-forwarded-for").as_deref(), Some("203.0.113.7, 127.0.0.1"));
+}
+
 // ----- paths ----------------------------------------------------------------------------------
 
 #[tokio::test]

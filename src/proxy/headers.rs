@@ -213,7 +213,7 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[ipnet::IpNet]) ->
             else {
                 return client;
             };
-            client = ip;
+            client = ip.to_canonical();
             if !is_trusted(&client) {
                 return client;
             }
@@ -480,6 +480,12 @@ mod tests {
         );
         // Only trusted hops: the farthest of them.
         assert_eq!(client(&xff("10.0.0.4, 10.0.0.5"), "127.0.0.1"), ip("10.0.0.4"));
+        // An IPv4-mapped entry is the IPv4 address, trusted or not as such.
+        assert_eq!(
+            client(&xff("203.0.113.7, ::ffff:10.0.0.5"), "127.0.0.1"),
+            ip("203.0.113.7")
+        );
+        assert_eq!(client(&xff("::ffff:203.0.113.7"), "127.0.0.1"), ip("203.0.113.7"));
         // Empty entries are skipped.
         assert_eq!(client(&xff(" , 203.0.113.7 ,"), "127.0.0.1"), ip("203.0.113.7"));
     }

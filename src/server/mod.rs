@@ -114,6 +114,9 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<
             },
         };
         let _ = stream.set_nodelay(true);
+        // On a dual-stack listener an IPv4 client arrives as ::ffff:a.b.c.d. It is a.b.c.d to
+        // trusted_proxies, the limits, X-Forwarded-For and the logs.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let gw = gw.clone();
         let http = http.clone();
         let acceptor = acceptor.clone();

@@ -333,6 +333,16 @@ impl Drop for TestGateway {
     }
 }
 
+/// The test TOML with `extra` merged over it.
+fn test_config(dir: &std::path::Path, upstream: &str, extra: &str) -> authgate::config::Config {
+    use figment::Figment;
+    use figment::providers::{Format, Toml};
+    let figment = Figment::new()
+        .merge(Toml::string(&base_toml(dir, upstream)))
+        .merge(Toml::string(extra));
+    authgate::config::Config::from_figment(figment).expect("test config is valid")
+}
+
 /// The TOML a test gateway starts from; `extra` is merged over it (figment layering).
 pub fn base_toml(dir: &std::path::Path, upstream: &str) -> String {
     format!(
@@ -381,18 +391,22 @@ impl TestGateway {
 
     /// Start on an existing directory (certificate, secret and database kept from a previous run).
     pub async fn start_in(dir: Arc<tempfile::TempDir>, upstream: &str, extra: &str) -> TestGateway {
-        use figment::Figment;
-        use figment::providers::{Format, Toml};
-        let figment = Figment::new()
-            .merge(Toml::string(&base_toml(dir.path(), upstream)))
-            .merge(Toml::string(extra));
-        let config = authgate::config::Config::from_figment(figment).expect("test config is valid");
-        Self::start_config(config, dir).await
+        Self::start_config(test_config(dir.path(), upstream, extra), dir).await
+    }
+
+    /// A gateway serving on a listener the test bound itself (say, an IPv6 one).
+    pub async fn start_listening(main: TcpListener, upstream: &str, extra: &str) -> TestGateway {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Self::start_on(main, test_config(dir.path(), upstream, extra), dir).await
     }
 
     pub async fn start_config(config: authgate::config::Config, dir: Arc<tempfile::TempDir>) -> TestGateway {
-        logscan::init();
         let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(main, config, dir).await
+    }
+
+    async fn start_on(main: TcpListener, config: authgate::config::Config, dir: Arc<tempfile::TempDir>) -> TestGateway {
+        logscan::init();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (main.local_addr().unwrap(), admin.local_addr().unwrap());
         let ca = config
