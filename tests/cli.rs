@@ -29,6 +29,8 @@ struct Running {
     child: Child,
     listen: String,
     admin: String,
+    /// The start-up line.
+    banner: String,
     stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -53,10 +55,13 @@ fn spawn(mut cmd: Command) -> Running {
     let sink = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("authgate starting") {
-                let _ = tx.send(line.clone());
+            // Store the line before announcing it, so a test that reads `stderr` after `spawn`
+            // returns always finds the start-up line there.
+            let starting = line.contains("authgate starting").then(|| line.clone());
+            sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            if let Some(line) = starting {
+                let _ = tx.send(line);
             }
-            sink.lock().unwrap().push(line);
         }
     });
     let line = rx
@@ -67,6 +72,7 @@ fn spawn(mut cmd: Command) -> Running {
         child,
         listen: v["listen"].as_str().unwrap().to_owned(),
         admin: v["admin"].as_str().unwrap().to_owned(),
+        banner: line,
         stderr: lines,
     }
 }
@@ -285,15 +291,8 @@ async fn the_start_up_banner_names_listeners_mode_store_and_cache() {
     let mut cmd = authgate(dir.path());
     cmd.args(["--config", "g.toml"]);
     let run = spawn(cmd);
-    let banner = run
-        .stderr
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|l| l.contains("authgate starting"))
-        .cloned()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&banner).unwrap();
+    let banner = &run.banner;
+    let v: serde_json::Value = serde_json::from_str(banner).unwrap();
     assert_eq!(v["mode"], "plaintext", "{banner}");
     assert_eq!(v["store"], "sqlite", "{banner}");
     assert_eq!(v["cache"], "in-process only", "{banner}");
