@@ -569,3 +569,74 @@ async fn audit_events_are_json_lines_with_user_ip_and_request_id_and_no_secret()
         assert!(v["request_id"].as_str().is_some_and(|r| r.len() >= 8), "{v}");
     }
 }
+
+#[tokio::test]
+async fn the_access_line_names_request_status_user_peer_and_client_but_no_query_or_token() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dev_config(dir.path(), &up.url());
+    let toml = std::fs::read_to_string(dir.path().join("gateway.toml")).unwrap();
+    let toml = toml.replacen("[server]\n", "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n", 1);
+    std::fs::write(dir.path().join("gateway.toml"), toml).unwrap();
+    let mut cmd = authgate(dir.path());
+    cmd.env("JWT_SECRET_KEY", SECRET);
+    let run = spawn(cmd);
+    let c = Client::new(
+        &dir.path().join("certs/dev-cert.pem"),
+        run.listen.parse().unwrap(),
+        false,
+    );
+    let jwt = token("access-user");
+    let query = "q=private-query-text";
+    let ok = c
+        .get(
+            &format!("/api/search?{query}"),
+            &[
+                ("authorization", &bearer(&jwt)),
+                ("x-forwarded-for", "198.51.100.1, 203.0.113.9"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(up.seen.last().one("x-user-id").as_deref(), Some("access-user"));
+    let refused = c.get("/api/other", &[]).await;
+    assert_eq!(refused.status, 401);
+
+    let request_id = |r: &Reply| r.headers["x-request-id"].to_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (lines, access) = loop {
+        let lines = run.stderr.lock().unwrap().clone();
+        let access: Vec<serde_json::Value> = lines
+            .iter()
+            .filter(|l| l.contains("authgate::access"))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+            .collect();
+        if access.len() >= 2 || std::time::Instant::now() > deadline {
+            break (lines, access);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(access.len(), 2, "{lines:?}");
+    let (a, b) = (&access[0], &access[1]);
+    assert_eq!(a["method"], "GET", "{a}");
+    assert_eq!(a["path"], "/api/search", "{a}");
+    assert_eq!(a["status"], 200, "{a}");
+    assert_eq!(a["user_id"], "access-user", "{a}");
+    assert_eq!(a["auth_method"], "jwt", "{a}");
+    assert_eq!(a["route"], "protected", "{a}");
+    assert_eq!(a["request_id"], request_id(&ok).as_str(), "{a}");
+    assert_eq!(a["peer"], "127.0.0.1", "{a}");
+    // The peer is a trusted proxy: the client is the address it saw, not one the client wrote.
+    assert_eq!(a["client"], "203.0.113.9", "{a}");
+    assert!(a["duration_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{a}");
+
+    assert_eq!(b["path"], "/api/other", "{b}");
+    assert_eq!(b["status"], 401, "{b}");
+    assert!(b["user_id"].is_null(), "{b}");
+    assert_eq!(b["request_id"], request_id(&refused).as_str(), "{b}");
+    assert_eq!(b["client"], "127.0.0.1", "{b}");
+
+    for l in &lines {
+        assert!(!l.contains("private-query-text") && !l.contains(&jwt), "{l}");
+    }
+}

@@ -70,8 +70,14 @@ pub async fn handle(gw: Arc<Gateway>, peer: Peer, req: Request<Incoming>) -> Res
     let started = Instant::now();
     let request_id = headers::request_id(req.headers());
     // What only the access line needs is copied only when that line is written.
-    let logged = tracing::enabled!(target: "authgate::access", tracing::Level::INFO)
-        .then(|| (req.method().clone(), req.uri().clone()));
+    let logged = tracing::enabled!(target: "authgate::access", tracing::Level::INFO).then(|| {
+        let client = if peer.trusted {
+            headers::client_ip(req.headers(), peer.addr.ip(), &gw.config.server.trusted_proxies)
+        } else {
+            peer.addr.ip()
+        };
+        (req.method().clone(), req.uri().clone(), client)
+    });
     let mut outcome = Outcome {
         route: None,
         auth: AuthOutcome::None,
@@ -105,7 +111,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: Peer, req: Request<Incoming>) -> Res
 
     let status = resp.status().as_u16();
     gw.metrics.request(outcome.route, status, outcome.auth);
-    let Some((method, uri)) = logged else {
+    let Some((method, uri, client)) = logged else {
         return Ok(resp);
     };
     tracing::info!(
@@ -119,6 +125,7 @@ pub async fn handle(gw: Arc<Gateway>, peer: Peer, req: Request<Incoming>) -> Res
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         request_id = request_id_str(&request_id),
         peer = %peer.addr.ip(),
+        client = %client,
     );
     Ok(resp)
 }
