@@ -142,8 +142,9 @@ async fn token_rules() {
         let r = create(&gw, &jwt, body.clone()).await;
         assert_eq!((r.status, r.json()["field"].as_str()), (400, Some(field)), "{body}");
     }
-    // A token expires.
-    let t = create(&gw, &jwt, json!({"name": "short", "expires_in": 1}))
+    // A token expires. Expiry is counted in whole seconds, so a 2 s token lives between 1 and 2 s:
+    // enough for the first use, and over 2.1 s later.
+    let t = create(&gw, &jwt, json!({"name": "short", "expires_in": 2}))
         .await
         .json();
     assert!(t["expires_at"].is_string());
