@@ -59,6 +59,9 @@ async fn answer(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Ful
                     "checks": { "serving": serving, "upstream": upstream, "store": store },
                     // Informational: without Redis the gateway serves from the store and memory.
                     "redis": gw.redis.as_ref().map(|r| r.is_up()),
+                    // Subscribed to the revocation bus: other replicas' revocations arrive at once
+                    // (otherwise within `store.sync_interval`).
+                    "revocation_bus": gw.redis.as_ref().map(|r| r.bus_connected()),
                 }),
             )
         }

@@ -111,10 +111,14 @@ pub async fn run_bus(gw: Arc<Gateway>, stop: CancellationToken) {
                 tracing::warn!(error = %e, "store re-sync after redis reconnect failed");
             }
             tracing::info!("connected to the redis revocation bus");
+            redis.set_bus_connected(true);
             let mut messages = pubsub.into_on_message();
             loop {
                 tokio::select! {
-                    () = stop.cancelled() => return,
+                    () = stop.cancelled() => {
+                        redis.set_bus_connected(false);
+                        return;
+                    }
                     msg = messages.next() => match msg {
                         Some(msg) => {
                             if let Some(event) = cache::decode(&msg) {
@@ -125,6 +129,7 @@ pub async fn run_bus(gw: Arc<Gateway>, stop: CancellationToken) {
                     },
                 }
             }
+            redis.set_bus_connected(false);
             tracing::warn!("lost the redis revocation bus; reconnecting");
         }
         tokio::select! {

@@ -13,8 +13,32 @@ use serde_json::json;
 const PASSWORD: &str = "correct horse battery";
 
 fn replica_toml(pg: &str, redis: Option<&str>, extra: &str) -> String {
-    let redis = redis.map(|r| format!("[redis]\nurl = \"{r}\"\n")).unwrap_or_default();
+    // A Redis call slower than `redis.timeout` opens the breaker for a second, and the replica then
+    // skips Redis. The default, 100 ms, is for production; on a loaded 2-core test machine a
+    // neighbour's initdb can stall a call that long, so these tests allow 1 s. A dead Redis still
+    // fails fast: its connections are refused.
+    let redis = redis
+        .map(|r| format!("[redis]\nurl = \"{r}\"\ntimeout = \"1s\"\n"))
+        .unwrap_or_default();
     format!("[store]\nurl = \"{pg}\"\nsync_interval = \"5s\"\n{redis}{extra}")
+}
+
+/// Start a replica; with Redis configured, wait until its command connection is up and it listens
+/// on the revocation bus, so that no check depends on how fast the background connect was.
+async fn replica(up: &TestUpstream, toml: &str) -> TestGateway {
+    let gw = TestGateway::start_with(&up.url(), toml).await;
+    if toml.contains("[redis]") {
+        let started = Instant::now();
+        loop {
+            let (_, body) = gw.admin_get("/readyz").await;
+            if body.contains("\"redis\":true") && body.contains("\"revocation_bus\":true") {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "redis never up: {body}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    gw
 }
 
 async fn register(gw: &TestGateway, name: &str) -> Reply {
@@ -74,8 +98,8 @@ async fn replicas_share_users_tokens_and_revocations_within_a_second() {
     let db = pg.fresh_db().await;
     let up = TestUpstream::start().await;
     let toml = replica_toml(&db, Some(&redis.url()), "");
-    let a = TestGateway::start_with(&up.url(), &toml).await;
-    let b = TestGateway::start_with(&up.url(), &toml).await;
+    let a = replica(&up, &toml).await;
+    let b = replica(&up, &toml).await;
 
     // A user registered on A logs in on B; B's token works on A.
     assert_eq!(register(&a, "shared").await.status, 201);
@@ -142,8 +166,8 @@ async fn brute_force_counters_are_shared() {
         Some(&redis.url()),
         "[login]\nmax_failures_per_account = 3\n",
     );
-    let a = TestGateway::start_with(&up.url(), &toml).await;
-    let b = TestGateway::start_with(&up.url(), &toml).await;
+    let a = replica(&up, &toml).await;
+    let b = replica(&up, &toml).await;
     register(&a, "target").await;
     assert_eq!(login(&a, "target", "wrong password!!").await.status, 401);
     assert_eq!(login(&b, "target", "wrong password!!").await.status, 401);
@@ -159,14 +183,28 @@ async fn redis_dying_and_coming_back() {
     let mut redis = Redis::start();
     let up = TestUpstream::start().await;
     let toml = replica_toml(&pg.fresh_db().await, Some(&redis.url()), "");
-    let a = TestGateway::start_with(&up.url(), &toml).await;
-    let b = TestGateway::start_with(&up.url(), &toml).await;
+    let a = replica(&up, &toml).await;
+    let b = replica(&up, &toml).await;
     register(&a, "survivor").await;
     let session = jwt(&a, "survivor").await;
     let (_, cached_key) = api_token(&a, &session).await;
     assert_eq!(status_with_key(&b, &cached_key).await, 200);
 
     redis.kill();
+    // /readyz says the revocation bus is gone (informational: still ready).
+    let started = Instant::now();
+    loop {
+        let (status, body) = b.admin_get("/readyz").await;
+        if body.contains("\"revocation_bus\":false") {
+            assert_eq!(status, 200, "{body}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "bus still reported up: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // JWTs keep working, with no Redis in the path.
     let started = Instant::now();
     for _ in 0..20 {
@@ -215,6 +253,8 @@ async fn redis_dying_and_coming_back() {
         assert!(started.elapsed() < Duration::from_secs(10), "the bus never came back");
     }
     println!("bus back {:?} after redis restarted", started.elapsed());
+    let (_, body) = b.admin_get("/readyz").await;
+    assert!(body.contains("\"revocation_bus\":true"), "{body}");
     let r = a
         .client()
         .call(
@@ -235,7 +275,7 @@ async fn postgres_down_means_503_for_accounts_cached_tokens_still_work_and_not_r
     let redis = Redis::start();
     let up = TestUpstream::start().await;
     let toml = replica_toml(&pg.fresh_db().await, Some(&redis.url()), "");
-    let gw = TestGateway::start_with(&up.url(), &toml).await;
+    let gw = replica(&up, &toml).await;
     register(&gw, "pgdown").await;
     let session = jwt(&gw, "pgdown").await;
     let (_, key) = api_token(&gw, &session).await;
@@ -271,7 +311,7 @@ async fn api_token_lookup_fails_closed_when_store_and_redis_are_both_down() {
     let mut redis = Redis::start();
     let up = TestUpstream::start().await;
     let toml = replica_toml(&pg.fresh_db().await, Some(&redis.url()), "");
-    let gw = TestGateway::start_with(&up.url(), &toml).await;
+    let gw = replica(&up, &toml).await;
     register(&gw, "closed").await;
     let session = jwt(&gw, "closed").await;
     let (_, key) = api_token(&gw, &session).await;
@@ -288,7 +328,13 @@ async fn api_token_lookup_fails_closed_when_store_and_redis_are_both_down() {
 async fn accounts_and_tokens_on_postgres_without_redis() {
     let pg = Postgres::start().await;
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), &replica_toml(&pg.fresh_db().await, None, "")).await;
+    let gw = replica(&up, &replica_toml(&pg.fresh_db().await, None, "")).await;
+    let (status, body) = gw.admin_get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    for key in ["redis", "revocation_bus"] {
+        assert_eq!(v.get(key), Some(&serde_json::Value::Null), "{body}");
+    }
     let id = register(&gw, "Pat").await.json()["user_id"]
         .as_str()
         .unwrap()
@@ -358,8 +404,8 @@ async fn operator_cli_tokens_and_disable_reach_every_replica_within_a_second() {
     let redis = Redis::start();
     let up = TestUpstream::start().await;
     let toml = replica_toml(&pg.fresh_db().await, Some(&redis.url()), "");
-    let a = TestGateway::start_with(&up.url(), &toml).await;
-    let b = TestGateway::start_with(&up.url(), &toml).await;
+    let a = replica(&up, &toml).await;
+    let b = replica(&up, &toml).await;
     let user_id = register(&a, "ops").await.json()["user_id"].as_str().unwrap().to_owned();
     let session = jwt(&a, "ops").await;
 

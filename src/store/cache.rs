@@ -9,7 +9,7 @@
 //! missed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -67,6 +67,8 @@ pub struct Redis {
     started: Instant,
     /// Milliseconds since `started` until which Redis is skipped.
     down_until: AtomicU64,
+    /// Subscribed to the revocation bus (and caught up from the store).
+    bus: AtomicBool,
 }
 
 impl Redis {
@@ -81,6 +83,7 @@ impl Redis {
             token_ttl,
             started: Instant::now(),
             down_until: AtomicU64::new(0),
+            bus: AtomicBool::new(false),
         })
     }
 
@@ -90,6 +93,15 @@ impl Redis {
 
     pub fn is_up(&self) -> bool {
         self.conn.load().is_some() && self.now_ms() >= self.down_until.load(Ordering::Relaxed)
+    }
+
+    /// Whether this replica hears the other replicas' revocations now.
+    pub fn bus_connected(&self) -> bool {
+        self.bus.load(Ordering::Relaxed)
+    }
+
+    pub fn set_bus_connected(&self, connected: bool) {
+        self.bus.store(connected, Ordering::Relaxed);
     }
 
     fn trip(&self) {
