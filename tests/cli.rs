@@ -34,6 +34,26 @@ struct Running {
     stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+impl Running {
+    /// The log so far, and its lines with `target` parsed as JSON: once there are `wanted` of
+    /// those, or after 5 s.
+    fn json_lines(&self, target: &str, wanted: usize) -> (Vec<String>, Vec<serde_json::Value>) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines = self.stderr.lock().unwrap().clone();
+            let parsed: Vec<serde_json::Value> = lines
+                .iter()
+                .filter(|l| l.contains(target))
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+                .collect();
+            if parsed.len() >= wanted || std::time::Instant::now() > deadline {
+                return (lines, parsed);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -541,24 +561,12 @@ async fn audit_events_are_json_lines_with_user_ip_and_request_id_and_no_secret()
         "password_change",
         "logout",
     ];
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let audit: Vec<serde_json::Value> = loop {
-        let lines = run.stderr.lock().unwrap().clone();
-        let audit: Vec<serde_json::Value> = lines
-            .iter()
-            .filter(|l| l.contains("authgate::audit"))
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
-            .collect();
-        if audit.len() >= wanted.len() || std::time::Instant::now() > deadline {
-            for l in &lines {
-                for secret in [password, new_password, jwt.as_str(), api.as_str()] {
-                    assert!(!l.contains(secret), "a secret in the log: {l}");
-                }
-            }
-            break audit;
+    let (lines, audit) = run.json_lines("authgate::audit", wanted.len());
+    for l in &lines {
+        for secret in [password, new_password, jwt.as_str(), api.as_str()] {
+            assert!(!l.contains(secret), "a secret in the log: {l}");
         }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    }
     let events: Vec<&str> = audit.iter().map(|v| v["event"].as_str().unwrap_or("?")).collect();
     assert_eq!(events, wanted, "{audit:?}");
     for v in &audit {
@@ -603,19 +611,7 @@ async fn the_access_line_names_request_status_user_peer_and_client_but_no_query_
     assert_eq!(refused.status, 401);
 
     let request_id = |r: &Reply| r.headers["x-request-id"].to_str().unwrap().to_owned();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let (lines, access) = loop {
-        let lines = run.stderr.lock().unwrap().clone();
-        let access: Vec<serde_json::Value> = lines
-            .iter()
-            .filter(|l| l.contains("authgate::access"))
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
-            .collect();
-        if access.len() >= 2 || std::time::Instant::now() > deadline {
-            break (lines, access);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let (lines, access) = run.json_lines("authgate::access", 2);
     assert_eq!(access.len(), 2, "{lines:?}");
     let (a, b) = (&access[0], &access[1]);
     assert_eq!(a["method"], "GET", "{a}");
