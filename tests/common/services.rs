@@ -116,7 +116,7 @@ impl PgSetup {
 }
 
 impl Postgres {
-    /// initdb + start on a free port; returns once `SELECT 1` succeeds over TCP.
+    /// initdb + start on a free port; returns once this server answers over TCP.
     /// Panics (with the server log's tail) if that does not happen within 30 s.
     pub async fn start() -> Postgres {
         on_blocking_pool(Postgres::start_blocking).await
@@ -218,7 +218,7 @@ impl Postgres {
     }
 
     /// Starts the server again on the same port and data directory (stopping it first if it is
-    /// still running); returns once `SELECT 1` works. Retries for up to 30 s if the port is busy.
+    /// still running); returns once it answers over TCP. Retries for up to 30 s if the port is busy.
     pub async fn restart(&mut self) {
         self.stop();
         let (setup, port) = (self.setup.clone(), self.port);
@@ -258,7 +258,7 @@ fn pg_url(port: u16, db: &str) -> String {
     format!("postgres://{PG_USER}@127.0.0.1:{port}/{db}")
 }
 
-/// Spawns the postmaster on `port` and waits until `SELECT 1` works.
+/// Spawns the postmaster on `port` and waits until it answers over TCP with its own data directory.
 fn launch_postgres(setup: &PgSetup, port: u16, deadline: Instant) -> Result<Child, Launch> {
     let log_path = setup.log();
     let (log, offset) = open_log(&log_path);
@@ -302,14 +302,17 @@ fn launch_postgres(setup: &PgSetup, port: u16, deadline: Instant) -> Result<Chil
         if Instant::now() >= deadline {
             stop_child(&mut child, "KILL", Duration::from_secs(5));
             return Err(Launch::Failed(format!(
-                "PostgreSQL did not accept `SELECT 1` on 127.0.0.1:{port} within {PG_START_TIMEOUT:?} \
+                "PostgreSQL did not answer on 127.0.0.1:{port} within {PG_START_TIMEOUT:?} \
                  (last error: {last_error}); server log:\n{}",
                 last_lines(&read_from(&log_path, offset), 30)
             )));
         }
         if tcp_accepts(port) {
-            match sql_select_1(&url) {
-                Ok(()) => return Ok(child),
+            match data_directory(&url) {
+                // Ours, not another test's server that took the port first (ours then exits with
+                // "address in use", seen above on the next turn).
+                Ok(dir) if same_path(Path::new(&dir), &setup.data()) => return Ok(child),
+                Ok(dir) => last_error = format!("port {port} is served from another data directory, {dir}"),
                 Err(e) => last_error = e,
             }
         }
@@ -317,11 +320,18 @@ fn launch_postgres(setup: &PgSetup, port: u16, deadline: Instant) -> Result<Chil
     }
 }
 
-/// Connects with sqlx and runs `SELECT 1`, on a helper thread with its own current-thread runtime
-/// (so this works from any context, including a tokio blocking-pool thread).
-fn sql_select_1(url: &str) -> Result<(), String> {
+fn same_path(a: &Path, b: &Path) -> bool {
+    fs::canonicalize(a)
+        .ok()
+        .zip(fs::canonicalize(b).ok())
+        .is_some_and(|(a, b)| a == b)
+}
+
+/// Connects with sqlx and asks the server for its data directory, on a helper thread with its own
+/// current-thread runtime (so this works from any context, including a tokio blocking-pool thread).
+fn data_directory(url: &str) -> Result<String, String> {
     let url = url.to_owned();
-    std::thread::spawn(move || -> Result<(), String> {
+    std::thread::spawn(move || -> Result<String, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -330,15 +340,14 @@ fn sql_select_1(url: &str) -> Result<(), String> {
             use sqlx::Connection;
             let check = async {
                 let mut conn = sqlx::PgConnection::connect(&url).await?;
-                let one: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut conn).await?;
+                let dir: String = sqlx::query_scalar("SHOW data_directory").fetch_one(&mut conn).await?;
                 conn.close().await?;
-                Ok::<i32, sqlx::Error>(one)
+                Ok::<String, sqlx::Error>(dir)
             };
             match tokio::time::timeout(Duration::from_secs(5), check).await {
-                Ok(Ok(1)) => Ok(()),
-                Ok(Ok(other)) => Err(format!("SELECT 1 returned {other}")),
+                Ok(Ok(dir)) => Ok(dir),
                 Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("connect + SELECT 1 timed out after 5 s".into()),
+                Err(_) => Err("connect + SHOW data_directory timed out after 5 s".into()),
             }
         })
     })
@@ -396,7 +405,7 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// Starts on a free port; returns once `PING` answers `+PONG`. Panics (with the log's tail)
+    /// Starts on a free port; returns once it answers `INFO` with its own process id. Panics (with the log's tail)
     /// if that does not happen within 10 s.
     pub fn start() -> Redis {
         let bin = redis_binary().unwrap_or_else(|| panic!("redis-server not found on PATH: {INSTALL_HINT}"));
@@ -438,7 +447,7 @@ impl Redis {
     }
 
     /// Starts again on the same port (killing the running server first, if any), retrying for up
-    /// to 10 s while the port is still in use; returns once `PING` answers `+PONG`.
+    /// to 10 s while the port is still in use; returns once it answers `INFO` with its own process id.
     pub fn restart(&mut self) {
         self.kill();
         let deadline = Instant::now() + REDIS_START_TIMEOUT;
@@ -507,36 +516,42 @@ fn launch_redis(bin: &Path, dir: &Path, port: u16, deadline: Instant) -> Result<
             let _ = child.kill();
             let _ = child.wait();
             return Err(Launch::Failed(format!(
-                "redis-server did not answer PING on 127.0.0.1:{port} within {REDIS_START_TIMEOUT:?}; log:\n{}",
+                "redis-server did not answer INFO on 127.0.0.1:{port} within {REDIS_START_TIMEOUT:?}; log:\n{}",
                 last_lines(&read_from(&log_path, offset), 30)
             )));
         }
-        if redis_ping(port) {
+        // Ours, not another test's server that took the port first (ours then exits with "address
+        // in use", seen above on the next turn).
+        if redis_pid(port) == Some(child.id()) {
             return Ok(child);
         }
         std::thread::sleep(POLL);
     }
 }
 
-/// Raw RESP: `PING\r\n` answered by `+PONG\r\n`.
-fn redis_ping(port: u16) -> bool {
+/// The process id of the Redis server answering on `port`, from `INFO server` (raw RESP).
+fn redis_pid(port: u16) -> Option<u32> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    if stream.write_all(b"PING\r\n").is_err() {
-        return false;
-    }
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
     let mut reply = Vec::new();
-    let mut buf = [0u8; 64];
-    while !reply.ends_with(b"\r\n") {
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&reply);
+        if let Some(rest) = text.split("process_id:").nth(1)
+            && let Some((pid, _)) = rest.split_once("\r\n")
+        {
+            return pid.parse().ok();
+        }
+        if text.starts_with('-') || reply.len() > 64 * 1024 {
+            return None; // an error (still loading, say), or not Redis
+        }
         match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return false,
+            Ok(0) | Err(_) => return None,
             Ok(n) => reply.extend_from_slice(&buf[..n]),
         }
     }
-    reply.starts_with(b"+PONG")
 }
 
 fn redis_binary() -> Option<PathBuf> {
