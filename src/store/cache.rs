@@ -67,7 +67,7 @@ pub struct Redis {
     started: Instant,
     /// Milliseconds since `started` until which Redis is skipped.
     down_until: AtomicU64,
-    /// Subscribed to the revocation bus (and caught up from the store).
+    /// Subscribed to the revocation bus.
     bus: AtomicBool,
 }
 
