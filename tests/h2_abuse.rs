@@ -100,26 +100,20 @@ async fn h2_frame_floods_leave_memory_bounded_and_continuation_floods_are_cut_of
     let (_turn, up, gw) = pair("").await;
     let before = rss_kib();
     const GOAWAY: u8 = 7;
-    // PING flood: 200k PINGs whose ACKs are never read.
+    // PING and SETTINGS floods: 200k frames each, whose ACKs are never read. The connection
+    // watcher counts control frames: past server.h2_control_frames the abuser is sent GOAWAY and
+    // the connection is closed.
     let ping = frame(6, 0, 0, &[1, 2, 3, 4, 5, 6, 7, 8]);
-    let (seen, closed) = flood(&gw, &[], &ping, 200_000).await;
-    // The connection watcher counts control frames: past server.h2_control_frames the abuser is
-    // sent GOAWAY and the connection is closed.
-    println!(
-        "PING flood: closed={closed}, GOAWAY={}, frames answered={}",
-        seen.contains(&GOAWAY),
-        seen.len()
-    );
-    assert!(closed, "PING flood: connection left open");
-    // SETTINGS flood.
     let settings = frame(4, 0, 0, &[0, 3, 0, 0, 0, 100]);
-    let (seen, closed) = flood(&gw, &[], &settings, 200_000).await;
-    println!(
-        "SETTINGS flood: closed={closed}, GOAWAY={}, frames answered={}",
-        seen.contains(&GOAWAY),
-        seen.len()
-    );
-    assert!(closed, "SETTINGS flood: connection left open");
+    for (name, control) in [("PING", ping), ("SETTINGS", settings)] {
+        let (seen, closed) = flood(&gw, &[], &control, 200_000).await;
+        println!(
+            "{name} flood: closed={closed}, GOAWAY={}, frames answered={}",
+            seen.contains(&GOAWAY),
+            seen.len()
+        );
+        assert!(closed, "{name} flood: connection left open");
+    }
     // CONTINUATION flood: a header block that never ends.
     let mut block = vec![0x82, 0x87, 0x84];
     block.extend_from_slice(&[0x40, 0x03, b'x', b'-', b'a', 0x7f, 0x00]);
