@@ -15,7 +15,7 @@ pub mod identity;
 pub mod upstream;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -63,6 +63,15 @@ impl Peer {
             address_value: headers::ip_value(ip),
         }
     }
+
+    /// The client behind this peer (see `headers::client_ip`); the peer itself unless it is trusted.
+    fn client(&self, gw: &Gateway, headers: &http::HeaderMap) -> IpAddr {
+        if self.trusted {
+            headers::client_ip(headers, self.addr.ip(), &gw.config.server.trusted_proxies)
+        } else {
+            self.addr.ip()
+        }
+    }
 }
 
 /// Serve one request from a client connection.
@@ -70,14 +79,8 @@ pub async fn handle(gw: Arc<Gateway>, peer: Peer, req: Request<Incoming>) -> Res
     let started = Instant::now();
     let request_id = headers::request_id(req.headers());
     // What only the access line needs is copied only when that line is written.
-    let logged = tracing::enabled!(target: "authgate::access", tracing::Level::INFO).then(|| {
-        let client = if peer.trusted {
-            headers::client_ip(req.headers(), peer.addr.ip(), &gw.config.server.trusted_proxies)
-        } else {
-            peer.addr.ip()
-        };
-        (req.method().clone(), req.uri().clone(), client)
-    });
+    let logged = tracing::enabled!(target: "authgate::access", tracing::Level::INFO)
+        .then(|| (req.method().clone(), req.uri().clone(), peer.client(&gw, req.headers())));
     let mut outcome = Outcome {
         route: None,
         auth: AuthOutcome::None,
@@ -162,7 +165,7 @@ async fn route(
             let ctx = crate::api::Ctx {
                 gw,
                 peer: peer.addr.ip(),
-                client: headers::client_ip(req.headers(), peer.addr.ip(), &gw.config.server.trusted_proxies),
+                client: peer.client(gw, req.headers()),
                 request_id,
             };
             // Boxed, like every rare and large future here: the per-request future stays small.
