@@ -474,3 +474,67 @@ async fn a_look_alike_of_a_taken_username_is_409() {
     let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
     assert_eq!(names, ["alice", "bob"]);
 }
+
+// ----- 7. An early answer reaches the client ----------------------------------------------------
+
+#[tokio::test]
+async fn a_client_still_sending_a_refused_body_reads_the_413_with_requests_and_curl() {
+    let (up, gw) = pair("").await;
+    let base = format!("https://localhost:{}", gw.addr.port());
+    let ca = gw.ca.clone();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/oversized_bodies.py");
+    let (b, c) = (base.clone(), ca.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .arg(&b)
+            .arg(&c)
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for case in ["register_100k", "login_8m"] {
+        assert_eq!(v[case]["status"], 413, "{case}: {v}");
+        assert_eq!(v[case]["json"]["error"], "payload_too_large", "{case}: {v}");
+    }
+
+    // curl, over HTTP/1.1, with an 8 MiB body from a file and no `Expect: 100-continue` pause.
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body.json");
+    std::fs::write(&body, vec![b'x'; 8 << 20]).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--http1.1",
+                "--max-time",
+                "30",
+                "-H",
+                "Content-Type: application/json",
+                "-H",
+                "Expect:",
+            ])
+            .arg("--cacert")
+            .arg(&ca)
+            .arg("--data-binary")
+            .arg(format!("@{}", body.display()))
+            .arg("-w")
+            .arg("\n%{http_code}")
+            .arg(format!("{base}/api/auth/login"))
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "curl: {} {text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.ends_with("\n413") && text.contains("payload_too_large"), "{text}");
+    assert_eq!(up.seen.count(), 0);
+}

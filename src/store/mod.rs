@@ -738,6 +738,28 @@ mod tests {
         assert!(Store::connect("no-scheme-here").await.is_err());
     }
 
+    #[tokio::test]
+    async fn the_sqlite_files_and_a_created_directory_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, store) = temp_store().await;
+        // A write makes sure the WAL and shared-memory files exist.
+        store.add_user("m", "m", "m@example.com", "h").await.unwrap();
+        let mode = |p: std::path::PathBuf| std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        let db = dir.path().join("nested/dir/authgate.db");
+        assert_eq!(mode(db.clone()), 0o600);
+        assert_eq!(mode(db.with_file_name("authgate.db-wal")), 0o600);
+        assert_eq!(mode(db.with_file_name("authgate.db-shm")), 0o600);
+        assert_eq!(mode(dir.path().join("nested")), 0o700);
+        assert_eq!(mode(dir.path().join("nested/dir")), 0o700);
+        drop(store);
+
+        // An existing database that others can read is tightened.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", db.display());
+        let _store = Store::connect(&url).await.unwrap();
+        assert_eq!(mode(db), 0o600);
+    }
+
     #[test]
     fn sqlite_paths_are_found_in_urls() {
         assert_eq!(
