@@ -50,6 +50,8 @@ pub struct Watch {
     served: AtomicU64,
     in_flight: AtomicUsize,
     flooded: AtomicBool,
+    /// The watcher stopped following an HTTP/1 connection at an `Upgrade` or CONNECT head.
+    unfollowed: AtomicBool,
     alarm: Notify,
 }
 
@@ -62,6 +64,7 @@ impl Watch {
             served: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             flooded: AtomicBool::new(false),
+            unfollowed: AtomicBool::new(false),
             alarm: Notify::new(),
         })
     }
@@ -88,6 +91,14 @@ impl Watch {
 
     pub fn flooded(&self) -> bool {
         self.flooded.load(Ordering::Relaxed)
+    }
+
+    /// Whether the watcher stopped following this HTTP/1 connection at an `Upgrade` or CONNECT
+    /// head (it has always read a head before hyper hands that request to the service). Unless
+    /// the connection now switches protocols, it must end after the answer: a later request on it
+    /// would go unwatched.
+    pub fn unfollowed(&self) -> bool {
+        self.unfollowed.load(Ordering::Relaxed)
     }
 
     /// Resolves once the connection has been flagged as a flood.
@@ -504,7 +515,10 @@ impl Follow {
                 watch.refuse_from.fetch_min(index, Ordering::Relaxed);
                 self.state = State::Off;
             }
-            Framing::Stop => self.state = State::Off,
+            Framing::Stop => {
+                watch.unfollowed.store(true, Ordering::Relaxed);
+                self.state = State::Off;
+            }
             Framing::Length(0) => self.state = State::Head,
             Framing::Length(n) => self.state = State::Body(n),
             Framing::Chunked => {
