@@ -14,13 +14,15 @@
 # `callgrind_control -d`, then Ir (instructions, every thread) / REQUESTS. The CONNS TLS handshakes
 # are part of the count. Any non-2xx answer or failed request aborts the run: a fast 401 would be a
 # bogus win. The binaries are not built here (cargo build --release --locked first).
-# Runs on one binary agree within about +-0.2% (how the requests fall into wake-ups varies), so a
-# difference under 0.5% between two builds is noise. About 15 s per binary.
+# Runs on one binary agree within about +-0.25% (how the requests fall into wake-ups varies, more
+# so on a busy machine), so a difference under 0.5% between two builds is noise; ROUNDS=3 narrows
+# that. About 15 s per binary and round.
 #
 # Settings (environment):
 #   WARMUP=500          warm-up requests before the counters are zeroed
 #   REQUESTS=5000       counted requests
 #   CONNS=8             TLS keep-alive connections
+#   ROUNDS=1            runs per binary (the binaries take turns); each figure is the median
 #   KEEP_TMP=1          keep the temp dir (configs, logs, callgrind dumps for callgrind_annotate)
 #
 # Loopback only. Installs valgrind, nginx, nghttp2-client (h2load), curl and openssl with apt-get
@@ -33,6 +35,7 @@ HELP="$BENCH/bench_helpers.py"
 WARMUP="${WARMUP:-500}"
 REQUESTS="${REQUESTS:-5000}"
 CONNS="${CONNS:-8}"
+ROUNDS="${ROUNDS:-1}"
 # Not a real secret: the fixed HS256 key of bench/run.sh, used only on loopback.
 JWT_SECRET="bench-only-hs256-secret-0123456789abcdef"
 JWT_SUB="bench-user-42"
@@ -50,8 +53,8 @@ for b in "${@:-$ROOT/target/release/authgate}"; do
     [ -x "$b" ] || die "$b: not an executable (build it: cargo build --release --locked)"
     BINS+=("$(cd "$(dirname "$b")" && pwd)/$(basename "$b")")
 done
-for n in "$WARMUP" "$REQUESTS" "$CONNS"; do
-    [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "WARMUP, REQUESTS and CONNS must be positive integers"
+for n in "$WARMUP" "$REQUESTS" "$CONNS" "$ROUNDS"; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "WARMUP, REQUESTS, CONNS and ROUNDS must be positive integers"
 done
 
 # ---------------------------------------------------------------- tools, temp dir, cleanup
@@ -105,7 +108,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 chmod 600 "$TMP/key.pem"
 JWT="$(python3 "$HELP" jwt "$JWT_SECRET" "$JWT_SUB")"
 
-mapfile -t P < <(python3 "$HELP" ports $((2 + 2 * ${#BINS[@]})))
+mapfile -t P < <(python3 "$HELP" ports $((2 + 2 * ${#BINS[@]} * ROUNDS)))
 BACKEND_PORT=${P[0]} BACKEND_TLS_PORT=${P[1]}
 
 # render TEMPLATE OUT NAME=VALUE...: replace each @NAME@ placeholder (values may span lines).
@@ -186,24 +189,25 @@ control() { # control PID OPTION LOG: callgrind_control OPTION PID (through vgdb
         { cat "$3" >&2; die "callgrind_control $2 $1 failed"; }
 }
 
-# measure IDX BINARY: sets IR (instructions, every thread, over the REQUESTS counted requests)
+# measure RUN IDX BINARY: sets IR (instructions, every thread, over the REQUESTS counted requests);
+# RUN numbers the authgate starts from 0 (fresh ports, store and logs for each)
 measure() {
-    local idx=$1 bin=$2 dir="$TMP/ag$1" pid i body code dump ir summary
+    local run=$1 idx=$2 bin=$3 dir="$TMP/run$1" pid i body code dump ir summary
     mkdir -p "$dir"
-    PORT=${P[2 + 2 * idx]}
-    local admin=${P[3 + 2 * idx]}
+    PORT=${P[2 + 2 * run]}
+    local admin=${P[3 + 2 * run]}
     render "$BENCH/authgate.toml" "$dir/authgate.toml" TMP="$dir" MAXCONN=1000 BACKEND_PORT="$BACKEND_PORT" \
         PORT="$PORT" ADMIN_PORT="$admin" PLAINTEXT="" TLS="[tls]
 cert = \"$TMP/cert.pem\"
 key = \"$TMP/key.pem\""
     # RUST_LOG would override the config's log level (and so whether access lines are written).
-    start "authgate$idx" "$PROXY_CPU" env -u RUST_LOG TOKIO_WORKER_THREADS=1 JWT_SECRET_KEY="$JWT_SECRET" \
+    start "authgate$run" "$PROXY_CPU" env -u RUST_LOG TOKIO_WORKER_THREADS=1 JWT_SECRET_KEY="$JWT_SECRET" \
         valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" "$bin" --config "$dir/authgate.toml"
     pid=$STARTED
     for i in $(seq 1200); do # up to 120 s: start-up under callgrind is slow
         [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin/readyz")" = 200 ] && break
-        kill -0 "$pid" 2>/dev/null || { cat "$TMP/logs/authgate$idx.log" >&2; die "authgate exited at start"; }
-        [ "$i" = 1200 ] && { cat "$TMP/logs/authgate$idx.log" >&2; die "authgate: /readyz not 200 after 120 s"; }
+        kill -0 "$pid" 2>/dev/null || { cat "$TMP/logs/authgate$run.log" >&2; die "authgate exited at start"; }
+        [ "$i" = 1200 ] && { cat "$TMP/logs/authgate$run.log" >&2; die "authgate: /readyz not 200 after 120 s"; }
         sleep 0.1
     done
     # The JWT path for real: the backend sees the token's subject; no token, no entry.
@@ -233,23 +237,39 @@ key = \"$TMP/key.pem\""
     IR=$ir
 }
 
-log "temp dir $TMP; ${#BINS[@]} binary(ies); $WARMUP warm-up + $REQUESTS counted requests, $CONNS TLS keep-alive connections"
-IRS=()
-for idx in "${!BINS[@]}"; do
-    log "${BINS[$idx]}: under callgrind"
-    measure "$idx" "${BINS[$idx]}"
-    IRS+=("$IR")
-    log "  Ir $IR"
+log "temp dir $TMP; ${#BINS[@]} binary(ies) x $ROUNDS round(s); $WARMUP warm-up + $REQUESTS counted" \
+    "requests, $CONNS TLS keep-alive connections"
+declare -A IRS # IRS[idx] = the Ir of each round, space-separated
+run=0
+for round in $(seq "$ROUNDS"); do
+    for idx in "${!BINS[@]}"; do
+        log "round $round: ${BINS[$idx]} under callgrind"
+        measure "$run" "$idx" "${BINS[$idx]}"
+        IRS[$idx]="${IRS[$idx]:-}${IRS[$idx]:+ }$IR"
+        log "  Ir $IR"
+        run=$((run + 1))
+    done
 done
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { printf "%.1f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo
 echo "authgate instructions per proxied TLS request (callgrind Ir / $REQUESTS; h2load --h1 -t1 -c$CONNS" \
     "-n$REQUESTS after $WARMUP warm-up; JWT HS256; $(valgrind --version); $(h2load --version | head -1);" \
     "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') of bench/)"
 echo
+# shellcheck disable=SC2086 # IRS[i] is a list of numbers, split on purpose
+first=$(median ${IRS[0]})
 for idx in "${!BINS[@]}"; do
-    awk -v ir="${IRS[$idx]}" -v n="$REQUESTS" -v bin="${BINS[$idx]}" -v first="${IRS[0]}" -v i="$idx" 'BEGIN {
-        line = sprintf("%s: Ir %d, instructions per request = %.0f", bin, ir, ir / n)
+    # shellcheck disable=SC2086
+    awk -v ir="$(median ${IRS[$idx]})" -v all="${IRS[$idx]}" -v n="$REQUESTS" -v bin="${BINS[$idx]}" \
+        -v first="$first" -v i="$idx" -v rounds="$ROUNDS" 'BEGIN {
+        line = sprintf("%s: Ir %.0f, instructions per request = %.0f", bin, ir, ir / n)
+        if (rounds > 1) {
+            k = split(all, v, " ")
+            per = ""
+            for (j = 1; j <= k; j++) per = per (j > 1 ? ", " : "") sprintf("%.0f", v[j] / n)
+            line = line " (median; rounds: " per ")"
+        }
         if (i > 0) line = line sprintf(", ratio to the first = %.4f (%+.2f%%)", ir / first, (ir / first - 1) * 100)
         print line
     }'
