@@ -14,9 +14,9 @@
 # `callgrind_control -d`, then Ir (instructions, every thread) / REQUESTS. The CONNS TLS handshakes
 # are part of the count. Any non-2xx answer or failed request aborts the run: a fast 401 would be a
 # bogus win. The binaries are not built here (cargo build --release --locked first).
-# Runs on one binary agree within about +-0.25% (how the requests fall into wake-ups varies, more
-# so on a busy machine), so a difference under 0.5% between two builds is noise; ROUNDS=3 narrows
-# that. About 15 s per binary and round.
+# Runs on one binary agree within about +-0.3% (probably how the requests fall into wake-ups, more
+# varied on a busy machine), so a difference under 0.6% between two single runs is noise; ROUNDS=3
+# narrows that. About 15 s per binary and round.
 #
 # Settings (environment):
 #   WARMUP=500          warm-up requests before the counters are zeroed
