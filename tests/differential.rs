@@ -920,7 +920,9 @@ fn first_line(answer: &[u8]) -> String {
 // ----- the matrix ------------------------------------------------------------------------------
 
 async fn matrix(kind: &'static Kind) {
-    let backend = tokio::task::spawn_blocking(move || Backend::start(kind)).await.unwrap();
+    let backend = tokio::task::spawn_blocking(move || Backend::start(kind))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     let gw = TestGateway::start_with(&backend.url(), "").await;
     let t = token(USER);
     let mut report = String::new();
