@@ -286,7 +286,9 @@ impl hyper::service::Service<http::Request<Incoming>> for Handler {
             // The watcher stops following a connection at an `Upgrade` (or CONNECT) head: what
             // comes next may not be HTTP/1. Unless it now switches protocols, such a connection
             // ends after this answer, so no later request on it goes unwatched.
-            if watch.unfollowed() && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                watch.switched();
+            } else if watch.unfollowed() {
                 resp.headers_mut()
                     .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
             }
