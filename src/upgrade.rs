@@ -83,15 +83,18 @@ fn is_token_pair(pair: &str) -> bool {
 }
 
 /// The `token` query parameter of a WebSocket handshake (browsers cannot set headers there).
-/// `Ok(None)` when there is none; two of them are ambiguous, and refused.
+/// `Ok(None)` when there is none; two of them are ambiguous, and another spelling of the name
+/// (`TOKEN`, `%74oken`) is a disguise: both are refused.
 pub fn query_token(query: Option<&str>) -> Result<Option<&str>, AuthFailure> {
     let Some(query) = query else { return Ok(None) };
     let mut found = None;
     for pair in query.split('&').filter(|p| is_token_pair(p)) {
-        if found.is_some() {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        // Only `token` itself is read; `TOKEN` or `%74oken` is a disguised credential: refused.
+        if found.is_some() || name != "token" {
             return Err(AuthFailure::Malformed);
         }
-        found = Some(pair.split_once('=').map_or("", |(_, value)| value));
+        found = Some(value);
     }
     Ok(found)
 }
@@ -173,9 +176,9 @@ mod tests {
         assert_eq!(query_token(Some("token")), Ok(Some("")));
         assert_eq!(query_token(Some("token=a&token=b")), Err(AuthFailure::Malformed));
         assert_eq!(query_token(Some("token=a&token")), Err(AuthFailure::Malformed));
-        // Spellings a backend could decode to `token` are the same parameter.
-        assert_eq!(query_token(Some("%74oken=abc")), Ok(Some("abc")));
-        assert_eq!(query_token(Some("TOKEN=abc")), Ok(Some("abc")));
+        // Spellings a backend could decode to `token` are refused, alone or beside it.
+        assert_eq!(query_token(Some("%74oken=abc")), Err(AuthFailure::Malformed));
+        assert_eq!(query_token(Some("TOKEN=abc")), Err(AuthFailure::Malformed));
         assert_eq!(
             query_token(Some("token=a&%74%6F%6b%65%6e=b")),
             Err(AuthFailure::Malformed)

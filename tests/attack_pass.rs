@@ -1,7 +1,8 @@
 //! A second outside attack, on the fixes for the first (tests/bypasses.rs).
 //!
-//! Naming: `hole_*` tests assert the secure behaviour and FAIL today (each demonstrates a way
-//! around a fix); `refused_*` tests pass and document attacks the gateway turned away.
+//! Two kinds: `refused_*` tests document attacks the fixes turned away as they were; the others
+//! each found a way around a fix at 9eee735 (they failed there) and pass since the fixes that
+//! followed it.
 
 mod common;
 
@@ -61,7 +62,7 @@ fn decoded_query_names(target: &str) -> Vec<String> {
 /// chunk extensions) turns the watcher `Off` WITHOUT setting `unfollowed`, so the connection is
 /// kept alive and every later request on it goes unwatched: CL+TE, two Transfer-Encodings, ...
 #[tokio::test]
-async fn hole_a_long_chunk_extension_switches_the_framing_watcher_off_and_keeps_the_connection() {
+async fn a_long_chunk_extension_cannot_switch_the_framing_watcher_off_for_later_requests() {
     let (up, gw) = pair("[auth]\npublic_paths = [\"/pub\"]\n").await;
     let second = "POST /pub HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     // Control: with a short extension the second request is refused by the watcher.
@@ -104,7 +105,7 @@ async fn hole_a_long_chunk_extension_switches_the_framing_watcher_off_and_keeps_
 /// The same with a long trailer line (hyper takes 16 KiB of trailers, the watcher 4096 a line),
 /// and two `Transfer-Encoding: chunked` fields behind it.
 #[tokio::test]
-async fn hole_a_long_trailer_line_switches_the_framing_watcher_off_and_keeps_the_connection() {
+async fn a_long_trailer_line_cannot_switch_the_framing_watcher_off_for_later_requests() {
     let (up, gw) = pair("[auth]\npublic_paths = [\"/pub\"]\n").await;
     let first = format!(
         "POST /pub HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Pad: {}\r\n\r\n",
@@ -132,7 +133,7 @@ async fn hole_a_long_trailer_line_switches_the_framing_watcher_off_and_keeps_the
 /// Remote-Groups/-Email/-Name; Grafana's auth proxy trusts X-WEBAUTH-USER; the Kubernetes
 /// authenticating proxy X-Remote-Group. None is stripped.
 #[tokio::test]
-async fn hole_identity_headers_of_the_same_families_still_reach_the_backend() {
+async fn identity_headers_of_the_same_families_never_reach_the_backend() {
     let (up, gw) = pair("").await;
     let t = token("alice");
     let names = [
@@ -165,7 +166,7 @@ async fn hole_identity_headers_of_the_same_families_still_reach_the_backend() {
 /// `auth.identity_headers = ["X-Auth-Request-*"]` is accepted (`*` is a valid header-name
 /// character) but matches only a header literally named `x-auth-request-*`.
 #[tokio::test]
-async fn hole_an_identity_headers_pattern_is_accepted_and_silently_matches_nothing() {
+async fn an_identity_headers_prefix_pattern_strips_what_it_names() {
     let (up, gw) = pair("[auth]\nidentity_headers = [\"X-Auth-Request-*\"]\n").await;
     let t = token("alice");
     let auth = bearer(&t);
@@ -189,7 +190,7 @@ async fn hole_an_identity_headers_pattern_is_accepted_and_silently_matches_nothi
 /// name as given. `AIice` (capital i) is UTS #39-confusable with `Alice` (skeleton `Alice` for
 /// both) but folds to `aiice`, whose skeleton is not `alice`'s.
 #[tokio::test]
-async fn hole_a_capital_i_look_alike_registers_beside_alice() {
+async fn a_capital_i_look_alike_of_alice_is_409() {
     let (_up, gw) = pair("").await;
     assert_eq!(register(&gw, "Alice").await.status, 201);
     let r = register(&gw, "AIice").await;
@@ -203,7 +204,7 @@ async fn hole_a_capital_i_look_alike_registers_beside_alice() {
 
 /// Confusables that map to an UPPERCASE prototype never match a lower-cased name: `0` → `O`.
 #[tokio::test]
-async fn hole_a_digit_zero_look_alike_registers_beside_bob() {
+async fn a_digit_zero_look_alike_of_bob_is_409() {
     let (_up, gw) = pair("").await;
     assert_eq!(register(&gw, "bob").await.status, 201);
     let r = register(&gw, "b0b").await;
@@ -228,7 +229,7 @@ async fn refused_script_and_digit_one_look_alikes() {
 /// names) receives a second credential, `token=<bob's>`: the "two credentials → 401" rule, and
 /// the stripping of the query token, are both sidestepped.
 #[tokio::test]
-async fn hole_an_encoded_token_name_is_neither_refused_nor_stripped() {
+async fn an_encoded_token_name_beside_a_header_is_refused_or_stripped() {
     let (up, gw) = pair("").await;
     let (a, b) = (token("alice"), token("bob"));
     for query in [
@@ -487,7 +488,7 @@ async fn refused_redirect_host_tricks() {
 /// a path that needs an escape (a space), the 0600 file is made at the literal `%20` name and
 /// SQLite creates the real database with the process umask (0644 here): hashes readable by all.
 #[tokio::test]
-async fn hole_a_percent_escaped_sqlite_path_leaves_the_real_database_world_readable() {
+async fn a_percent_escaped_sqlite_path_still_gets_an_owner_only_database() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("my data")).unwrap();
