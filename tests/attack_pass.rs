@@ -33,7 +33,9 @@ async fn register(gw: &TestGateway, name: &str) -> Reply {
 /// What a backend that percent-decodes query names (Starlette, Flask, Express, Go) sees as the
 /// names of `target`'s query parameters.
 fn decoded_query_names(target: &str) -> Vec<String> {
-    let Some((_, q)) = target.split_once('?') else { return vec![] };
+    let Some((_, q)) = target.split_once('?') else {
+        return vec![];
+    };
     q.split('&')
         .map(|p| {
             let name = p.split('=').next().unwrap_or("");
@@ -64,9 +66,11 @@ fn decoded_query_names(target: &str) -> Vec<String> {
 #[tokio::test]
 async fn a_long_chunk_extension_cannot_switch_the_framing_watcher_off_for_later_requests() {
     let (up, gw) = pair("[auth]\npublic_paths = [\"/pub\"]\n").await;
-    let second = "POST /pub HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let second =
+        "POST /pub HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     // Control: with a short extension the second request is refused by the watcher.
-    let first_ok = "POST /pub HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\n\r\n";
+    let first_ok =
+        "POST /pub HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\n\r\n";
     let answer = raw_exchange(
         &gw.ca,
         gw.addr,
@@ -155,11 +159,7 @@ async fn identity_headers_of_the_same_families_never_reach_the_backend() {
     let r = gw.client().get("/private", &headers).await;
     assert_eq!(r.status, 200);
     let seen = up.seen.last();
-    let leaked: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| !seen.all(n).is_empty())
-        .collect();
+    let leaked: Vec<&str> = names.iter().copied().filter(|n| !seen.all(n).is_empty()).collect();
     assert!(leaked.is_empty(), "reached the backend: {leaked:?}");
 }
 
@@ -255,7 +255,10 @@ async fn an_encoded_token_name_beside_a_header_is_refused_or_stripped() {
                 seen.target
             );
         } else {
-            assert!(answer.starts_with("HTTP/1.1 401") || answer.starts_with("HTTP/1.1 400"), "{answer}");
+            assert!(
+                answer.starts_with("HTTP/1.1 401") || answer.starts_with("HTTP/1.1 400"),
+                "{answer}"
+            );
         }
     }
 }
@@ -275,7 +278,10 @@ async fn refused_query_token_case_and_position_tricks() {
         format!("GET /x?token={a} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
     ] {
         let answer = raw_exchange(&gw.ca, gw.addr, head.as_bytes(), Duration::from_secs(1)).await;
-        assert!(answer.starts_with("HTTP/1.") && answer.contains(" 401 "), "{head}: {answer}");
+        assert!(
+            answer.starts_with("HTTP/1.") && answer.contains(" 401 "),
+            "{head}: {answer}"
+        );
     }
     assert_eq!(up.seen.count(), 0);
 }
@@ -293,9 +299,15 @@ async fn refused_h2c_smuggled_beside_or_inside_a_websocket_handshake() {
         ("/ws", "Connection: Upgrade\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n"),
         // A list, in odd case and spacing.
         ("/h2c", "Connection: UPGRADE\r\nUpgrade:  h2c , websocket \r\n"),
-        ("/h2c", "connection: upgrade, HTTP2-Settings\r\nupgrade: H2C\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"),
+        (
+            "/h2c",
+            "connection: upgrade, HTTP2-Settings\r\nupgrade: H2C\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n",
+        ),
         // Two Connection fields.
-        ("/h2c", "Connection: keep-alive\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"),
+        (
+            "/h2c",
+            "Connection: keep-alive\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n",
+        ),
     ] {
         up.seen.take();
         let mut bytes = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}{extra}\r\n").into_bytes();
@@ -320,7 +332,10 @@ async fn refused_websocket_over_http10_and_h2_with_connection_specific_headers()
     // HTTP/1.0: the backend (which switches whatever it is asked) gets no Upgrade; 502.
     let head = format!("GET /ws HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {a}\r\n{WS}\r\n");
     let answer = raw_exchange(&gw.ca, gw.addr, head.as_bytes(), Duration::from_secs(2)).await;
-    assert!(answer.starts_with("HTTP/1.0 502") || answer.starts_with("HTTP/1.1 502"), "{answer}");
+    assert!(
+        answer.starts_with("HTTP/1.0 502") || answer.starts_with("HTTP/1.1 502"),
+        "{answer}"
+    );
     assert!(up.seen.last().all("upgrade").is_empty());
 
     // HTTP/2: http2-settings (not refused by the h2 codec) is stripped.
@@ -360,7 +375,11 @@ async fn refused_deeply_nested_json_is_400_not_a_crash() {
         if depth > 128 {
             assert_eq!(r.status, 400, "depth {depth}");
         }
-        let body = format!("{}{}", "{\"a\":".repeat(depth.min(20_000)), "}".repeat(depth.min(20_000)));
+        let body = format!(
+            "{}{}",
+            "{\"a\":".repeat(depth.min(20_000)),
+            "}".repeat(depth.min(20_000))
+        );
         let r = gw
             .client()
             .call(
@@ -514,7 +533,11 @@ async fn refused_api_token_on_session_endpoints_by_every_carrier_and_spelling() 
     let (up, gw) = pair("").await;
     assert_eq!(register(&gw, "owner").await.status, 201);
     let r = gw
-        .post_json("/api/auth/login", json!({"username": "owner", "password": PASSWORD}), None)
+        .post_json(
+            "/api/auth/login",
+            json!({"username": "owner", "password": PASSWORD}),
+            None,
+        )
         .await;
     let jwt = r.json()["access_token"].as_str().unwrap().to_owned();
     let r = gw
@@ -547,6 +570,12 @@ async fn refused_api_token_on_session_endpoints_by_every_carrier_and_spelling() 
     }
     // The token still works, and the session too.
     assert_eq!(gw.client().get("/x", &[("x-api-key", &api)]).await.status, 200);
-    assert_eq!(gw.client().get("/api/auth/me", &[("authorization", &bearer(&jwt))]).await.status, 200);
+    assert_eq!(
+        gw.client()
+            .get("/api/auth/me", &[("authorization", &bearer(&jwt))])
+            .await
+            .status,
+        200
+    );
     assert!(up.seen.count() >= 1);
 }
