@@ -1,0 +1,106 @@
+//! Oracle for the `auth_header` target: arbitrary request headers and upgrade query.
+//!
+//! The input is read as lines; each line's first byte picks what the rest is: an `Authorization`,
+//! `X-API-Key`, `Upgrade`, `Connection` or other header value, or the query of the request
+//! target. `bearer` and `request_token` must never panic, must refuse two credentials at once,
+//! and a token they return must be exactly what the request carried.
+
+use authgate::auth::{Credential, api_token, bearer, request_token};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, Version, header};
+
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// The request the input describes.
+fn request(data: &[u8]) -> Request<()> {
+    let mut headers = HeaderMap::new();
+    let mut uri = Uri::from_static("/ws");
+    for line in data.split(|b| *b == b'\n') {
+        let Some((&which, value)) = line.split_first() else {
+            continue;
+        };
+        let name = match which % 6 {
+            0 => header::AUTHORIZATION,
+            1 => X_API_KEY.clone(),
+            2 => header::UPGRADE,
+            3 => header::CONNECTION,
+            4 => {
+                if let Some(u) = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|q| format!("/ws?{q}").parse::<Uri>().ok())
+                {
+                    uri = u;
+                }
+                continue;
+            }
+            _ => HeaderName::from_static("x-other"),
+        };
+        if let Ok(v) = HeaderValue::from_bytes(value) {
+            headers.append(name, v);
+        }
+    }
+    let mut req = Request::new(());
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    req
+}
+
+/// Panics if credential extraction breaks one of the rules above.
+pub fn check(data: &[u8]) {
+    let req = request(data);
+    let h = req.headers();
+    let auths: Vec<&HeaderValue> = h.get_all(header::AUTHORIZATION).iter().collect();
+    let keys: Vec<&HeaderValue> = h.get_all(&X_API_KEY).iter().collect();
+
+    let found = bearer(h);
+    match &found {
+        Ok(Credential::None) => assert!(auths.is_empty(), "an Authorization header was ignored"),
+        Ok(Credential::Bearer(t)) => {
+            assert_eq!(
+                auths.len(),
+                1,
+                "a bearer token taken from one of several Authorization headers"
+            );
+            assert!(!t.is_empty() && t.is_ascii() && !t.contains(' '), "token {t:?}");
+            let value = auths[0]
+                .to_str()
+                .expect("an accepted Authorization value is visible ASCII");
+            let (scheme, rest) = value.split_once(' ').expect("an accepted Authorization has a scheme");
+            assert!(scheme.eq_ignore_ascii_case("bearer"), "scheme {scheme:?} accepted");
+            assert_eq!(rest.trim_matches(' '), *t, "the token is not the header's");
+        }
+        Err(_) => {}
+    }
+
+    let Ok(token) = request_token(&req) else {
+        return;
+    };
+    assert!(!token.is_empty(), "an empty token was returned");
+    assert!(
+        auths.is_empty() || keys.is_empty(),
+        "Authorization and X-API-Key together were accepted"
+    );
+    if !auths.is_empty() {
+        assert_eq!(
+            found,
+            Ok(Credential::Bearer(token)),
+            "request_token disagrees with bearer"
+        );
+    } else if !keys.is_empty() {
+        assert_eq!(keys.len(), 1, "one of several X-API-Key headers was accepted");
+        assert!(api_token::looks_like(token), "X-API-Key {token:?} is not an API token");
+    } else {
+        let upgrade = h.contains_key(header::UPGRADE)
+            && h.get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+        assert!(upgrade, "a query token was read on a request that is not an upgrade");
+        let query = req.uri().query().unwrap_or("");
+        assert!(
+            query.split('&').any(|p| p.strip_prefix("token=") == Some(token)),
+            "token {token:?} is not a token= pair of {query:?}"
+        );
+    }
+}
