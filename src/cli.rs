@@ -10,11 +10,11 @@ use std::path::Path;
 
 use uuid::Uuid;
 
-use crate::api::normalize_username;
 use crate::auth::jwt::{JwtAlgorithm, now_secs};
 use crate::auth::password::Passwords;
 use crate::config::Config;
 use crate::store::{Store, StoreError};
+use crate::username::normalize as normalize_username;
 
 pub async fn open_store(config: &Config) -> Result<Store, String> {
     Store::connect(config.store.url.expose())
@@ -58,7 +58,7 @@ pub async fn user_add(config: &Config, username: &str, email: &str, password_std
     let passwords = Passwords::with_concurrency(config.password.params, 1)?;
     let hash = passwords.hash(password.clone()).await.map_err(|e| e.to_string())?;
     let user = store.add_user(&given, &norm, email, &hash).await.map_err(|e| match e {
-        StoreError::Conflict => format!("user `{given}` already exists"),
+        StoreError::Conflict => format!("user `{given}` already exists, or looks like an existing name"),
         other => store_err(other),
     })?;
     println!("created user {} ({})", user.username, user.id);

@@ -271,6 +271,9 @@ pub struct RawServer {
     /// The HTTPS port the redirects name, when clients reach the gateway on another port than the
     /// one it listens on (a container's published port); default: the listening port.
     pub redirect_https_port: Option<u16>,
+    /// The host name HTTPS redirects name (`gw.example.com`); default: the client's `Host` when the
+    /// TLS certificate covers it, else the certificate's first DNS name.
+    pub public_host: Option<String>,
 }
 
 impl Default for RawServer {
@@ -289,6 +292,7 @@ impl Default for RawServer {
             hsts: "max-age=31536000; includeSubDomains".into(),
             redirect_http: None,
             redirect_https_port: None,
+            public_host: None,
         }
     }
 }
@@ -432,6 +436,9 @@ impl Default for RawJwt {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAuth {
     pub public_paths: Vec<String>,
+    /// More header names a backend may trust as identity, stripped from clients in every spelling
+    /// (on top of the built-in list in `proxy::headers`).
+    pub identity_headers: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -462,6 +469,8 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub jwt: JwtConfig,
     pub public_paths: PublicPaths,
+    /// `auth.identity_headers`, normalised (lowercase, `_` as `-`).
+    pub identity_headers: Vec<Box<str>>,
     pub limits: LimitsConfig,
     pub store: StoreConfig,
     pub redis: Option<RedisConfig>,
@@ -514,6 +523,8 @@ pub struct ServerConfig {
     pub hsts: Option<http::HeaderValue>,
     pub redirect_http: Option<SocketAddr>,
     pub redirect_https_port: Option<u16>,
+    /// A valid host name (no port), lowercased.
+    pub public_host: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -603,7 +614,11 @@ pub struct LogConfig {
 pub fn figment_for(path: &Path) -> Figment {
     let mut figment = Figment::new()
         .merge(Toml::file_exact(path))
-        .merge(Env::prefixed("AUTHGATE_").split("__"));
+        // Only `AUTHGATE_<SECTION>__<KEY>` is config. Other `AUTHGATE_*` variables belong to someone
+        // else: the CLI's own `AUTHGATE_CONFIG`, or the `AUTHGATE_PORT`, `AUTHGATE_SERVICE_HOST`,
+        // `AUTHGATE_PORT_8443_TCP_ADDR`… that Kubernetes puts in every pod beside a Service named
+        // `authgate`. They are passed over, by name only (a value may be a secret).
+        .merge(Env::prefixed("AUTHGATE_").filter(is_config_var).split("__"));
     for (var, key) in [("JWT_SECRET_KEY", "jwt.secret"), ("JWT_ALGORITHM", "jwt.algorithm")] {
         if let Ok(value) = std::env::var(var) {
             figment = figment.merge(Serialized::default(key, value));
@@ -617,6 +632,16 @@ pub fn figment_for(path: &Path) -> Figment {
         }
     }
     figment
+}
+
+/// Whether an `AUTHGATE_`-prefixed variable (prefix stripped) is a `<SECTION>__<KEY>` setting.
+fn is_config_var(key: &figment::value::UncasedStr) -> bool {
+    let section = key.as_str().split("__").next().unwrap_or("");
+    let config = key.as_str().contains("__") && !section.is_empty();
+    if !config {
+        tracing::debug!(variable = %format_args!("AUTHGATE_{key}"), "not a config variable (AUTHGATE_<SECTION>__<KEY>); ignored");
+    }
+    config
 }
 
 impl Config {
@@ -799,6 +824,20 @@ impl RawConfig {
                 "give the HTTPS port clients connect to, such as 443, or leave it out to use the listening port",
             ));
         }
+        let public_host = match &s.public_host {
+            Some(h) => Some(
+                crate::server::redirect::valid_host(h)
+                    .filter(|_| !h.contains(':'))
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            "server.public_host",
+                            format!("{h:?} is not a host name"),
+                            "give the name clients use, without scheme or port, such as \"gw.example.com\"",
+                        )
+                    })?,
+            ),
+            None => None,
+        };
         let mut upstream = validate_upstream(&self.upstream)?;
         if let Some(raw) = &self.upstream.identity {
             upstream.identity = Some(validate_identity(raw, self.jwt.issuer.as_deref())?);
@@ -811,6 +850,17 @@ impl RawConfig {
                 "use exact paths like \"/api/health\" or prefixes like \"/docs/*\"",
             )
         })?;
+        let mut identity_headers = Vec::with_capacity(self.auth.identity_headers.len());
+        for name in &self.auth.identity_headers {
+            let norm = crate::proxy::headers::identity_name(name).ok_or_else(|| {
+                ConfigError::invalid(
+                    "auth.identity_headers",
+                    format!("{name:?} is not a header name"),
+                    "list header names such as \"X-Tenant-Id\"",
+                )
+            })?;
+            identity_headers.push(norm);
+        }
         let l = &self.limits;
         if l.max_connections == 0 {
             return Err(ConfigError::invalid(
@@ -869,12 +919,14 @@ impl RawConfig {
                 hsts,
                 redirect_http,
                 redirect_https_port: s.redirect_https_port,
+                public_host,
             },
             admin_listen,
             tls,
             upstream,
             jwt,
             public_paths,
+            identity_headers,
             limits,
             store,
             redis,

@@ -92,6 +92,8 @@ pub enum GatewayError {
         field: &'static str,
         message: &'static str,
     },
+    /// A JSON body names a member twice; names the member.
+    DuplicateMember(Box<str>),
     Unauthenticated(AuthFailure),
     /// Wrong username or password: one answer for both.
     BadCredentials,
@@ -107,6 +109,8 @@ pub enum GatewayError {
         retry_after: Duration,
     },
     UpstreamUnreachable,
+    /// The upstream answered something the gateway will not relay (a 101 it did not ask for).
+    BadUpstreamResponse,
     UpstreamTimeout,
     /// A dependency (store, cache) is down and the request cannot be served safely.
     Unavailable(&'static str),
@@ -126,6 +130,12 @@ impl GatewayError {
                 Client,
             ),
             GatewayError::InvalidField { message, .. } => (StatusCode::BAD_REQUEST, "invalid_request", message, Client),
+            GatewayError::DuplicateMember(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "A JSON member appears more than once",
+                Client,
+            ),
             GatewayError::Unauthenticated(f) => (StatusCode::UNAUTHORIZED, "invalid_token", f.detail(), Client),
             GatewayError::BadCredentials => (
                 StatusCode::UNAUTHORIZED,
@@ -172,6 +182,12 @@ impl GatewayError {
                 "The upstream service is unreachable",
                 Upstream,
             ),
+            GatewayError::BadUpstreamResponse => (
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "The upstream service gave an answer the gateway does not relay",
+                Upstream,
+            ),
             GatewayError::UpstreamTimeout => (
                 StatusCode::GATEWAY_TIMEOUT,
                 "gateway_timeout",
@@ -199,6 +215,10 @@ impl GatewayError {
         if let GatewayError::InvalidField { field, message } = self {
             body["detail"] = serde_json::Value::from(format!("{field} {message}"));
             body["field"] = serde_json::Value::from(*field);
+        }
+        if let GatewayError::DuplicateMember(name) = self {
+            body["detail"] = serde_json::Value::from(format!("the member `{name}` appears more than once"));
+            body["field"] = serde_json::Value::from(&**name);
         }
         let mut resp = json_response(status, &body);
         let headers = resp.headers_mut();
@@ -238,6 +258,7 @@ mod tests {
     fn statuses_are_pinned() {
         let cases = [
             (GatewayError::InvalidRequest("x"), 400, "invalid_request"),
+            (GatewayError::DuplicateMember("x".into()), 400, "invalid_request"),
             (
                 GatewayError::AmbiguousPath(PathError::DotSegment),
                 400,
@@ -259,6 +280,7 @@ mod tests {
                 "too_many_requests",
             ),
             (GatewayError::UpstreamUnreachable, 502, "bad_gateway"),
+            (GatewayError::BadUpstreamResponse, 502, "bad_gateway"),
             (GatewayError::UpstreamTimeout, 504, "gateway_timeout"),
             (GatewayError::Unavailable("x"), 503, "unavailable"),
             (GatewayError::Internal, 500, "internal_error"),

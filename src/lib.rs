@@ -20,6 +20,8 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod upgrade;
+pub mod username;
 
 use std::future::Future;
 use std::sync::Arc;

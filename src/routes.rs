@@ -2,8 +2,9 @@
 //!
 //! The rule this module keeps: the decision is made on the raw path exactly as it will be
 //! forwarded, and any path that another HTTP stack could read differently (dot segments,
-//! percent-encoded `/`, `\`, `.` or `%`, backslashes, NUL and other control bytes, invalid
-//! escapes) is refused with 400 instead of being normalised. Matching is case-sensitive.
+//! percent-encoded `/`, `\`, `.`, `;` or `%`, backslashes, NUL and other control bytes, invalid
+//! escapes, escapes that do not decode to valid UTF-8, overlong forms among them) is refused with
+//! 400 instead of being normalised. Matching is case-sensitive.
 
 use std::fmt;
 
@@ -41,6 +42,9 @@ pub enum PathError {
     Backslash,
     ControlByte,
     BadEscape,
+    /// Decoded, the path is not UTF-8: a stray byte, a truncated sequence, or an overlong form
+    /// such as `%c0%ae` (a `.` to a decoder that accepts them).
+    BadUtf8,
 }
 
 impl fmt::Display for PathError {
@@ -48,10 +52,11 @@ impl fmt::Display for PathError {
         f.write_str(match self {
             PathError::NotOriginForm => "the request target must be a path starting with /",
             PathError::DotSegment => "the path contains a . or .. segment",
-            PathError::EncodedDelimiter => "the path contains a percent-encoded /, \\, . or %",
+            PathError::EncodedDelimiter => "the path contains a percent-encoded /, \\, ., ; or %",
             PathError::Backslash => "the path contains a backslash",
             PathError::ControlByte => "the path contains a NUL or control byte",
             PathError::BadEscape => "the path contains an invalid percent escape",
+            PathError::BadUtf8 => "the path does not decode to valid UTF-8",
         })
     }
 }
@@ -63,10 +68,14 @@ pub fn check_path(path: &str) -> Result<(), PathError> {
         return Err(PathError::NotOriginForm);
     }
     let mut i = 0;
+    // Whether any byte, raw or decoded, is outside ASCII: only then is the decoded path checked
+    // for UTF-8 (the common path allocates nothing).
+    let mut non_ascii = false;
     while i < bytes.len() {
         match bytes[i] {
             b'\\' => return Err(PathError::Backslash),
             b if b < 0x20 || b == 0x7f => return Err(PathError::ControlByte),
+            b if b >= 0x80 => non_ascii = true,
             b'%' => {
                 let (Some(h), Some(l)) = (
                     bytes.get(i + 1).and_then(|b| hex(*b)),
@@ -75,8 +84,11 @@ pub fn check_path(path: &str) -> Result<(), PathError> {
                     return Err(PathError::BadEscape);
                 };
                 match (h << 4) | l {
-                    b'/' | b'\\' | b'.' | b'%' => return Err(PathError::EncodedDelimiter),
+                    // `;` too: a server that decodes once and then drops `;params` reads
+                    // `/docs/..%3b/x` as `/docs/../x`.
+                    b'/' | b'\\' | b'.' | b'%' | b';' => return Err(PathError::EncodedDelimiter),
                     d if d < 0x20 || d == 0x7f => return Err(PathError::ControlByte),
+                    d if d >= 0x80 => non_ascii = true,
                     _ => {}
                 }
                 i += 3;
@@ -85,6 +97,9 @@ pub fn check_path(path: &str) -> Result<(), PathError> {
             _ => {}
         }
         i += 1;
+    }
+    if non_ascii && std::str::from_utf8(&percent_decode(bytes)).is_err() {
+        return Err(PathError::BadUtf8);
     }
     if memchr::memchr(b'.', bytes).is_none() {
         return Ok(());
@@ -97,6 +112,29 @@ pub fn check_path(path: &str) -> Result<(), PathError> {
         }
     }
     Ok(())
+}
+
+/// The bytes a path stands for, its escapes decoded once (they were checked to be well formed).
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (
+            bytes[i],
+            bytes.get(i + 1).and_then(|b| hex(*b)),
+            bytes.get(i + 2).and_then(|b| hex(*b)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h << 4) | l);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -193,6 +231,15 @@ mod tests {
             ("/a%0d%0ab", PathError::ControlByte),
             ("/a%zz", PathError::BadEscape),
             ("/a%2", PathError::BadEscape),
+            ("/docs/..%3b/api/admin", PathError::EncodedDelimiter),
+            ("/docs/..%3B/api/admin", PathError::EncodedDelimiter),
+            ("/docs/..%3bjsessionid=1/api/admin", PathError::EncodedDelimiter),
+            ("/docs/%c0%ae%c0%ae/api/admin", PathError::BadUtf8),
+            ("/docs/%C0%AE/x", PathError::BadUtf8),
+            ("/a%e0%80%ae", PathError::BadUtf8),
+            ("/a%ff", PathError::BadUtf8),
+            ("/a%c3", PathError::BadUtf8),
+            ("/a%ed%a0%80", PathError::BadUtf8),
             ("*", PathError::NotOriginForm),
             ("", PathError::NotOriginForm),
         ] {
@@ -208,6 +255,8 @@ mod tests {
             "/a/b.c/d..e",
             "/a;b/c",
             "/%41pi",
+            "/caf%c3%a9",
+            "/%e2%82%ac",
             "//x",
             "/.well-known/jwks.json",
         ] {

@@ -95,6 +95,24 @@ impl CertStore {
         self.current.store(Arc::new(pair));
         Ok(true)
     }
+
+    /// Whether the serving certificate is valid for `host` (a DNS name or an IP address).
+    pub fn covers(&self, host: &str) -> bool {
+        let pair = self.current.load();
+        let (Some(leaf), Ok(name)) = (pair.cert.first(), rustls::pki_types::ServerName::try_from(host)) else {
+            return false;
+        };
+        webpki::EndEntityCert::try_from(leaf).is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+    }
+
+    /// The serving certificate's first DNS name that is not a wildcard.
+    pub fn dns_name(&self) -> Option<String> {
+        let pair = self.current.load();
+        let cert = webpki::EndEntityCert::try_from(pair.cert.first()?).ok()?;
+        cert.valid_dns_names()
+            .find(|n| !n.starts_with('*'))
+            .map(str::to_ascii_lowercase)
+    }
 }
 
 /// A server config that serves whatever `store` holds.

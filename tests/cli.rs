@@ -215,6 +215,50 @@ fn jwt_env_overrides_authgate_env_which_overrides_the_file() {
 }
 
 #[test]
+fn authgate_variables_that_are_not_config_keys_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("g.toml"),
+        "[server]\nplaintext = true\n[jwt]\nsecret = \"file-secret-file-secret-file-secret-xx\"\n",
+    )
+    .unwrap();
+    // What Kubernetes injects into every pod of a namespace with a Service named `authgate`, and
+    // the CLI's own AUTHGATE_CONFIG.
+    let kubernetes = [
+        ("AUTHGATE_PORT", "tcp://10.96.0.17:8443"),
+        ("AUTHGATE_PORT_8443_TCP", "tcp://10.96.0.17:8443"),
+        ("AUTHGATE_PORT_8443_TCP_ADDR", "10.96.0.17"),
+        ("AUTHGATE_PORT_8443_TCP_PORT", "8443"),
+        ("AUTHGATE_PORT_8443_TCP_PROTO", "tcp"),
+        ("AUTHGATE_SERVICE_HOST", "10.96.0.17"),
+        ("AUTHGATE_SERVICE_PORT", "8443"),
+        ("AUTHGATE_SERVICE_PORT_HTTPS", "8443"),
+    ];
+    for args in [&["check-config"][..], &["check-config", "--config", "g.toml"]] {
+        let mut cmd = authgate(dir.path());
+        cmd.args(args).env("AUTHGATE_CONFIG", "g.toml").envs(kubernetes);
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // An unknown key inside a known section, or an unknown section, is still an error naming it.
+    for (var, key) in [("AUTHGATE_SERVER__LISTN", "listn"), ("AUTHGATE_SERVR__LISTEN", "servr")] {
+        let out = authgate(dir.path())
+            .args(["check-config", "--config", "g.toml"])
+            .envs(kubernetes)
+            .env(var, "x")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(key), "{var}");
+    }
+}
+
+#[test]
 fn config_errors_name_the_key_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     for (toml, key) in [

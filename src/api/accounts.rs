@@ -26,21 +26,7 @@ fn password_err(e: PasswordError) -> GatewayError {
     }
 }
 
-/// RFC 8265 UsernameCaseMapped: trimmed, width-mapped, case-folded, NFC. Returns (as given, normalized).
-pub fn normalize_username(raw: &str) -> Result<(String, String), GatewayError> {
-    use precis_profiles::UsernameCaseMapped;
-    use precis_profiles::precis_core::profile::PrecisFastInvocation;
-    const BAD: GatewayError = GatewayError::InvalidField {
-        field: "username",
-        message: "must be 1 to 64 letters, digits or symbols, without spaces",
-    };
-    let given = raw.trim();
-    if given.is_empty() || given.chars().count() > 64 {
-        return Err(BAD);
-    }
-    let norm = UsernameCaseMapped::enforce(given).map_err(|_| BAD)?;
-    Ok((given.to_owned(), norm.into_owned()))
-}
+use crate::username::normalize as normalize_username;
 
 fn check_password(field: &'static str, password: &str) -> Result<(), GatewayError> {
     if !PASSWORD_CHARS.contains(&password.chars().count()) {
@@ -107,8 +93,10 @@ pub async fn register(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, Gateway
     let gw = ctx.gw;
     // One registration per name at a time on this replica: concurrent duplicates are answered at
     // once instead of each paying for an argon2 hash. Across replicas the unique index settles it.
-    let _claim = NameClaim::take(gw, &norm).ok_or(GatewayError::Conflict("Username already registered"))?;
-    if gw.store.user_by_norm(&norm).await.map_err(store_err)?.is_some() {
+    let _claim = NameClaim::take(gw, &crate::username::skeleton(&norm))
+        .ok_or(GatewayError::Conflict("Username already registered"))?;
+    // A look-alike of a taken name (Cyrillic `а` for Latin `a`) is taken too.
+    if gw.store.name_taken(&norm).await.map_err(store_err)? {
         return Err(GatewayError::Conflict("Username already registered"));
     }
     let hash = gw.passwords.hash(password.to_owned()).await.map_err(password_err)?;

@@ -5,9 +5,8 @@
 //! Register and login ignore any `Authorization` header; every other endpoint needs a credential.
 
 mod accounts;
+pub mod strict_json;
 mod tokens;
-
-pub use accounts::normalize_username;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -57,22 +56,26 @@ pub async fn handle(
         ("/refresh", &Method::POST) => {
             let p = crate::auth::authenticate(ctx.gw, &req).await?;
             *authenticated = Some(p.clone());
+            session_only(&p)?;
             accounts::refresh(ctx, &p).await
         }
         ("/logout", &Method::POST) => {
             let p = crate::auth::authenticate(ctx.gw, &req).await?;
             *authenticated = Some(p.clone());
+            session_only(&p)?;
             let body = read_optional_json(req).await?;
             accounts::logout(ctx, &p, &body).await
         }
         ("/password", &Method::POST) => {
             let p = crate::auth::authenticate(ctx.gw, &req).await?;
             *authenticated = Some(p.clone());
+            session_only(&p)?;
             accounts::change_password(ctx, &p, read_json(req).await?).await
         }
         ("/tokens", &Method::POST) => {
             let p = crate::auth::authenticate(ctx.gw, &req).await?;
             *authenticated = Some(p.clone());
+            session_only(&p)?;
             tokens::create(ctx, &p, read_json(req).await?).await
         }
         ("/tokens", &Method::GET) => {
@@ -90,6 +93,20 @@ pub async fn handle(
             Err(GatewayError::MethodNotAllowed)
         }
         _ => Err(GatewayError::NotFound),
+    }
+}
+
+/// Refresh, logout (one or all), password change and token creation act on the login itself, so
+/// they need an interactive session: a JWT from login or refresh. An API token is a program's
+/// credential; were it allowed here, a stolen one could mint a login JWT, and through it new
+/// ten-year tokens that outlive its own deletion and a logout-all.
+fn session_only(p: &crate::auth::principal::Principal) -> Result<(), GatewayError> {
+    use crate::auth::principal::AuthMethod;
+    match p.method {
+        AuthMethod::Jwt => Ok(()),
+        AuthMethod::ApiToken => Err(GatewayError::Forbidden(
+            "This endpoint needs a login session (a JWT from /api/auth/login); an API token cannot refresh, log out, change the password or create tokens",
+        )),
     }
 }
 
@@ -138,12 +155,7 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, GatewayError> {
         return Err(GatewayError::UnsupportedMediaType);
     }
     let bytes = read_body(req).await?;
-    let value: Value =
-        serde_json::from_slice(&bytes).map_err(|_| GatewayError::InvalidRequest("Body is not valid JSON"))?;
-    if !value.is_object() {
-        return Err(GatewayError::InvalidRequest("Body must be a JSON object"));
-    }
-    Ok(value)
+    strict_json::parse_object(&bytes)
 }
 
 /// A JSON object body, or `{}` when the body is empty.

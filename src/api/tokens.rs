@@ -40,6 +40,7 @@ fn listed(row: &ApiTokenRow) -> Value {
 
 /// `POST /api/auth/tokens {name, expires_in?}` → 201 `{id, name, token, created_at, expires_at}`.
 pub async fn create(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Result<ApiResponse, GatewayError> {
+    // `api::session_only` refused API tokens already; checked again where the token is made.
     if p.method != AuthMethod::Jwt {
         return Err(GatewayError::Forbidden(
             "API tokens are created from a login session, not by another API token",

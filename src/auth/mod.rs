@@ -57,8 +57,9 @@ pub fn bearer(headers: &HeaderMap) -> Result<Credential<'_>, AuthFailure> {
 static X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
 
 /// The token a request carries: `Authorization: Bearer`, `X-API-Key` (API tokens only), or
-/// `?token=` on a WebSocket upgrade (browsers cannot set headers there). Two credentials at once,
-/// or any other request's query, are never read.
+/// `?token=` on a WebSocket handshake (browsers cannot set headers there). Exactly one of them:
+/// two credentials at once, in any combination, are refused rather than one of them picked.
+/// Any other request's query is never read.
 pub fn request_token<B>(req: &Request<B>) -> Result<&str, AuthFailure> {
     let mut keys = req.headers().get_all(&X_API_KEY).iter();
     let api_key = match (keys.next(), keys.next()) {
@@ -66,18 +67,20 @@ pub fn request_token<B>(req: &Request<B>) -> Result<&str, AuthFailure> {
         (Some(v), None) => Some(v.to_str().map_err(|_| AuthFailure::Malformed)?.trim()),
         (Some(_), Some(_)) => return Err(AuthFailure::Malformed),
     };
-    match (bearer(req.headers())?, api_key) {
-        (Credential::Bearer(_), Some(_)) => Err(AuthFailure::Malformed),
-        (Credential::Bearer(t), None) => Ok(t),
-        (Credential::None, Some(k)) if api_token::looks_like(k) => Ok(k),
-        (Credential::None, Some(_)) => Err(AuthFailure::Malformed),
-        (Credential::None, None) if crate::proxy::is_upgrade(req) => req
-            .uri()
-            .query()
-            .and_then(|q| crate::proxy::split_query_token(q).0)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthFailure::Missing),
-        (Credential::None, None) => Err(AuthFailure::Missing),
+    let query = if crate::upgrade::is_websocket(req) {
+        crate::upgrade::query_token(req.uri().query())?
+    } else {
+        None
+    };
+    match (bearer(req.headers())?, api_key, query) {
+        (Credential::Bearer(_), Some(_), _) | (Credential::Bearer(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+            Err(AuthFailure::Malformed)
+        }
+        (Credential::Bearer(t), None, None) => Ok(t),
+        (Credential::None, Some(k), None) if api_token::looks_like(k) => Ok(k),
+        (Credential::None, Some(_), None) => Err(AuthFailure::Malformed),
+        (Credential::None, None, Some(t)) if !t.is_empty() => Ok(t),
+        (Credential::None, None, _) => Err(AuthFailure::Missing),
     }
 }
 

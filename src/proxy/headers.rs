@@ -12,8 +12,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), plus the legacy `Keep-Alive` and `Proxy-Connection`
-/// (RFC 9112 §9.6, RFC 7230 appendix A.1.2). Never forwarded in either direction.
-static HOP_BY_HOP: [HeaderName; 9] = [
+/// (RFC 9112 §9.6, RFC 7230 appendix A.1.2) and `HTTP2-Settings`, which only means something
+/// beside an `Upgrade: h2c` (RFC 7540 §3.2.1). Never forwarded in either direction. (`Upgrade` is
+/// written again by the gateway for a WebSocket handshake, and only then.)
+static HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -23,6 +25,7 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Credentials the gateway consumes (RFC 9110 §11.6.2, §11.7.2, and the API-key header).
@@ -41,8 +44,27 @@ static GATEWAY_OWNED: [HeaderName; 4] = [
     HeaderName::from_static("x-request-id"),
 ];
 
-/// Identity headers, compared case-insensitively with `_` read as `-` (CGI-style servers merge them).
-static IDENTITY: [&str; 2] = ["x-user-id", "x-auth-assertion"];
+/// Identity headers, compared case-insensitively with `_` read as `-` (CGI-style servers merge
+/// them). A client's copy is always dropped: the gateway's own two, and those that backends and
+/// other auth proxies trust as the caller's identity (oauth2-proxy's `X-Auth-Request-*` and
+/// `X-Forwarded-User`, Apache's and nginx's `Remote-User`, RAG Modulo's `X-User-Role` and
+/// `X-User-UUID`, which its middleware reads in its bypass modes). `auth.identity_headers` adds more.
+static IDENTITY: [&str; 14] = [
+    "x-user-id",
+    "x-auth-assertion",
+    "remote-user",
+    "x-remote-user",
+    "x-auth-request-user",
+    "x-auth-request-email",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-user",
+    "x-user-email",
+    "x-userid",
+    "x-authenticated-user",
+    "x-user-role",
+    "x-user-uuid",
+];
 
 pub static X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 pub static X_AUTH_ASSERTION: HeaderName = HeaderName::from_static("x-auth-assertion");
@@ -58,8 +80,10 @@ impl fmt::Debug for Masked<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut m = f.debug_map();
         for (name, value) in self.0 {
-            let secret =
-                CREDENTIALS.contains(name) || name == header::COOKIE || name == header::SET_COOKIE || is_identity(name);
+            let secret = CREDENTIALS.contains(name)
+                || name == header::COOKIE
+                || name == header::SET_COOKIE
+                || is_identity(name, &[]);
             if secret {
                 m.entry(&name.as_str(), &"***");
             } else {
@@ -70,15 +94,25 @@ impl fmt::Debug for Masked<'_> {
     }
 }
 
-fn is_identity(name: &HeaderName) -> bool {
+/// Whether `name` is an identity header in any spelling: built in, or one of `extra` (normalised
+/// by [`identity_name`]).
+fn is_identity(name: &HeaderName, extra: &[Box<str>]) -> bool {
     let n = name.as_str().as_bytes();
-    IDENTITY.iter().any(|id| {
+    let same = |id: &str| {
         id.len() == n.len()
             && id
                 .bytes()
                 .zip(n)
                 .all(|(a, &b)| a == if b == b'_' { b'-' } else { b.to_ascii_lowercase() })
-    })
+    };
+    IDENTITY.iter().any(|id| same(id)) || extra.iter().any(|id| same(id))
+}
+
+/// An `auth.identity_headers` entry as [`is_identity`] compares it: a valid header name,
+/// lowercased, `_` read as `-`. `None` for anything that is not a header name.
+pub fn identity_name(raw: &str) -> Option<Box<str>> {
+    let name = HeaderName::from_bytes(raw.trim().as_bytes()).ok()?;
+    Some(name.as_str().replace('_', "-").into_boxed_str())
 }
 
 /// The headers to drop from a map, found in one pass over its names: those `drop` picks, every
@@ -129,8 +163,10 @@ pub struct Forwarding<'a> {
     pub host: Option<HeaderValue>,
     pub user: Option<&'a crate::auth::principal::UserId>,
     pub request_id: &'a HeaderValue,
-    /// For a WebSocket upgrade: the `Upgrade` value to pass on.
-    pub upgrade: Option<HeaderValue>,
+    /// A WebSocket handshake: `Connection: upgrade` and `Upgrade: websocket` are passed on.
+    pub upgrade: bool,
+    /// `auth.identity_headers`: more identity names to strip.
+    pub extra_identity: &'a [Box<str>],
 }
 
 /// Rewrite a request's headers for the backend. Returns how many client identity headers were dropped.
@@ -143,7 +179,7 @@ pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
     };
     let mut spoofed = 0;
     let gone = to_drop(headers, |name| {
-        if is_identity(name) {
+        if is_identity(name, fwd.extra_identity) {
             spoofed += 1;
             return true;
         }
@@ -167,9 +203,10 @@ pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
     if let Some(user) = fwd.user {
         headers.insert(X_USER_ID.clone(), user.header_value());
     }
-    if let Some(upgrade) = &fwd.upgrade {
+    if fwd.upgrade {
+        // Written by the gateway, never copied: the client's `Upgrade` may list other protocols.
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, upgrade.clone());
+        headers.insert(header::UPGRADE, HeaderValue::from_static(crate::upgrade::WEBSOCKET));
     }
     spoofed
 }
@@ -307,7 +344,8 @@ mod tests {
             host: Some(HeaderValue::from_static("gw.example")),
             user,
             request_id: rid,
-            upgrade: None,
+            upgrade: false,
+            extra_identity: &[],
         }
     }
 
@@ -336,6 +374,58 @@ mod tests {
         assert_eq!(dropped, 3);
         assert_eq!(h.get_all(&X_USER_ID).iter().collect::<Vec<_>>(), vec!["real"]);
         assert!(h.keys().all(|k| !k.as_str().contains('_')));
+    }
+
+    #[test]
+    fn identity_headers_backends_trust_are_stripped_in_every_spelling() {
+        let rid = HeaderValue::from_static("r1");
+        let names = [
+            "Remote-User",
+            "X-Remote-User",
+            "X-Auth-Request-User",
+            "X-Auth-Request-Email",
+            "X-Forwarded-User",
+            "x_forwarded_email",
+            "X-User",
+            "X-User-Email",
+            "X-Userid",
+            "X_Authenticated_User",
+            "X-User-Role",
+            "x_user_uuid",
+            "X-Tenant-Id",
+            "x_tenant_id",
+        ];
+        let mut h = map(&names.iter().map(|n| (*n, "admin")).collect::<Vec<_>>());
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        let extra = [identity_name("X_Tenant_ID").unwrap()];
+        let mut f = fwd(None, &rid);
+        f.extra_identity = &extra;
+        let dropped = rewrite_request(&mut h, &f);
+        assert_eq!(dropped, names.len());
+        assert!(h.values().all(|v| v != "admin"), "{h:?}");
+        assert_eq!(h["x-kept"], "1");
+        assert_eq!(identity_name("bad name"), None);
+    }
+
+    #[test]
+    fn an_h2c_upgrade_and_its_settings_are_never_forwarded() {
+        let rid = HeaderValue::from_static("r1");
+        let mut h = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+        ]);
+        rewrite_request(&mut h, &fwd(None, &rid));
+        for gone in ["connection", "upgrade", "http2-settings"] {
+            assert!(h.get(gone).is_none(), "{gone} forwarded");
+        }
+        // A WebSocket handshake gets the gateway's own two headers, whatever the client listed.
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        let mut f = fwd(None, &rid);
+        f.upgrade = true;
+        rewrite_request(&mut h, &f);
+        assert_eq!(h[header::UPGRADE], "websocket");
+        assert_eq!(h[header::CONNECTION], "upgrade");
     }
 
     #[test]

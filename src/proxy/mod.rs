@@ -197,36 +197,6 @@ async fn route(
     }
 }
 
-/// Whether this is an HTTP/1.1 WebSocket (or other) upgrade request.
-pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-/// The `token` query parameter of an upgrade request, and the query without it.
-pub(crate) fn split_query_token(query: &str) -> (Option<&str>, String) {
-    let mut token = None;
-    let mut rest = String::with_capacity(query.len());
-    for pair in query.split('&') {
-        if let Some(v) = pair.strip_prefix("token=") {
-            token = Some(v);
-        } else if pair != "token" {
-            if !rest.is_empty() {
-                rest.push('&');
-            }
-            rest.push_str(pair);
-        }
-    }
-    (token, rest)
-}
-
 /// 3 and 4. rewrite and forward.
 async fn forward(
     gw: &Arc<Gateway>,
@@ -235,13 +205,14 @@ async fn forward(
     principal: Option<Principal>,
     request_id: &HeaderValue,
 ) -> Result<Response<GatewayBody>, GatewayError> {
-    let upgrade = is_upgrade(&req);
+    // Only a WebSocket handshake is tunneled; any other `Upgrade` is hop-by-hop and dropped below.
+    let upgrade = crate::upgrade::is_websocket(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
 
     let path_and_query = match parts.uri.query() {
-        Some(q) if upgrade && q.split('&').any(|p| p == "token" || p.starts_with("token=")) => {
-            let (_, rest) = split_query_token(q);
+        Some(q) if upgrade && crate::upgrade::has_query_token(q) => {
+            let rest = crate::upgrade::strip_query_token(q);
             let pq = if rest.is_empty() {
                 parts.uri.path().to_owned()
             } else {
@@ -272,11 +243,8 @@ async fn forward(
         host,
         user: principal.as_ref().map(|p| &p.user_id),
         request_id,
-        upgrade: if upgrade {
-            parts.headers.get(header::UPGRADE).cloned()
-        } else {
-            None
-        },
+        upgrade,
+        extra_identity: &gw.config.identity_headers,
     };
     let dropped = headers::rewrite_request(&mut parts.headers, &fwd);
     if dropped > 0 {
@@ -329,14 +297,26 @@ async fn forward(
 
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
+        let to_websocket = resp.headers().get(header::UPGRADE).is_some_and(|v| {
+            v.as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(crate::upgrade::WEBSOCKET.as_bytes())
+        });
         match client_upgrade {
-            Some(client_upgrade) => {
+            Some(client_upgrade) if to_websocket => {
                 resp.body_mut().keep_connection();
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
                 gw.tasks.spawn(tunnel(client_upgrade, upstream_upgrade));
             }
-            // The backend switched protocols on a request that did not ask to: refuse it.
-            None => return Err(GatewayError::UpstreamUnreachable),
+            // The backend switched protocols on a request that did not ask for a WebSocket, or to
+            // another protocol: refuse it, and relay nothing (the backend connection is dropped).
+            _ => {
+                tracing::warn!(
+                    request_id = request_id_str(request_id),
+                    "upstream answered 101 to a request that was not a WebSocket handshake"
+                );
+                return Err(GatewayError::BadUpstreamResponse);
+            }
         }
     }
     headers::rewrite_response(resp.headers_mut(), switching);
@@ -370,21 +350,5 @@ fn join_cookies(headers: &mut http::HeaderMap) {
         .join(&b"; "[..]);
     if let Ok(v) = HeaderValue::from_bytes(&joined) {
         headers.insert(header::COOKIE, v);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_is_split_from_the_query() {
-        assert_eq!(split_query_token("token=abc"), (Some("abc"), String::new()));
-        assert_eq!(
-            split_query_token("a=1&token=abc&b=2"),
-            (Some("abc"), "a=1&b=2".to_string())
-        );
-        assert_eq!(split_query_token("a=1"), (None, "a=1".to_string()));
-        assert_eq!(split_query_token("tokenx=1"), (None, "tokenx=1".to_string()));
     }
 }

@@ -27,7 +27,10 @@ use crate::config::ServerConfig;
 use crate::error::GatewayError;
 use crate::proxy::{GatewayBody, Peer};
 
+pub mod redirect;
 mod watch;
+
+pub use redirect::run_redirect;
 
 use watch::{Tracked, Watch, Watched};
 
@@ -283,7 +286,16 @@ impl hyper::service::Service<http::Request<Incoming>> for Handler {
                     .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
                 return Ok(resp.map(|b| Tracked::new(http_body_util::Either::Right(b), busy)));
             }
-            let resp = crate::proxy::handle(gw, client, req).await?;
+            // The watcher stops following a connection at any `Upgrade` (or CONNECT) head: what
+            // comes next may not be HTTP/1. So such a request that does not switch protocols ends
+            // its connection, and no later request on it goes unwatched.
+            let unwatched = req.version() < http::Version::HTTP_2
+                && (req.headers().contains_key(http::header::UPGRADE) || req.method() == http::Method::CONNECT);
+            let mut resp = crate::proxy::handle(gw, client, req).await?;
+            if unwatched && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
             Ok(resp.map(|b| Tracked::new(b, busy)))
         })
     }
@@ -303,57 +315,5 @@ pub async fn accept_until(
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             },
         }
-    }
-}
-
-/// The optional plain listener (`server.redirect_http`): every request gets 308 to the same host
-/// and path on HTTPS. It never forwards anything and never reads a body.
-pub async fn run_redirect(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    while let Some(stream) = accept_until(&listener, shutdown.as_mut()).await {
-        let gw = gw.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let resp = redirect(&gw, &req);
-                async move { Ok::<_, std::convert::Infallible>(resp) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-fn redirect<B>(gw: &Gateway, req: &http::Request<B>) -> http::Response<http_body_util::Full<bytes::Bytes>> {
-    let bad = || crate::error::GatewayError::InvalidRequest("Cannot redirect this request").to_response();
-    let Some(host) = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.parse::<http::uri::Authority>().ok())
-    else {
-        return bad();
-    };
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    if !path.starts_with('/') || req.uri().scheme().is_some() {
-        return bad();
-    }
-    let port = gw.config.server.redirect_https_port;
-    let port = match port.unwrap_or_else(|| gw.listen_port.load(Ordering::SeqCst)) {
-        443 => String::new(),
-        p => format!(":{p}"),
-    };
-    let location = format!("https://{}{port}{path}", host.host());
-    match http::HeaderValue::from_str(&location) {
-        Ok(v) => {
-            let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
-            *resp.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
-            resp.headers_mut().insert(http::header::LOCATION, v);
-            resp
-        }
-        Err(_) => bad(),
     }
 }

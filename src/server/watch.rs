@@ -13,6 +13,11 @@
 //!
 //! It follows message boundaries (heads, `Content-Length` and chunked bodies, HTTP/2 frame headers)
 //! and stops watching at anything it does not follow: an upgrade, or bytes hyper will refuse itself.
+//!
+//! It also closes the connection gracefully (nginx's lingering close): when hyper shuts the
+//! connection down, the write side is shut first, and what the client still sends (a body the
+//! gateway refused early) is read and dropped for a bounded time and number of bytes, so the
+//! kernel does not answer it with a reset that destroys the gateway's answer unread.
 
 use std::io;
 use std::pin::Pin;
@@ -155,11 +160,20 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     }
 }
 
+/// Lingering close: the longest time spent reading and dropping after the write side is shut,
+/// the longest wait for the next byte, and the most bytes dropped. Past any of them the socket is
+/// closed, unread bytes or not.
+const LINGER_TIME: Duration = Duration::from_secs(10);
+const LINGER_IDLE: Duration = Duration::from_secs(2);
+const LINGER_BYTES: u64 = 32 << 20;
+
 /// The client side of a connection, watched.
 pub struct Watched<I> {
     io: I,
     watch: Arc<Watch>,
     follow: Follow,
+    /// Set once the write side is shut: the lingering close under way.
+    linger: Option<Box<Linger>>,
 }
 
 impl<I> Watched<I> {
@@ -168,6 +182,52 @@ impl<I> Watched<I> {
             io,
             watch,
             follow: Follow::new(h2_control_frames),
+            linger: None,
+        }
+    }
+}
+
+/// A lingering close in progress.
+struct Linger {
+    until: tokio::time::Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    dropped: u64,
+}
+
+impl Linger {
+    fn new() -> Linger {
+        let now = tokio::time::Instant::now();
+        Linger {
+            until: now + LINGER_TIME,
+            timer: Box::pin(tokio::time::sleep_until(now + LINGER_IDLE)),
+            dropped: 0,
+        }
+    }
+
+    /// Read and drop until the client closes, an error, or a limit. Always ends `Ready(Ok)`: the
+    /// answer is written; what happens to the client's leftovers is not an error of this side.
+    fn drain<I: AsyncRead + Unpin>(&mut self, io: &mut I, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut scratch = [0u8; 4096];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *io).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    self.dropped += buf.filled().len() as u64;
+                    if self.dropped >= LINGER_BYTES {
+                        return Poll::Ready(Ok(()));
+                    }
+                    let idle = (tokio::time::Instant::now() + LINGER_IDLE).min(self.until);
+                    self.timer.as_mut().reset(idle);
+                }
+                // The client closed (or broke) its side: nothing is left to lose.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    return match self.timer.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Ok(())),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
         }
     }
 }
@@ -188,7 +248,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
+impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, data)
     }
@@ -210,7 +270,20 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.linger.is_none() {
+            // TLS close_notify, then the TCP write side: the client now sees the end of the answer.
+            std::task::ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
+            if this.watch.flooded() {
+                // Nothing more is read from an abuser.
+                return Poll::Ready(Ok(()));
+            }
+            this.linger = Some(Box::new(Linger::new()));
+        }
+        match &mut this.linger {
+            Some(linger) => linger.drain(&mut this.io, cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 }
 

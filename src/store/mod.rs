@@ -148,7 +148,7 @@ impl Store {
                 let options = options.after_connect(|conn, _meta| sqlite_pragmas(conn));
                 match sqlite_path(url) {
                     Some(path) => {
-                        create_parent_dir(path)?;
+                        prepare_sqlite_file(path)?;
                         options.max_connections(SQLITE_MAX_CONNECTIONS)
                     }
                     // Through the Any driver every new connection to `:memory:` would open a
@@ -164,7 +164,9 @@ impl Store {
         };
         let pool = options.connect(url).await.map_err(db_err)?;
         schema::migrate(&pool, kind).await?;
-        Ok(Store { pool, kind })
+        let store = Store { pool, kind };
+        store.backfill_skeletons().await?;
+        Ok(store)
     }
 
     pub fn kind(&self) -> StoreKind {
@@ -198,11 +200,14 @@ impl Store {
         .await
     }
 
-    /// Insert a user; a taken `username_norm` (or id) is [`StoreError::Conflict`].
+    /// Insert a user; a taken `username_norm`, a look-alike of a taken name (the same UTS #39
+    /// skeleton), or a taken id is [`StoreError::Conflict`].
     pub async fn create_user(&self, u: &NewUser<'_>) -> Result<User, StoreError> {
-        sqlx::query(
+        let skeleton = crate::username::skeleton(u.username_norm);
+        let done = sqlx::query(
             "INSERT INTO users (id, username, username_norm, email, password_hash, created_at, \
-             disabled, token_epoch) VALUES ($1, $2, $3, $4, $5, $6, 0, 0)",
+             disabled, token_epoch, username_skeleton) SELECT $1, $2, $3, $4, $5, $6, 0, 0, $7 \
+             WHERE NOT EXISTS (SELECT 1 FROM users WHERE username_skeleton = $7)",
         )
         .bind(u.id)
         .bind(u.username)
@@ -210,9 +215,13 @@ impl Store {
         .bind(u.email)
         .bind(u.password_hash)
         .bind(u.created_at)
+        .bind(&skeleton)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict);
+        }
         Ok(User {
             id: u.id.to_owned(),
             username: u.username.to_owned(),
@@ -223,6 +232,41 @@ impl Store {
             disabled: false,
             token_epoch: 0,
         })
+    }
+
+    /// Whether a name is taken: the same normalized name, or a look-alike of one.
+    pub async fn name_taken(&self, username_norm: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT 1 FROM users WHERE username_norm = $1 OR username_skeleton = $2 LIMIT 1")
+            .bind(username_norm)
+            .bind(crate::username::skeleton(username_norm))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(row.is_some())
+    }
+
+    /// Give every user stored before look-alike checks existed its skeleton (migration 2 adds the
+    /// column empty: the skeleton is computed here, in Rust, from Unicode's table).
+    async fn backfill_skeletons(&self) -> Result<(), StoreError> {
+        loop {
+            let rows = sqlx::query("SELECT id, username_norm FROM users WHERE username_skeleton IS NULL LIMIT 500")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+            if rows.is_empty() {
+                return Ok(());
+            }
+            for row in &rows {
+                let id: String = row.try_get(0).map_err(db_err)?;
+                let norm: String = row.try_get(1).map_err(db_err)?;
+                sqlx::query("UPDATE users SET username_skeleton = $1 WHERE id = $2")
+                    .bind(crate::username::skeleton(&norm))
+                    .bind(&id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+            }
+        }
     }
 
     pub async fn user_by_norm(&self, username_norm: &str) -> Result<Option<User>, StoreError> {
@@ -545,13 +589,42 @@ fn sqlite_path(url: &str) -> Option<&Path> {
     if in_memory { None } else { Some(Path::new(path)) }
 }
 
-/// Create the directory that will hold the SQLite file, if it is missing.
-fn create_parent_dir(path: &Path) -> Result<(), StoreError> {
-    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
-        return Ok(());
+/// Make ready the SQLite file and its directory, readable by the gateway's user only: the file
+/// holds password and token hashes. A directory the gateway creates is 0700; the database file is
+/// created 0600 before SQLite opens it, and SQLite gives its `-wal` and `-shm` files the same mode.
+/// An existing file that others can read is tightened, with a warning.
+fn prepare_sqlite_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let unavailable = |what: &str, p: &Path, e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot {what} {}: {e}", p.display()))
     };
-    std::fs::create_dir_all(dir)
-        .map_err(|e| StoreError::Unavailable(format!("cannot create database directory {}: {e}", dir.display())))
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| unavailable("create database directory", dir, e))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| unavailable("create database file", path, e))?;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    for file in [path, Path::new(&wal), Path::new(&shm)] {
+        let Ok(meta) = std::fs::metadata(file) else { continue };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode & 0o700))
+                .map_err(|e| unavailable("restrict the mode of", file, e))?;
+            tracing::warn!(file = %file.display(), was = %format_args!("{:o}", mode & 0o777), "database file was readable by others; now 0600");
+        }
+    }
+    Ok(())
 }
 
 /// Per-connection SQLite settings: wait for locks, write-ahead log, enforce foreign keys.
@@ -663,6 +736,28 @@ mod tests {
         assert!(text.contains("unsupported database url scheme \"mysql\""), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(Store::connect("no-scheme-here").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn the_sqlite_files_and_a_created_directory_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, store) = temp_store().await;
+        // A write makes sure the WAL and shared-memory files exist.
+        store.add_user("m", "m", "m@example.com", "h").await.unwrap();
+        let mode = |p: std::path::PathBuf| std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        let db = dir.path().join("nested/dir/authgate.db");
+        assert_eq!(mode(db.clone()), 0o600);
+        assert_eq!(mode(db.with_file_name("authgate.db-wal")), 0o600);
+        assert_eq!(mode(db.with_file_name("authgate.db-shm")), 0o600);
+        assert_eq!(mode(dir.path().join("nested")), 0o700);
+        assert_eq!(mode(dir.path().join("nested/dir")), 0o700);
+        drop(store);
+
+        // An existing database that others can read is tightened.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", db.display());
+        let _store = Store::connect(&url).await.unwrap();
+        assert_eq!(mode(db), 0o600);
     }
 
     #[test]

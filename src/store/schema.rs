@@ -14,9 +14,10 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 use super::{StoreError, StoreKind, db_err};
 
 /// Migrations in the order they apply; a version, once released, never changes.
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS users (
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS users (
         id TEXT PRIMARY KEY,
         username TEXT NOT NULL,
         username_norm TEXT NOT NULL UNIQUE,
@@ -42,7 +43,15 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
         expires_at BIGINT NOT NULL
     );
     CREATE INDEX IF NOT EXISTS revoked_tokens_expires_at_idx ON revoked_tokens (expires_at);",
-)];
+    ),
+    (
+        2,
+        // The UTS #39 skeleton of `username_norm`, so a look-alike of a taken name is refused.
+        // Filled in by `Store::backfill_skeletons` for rows that predate it.
+        "ALTER TABLE users ADD COLUMN username_skeleton TEXT NULL;
+    CREATE INDEX IF NOT EXISTS users_username_skeleton_idx ON users (username_skeleton);",
+    ),
+];
 
 const CREATE_SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS authgate_schema (
     version BIGINT PRIMARY KEY,

@@ -298,6 +298,28 @@ async fn upstream_answer(rec: Recorder, mut req: Request<Incoming>) -> Result<Re
                 .body(boxed(Empty::new()))
                 .unwrap()
         }
+        "/h2c" => {
+            // A backend like Hypercorn, which switches to cleartext HTTP/2 whatever was asked: the
+            // gateway must relay none of what follows.
+            tokio::spawn(async move {
+                if let Ok(upgraded) = on_upgrade.await {
+                    let mut io = TokioIo::new(upgraded);
+                    let _ = io.write_all(b"h2c-tunnel-open").await;
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = io.read(&mut buf).await {
+                        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("connection", "upgrade")
+                .header("upgrade", "h2c")
+                .body(boxed(Empty::new()))
+                .unwrap()
+        }
         _ => Response::builder()
             .header("content-type", "application/json")
             .header("connection", "keep-alive, x-upstream-private")

@@ -1,0 +1,167 @@
+//! The optional plain listener (`server.redirect_http`): every request is sent to HTTPS.
+//!
+//! The rule this module keeps: the redirect names only a host the operator vouches for, never
+//! whatever `Host` a client sent: `server.public_host` when set, else the client's host when the
+//! serving certificate covers it, else the certificate's own name. A `Host` that is not a host is
+//! 400. Nothing is forwarded and no body is read.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::Gateway;
+use crate::error::GatewayError;
+
+/// Serve the redirect listener until `shutdown` resolves.
+pub async fn run_redirect(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    while let Some(stream) = super::accept_until(&listener, shutdown.as_mut()).await {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let resp = redirect(&gw, &req);
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn redirect<B>(gw: &Gateway, req: &Request<B>) -> Response<Full<Bytes>> {
+    let refuse = |why| GatewayError::InvalidRequest(why).to_response();
+    let Some(asked) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(valid_host)
+    else {
+        return refuse("The Host header is not a valid host name; connect with https:// to the gateway's name");
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    if !path.starts_with('/') || req.uri().scheme().is_some() {
+        return refuse("Cannot redirect this request");
+    }
+    let certs = gw.certs.as_deref();
+    let host = match &gw.config.server.public_host {
+        Some(public) => public.clone(),
+        None if certs.is_some_and(|c| c.covers(asked.trim_start_matches('[').trim_end_matches(']'))) => asked,
+        None => match certs.and_then(|c| c.dns_name()) {
+            Some(name) => name,
+            None => {
+                tracing::warn!("redirect: the certificate names no DNS host; set server.public_host");
+                return refuse("This gateway does not know its public name; connect with https://");
+            }
+        },
+    };
+    let port = match gw
+        .config
+        .server
+        .redirect_https_port
+        .unwrap_or_else(|| gw.listen_port.load(Ordering::SeqCst))
+    {
+        443 => String::new(),
+        p => format!(":{p}"),
+    };
+    match HeaderValue::from_str(&format!("https://{host}{port}{path}")) {
+        Ok(location) => {
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            resp.headers_mut().insert(header::LOCATION, location);
+            resp
+        }
+        Err(_) => refuse("Cannot redirect this request"),
+    }
+}
+
+/// The host of a `Host` value (`name`, `name:port`, `1.2.3.4`, `[::1]:8080`), lowercased and
+/// without its port, as it appears in a URL; `None` unless it is a DNS name of letters, digits
+/// and hyphens (RFC 1123), an IPv4 address or a bracketed IPv6 address, with an optional port.
+pub fn valid_host(value: &str) -> Option<String> {
+    let value = value.trim();
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => {
+            let (inner, after) = rest.split_once(']')?;
+            inner.parse::<Ipv6Addr>().ok()?;
+            let port = match after {
+                "" => None,
+                a => Some(a.strip_prefix(':')?),
+            };
+            (&value[..inner.len() + 2], port)
+        }
+        None => match value.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (value, None),
+        },
+    };
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().ok()? == 0)
+    {
+        return None;
+    }
+    if host.starts_with('[') || host.parse::<IpAddr>().is_ok() {
+        return Some(host.to_ascii_lowercase());
+    }
+    let dns = host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+        // All-numeric dotted names are IPv4 addresses or nothing.
+        && !host.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    dns.then(|| host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_parsed_strictly() {
+        for (value, host) in [
+            ("gw.example.com", "gw.example.com"),
+            ("GW.Example.com:8443", "gw.example.com"),
+            ("localhost", "localhost"),
+            ("127.0.0.1:80", "127.0.0.1"),
+            ("[::1]:8080", "[::1]"),
+            ("[::1]", "[::1]"),
+        ] {
+            assert_eq!(valid_host(value).as_deref(), Some(host), "{value}");
+        }
+        for value in [
+            "",
+            "evil.example/x",
+            "evil.example@x",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "a b",
+            "host:",
+            "host:0",
+            "host:99999",
+            "host:8a",
+            "[::1",
+            "[zz]:1",
+            "[::1]x",
+            "1.2.3",
+            "\u{0430}.example",
+            "a_b.example",
+        ] {
+            assert_eq!(valid_host(value), None, "{value:?}");
+        }
+    }
+}
