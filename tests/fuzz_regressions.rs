@@ -5,6 +5,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
+#[path = "../fuzz/src/api_json.rs"]
+mod api_json;
 #[path = "../fuzz/src/auth_header.rs"]
 mod auth_header;
 #[path = "../fuzz/src/jwt_verify.rs"]
@@ -45,6 +47,11 @@ fn replay(target: &str, check: impl Fn(&[u8])) {
 fn saved_paths_keep_their_meaning_after_decoding() {
     let public = path_rules::public_paths();
     replay("path_rules", |data| path_rules::check(data, &public));
+}
+
+#[test]
+fn saved_json_bodies_parse_like_serde_json_but_refuse_repeats() {
+    replay("api_json", api_json::check);
 }
 
 #[test]

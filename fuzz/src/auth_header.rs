@@ -2,8 +2,9 @@
 //!
 //! The input is read as lines; each line's first byte picks what the rest is: an `Authorization`,
 //! `X-API-Key`, `Upgrade`, `Connection` or other header value, or the query of the request
-//! target. `bearer` and `request_token` must never panic, must refuse two credentials at once,
-//! and a token they return must be exactly what the request carried.
+//! target. `bearer` and `request_token` must never panic, must refuse two credentials at once in
+//! any combination (two headers, a header and a query token, two query tokens), and a token they
+//! return must be exactly what the request carried.
 
 use authgate::auth::{Credential, api_token, bearer, request_token};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, Version, header};
@@ -72,14 +73,31 @@ pub fn check(data: &[u8]) {
         Err(_) => {}
     }
 
+    // The query is a credential only on a WebSocket handshake (a GET here): HTTP/1.1, one
+    // `Upgrade: websocket`, `Connection` naming upgrade.
+    let upgrades: Vec<&HeaderValue> = h.get_all(header::UPGRADE).iter().collect();
+    let websocket = upgrades.len() == 1
+        && upgrades[0].as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket")
+        && h.get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let query = req.uri().query().unwrap_or("");
+    let query_tokens: Vec<&str> = if websocket {
+        let pairs = query.split('&');
+        pairs.filter(|p| *p == "token" || p.starts_with("token=")).collect()
+    } else {
+        Vec::new()
+    };
+
     let Ok(token) = request_token(&req) else {
         return;
     };
     assert!(!token.is_empty(), "an empty token was returned");
-    assert!(
-        auths.is_empty() || keys.is_empty(),
-        "Authorization and X-API-Key together were accepted"
-    );
+    let sources =
+        usize::from(!auths.is_empty()) + usize::from(!keys.is_empty()) + usize::from(!query_tokens.is_empty());
+    assert_eq!(sources, 1, "a token was picked from {sources} kinds of credential");
     if !auths.is_empty() {
         assert_eq!(
             found,
@@ -90,17 +108,10 @@ pub fn check(data: &[u8]) {
         assert_eq!(keys.len(), 1, "one of several X-API-Key headers was accepted");
         assert!(api_token::looks_like(token), "X-API-Key {token:?} is not an API token");
     } else {
-        let upgrade = h.contains_key(header::UPGRADE)
-            && h.get_all(header::CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-        assert!(upgrade, "a query token was read on a request that is not an upgrade");
-        let query = req.uri().query().unwrap_or("");
-        assert!(
-            query.split('&').any(|p| p.strip_prefix("token=") == Some(token)),
-            "token {token:?} is not a token= pair of {query:?}"
+        assert_eq!(
+            query_tokens,
+            [format!("token={token}")],
+            "token {token:?} is not the one token= pair of {query:?}"
         );
     }
 }

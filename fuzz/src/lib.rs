@@ -5,6 +5,7 @@
 //! `tests/fuzz_regressions.rs` includes the same files and replays `fuzz/regressions/<target>/`
 //! under plain `cargo test`, without cargo-fuzz.
 
+pub mod api_json;
 pub mod auth_header;
 pub mod jwt_verify;
 pub mod path_rules;
