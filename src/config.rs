@@ -634,14 +634,30 @@ pub fn figment_for(path: &Path) -> Figment {
     figment
 }
 
-/// Whether an `AUTHGATE_`-prefixed variable (prefix stripped) is a `<SECTION>__<KEY>` setting.
+/// The config file's sections: the `<SECTION>` an `AUTHGATE_<SECTION>__<KEY>` variable may name.
+const SECTIONS: [&str; 12] = [
+    "server", "admin", "tls", "upstream", "jwt", "auth", "limits", "store", "redis", "login", "password", "log",
+];
+
+/// Whether an `AUTHGATE_`-prefixed variable (prefix stripped) is a `<SECTION>__<KEY>` setting of a
+/// known section. (A Kubernetes Service named `authgate-x--y` gives `AUTHGATE_X__Y_SERVICE_HOST`:
+/// that is not config either.) An unknown key inside a known section stays an error.
 fn is_config_var(key: &figment::value::UncasedStr) -> bool {
-    let section = key.as_str().split("__").next().unwrap_or("");
-    let config = key.as_str().contains("__") && !section.is_empty();
-    if !config {
-        tracing::debug!(variable = %format_args!("AUTHGATE_{key}"), "not a config variable (AUTHGATE_<SECTION>__<KEY>); ignored");
-    }
-    config
+    key.as_str()
+        .split_once("__")
+        .is_some_and(|(section, _)| SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section)))
+}
+
+/// The `AUTHGATE_*` variables in the environment that are not config (names only: a value may be
+/// a secret), for a debug line once logging is set up.
+pub fn ignored_env_vars() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            k.strip_prefix("AUTHGATE_")
+                .is_some_and(|rest| !is_config_var(figment::value::UncasedStr::new(rest)))
+        })
+        .collect()
 }
 
 impl Config {
@@ -855,8 +871,8 @@ impl RawConfig {
             let norm = crate::proxy::headers::identity_name(name).ok_or_else(|| {
                 ConfigError::invalid(
                     "auth.identity_headers",
-                    format!("{name:?} is not a header name"),
-                    "list header names such as \"X-Tenant-Id\"",
+                    format!("{name:?} is not a header name, nor a prefix ending in *"),
+                    "list header names such as \"X-Tenant-Id\", or prefixes such as \"X-Tenant-*\"",
                 )
             })?;
             identity_headers.push(norm);
@@ -1359,6 +1375,33 @@ fn validate_jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_env_sections_are_the_config_sections() {
+        let raw = serde_json::to_value(RawConfig::default()).unwrap();
+        let mut fields: Vec<&str> = raw.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut sections = SECTIONS.to_vec();
+        fields.sort_unstable();
+        sections.sort_unstable();
+        assert_eq!(fields, sections);
+    }
+
+    #[test]
+    fn only_section_key_variables_are_config() {
+        for (key, config) in [
+            ("SERVER__LISTEN", true),
+            ("UPSTREAM__IDENTITY__TTL", true),
+            ("CONFIG", false),
+            ("PORT", false),
+            ("PORT_8443_TCP_ADDR", false),
+            ("SERVICE_HOST", false),
+            ("__LISTEN", false),
+            ("X__Y_SERVICE_HOST", false),
+            ("SERVR__LISTEN", false),
+        ] {
+            assert_eq!(is_config_var(figment::value::UncasedStr::new(key)), config, "{key}");
+        }
+    }
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 

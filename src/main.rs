@@ -123,6 +123,7 @@ fn main() -> ExitCode {
                 }
             };
             telemetry::init(&config.log);
+            log_ignored_env_vars();
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -145,6 +146,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Name (never show) the `AUTHGATE_*` variables that are not `AUTHGATE_<SECTION>__<KEY>` config:
+/// a warning for one that looks like config but names no section (a typo), a debug line otherwise.
+fn log_ignored_env_vars() {
+    for name in authgate::config::ignored_env_vars() {
+        if name["AUTHGATE_".len()..].contains("__") {
+            tracing::warn!(variable = %name, "names no config section; ignored (AUTHGATE_<SECTION>__<KEY>)");
+        } else {
+            tracing::debug!(variable = %name, "not a config variable (AUTHGATE_<SECTION>__<KEY>); ignored");
+        }
+    }
+}
+
 /// Run an operator command on the configured store: exit 2 for a config error, 1 for a failure.
 fn operator<F, Fut>(path: &std::path::Path, command: F) -> ExitCode
 where
@@ -160,6 +173,7 @@ where
     };
     // Operator commands write their audit events (JSON lines on stderr) like the server.
     telemetry::init(&config.log);
+    log_ignored_env_vars();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -41,21 +41,60 @@ fn connection_names(headers: &HeaderMap, option: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(option))
 }
 
-/// Whether a query pair is the `token` parameter.
+/// Whether a query pair is the `token` parameter, in any spelling a backend could decode to it:
+/// any case, and percent-encoded (`%74oken`, `TOKEN`), so that one is never passed on as a
+/// second credential behind the one the gateway read.
 fn is_token_pair(pair: &str) -> bool {
-    pair == "token" || pair.starts_with("token=")
+    let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+    if name.len() == 5 {
+        return name.eq_ignore_ascii_case("token");
+    }
+    if !name.contains('%') || name.len() > 15 {
+        return false;
+    }
+    let mut decoded = [0u8; 5];
+    let mut len = 0;
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = match (bytes[i], bytes.get(i + 1..i + 3)) {
+            (b'%', Some(hex)) => match std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(b) => {
+                    i += 3;
+                    b
+                }
+                None => return false,
+            },
+            (b, _) => {
+                i += 1;
+                b
+            }
+        };
+        if len == decoded.len() {
+            return false;
+        }
+        decoded[len] = b;
+        len += 1;
+    }
+    decoded[..len].eq_ignore_ascii_case(b"token")
 }
 
 /// The `token` query parameter of a WebSocket handshake (browsers cannot set headers there).
-/// `Ok(None)` when there is none; two of them are ambiguous, and refused.
+/// `Ok(None)` when there is none; two of them are ambiguous, and another spelling of the name
+/// (`TOKEN`, `%74oken`) is a disguise: both are refused.
 pub fn query_token(query: Option<&str>) -> Result<Option<&str>, AuthFailure> {
     let Some(query) = query else { return Ok(None) };
     let mut found = None;
     for pair in query.split('&').filter(|p| is_token_pair(p)) {
-        if found.is_some() {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        // Only `token` itself is read; `TOKEN` or `%74oken` is a disguised credential: refused.
+        if found.is_some() || name != "token" {
             return Err(AuthFailure::Malformed);
         }
-        found = Some(pair.strip_prefix("token=").unwrap_or(""));
+        found = Some(value);
     }
     Ok(found)
 }
@@ -137,6 +176,15 @@ mod tests {
         assert_eq!(query_token(Some("token")), Ok(Some("")));
         assert_eq!(query_token(Some("token=a&token=b")), Err(AuthFailure::Malformed));
         assert_eq!(query_token(Some("token=a&token")), Err(AuthFailure::Malformed));
+        // Spellings a backend could decode to `token` are refused, alone or beside it.
+        assert_eq!(query_token(Some("%74oken=abc")), Err(AuthFailure::Malformed));
+        assert_eq!(query_token(Some("TOKEN=abc")), Err(AuthFailure::Malformed));
+        assert_eq!(
+            query_token(Some("token=a&%74%6F%6b%65%6e=b")),
+            Err(AuthFailure::Malformed)
+        );
+        assert_eq!(query_token(Some("token=a&%54oken=b")), Err(AuthFailure::Malformed));
+        assert_eq!(query_token(Some("%74oke=a&tokenx=b&%zzoken=c")), Ok(None));
     }
 
     #[test]
@@ -147,5 +195,6 @@ mod tests {
         assert_eq!(strip_query_token("tokenx=1"), "tokenx=1");
         assert!(has_query_token("a&token=1"));
         assert!(!has_query_token("a&tokens=1"));
+        assert_eq!(strip_query_token("a=1&%74oken=abc&ToKeN=x"), "a=1");
     }
 }

@@ -1,9 +1,9 @@
 //! Usernames: how a name given at sign-up becomes the name it is stored, looked up and compared by.
 //!
 //! The rule this module keeps: two names a person could mistake for each other are one name.
-//! Case and width variants are folded by RFC 8265 (UsernameCaseMapped), and look-alikes from
-//! other scripts (a Cyrillic `а` for a Latin `a`) by their UTS #39 confusable skeleton, which the
-//! store keeps beside each name and checks before it adds one.
+//! Case and width variants are folded by RFC 8265 (UsernameCaseMapped), and look-alikes (a
+//! Cyrillic `а` for a Latin `a`, `I` for `l`, `0` for `o`) by their UTS #39 confusable skeletons,
+//! which the store keeps beside each name and checks before it adds one.
 
 use crate::error::GatewayError;
 
@@ -23,36 +23,49 @@ pub fn normalize(raw: &str) -> Result<(String, String), GatewayError> {
     Ok((given.to_owned(), norm.into_owned()))
 }
 
-/// The UTS #39 confusable skeleton of a normalized name: equal skeletons, confusable names.
-/// (`unicode-security` carries the Unicode confusables table; it is not hand-written here.)
-pub fn skeleton(norm: &str) -> String {
-    unicode_security::skeleton(norm).collect()
+/// A name's two look-alike keys: the UTS #39 confusable skeleton of its normalized form and of the
+/// form it was given in, each lowercased. Both are needed: folding case first loses `I` for `l`
+/// (`AIice`), and the table's prototypes are partly upper case (`0` maps to `O`, so `b0b`).
+/// Two names are look-alikes when a key of one equals a key of the other. (`unicode-security`
+/// carries Unicode's confusables table; it is not hand-written here.)
+pub fn skeletons(given: &str, norm: &str) -> [String; 2] {
+    let key = |s: &str| unicode_security::skeleton(s).collect::<String>().to_lowercase();
+    [key(norm), key(given.trim())]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn skel(raw: &str) -> String {
-        skeleton(&normalize(raw).unwrap().1)
+    fn alike(a: &str, b: &str) -> bool {
+        let keys = |raw: &str| {
+            let (given, norm) = normalize(raw).unwrap();
+            skeletons(&given, &norm)
+        };
+        let (a, b) = (keys(a), keys(b));
+        a.iter().any(|k| b.contains(k))
     }
 
     #[test]
-    fn look_alikes_share_a_skeleton() {
-        // Cyrillic а (U+0430) and о (U+043E) for Latin a and o.
-        assert_eq!(skel("\u{0430}lice"), skel("alice"));
-        assert_eq!(skel("b\u{043e}b"), skel("bob"));
-        // Greek omicron, and a digit one for a small L.
-        assert_eq!(skel("r\u{03bf}ot"), skel("root"));
-        assert_eq!(skel("admin1"), skel("admin1"));
-        assert_eq!(skel("ALICE"), skel("alice"));
+    fn look_alikes_share_a_key() {
+        // Cyrillic а (U+0430) and о (U+043E) for Latin a and o; a Greek omicron.
+        assert!(alike("\u{0430}lice", "alice"));
+        assert!(alike("b\u{043e}b", "bob"));
+        assert!(alike("r\u{03bf}ot", "root"));
+        // A capital I for a small L, a digit one for a small L, a zero for an o.
+        assert!(alike("AIice", "alice"));
+        assert!(alike("Alice", "AIice"));
+        assert!(alike("a1ice", "alice"));
+        assert!(alike("b0b", "bob"));
+        assert!(alike("ALICE", "alice"));
     }
 
     #[test]
-    fn different_names_keep_different_skeletons() {
-        assert_ne!(skel("alice"), skel("alicia"));
-        assert_ne!(skel("bob"), skel("rob"));
-        assert_ne!(skel("\u{00e9}mile"), skel("zoe"));
+    fn different_names_keep_different_keys() {
+        assert!(!alike("alice", "alicia"));
+        assert!(!alike("bob", "rob"));
+        assert!(!alike("\u{00e9}mile", "zoe"));
+        assert!(!alike("carol", "karol"));
     }
 
     #[test]

@@ -495,7 +495,8 @@ async fn replaced_certificate_files_serve_new_handshakes_and_a_broken_pair_keeps
 
 #[tokio::test]
 async fn https_answers_carry_hsts_and_the_plain_listener_redirects() {
-    let (up, gw) = pair("").await;
+    // The redirects name the gateway's public name (the test certificate names only localhost).
+    let (up, gw) = pair("[server]\npublic_host = \"gw.example\"\n").await;
     let r = gw.client().get("/api/health", &[]).await;
     assert_eq!(
         r.headers["strict-transport-security"],
@@ -516,7 +517,10 @@ async fn https_answers_carry_hsts_and_the_plain_listener_redirects() {
 
     // Published on other ports than it listens on (a container's 443 → 8443), it names those.
     for (port, authority) in [(443, "gw.example"), (8444, "gw.example:8444")] {
-        let (up, gw) = pair(&format!("[server]\nredirect_https_port = {port}\n")).await;
+        let (up, gw) = pair(&format!(
+            "[server]\npublic_host = \"gw.example\"\nredirect_https_port = {port}\n"
+        ))
+        .await;
         let out = redirected(&gw).await;
         let want = format!("location: https://{authority}/api/search?q=1\r\n");
         assert!(out.to_ascii_lowercase().contains(&want), "{out}");

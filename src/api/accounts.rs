@@ -93,10 +93,9 @@ pub async fn register(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, Gateway
     let gw = ctx.gw;
     // One registration per name at a time on this replica: concurrent duplicates are answered at
     // once instead of each paying for an argon2 hash. Across replicas the unique index settles it.
-    let _claim = NameClaim::take(gw, &crate::username::skeleton(&norm))
-        .ok_or(GatewayError::Conflict("Username already registered"))?;
+    let _claim = NameClaim::take(gw, &norm).ok_or(GatewayError::Conflict("Username already registered"))?;
     // A look-alike of a taken name (Cyrillic `а` for Latin `a`) is taken too.
-    if gw.store.name_taken(&norm).await.map_err(store_err)? {
+    if gw.store.name_taken(&username, &norm).await.map_err(store_err)? {
         return Err(GatewayError::Conflict("Username already registered"));
     }
     let hash = gw.passwords.hash(password.to_owned()).await.map_err(password_err)?;

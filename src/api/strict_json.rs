@@ -159,6 +159,18 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        // serde_json's recursion limit (128) still applies through this visitor.
+        for open in ["[", "{\"a\":"] {
+            let body = format!("{{\"x\":{}", open.repeat(100_000));
+            assert!(
+                matches!(parse_object(body.as_bytes()), Err(GatewayError::InvalidRequest(_))),
+                "{open}"
+            );
+        }
+    }
+
+    #[test]
     fn a_long_duplicate_name_is_cut_in_the_answer() {
         let name = "n".repeat(500);
         let body = format!(r#"{{"{name}":1,"{name}":2}}"#);

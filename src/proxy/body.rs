@@ -3,6 +3,8 @@
 //!
 //! The rule this module keeps: nothing is buffered; the verdict (too large, stalled) is recorded
 //! where the proxy can read it after the upstream call fails, so the client gets 413 or 408, not 502.
+//! A client's trailers are dropped: some servers (uvicorn with httptools) hand request trailers to
+//! the application as headers, where a trailer `X-User-Id` would pass for the gateway's.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -72,7 +74,13 @@ impl Body for ForwardBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let mut polled = Pin::new(&mut this.inner).poll_frame(cx);
+        while let Poll::Ready(Some(Ok(frame))) = &polled
+            && frame.is_trailers()
+        {
+            polled = Pin::new(&mut this.inner).poll_frame(cx);
+        }
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;

@@ -46,18 +46,23 @@ static GATEWAY_OWNED: [HeaderName; 4] = [
 
 /// Identity headers, compared case-insensitively with `_` read as `-` (CGI-style servers merge
 /// them). A client's copy is always dropped: the gateway's own two, and those that backends and
-/// other auth proxies trust as the caller's identity (oauth2-proxy's `X-Auth-Request-*` and
-/// `X-Forwarded-User`, Apache's and nginx's `Remote-User`, RAG Modulo's `X-User-Role` and
-/// `X-User-UUID`, which its middleware reads in its bypass modes). `auth.identity_headers` adds more.
-static IDENTITY: [&str; 14] = [
+/// other auth proxies trust as the caller's identity: oauth2-proxy's `X-Auth-Request-*` and
+/// `X-Forwarded-{User,Email,Groups,Preferred-Username,Access-Token}`, Authelia's and Apache's
+/// `Remote-*`, the Kubernetes authenticating proxy's `X-Remote-*`, Grafana's `X-WEBAUTH-*`, and
+/// RAG Modulo's `X-User-Role` and `X-User-UUID`, which its middleware reads in its bypass modes.
+/// A trailing `*` makes a prefix. `auth.identity_headers` adds more.
+static IDENTITY: [&str; 17] = [
     "x-user-id",
     "x-auth-assertion",
-    "remote-user",
-    "x-remote-user",
-    "x-auth-request-user",
-    "x-auth-request-email",
+    "x-auth-request-*",
+    "remote-*",
+    "x-remote-*",
+    "x-webauth-*",
     "x-forwarded-user",
     "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
     "x-user",
     "x-user-email",
     "x-userid",
@@ -98,21 +103,39 @@ impl fmt::Debug for Masked<'_> {
 /// by [`identity_name`]).
 fn is_identity(name: &HeaderName, extra: &[Box<str>]) -> bool {
     let n = name.as_str().as_bytes();
-    let same = |id: &str| {
-        id.len() == n.len()
-            && id
-                .bytes()
-                .zip(n)
-                .all(|(a, &b)| a == if b == b'_' { b'-' } else { b.to_ascii_lowercase() })
-    };
-    IDENTITY.iter().any(|id| same(id)) || extra.iter().any(|id| same(id))
+    // Every built-in name starts with `x` or `r`: most headers are ruled out by one comparison.
+    let built_in = matches!(n.first(), Some(b'x' | b'X' | b'r' | b'R')) && IDENTITY.iter().any(|p| spells(p, n));
+    built_in || extra.iter().any(|p| spells(p, n))
 }
 
-/// An `auth.identity_headers` entry as [`is_identity`] compares it: a valid header name,
-/// lowercased, `_` read as `-`. `None` for anything that is not a header name.
+/// Whether header name `n` spells `pattern` (lowercase, `-`; a trailing `*` matches any rest),
+/// reading `_` as `-` and ignoring case.
+fn spells(pattern: &str, n: &[u8]) -> bool {
+    let same = |a: u8, b: u8| a == if b == b'_' { b'-' } else { b.to_ascii_lowercase() };
+    match pattern.strip_suffix('*') {
+        Some(prefix) => n.len() > prefix.len() && prefix.bytes().zip(n).all(|(a, &b)| same(a, b)),
+        None => pattern.len() == n.len() && pattern.bytes().zip(n).all(|(a, &b)| same(a, b)),
+    }
+}
+
+/// An `auth.identity_headers` entry as [`is_identity`] compares it: a header name, or a prefix
+/// ending in `*` (`X-Auth-Request-*`), lowercased with `_` read as `-`. `None` for anything else
+/// (a `*` elsewhere, an empty prefix, a character no header name has).
 pub fn identity_name(raw: &str) -> Option<Box<str>> {
-    let name = HeaderName::from_bytes(raw.trim().as_bytes()).ok()?;
-    Some(name.as_str().replace('_', "-").into_boxed_str())
+    let raw = raw.trim();
+    let (name, prefix) = match raw.strip_suffix('*') {
+        Some(p) => (p, true),
+        None => (raw, false),
+    };
+    if name.is_empty() || name.contains('*') {
+        return None;
+    }
+    let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+    let mut norm = name.as_str().replace('_', "-");
+    if prefix {
+        norm.push('*');
+    }
+    Some(norm.into_boxed_str())
 }
 
 /// The headers to drop from a map, found in one pass over its names: those `drop` picks, every
@@ -394,17 +417,32 @@ mod tests {
             "x_user_uuid",
             "X-Tenant-Id",
             "x_tenant_id",
+            "X-Auth-Request-Groups",
+            "X_Auth_Request_Preferred_Username",
+            "Remote-Groups",
+            "Remote-Email",
+            "X-Remote-Group",
+            "X-WEBAUTH-USER",
+            "x_forwarded_groups",
+            "X-Org-Role",
+            "x_org_id",
         ];
         let mut h = map(&names.iter().map(|n| (*n, "admin")).collect::<Vec<_>>());
         h.insert("x-kept", HeaderValue::from_static("1"));
-        let extra = [identity_name("X_Tenant_ID").unwrap()];
+        let extra = [identity_name("X_Tenant_ID").unwrap(), identity_name("X-Org-*").unwrap()];
         let mut f = fwd(None, &rid);
         f.extra_identity = &extra;
         let dropped = rewrite_request(&mut h, &f);
         assert_eq!(dropped, names.len());
         assert!(h.values().all(|v| v != "admin"), "{h:?}");
         assert_eq!(h["x-kept"], "1");
-        assert_eq!(identity_name("bad name"), None);
+        for bad in ["bad name", "*", "X-*-Id", "**", ""] {
+            assert_eq!(identity_name(bad), None, "{bad}");
+        }
+        // A prefix is not its own stem, and near names are kept.
+        let mut h = map(&[("remote", "1"), ("x-remotex", "1"), ("x-org", "1"), ("x-users", "1")]);
+        let dropped = rewrite_request(&mut h, &f);
+        assert_eq!(dropped, 0, "{h:?}");
     }
 
     #[test]

@@ -286,13 +286,13 @@ impl hyper::service::Service<http::Request<Incoming>> for Handler {
                     .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
                 return Ok(resp.map(|b| Tracked::new(http_body_util::Either::Right(b), busy)));
             }
-            // The watcher stops following a connection at any `Upgrade` (or CONNECT) head: what
-            // comes next may not be HTTP/1. So such a request that does not switch protocols ends
-            // its connection, and no later request on it goes unwatched.
-            let unwatched = req.version() < http::Version::HTTP_2
-                && (req.headers().contains_key(http::header::UPGRADE) || req.method() == http::Method::CONNECT);
             let mut resp = crate::proxy::handle(gw, client, req).await?;
-            if unwatched && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            // The watcher stops following a connection at an `Upgrade` (or CONNECT) head: what
+            // comes next may not be HTTP/1. Unless it now switches protocols, such a connection
+            // ends after this answer, so no later request on it goes unwatched.
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                watch.switched();
+            } else if watch.unfollowed() {
                 resp.headers_mut()
                     .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
             }

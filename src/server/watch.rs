@@ -50,6 +50,10 @@ pub struct Watch {
     served: AtomicU64,
     in_flight: AtomicUsize,
     flooded: AtomicBool,
+    /// The watcher stopped following an HTTP/1 connection at an `Upgrade` or CONNECT head.
+    unfollowed: AtomicBool,
+    /// The connection switched protocols: it is a tunnel now, and closes without lingering.
+    switched: AtomicBool,
     alarm: Notify,
 }
 
@@ -62,6 +66,8 @@ impl Watch {
             served: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             flooded: AtomicBool::new(false),
+            unfollowed: AtomicBool::new(false),
+            switched: AtomicBool::new(false),
             alarm: Notify::new(),
         })
     }
@@ -88,6 +94,20 @@ impl Watch {
 
     pub fn flooded(&self) -> bool {
         self.flooded.load(Ordering::Relaxed)
+    }
+
+    /// Whether the watcher stopped following this HTTP/1 connection at an `Upgrade` or CONNECT
+    /// head (it has always read a head before hyper hands that request to the service). Unless
+    /// the connection now switches protocols, it must end after the answer: a later request on it
+    /// would go unwatched.
+    pub fn unfollowed(&self) -> bool {
+        self.unfollowed.load(Ordering::Relaxed)
+    }
+
+    /// The service answered 101: the connection is a tunnel from now on. Its close must not
+    /// linger: a half-closed tunnel still carries the client's bytes to the backend.
+    pub fn switched(&self) {
+        self.switched.store(true, Ordering::Relaxed);
     }
 
     /// Resolves once the connection has been flagged as a flood.
@@ -274,8 +294,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Watched<I> {
         if this.linger.is_none() {
             // TLS close_notify, then the TCP write side: the client now sees the end of the answer.
             std::task::ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
-            if this.watch.flooded() {
-                // Nothing more is read from an abuser.
+            if this.watch.flooded() || this.watch.switched.load(Ordering::Relaxed) {
+                // Nothing more is read from an abuser, nor taken from a tunnel's client.
                 return Poll::Ready(Ok(()));
             }
             this.linger = Some(Box::new(Linger::new()));
@@ -368,7 +388,9 @@ impl Follow {
                         rest
                     }
                     None => {
-                        self.state = State::Off;
+                        // A chunk or trailer line this watcher will not follow: the request it
+                        // belongs to goes on, but no later one on this connection is served.
+                        self.stop(watch, self.heads);
                         return;
                     }
                 },
@@ -462,7 +484,7 @@ impl Follow {
                 return &data[end..];
             }
             self.head.extend_from_slice(data);
-            return self.overflow();
+            return self.overflow(watch);
         }
         let scanned = self.head.len().saturating_sub(3);
         self.head.extend_from_slice(data);
@@ -475,16 +497,24 @@ impl Follow {
                 self.head.clear();
                 &data[from_data..]
             }
-            None => self.overflow(),
+            None => self.overflow(watch),
         }
     }
 
-    fn overflow(&mut self) -> &'static [u8] {
+    fn overflow(&mut self, watch: &Watch) -> &'static [u8] {
         if self.head.len() > MAX_HEAD {
-            self.state = State::Off;
             self.head = Vec::new();
+            self.stop(watch, self.heads);
         }
         &[]
+    }
+
+    /// Follow no further. The watcher never stops silently: every HTTP/1 head from `refuse_from`
+    /// on is refused (400, `Connection: close`), so nothing on this connection passes unwatched,
+    /// however the watcher came to stop and however far ahead of the service it has read.
+    fn stop(&mut self, watch: &Watch, refuse_from: u64) {
+        watch.refuse_from.fetch_min(refuse_from, Ordering::Relaxed);
+        self.state = State::Off;
     }
 
     /// One complete head: decide whether to refuse it and how its body is framed.
@@ -495,16 +525,17 @@ impl Follow {
         let mut headers = [std::mem::MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
         let Ok(httparse::Status::Complete(_)) = req.parse_with_uninit_headers(head, &mut headers) else {
-            // hyper answers this itself (400 or 431) and closes.
-            self.state = State::Off;
+            // hyper answers this itself (400 or 431) and closes; were it to accept it, it is 400.
+            self.stop(watch, index);
             return;
         };
         match framing(&req) {
-            Framing::Refuse => {
-                watch.refuse_from.fetch_min(index, Ordering::Relaxed);
-                self.state = State::Off;
+            Framing::Refuse => self.stop(watch, index),
+            Framing::Stop => {
+                // What follows an upgrade may not be HTTP/1: this request is served, none after it.
+                watch.unfollowed.store(true, Ordering::Relaxed);
+                self.stop(watch, index + 1);
             }
-            Framing::Stop => self.state = State::Off,
             Framing::Length(0) => self.state = State::Head,
             Framing::Length(n) => self.state = State::Body(n),
             Framing::Chunked => {
@@ -757,6 +788,38 @@ GET /d HTTP/1.1\r\nHost: x\r\nX-Body: Content-Length: 3\r\n\r\n";
             "Off"
         );
         assert_eq!(run(b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n", 64), "Off");
+    }
+
+    #[test]
+    fn the_watch_never_stops_silently_later_heads_are_refused() {
+        let next = b"POST /b HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let long_ext = format!("5;x={}\r\nhello\r\n0\r\n\r\n", "a".repeat(MAX_LINE + 10));
+        let long_trailer = format!("0\r\nX-Pad: {}\r\n\r\n", "a".repeat(MAX_LINE + 10));
+        for (first, refused) in [
+            // An upgrade that does not switch: the head itself is served, the next one is not.
+            ("GET /ws HTTP/1.1\r\nUpgrade: h2c\r\n\r\n".to_owned(), vec![1]),
+            // A chunk extension or a trailer line longer than the watcher follows.
+            (
+                format!("POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{long_ext}"),
+                vec![1],
+            ),
+            (
+                format!("POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{long_trailer}"),
+                vec![1],
+            ),
+            // A head httparse refuses (hyper refuses it too).
+            ("GET /x HTTP/1.1\r\nBad Header\r\n\r\n".to_owned(), vec![0, 1]),
+        ] {
+            let mut stream = first.clone().into_bytes();
+            stream.extend_from_slice(next);
+            for step in [1, 7, 4096] {
+                assert_eq!(refused_indexes(&stream, step, 2), refused, "{first:.60} step {step}");
+            }
+        }
+        // A head too long to follow.
+        let mut huge = b"GET /x HTTP/1.1\r\nX-Big: ".to_vec();
+        huge.resize(MAX_HEAD + 10, b'a');
+        assert_eq!(refused_indexes(&huge, 65536, 1), vec![0]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod schema;
 pub mod cache;
 use std::fmt;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sqlx::Row;
@@ -148,7 +148,7 @@ impl Store {
                 let options = options.after_connect(|conn, _meta| sqlite_pragmas(conn));
                 match sqlite_path(url) {
                     Some(path) => {
-                        prepare_sqlite_file(path)?;
+                        prepare_sqlite_file(&path)?;
                         options.max_connections(SQLITE_MAX_CONNECTIONS)
                     }
                     // Through the Any driver every new connection to `:memory:` would open a
@@ -200,14 +200,27 @@ impl Store {
         .await
     }
 
-    /// Insert a user; a taken `username_norm`, a look-alike of a taken name (the same UTS #39
-    /// skeleton), or a taken id is [`StoreError::Conflict`].
+    /// Insert a user; a taken `username_norm`, a look-alike of a taken name (a shared UTS #39
+    /// key, `username::skeletons`), or a taken id is [`StoreError::Conflict`].
+    ///
+    /// The look-alike check is part of the insert. On PostgreSQL the insert also holds a
+    /// transaction-scoped advisory lock, so two replicas cannot add two look-alikes at once (under
+    /// READ COMMITTED, `NOT EXISTS` alone would let both through); SQLite runs one writer at a time.
     pub async fn create_user(&self, u: &NewUser<'_>) -> Result<User, StoreError> {
-        let skeleton = crate::username::skeleton(u.username_norm);
+        let [norm_key, given_key] = crate::username::skeletons(u.username, u.username_norm);
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        if self.kind == StoreKind::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(PG_NEW_USER_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
         let done = sqlx::query(
             "INSERT INTO users (id, username, username_norm, email, password_hash, created_at, \
-             disabled, token_epoch, username_skeleton) SELECT $1, $2, $3, $4, $5, $6, 0, 0, $7 \
-             WHERE NOT EXISTS (SELECT 1 FROM users WHERE username_skeleton = $7)",
+             disabled, token_epoch, skeleton_norm, skeleton_given) \
+             SELECT $1, $2, $3, $4, $5, $6, 0, 0, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM users \
+             WHERE skeleton_norm IN ($7, $8) OR skeleton_given IN ($7, $8))",
         )
         .bind(u.id)
         .bind(u.username)
@@ -215,13 +228,15 @@ impl Store {
         .bind(u.email)
         .bind(u.password_hash)
         .bind(u.created_at)
-        .bind(&skeleton)
-        .execute(&self.pool)
+        .bind(&norm_key)
+        .bind(&given_key)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict);
         }
+        tx.commit().await.map_err(db_err)?;
         Ok(User {
             id: u.id.to_owned(),
             username: u.username.to_owned(),
@@ -235,32 +250,44 @@ impl Store {
     }
 
     /// Whether a name is taken: the same normalized name, or a look-alike of one.
-    pub async fn name_taken(&self, username_norm: &str) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT 1 FROM users WHERE username_norm = $1 OR username_skeleton = $2 LIMIT 1")
-            .bind(username_norm)
-            .bind(crate::username::skeleton(username_norm))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+    pub async fn name_taken(&self, given: &str, username_norm: &str) -> Result<bool, StoreError> {
+        let [norm_key, given_key] = crate::username::skeletons(given, username_norm);
+        let row = sqlx::query(
+            "SELECT 1 FROM users WHERE username_norm = $1 OR skeleton_norm IN ($2, $3) \
+             OR skeleton_given IN ($2, $3) LIMIT 1",
+        )
+        .bind(username_norm)
+        .bind(&norm_key)
+        .bind(&given_key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(row.is_some())
     }
 
-    /// Give every user stored before look-alike checks existed its skeleton (migration 2 adds the
-    /// column empty: the skeleton is computed here, in Rust, from Unicode's table).
+    /// Give every user stored without look-alike keys its keys: rows from before migration 2, or
+    /// added meanwhile by an older replica. Runs at every start; the keys are computed here, in
+    /// Rust, from Unicode's table.
     async fn backfill_skeletons(&self) -> Result<(), StoreError> {
         loop {
-            let rows = sqlx::query("SELECT id, username_norm FROM users WHERE username_skeleton IS NULL LIMIT 500")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_err)?;
+            let rows = sqlx::query(
+                "SELECT id, username, username_norm FROM users \
+                 WHERE skeleton_norm IS NULL OR skeleton_given IS NULL LIMIT 500",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
             if rows.is_empty() {
                 return Ok(());
             }
             for row in &rows {
                 let id: String = row.try_get(0).map_err(db_err)?;
-                let norm: String = row.try_get(1).map_err(db_err)?;
-                sqlx::query("UPDATE users SET username_skeleton = $1 WHERE id = $2")
-                    .bind(crate::username::skeleton(&norm))
+                let given: String = row.try_get(1).map_err(db_err)?;
+                let norm: String = row.try_get(2).map_err(db_err)?;
+                let [norm_key, given_key] = crate::username::skeletons(&given, &norm);
+                sqlx::query("UPDATE users SET skeleton_norm = $1, skeleton_given = $2 WHERE id = $3")
+                    .bind(&norm_key)
+                    .bind(&given_key)
                     .bind(&id)
                     .execute(&self.pool)
                     .await
@@ -581,12 +608,22 @@ fn kind_of(url: &str) -> Result<StoreKind, StoreError> {
     }
 }
 
-/// The file path inside a SQLite url, or `None` for in-memory databases.
-fn sqlite_path(url: &str) -> Option<&Path> {
+/// Key of the PostgreSQL advisory lock that serialises adding users ("newuser" in ASCII).
+const PG_NEW_USER_LOCK: i64 = 0x006e_6577_7573_6572;
+
+/// The file a SQLite url opens, or `None` for in-memory databases (and for other urls). The name
+/// is read by sqlx's own parser, which percent-decodes it, so the file made ready here is the file
+/// SQLite opens (`my%20data/a.db` is `my data/a.db`).
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    use std::str::FromStr;
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
     let in_memory = path.is_empty() || path == ":memory:" || params.split('&').any(|p| p == "mode=memory");
-    if in_memory { None } else { Some(Path::new(path)) }
+    if in_memory {
+        return None;
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_owned())
 }
 
 /// Make ready the SQLite file and its directory, readable by the gateway's user only: the file
@@ -763,11 +800,18 @@ mod tests {
     #[test]
     fn sqlite_paths_are_found_in_urls() {
         assert_eq!(
-            sqlite_path("sqlite://data/authgate.db?mode=rwc"),
+            sqlite_path("sqlite://data/authgate.db?mode=rwc").as_deref(),
             Some(Path::new("data/authgate.db"))
         );
-        assert_eq!(sqlite_path("sqlite:///var/lib/a.db"), Some(Path::new("/var/lib/a.db")));
-        assert_eq!(sqlite_path("sqlite:a.db"), Some(Path::new("a.db")));
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/a.db").as_deref(),
+            Some(Path::new("/var/lib/a.db"))
+        );
+        assert_eq!(sqlite_path("sqlite:a.db").as_deref(), Some(Path::new("a.db")));
+        assert_eq!(
+            sqlite_path("sqlite://my%20data/a%3Fb.db?mode=rwc").as_deref(),
+            Some(Path::new("my data/a?b.db"))
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("sqlite://x.db?mode=memory"), None);
         assert_eq!(sqlite_path("postgres://h/db"), None);

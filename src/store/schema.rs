@@ -46,10 +46,12 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         2,
-        // The UTS #39 skeleton of `username_norm`, so a look-alike of a taken name is refused.
-        // Filled in by `Store::backfill_skeletons` for rows that predate it.
-        "ALTER TABLE users ADD COLUMN username_skeleton TEXT NULL;
-    CREATE INDEX IF NOT EXISTS users_username_skeleton_idx ON users (username_skeleton);",
+        // The two UTS #39 look-alike keys of each name (`username::skeletons`), so a look-alike
+        // of a taken name is refused. Filled in by `Store::backfill_skeletons` for older rows.
+        "ALTER TABLE users ADD COLUMN skeleton_norm TEXT NULL;
+    ALTER TABLE users ADD COLUMN skeleton_given TEXT NULL;
+    CREATE INDEX IF NOT EXISTS users_skeleton_norm_idx ON users (skeleton_norm);
+    CREATE INDEX IF NOT EXISTS users_skeleton_given_idx ON users (skeleton_given);",
     ),
 ];
 
