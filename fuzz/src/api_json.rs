@@ -7,7 +7,7 @@
 //! every member (`Repeats`), not by the code under test.
 //!
 //! Every top-level string of an accepted body, and the whole input as text, also go through
-//! `username::normalize` and `username::skeleton`: never a panic, an accepted name is 1 to 64
+//! `username::normalize` and `username::skeletons`: never a panic, an accepted name is 1 to 64
 //! characters as given and has no white space once normalized, and normalizing is idempotent.
 
 use std::fmt;
@@ -89,7 +89,7 @@ fn check_username(raw: &str) {
         !norm.is_empty() && !norm.chars().any(char::is_whitespace),
         "{raw:?} normalized to {norm:?}"
     );
-    let _ = username::skeleton(&norm);
+    let _ = username::skeletons(&given, &norm);
     if norm.chars().count() <= 64 {
         assert_eq!(
             username::normalize(&norm),

@@ -3,8 +3,8 @@
 //! The input is read as lines; each line's first byte picks what the rest is: an `Authorization`,
 //! `X-API-Key`, `Upgrade`, `Connection` or other header value, or the query of the request
 //! target. `bearer` and `request_token` must never panic, must refuse two credentials at once in
-//! any combination (two headers, a header and a query token, two query tokens), and a token they
-//! return must be exactly what the request carried.
+//! any combination (two headers, a header and a query token, two query tokens, a `token` query
+//! name in disguise among them), and a token they return must be exactly what the request carried.
 
 use authgate::auth::{Credential, api_token, bearer, request_token};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, Version, header};
@@ -44,6 +44,27 @@ fn request(data: &[u8]) -> Request<()> {
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
     req
+}
+
+/// Whether a query pair's name is `token` to a backend that percent-decodes it once and ignores
+/// case (`TOKEN`, `%74oken`): such a pair is a credential whether or not the gateway reads it.
+fn names_token(pair: &str) -> bool {
+    let name = pair.split_once('=').map_or(pair, |(name, _)| name).as_bytes();
+    let mut decoded = Vec::with_capacity(name.len());
+    let mut i = 0;
+    while i < name.len() {
+        let hex = |j: usize| name.get(j).and_then(|b| (*b as char).to_digit(16));
+        if name[i] == b'%'
+            && let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2))
+        {
+            decoded.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            decoded.push(name[i]);
+            i += 1;
+        }
+    }
+    decoded.eq_ignore_ascii_case(b"token")
 }
 
 /// Panics if credential extraction breaks one of the rules above.
@@ -86,7 +107,7 @@ pub fn check(data: &[u8]) {
     let query = req.uri().query().unwrap_or("");
     let query_tokens: Vec<&str> = if websocket {
         let pairs = query.split('&');
-        pairs.filter(|p| *p == "token" || p.starts_with("token=")).collect()
+        pairs.filter(|p| names_token(p)).collect()
     } else {
         Vec::new()
     };
