@@ -34,6 +34,10 @@ pub use redirect::run_redirect;
 
 use watch::{Tracked, Watch, Watched};
 
+/// The watcher's framing step, for the fuzzer only (`fuzz/src/watch_framing.rs`).
+#[doc(hidden)]
+pub use watch::fuzz_feed;
+
 /// hyper's HTTP/1.1 server and hyper-util's auto server have the same setters but no common trait.
 macro_rules! http1_settings {
     ($builder:expr, $s:expr) => {

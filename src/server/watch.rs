@@ -549,6 +549,25 @@ impl Follow {
     }
 }
 
+/// The fuzzer's way in (`fuzz/src/watch_framing.rs`): `reads` fed in order to a fresh watcher with a
+/// control-frame budget of `budget`. Returns what the watcher concluded, for comparing runs: the
+/// state it ends in, the heads it judged, the first head to refuse, and whether it saw a flood.
+#[doc(hidden)]
+pub fn fuzz_feed<'a>(reads: impl IntoIterator<Item = &'a [u8]>, budget: u32) -> String {
+    let watch = Watch::new();
+    let mut follow = Follow::new(budget);
+    for read in reads {
+        follow.feed(read, &watch);
+    }
+    format!(
+        "{:?} heads={} refuse_from={} flooded={}",
+        follow.state,
+        follow.heads,
+        watch.refuse_from.load(Ordering::Relaxed),
+        watch.flooded()
+    )
+}
+
 /// The end of a head (just past its empty line) in `buf`, looking from `from` on.
 fn head_end(buf: &[u8], from: usize) -> Option<usize> {
     for nl in memchr::memchr_iter(b'\n', &buf[from..]) {
