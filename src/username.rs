@@ -20,6 +20,12 @@ pub fn normalize(raw: &str) -> Result<(String, String), GatewayError> {
         return Err(BAD);
     }
     let norm = UsernameCaseMapped::enforce(given).map_err(|_| BAD)?;
+    // Normalizing must be idempotent: the check of allowed characters runs before NFC, so NFC can
+    // compose one the profile refuses (`=` and U+0338 into `≠`; found by fuzzing). Such a name is
+    // refused rather than stored in a form that would itself be refused.
+    if UsernameCaseMapped::enforce(norm.as_ref()).ok().as_deref() != Some(norm.as_ref()) {
+        return Err(BAD);
+    }
     Ok((given.to_owned(), norm.into_owned()))
 }
 
@@ -74,5 +80,8 @@ mod tests {
         assert!(normalize("").is_err());
         assert!(normalize("a b").is_err());
         assert!(normalize(&"x".repeat(65)).is_err());
+        // NFC would compose a refused symbol: the name is refused, not stored in a refused form.
+        assert!(normalize("=\u{338}\u{338}\u{338}").is_err());
+        assert!(normalize(">\u{338}>").is_err());
     }
 }

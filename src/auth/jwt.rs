@@ -324,7 +324,10 @@ impl Verifier {
         }
 
         let header_json = URL_SAFE_NO_PAD.decode(h64).map_err(|_| AuthFailure::Malformed)?;
-        let header: JoseHeader<'_> = serde_json::from_slice(&header_json).map_err(|_| AuthFailure::Malformed)?;
+        // JSON is UTF-8 (RFC 8259 §8.1). serde skips members it does not read without checking
+        // them, so the whole text is checked first (fuzzing found a header with a stray 0xff).
+        let header_json = std::str::from_utf8(&header_json).map_err(|_| AuthFailure::Malformed)?;
+        let header: JoseHeader<'_> = serde_json::from_str(header_json).map_err(|_| AuthFailure::Malformed)?;
         if header.jku.is_some()
             || header.x5u.is_some()
             || header.jwk.is_some()
@@ -350,7 +353,8 @@ impl Verifier {
         }
 
         let payload = URL_SAFE_NO_PAD.decode(p64).map_err(|_| AuthFailure::Malformed)?;
-        let claims: Claims<'_> = serde_json::from_slice(&payload).map_err(|_| AuthFailure::BadClaims)?;
+        let payload = std::str::from_utf8(&payload).map_err(|_| AuthFailure::BadClaims)?;
+        let claims: Claims<'_> = serde_json::from_str(payload).map_err(|_| AuthFailure::BadClaims)?;
         self.check_claims(&claims, now)?;
         let user_id = UserId::parse(&claims.sub).ok_or(AuthFailure::BadClaims)?;
         Ok(VerifiedToken {

@@ -476,6 +476,15 @@ impl Follow {
                 };
                 return &data[n..];
             }
+            if !self.head.is_empty() && self.head == PREFACE[..self.head.len()] {
+                // Bytes held because they began like the HTTP/2 preface turned out to be an
+                // HTTP/1 head after all: follow them from the start, as if read at once (fuzzing
+                // found a head end hidden in them when the client sent one byte at a time).
+                let mut held = std::mem::take(&mut self.head);
+                held.extend_from_slice(data);
+                self.feed(&held, watch);
+                return &[];
+            }
         }
         // The common case: a whole head in one read, parsed in place.
         if self.head.is_empty() {
