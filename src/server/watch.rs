@@ -12,7 +12,9 @@
 //!   never a PING answer), for `server.idle_timeout`.
 //!
 //! It follows message boundaries (heads, `Content-Length` and chunked bodies, HTTP/2 frame headers)
-//! and stops watching at anything it does not follow: an upgrade, or bytes hyper will refuse itself.
+//! and stops watching at anything it does not follow: an upgrade, a line longer than it follows,
+//! or bytes hyper will refuse itself. It never stops silently: every later HTTP/1 head on that
+//! connection is refused.
 //!
 //! It also closes the connection gracefully (nginx's lingering close): when hyper shuts the
 //! connection down, the write side is shut first, and what the client still sends (a body the
