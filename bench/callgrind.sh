@@ -44,6 +44,8 @@ PROXY_CPU=1
 
 log() { printf '[callgrind %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 
 case "${1:-}" in
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -58,19 +60,7 @@ for n in "$WARMUP" "$REQUESTS" "$CONNS" "$ROUNDS"; do
 done
 
 # ---------------------------------------------------------------- tools, temp dir, cleanup
-need_pkgs=()
-for pair in taskset:util-linux valgrind:valgrind callgrind_control:valgrind nginx:nginx h2load:nghttp2-client curl:curl \
-    openssl:openssl python3:python3; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need_pkgs+=("${pair#*:}")
-done
-if [ "${#need_pkgs[@]}" -gt 0 ]; then
-    mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
-    log "installing ${need_pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null 2>&1 ||
-        { apt-get update -qq >/dev/null && apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; } ||
-        die "apt-get install ${need_pkgs[*]} failed"
-fi
+install_missing taskset:util-linux valgrind:valgrind callgrind_control:valgrind nginx:nginx h2load:nghttp2-client curl:curl openssl:openssl python3:python3
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 # Pinned like bench/run.sh: authgate alone on core 1, nginx and h2load on core 0.
 [ "$(nproc)" -ge 2 ] || PROXY_CPU=0
@@ -79,28 +69,7 @@ TMP="$(mktemp -d /tmp/authgate-callgrind.XXXXXX)"
 chmod 755 "$TMP" # nginx workers run as nobody
 mkdir -p "$TMP/logs" "$TMP/nginx-tmp"
 PIDS=()
-cleanup() {
-    local rc=$? pid i alive
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for i in $(seq 100); do
-        alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [ "$alive" = 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [ "${KEEP_TMP:-0}" = 1 ] || [ "$rc" != 0 ]; then
-        log "temp dir kept: $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+install_trap
 
 # ---------------------------------------------------------------- keys, token, ports, backend
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \

@@ -61,20 +61,12 @@ esac
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$BENCH/lib.sh"
 
 # ---------------------------------------------------------------- tools, build, temp dir, cleanup
 [ "$(nproc)" -ge 2 ] || die "needs at least 2 cores (found $(nproc))"
-need_pkgs=()
-for pair in nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client curl:curl openssl:openssl \
-    taskset:util-linux ss:iproute2 python3:python3; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || need_pkgs+=("${pair#*:}")
-done
-if [ "${#need_pkgs[@]}" -gt 0 ]; then
-    log "installing ${need_pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq "${need_pkgs[@]}" >/dev/null 2>&1 ||
-        { apt-get update -qq >/dev/null && apt-get install -y -qq "${need_pkgs[@]}" >/dev/null; }
-fi
+install_missing nginx:nginx haproxy:haproxy wrk:wrk h2load:nghttp2-client curl:curl openssl:openssl taskset:util-linux ss:iproute2 python3:python3
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
 
@@ -82,28 +74,7 @@ TMP="$(mktemp -d /tmp/authgate-bench.XXXXXX)"
 chmod 755 "$TMP" # nginx workers run as nobody
 mkdir -p "$TMP/logs" "$TMP/raw" "$TMP/nginx-tmp"
 PIDS=()
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for i in $(seq 50); do
-        local alive=0
-        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-        [ "$alive" = 0 ] && break
-        sleep 0.1
-    done
-    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [ "${KEEP_TMP:-0}" = 1 ] || [ "$rc" != 0 ]; then
-        log "temp dir kept: $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+install_trap
 
 if [ "${NO_BUILD:-0}" != 1 ]; then
     log "cargo build --release --locked"
