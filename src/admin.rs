@@ -8,43 +8,46 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::Gateway;
 use crate::error::{GatewayError, json_response};
+use crate::metrics::Metrics;
+use crate::proxy::upstream::Upstream;
+use crate::server::Status;
+use crate::store::Store;
+use crate::store::cache::Redis;
 
-/// Serve the admin endpoints until `shutdown` resolves.
-pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    while let Some(stream) = crate::server::accept_until(&listener, shutdown.as_mut()).await {
-        let gw = gw.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| answer(gw.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(5))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+/// What the admin endpoints report on.
+pub struct Admin {
+    pub status: Arc<Status>,
+    pub upstream: Arc<Upstream>,
+    pub store: Store,
+    pub redis: Option<Arc<Redis>>,
+    pub metrics: Arc<Metrics>,
 }
 
-async fn answer(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// Serve the admin endpoints until `shutdown` resolves, then drain for at most `grace`.
+pub async fn run(admin: Arc<Admin>, listener: TcpListener, grace: Duration, shutdown: impl Future<Output = ()>) {
+    let service = service_fn(move |req| answer(admin.clone(), req));
+    crate::server::serve_plain(listener, service, true, grace, shutdown).await;
+}
+
+async fn answer(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(GatewayError::MethodNotAllowed.to_response());
     }
     Ok(match req.uri().path() {
         "/healthz" => json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})),
         "/readyz" => {
-            let serving = gw.serving.load(Ordering::SeqCst);
-            let (upstream, store) = tokio::join!(gw.upstream.reachable(), gw.store.ping());
+            let serving = admin.status.serving.load(Ordering::SeqCst);
+            let (upstream, store) = tokio::join!(admin.upstream.reachable(), admin.store.ping());
             let store = store.is_ok();
             let ready = serving && upstream && store;
             let status = if ready {
@@ -58,15 +61,15 @@ async fn answer(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<Ful
                     "ready": ready,
                     "checks": { "serving": serving, "upstream": upstream, "store": store },
                     // Informational: without Redis the gateway serves from the store and memory.
-                    "redis": gw.redis.as_ref().map(|r| r.is_up()),
+                    "redis": admin.redis.as_ref().map(|r| r.is_up()),
                     // Subscribed to the revocation bus: other replicas' revocations arrive at once
                     // (otherwise within `store.sync_interval`).
-                    "revocation_bus": gw.redis.as_ref().map(|r| r.bus_connected()),
+                    "revocation_bus": admin.redis.as_ref().map(|r| r.bus_connected()),
                 }),
             )
         }
         "/metrics" => {
-            let mut resp = Response::new(Full::new(Bytes::from(gw.metrics.render())));
+            let mut resp = Response::new(Full::new(Bytes::from(admin.metrics.render())));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -1,29 +1,100 @@
 //! Operator commands that work on the configured store or on key files, without serving:
-//! `user add|list|disable|enable` and `keys generate`.
+//! `user add|list|disable|enable`, `token create|revoke` and `keys generate`. The account rules
+//! and changes are the account service's (`crate::accounts`), the same as the JSON API's.
 //!
 //! The rule this module keeps: a password is read from stdin or generated and shown once, never
-//! taken from the command line (where `ps` and shell history would keep it), and key files are
-//! written with mode 0600.
+//! taken from the command line (where `ps` and shell history would keep it), key files are
+//! written with mode 0600, and every error names the flag or setting to fix.
 
 use std::io::BufRead;
 use std::path::Path;
+use std::sync::Arc;
 
-use uuid::Uuid;
-
-use crate::auth::jwt::{JwtAlgorithm, now_secs};
+use crate::accounts::{AccountError, Accounts, Changes};
+use crate::auth::jwt::JwtAlgorithm;
+use crate::auth::limiter::LoginLimits;
 use crate::auth::password::Passwords;
 use crate::config::Config;
-use crate::store::{Store, StoreError};
-use crate::username::normalize as normalize_username;
+use crate::store::{Store, StoreError, User};
 
-pub async fn open_store(config: &Config) -> Result<Store, String> {
-    Store::connect(config.store.url.expose())
-        .await
-        .map_err(|e| format!("store.url: cannot open the store: {e}"))
+/// Why an operator command failed; each message names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("store.url: cannot open the store: {0}")]
+    OpenStore(StoreError),
+    #[error("redis.url: {0}")]
+    Redis(String),
+    #[error("password.*: {0}")]
+    Passwords(String),
+    #[error("cannot read the password from stdin: {0}")]
+    Stdin(std::io::Error),
+    /// An account rule or change refused; `flag` is the option the value came from.
+    #[error("{flag}: {error}")]
+    Account { flag: &'static str, error: AccountError },
+    #[error("user `{0}` already exists, or looks like an existing name")]
+    UserExists(String),
+    #[error("--user: no user `{0}` (see `authgate user list`)")]
+    NoSuchUser(String),
+    #[error("--user: `{0}` is disabled (`authgate user enable` first)")]
+    UserDisabled(String),
+    #[error("no API token with id `{0}`")]
+    NoSuchToken(String),
+    #[error("store: {0}")]
+    Store(StoreError),
+    #[error("{0}")]
+    Keys(String),
 }
 
-fn store_err(e: StoreError) -> String {
-    format!("store: {e}")
+impl From<AccountError> for CliError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::Store(e) => CliError::Store(e),
+            AccountError::Invalid { field, .. } => CliError::Account {
+                flag: match field {
+                    "email" => "--email",
+                    "name" => "--name",
+                    "expires_in" => "--expires-in",
+                    other => other,
+                },
+                error,
+            },
+            error => CliError::Account {
+                flag: "authgate",
+                error,
+            },
+        }
+    }
+}
+
+pub async fn open_store(config: &Config) -> Result<Store, CliError> {
+    Store::connect(config.store.url.expose())
+        .await
+        .map_err(CliError::OpenStore)
+}
+
+/// The account service on the configured store, telling running gateways through Redis when
+/// there is one (else they pick changes up at their next store sync).
+async fn accounts(config: &Config) -> Result<Accounts, CliError> {
+    let store = open_store(config).await?;
+    let redis = match &config.redis {
+        Some(r) => {
+            let redis = crate::store::cache::Redis::new(r.url.expose(), r.timeout, r.token_ttl)
+                .map_err(|e| CliError::Redis(e.to_string()))?;
+            redis.connect().await;
+            Some(Arc::new(redis))
+        }
+        None => None,
+    };
+    let passwords =
+        Passwords::with_concurrency(config.password.params, 1).map_err(|e| CliError::Passwords(e.to_string()))?;
+    let limits = LoginLimits::new(config.login, None);
+    Ok(Accounts::new(store, passwords, limits, Changes::new(None, redis)))
+}
+
+fn warn_unless_told(told: bool) {
+    if !told {
+        eprintln!("warning: redis unavailable; running gateways apply this at their next store sync");
+    }
 }
 
 fn random_password() -> String {
@@ -34,33 +105,26 @@ fn random_password() -> String {
 }
 
 /// `authgate user add NAME --email E [--password-stdin]`.
-pub async fn user_add(config: &Config, username: &str, email: &str, password_stdin: bool) -> Result<(), String> {
-    let (given, norm) = normalize_username(username)
-        .map_err(|_| "username: must be 1 to 64 letters, digits or symbols, without spaces".to_owned())?;
-    if !email_address::EmailAddress::is_valid(email) {
-        return Err("--email: not a valid email address".into());
-    }
+pub async fn user_add(config: &Config, username: &str, email: &str, password_stdin: bool) -> Result<(), CliError> {
+    // The rules first, so a bad name or address is refused before a password is asked for.
+    let (given, _) = crate::accounts::rules::username(username)?;
+    crate::accounts::rules::email(email)?;
     let (password, generated) = if password_stdin {
         let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        std::io::stdin().lock().read_line(&mut line).map_err(CliError::Stdin)?;
         (line.trim_end_matches(['\r', '\n']).to_owned(), false)
     } else {
         (random_password(), true)
     };
-    let chars = password.chars().count();
-    if !(12..=128).contains(&chars) {
-        return Err("password: must be 12 to 128 characters".into());
-    }
-    let store = open_store(config).await?;
-    let passwords = Passwords::with_concurrency(config.password.params, 1)?;
-    let hash = passwords.hash(password.clone()).await.map_err(|e| e.to_string())?;
-    let user = store.add_user(&given, &norm, email, &hash).await.map_err(|e| match e {
-        StoreError::Conflict => format!("user `{given}` already exists, or looks like an existing name"),
-        other => store_err(other),
-    })?;
+    crate::accounts::rules::password("password", &password)?;
+    let accounts = accounts(config).await?;
+    let user = accounts
+        .register(username, email, &password)
+        .await
+        .map_err(|e| match e {
+            AccountError::NameTaken => CliError::UserExists(given),
+            other => other.into(),
+        })?;
     println!("created user {} ({})", user.username, user.id);
     if generated {
         println!("password (shown once): {password}");
@@ -69,9 +133,8 @@ pub async fn user_add(config: &Config, username: &str, email: &str, password_std
 }
 
 /// `authgate user list`.
-pub async fn user_list(config: &Config) -> Result<(), String> {
-    let store = open_store(config).await?;
-    let users = store.list_users().await.map_err(store_err)?;
+pub async fn user_list(config: &Config) -> Result<(), CliError> {
+    let users = accounts(config).await?.list_users().await?;
     println!("{:<36}  {:<24}  {:<32}  status", "id", "username", "email");
     for u in users {
         let status = if u.disabled { "disabled" } else { "active" };
@@ -80,23 +143,20 @@ pub async fn user_list(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// `authgate user disable|enable NAME` (by username or id). Running gateways pick it up at their
-/// next store sync (`store.sync_interval`).
-pub async fn user_set_disabled(config: &Config, who: &str, disabled: bool) -> Result<(), String> {
-    let store = open_store(config).await?;
-    let user = find_user(&store, who).await?;
-    store.set_disabled(&user.id, disabled).await.map_err(store_err)?;
-    // Running replicas: at once through the Redis bus when there is one, else at their next store sync.
-    publish(
-        config,
-        crate::store::cache::Event::User {
-            id: user.id.clone(),
-            disabled,
-            min_epoch: user.token_epoch,
-            exempt_jti: None,
-        },
-    )
-    .await?;
+/// A user by username, else by id.
+async fn find_user(accounts: &Accounts, who: &str) -> Result<User, CliError> {
+    accounts.find_user(who).await.map_err(|e| match e {
+        AccountError::UnknownUser => CliError::NoSuchUser(who.to_owned()),
+        other => other.into(),
+    })
+}
+
+/// `authgate user disable|enable NAME` (by username or id). Running gateways are told at once
+/// through the Redis bus when there is one, else at their next store sync.
+pub async fn user_set_disabled(config: &Config, who: &str, disabled: bool) -> Result<(), CliError> {
+    let accounts = accounts(config).await?;
+    let user = find_user(&accounts, who).await?;
+    warn_unless_told(accounts.set_disabled(&user, disabled).await?);
     tracing::info!(target: "authgate::audit", event = if disabled { "user_disabled" } else { "user_enabled" }, user_id = %user.id);
     println!(
         "{} user {} ({})",
@@ -107,96 +167,46 @@ pub async fn user_set_disabled(config: &Config, who: &str, disabled: bool) -> Re
     Ok(())
 }
 
-/// A user by username, else by id.
-async fn find_user(store: &Store, who: &str) -> Result<crate::store::User, String> {
-    let by_name = match normalize_username(who) {
-        Ok((_, norm)) => store.user_by_norm(&norm).await.map_err(store_err)?,
-        Err(_) => None,
-    };
-    match by_name {
-        Some(u) => Ok(u),
-        None => store
-            .user_by_id(who)
-            .await
-            .map_err(store_err)?
-            .ok_or_else(|| format!("--user: no user `{who}` (see `authgate user list`)")),
-    }
-}
-
-/// Tell running gateways through the Redis bus, when there is one.
-async fn publish(config: &Config, event: crate::store::cache::Event) -> Result<(), String> {
-    if let Some(r) = &config.redis {
-        let redis = crate::store::cache::Redis::new(r.url.expose(), r.timeout, r.token_ttl)?;
-        let connected = redis.connect().await;
-        if let crate::store::cache::Event::Token { hash } = &event
-            && connected
-        {
-            redis.del_token(hash).await;
-        }
-        if !(connected && redis.publish(&event).await) {
-            eprintln!("warning: redis unavailable; running gateways apply this at their next store sync");
-        }
-    }
-    Ok(())
-}
-
 /// `authgate token create --user U --name N [--expires-in SECS]`: the token goes to stdout once.
-pub async fn token_create(config: &Config, who: &str, name: &str, expires_in: Option<u64>) -> Result<(), String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err("--name: must be 1 to 100 characters".into());
-    }
-    if let Some(n) = expires_in
-        && !(1..=315_360_000).contains(&n)
-    {
-        return Err("--expires-in: must be 1 to 315360000 seconds".into());
-    }
-    let store = open_store(config).await?;
-    let user = find_user(&store, who).await?;
+pub async fn token_create(config: &Config, who: &str, name: &str, expires_in: Option<u64>) -> Result<(), CliError> {
+    // The rules first, so a bad flag is refused before the store is opened.
+    let name = crate::accounts::rules::token_name(name)?;
+    crate::accounts::rules::token_lifetime(expires_in)?;
+    let accounts = accounts(config).await?;
+    let user = find_user(&accounts, who).await?;
     if user.disabled {
-        return Err(format!(
-            "--user: `{}` is disabled (`authgate user enable` first)",
-            user.username
-        ));
+        return Err(CliError::UserDisabled(user.username));
     }
-    let token = crate::auth::api_token::generate();
-    let now = now_secs() as i64;
-    let row = store
-        .create_api_token(&crate::store::NewApiToken {
-            id: &Uuid::new_v4().to_string(),
-            user_id: &user.id,
-            name,
-            token_hash: &crate::auth::api_token::hash(&token),
-            created_at: now,
-            expires_at: expires_in.map(|n| now + n as i64),
-        })
-        .await
-        .map_err(store_err)?;
+    let made = accounts.create_token(&user.id, name, expires_in).await?;
+    let row = made.row;
     tracing::info!(target: "authgate::audit", event = "token_created", user_id = %user.id, token_id = %row.id, via = "cli");
     eprintln!(
         "created API token {} ({name}) for {}; it is shown once:",
         row.id, user.username
     );
-    println!("{token}");
+    println!("{}", made.secret);
     Ok(())
 }
 
 /// `authgate token revoke ID`.
-pub async fn token_revoke(config: &Config, id: &str) -> Result<(), String> {
-    let store = open_store(config).await?;
-    let (user_id, hash) = store
-        .delete_api_token_any_user(id)
-        .await
-        .map_err(store_err)?
-        .ok_or_else(|| format!("no API token with id `{id}`"))?;
-    publish(config, crate::store::cache::Event::Token { hash }).await?;
+pub async fn token_revoke(config: &Config, id: &str) -> Result<(), CliError> {
+    let accounts = accounts(config).await?;
+    let (user_id, told) = accounts.revoke_any_token(id).await.map_err(|e| match e {
+        AccountError::NoSuchToken => CliError::NoSuchToken(id.to_owned()),
+        other => other.into(),
+    })?;
+    warn_unless_told(told);
     tracing::info!(target: "authgate::audit", event = "token_revoked", user_id = %user_id, token_id = id, via = "cli");
     println!("revoked API token {id} (user {user_id})");
     Ok(())
 }
 
 /// `authgate keys generate --algorithm ALG [--kid KID] [--out DIR]`.
-pub fn keys_generate(algorithm: &str, kid: Option<&str>, out: &Path) -> Result<(), String> {
+pub fn keys_generate(algorithm: &str, kid: Option<&str>, out: &Path) -> Result<(), CliError> {
+    keys_generate_inner(algorithm, kid, out).map_err(CliError::Keys)
+}
+
+fn keys_generate_inner(algorithm: &str, kid: Option<&str>, out: &Path) -> Result<(), String> {
     let alg: JwtAlgorithm = algorithm
         .parse()
         .map_err(|_| format!("--algorithm: `{algorithm}` is not one of HS256, HS384, HS512, RS256, ES256, EdDSA"))?;

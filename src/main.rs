@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tokio::net::TcpListener;
 
 use authgate::config::{self, Config};
 use authgate::{StartError, telemetry};
@@ -131,7 +130,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match runtime.block_on(serve(config)) {
+            match runtime.block_on(authgate::serve(config, shutdown_signal())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e}");
@@ -162,7 +161,7 @@ fn log_ignored_env_vars() {
 fn operator<F, Fut>(path: &std::path::Path, command: F) -> ExitCode
 where
     F: FnOnce(Config) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<(), authgate::cli::CliError>>,
 {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -184,7 +183,7 @@ where
     report(runtime.block_on(command(config)))
 }
 
-fn report(result: Result<(), String>) -> ExitCode {
+fn report(result: Result<(), authgate::cli::CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -224,65 +223,6 @@ fn check_config(path: &std::path::Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-async fn serve(config: Config) -> Result<(), StartError> {
-    let gw = std::sync::Arc::new(authgate::Gateway::build(config).await?);
-    let config = &gw.config;
-    let main = TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            key: "server.listen",
-            addr: config.server.listen,
-            source,
-        })?;
-    let admin = TcpListener::bind(config.admin_listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            key: "admin.listen",
-            addr: config.admin_listen,
-            source,
-        })?;
-    let mode = if config.tls.is_some() { "https" } else { "plaintext" };
-    let (listen, admin_addr) = (
-        main.local_addr().unwrap_or(config.server.listen),
-        admin.local_addr().unwrap_or(config.admin_listen),
-    );
-    tracing::info!(
-        listen = %listen,
-        admin = %admin_addr,
-        mode,
-        upstream = %format_args!("{}://{}", config.upstream.scheme, config.upstream.authority),
-        store = match gw.store.kind() {
-            authgate::store::StoreKind::Sqlite => "sqlite",
-            authgate::store::StoreKind::Postgres => "postgres",
-        },
-        cache = if gw.redis.is_some() { "redis (shared by replicas)" } else { "in-process only" },
-        identity_assertion = gw.identity.as_ref().map_or("off", |a| match a.mode {
-            authgate::config::AssertionMode::Header => "X-Auth-Assertion",
-            authgate::config::AssertionMode::Bearer => "Authorization: Bearer",
-        }),
-        "authgate starting"
-    );
-    let redirect = match config.server.redirect_http {
-        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
-            key: "server.redirect_http",
-            addr,
-            source,
-        })?),
-        None => None,
-    };
-    let stop_redirect = tokio_util::sync::CancellationToken::new();
-    if let Some(listener) = redirect {
-        tokio::spawn(authgate::server::run_redirect(
-            gw.clone(),
-            listener,
-            stop_redirect.clone().cancelled_owned(),
-        ));
-    }
-    authgate::serve_gateway(gw.clone(), main, admin, shutdown_signal()).await;
-    stop_redirect.cancel();
-    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.

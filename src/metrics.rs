@@ -69,15 +69,6 @@ pub enum AuthOutcome {
     Failed,
 }
 
-impl From<crate::auth::principal::AuthMethod> for AuthOutcome {
-    fn from(m: crate::auth::principal::AuthMethod) -> Self {
-        match m {
-            crate::auth::principal::AuthMethod::Jwt => AuthOutcome::Jwt,
-            crate::auth::principal::AuthMethod::ApiToken => AuthOutcome::ApiToken,
-        }
-    }
-}
-
 impl AuthOutcome {
     const ALL: [AuthOutcome; 4] = [
         AuthOutcome::None,
@@ -142,6 +133,9 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// HTTP/2 connections cut for a control-frame flood (rapid reset, PING, SETTINGS).
     pub h2_floods: Counter,
+    /// Client-sent identity headers removed before forwarding (a spoofing attempt, or a client
+    /// that copied a backend's header).
+    pub identity_headers_stripped: Counter,
     token_lookups: Vec<Counter>,
 }
 
@@ -221,6 +215,12 @@ impl Metrics {
             "HTTP/2 connections sent GOAWAY for a control-frame flood",
             h2_floods.clone(),
         );
+        let identity_headers_stripped = Counter::default();
+        registry.register(
+            "identity_headers_stripped",
+            "Client-sent identity headers removed before forwarding",
+            identity_headers_stripped.clone(),
+        );
         let lookups = Family::<LookupLabels, Counter>::default();
         registry.register(
             "api_token_lookups",
@@ -246,6 +246,7 @@ impl Metrics {
             tls_handshake_seconds,
             open_connections,
             h2_floods,
+            identity_headers_stripped,
             token_lookups,
         }
     }

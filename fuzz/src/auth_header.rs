@@ -6,7 +6,8 @@
 //! any combination (two headers, a header and a query token, two query tokens, a `token` query
 //! name in disguise among them), and a token they return must be exactly what the request carried.
 
-use authgate::auth::{Credential, api_token, bearer, request_token};
+use authgate::auth::api_token;
+use authgate::auth::credential::{Credential, bearer, extract as request_token};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, Version, header};
 
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");

@@ -1,52 +1,20 @@
-//! Accounts: register, login, me, refresh, logout, password change.
+//! Accounts over JSON: register, login, me, refresh, logout, password change. The rules and the
+//! changes are the account service's (`crate::accounts`); this module reads fields, writes the
+//! audit line and shapes the answer.
 //!
-//! The rule this module keeps: a wrong password and an unknown user are indistinguishable (same
-//! status, body and argon2 work), no password or token is ever logged, and every change that ends
-//! sessions is written to the store before it takes effect in memory.
+//! The rule this module keeps: a wrong password and an unknown user get the same answer, and no
+//! password or token is ever logged.
 
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{ApiResponse, Ctx, json, no_content, store_err, string_field};
+use super::{ApiResponse, Ctx, account_err, json, no_content, string_field};
+use crate::accounts::AccountError;
 use crate::auth::jwt::{Issue, now_secs};
-use crate::auth::password::{PasswordError, Verdict};
-use crate::auth::principal::{AuthMethod, Principal};
-use crate::error::{AuthFailure, GatewayError};
-use crate::store::cache::Event;
-use crate::store::{StoreError, User};
-
-/// Passwords: 12 to 128 characters, any Unicode, never truncated (ASVS 2.1.1, 2.1.2).
-const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 12..=128;
-
-fn password_err(e: PasswordError) -> GatewayError {
-    match e {
-        PasswordError::Busy => GatewayError::Unavailable("Too many password checks in progress; retry"),
-        PasswordError::Failed => GatewayError::Internal,
-    }
-}
-
-use crate::username::normalize as normalize_username;
-
-fn check_password(field: &'static str, password: &str) -> Result<(), GatewayError> {
-    if !PASSWORD_CHARS.contains(&password.chars().count()) {
-        return Err(GatewayError::InvalidField {
-            field,
-            message: "must be 12 to 128 characters",
-        });
-    }
-    Ok(())
-}
-
-fn check_email(email: &str) -> Result<(), GatewayError> {
-    if email.len() > 254 || !email_address::EmailAddress::is_valid(email) {
-        return Err(GatewayError::InvalidField {
-            field: "email",
-            message: "is not a valid email address",
-        });
-    }
-    Ok(())
-}
+use crate::auth::principal::Principal;
+use crate::error::GatewayError;
+use crate::store::User;
 
 fn audit(ctx: &Ctx<'_>, event: &'static str, user_id: Option<&str>) {
     tracing::info!(
@@ -59,54 +27,17 @@ fn audit(ctx: &Ctx<'_>, event: &'static str, user_id: Option<&str>) {
     );
 }
 
-/// A username being registered; released when dropped.
-struct NameClaim<'a> {
-    gw: &'a crate::Gateway,
-    name: String,
-}
-
-impl<'a> NameClaim<'a> {
-    fn take(gw: &'a crate::Gateway, name: &str) -> Option<NameClaim<'a>> {
-        let mut names = gw.registering.lock().ok()?;
-        names.insert(name.to_owned()).then(|| NameClaim {
-            gw,
-            name: name.to_owned(),
-        })
-    }
-}
-
-impl Drop for NameClaim<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut names) = self.gw.registering.lock() {
-            names.remove(&self.name);
-        }
-    }
-}
-
 /// `POST /api/auth/register {username, password, email}` → 201 `{user_id, username, email}`.
 pub async fn register(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, GatewayError> {
-    let (username, norm) = normalize_username(string_field(&body, "username")?)?;
+    let username = string_field(&body, "username")?;
     let password = string_field(&body, "password")?;
-    let email = string_field(&body, "email")?.trim();
-    check_password("password", password)?;
-    check_email(email)?;
-    let gw = ctx.gw;
-    // One registration per name at a time on this replica: concurrent duplicates are answered at
-    // once instead of each paying for an argon2 hash. Across replicas the unique index settles it.
-    let _claim = NameClaim::take(gw, &norm).ok_or(GatewayError::Conflict("Username already registered"))?;
-    // A look-alike of a taken name (Cyrillic `а` for Latin `a`) is taken too.
-    if gw.store.name_taken(&username, &norm).await.map_err(store_err)? {
-        return Err(GatewayError::Conflict("Username already registered"));
-    }
-    let hash = gw.passwords.hash(password.to_owned()).await.map_err(password_err)?;
-    let user = gw
-        .store
-        .add_user(&username, &norm, email, &hash)
+    let email = string_field(&body, "email")?;
+    let user = ctx
+        .api
+        .accounts
+        .register(username, email, password)
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict => GatewayError::Conflict("Username already registered"),
-            other => store_err(other),
-        })?;
+        .map_err(account_err)?;
     audit(ctx, "register", Some(&user.id));
     Ok(json(
         StatusCode::CREATED,
@@ -117,18 +48,17 @@ pub async fn register(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, Gateway
 /// A fresh access token for `user`, answered as login does: exactly the seed's fields, and the
 /// token again in an `Authorization` response header.
 fn token_response(ctx: &Ctx<'_>, user: &User) -> Result<ApiResponse, GatewayError> {
-    let cfg = &ctx.gw.config.jwt;
+    let sessions = &ctx.api.sessions;
     let jti = Uuid::new_v4().simple().to_string();
-    let token = ctx
-        .gw
+    let token = sessions
         .signer
         .sign(&Issue {
             sub: &user.id,
             jti: &jti,
             iat: now_secs(),
-            ttl: cfg.expiration,
-            issuer: cfg.issuer.as_deref().unwrap_or("authgate"),
-            audience: cfg.audience.as_deref(),
+            ttl: sessions.expiration,
+            issuer: &sessions.issuer,
+            audience: sessions.audience.as_deref(),
             epoch: user.token_epoch,
         })
         .map_err(|e| {
@@ -137,7 +67,7 @@ fn token_response(ctx: &Ctx<'_>, user: &User) -> Result<ApiResponse, GatewayErro
         })?;
     let mut resp = json(
         StatusCode::OK,
-        &json!({"access_token": token, "token_type": "bearer", "expires_in": cfg.expiration.as_secs()}),
+        &json!({"access_token": token, "token_type": "bearer", "expires_in": sessions.expiration.as_secs()}),
     );
     if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
         resp.headers_mut().insert(header::AUTHORIZATION, v);
@@ -147,80 +77,29 @@ fn token_response(ctx: &Ctx<'_>, user: &User) -> Result<ApiResponse, GatewayErro
 
 /// `POST /api/auth/login {username, password}` → 200 `{access_token, token_type, expires_in}`.
 pub async fn login(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, GatewayError> {
-    let raw_username = string_field(&body, "username")?;
+    let username = string_field(&body, "username")?;
     let password = string_field(&body, "password")?;
-    let gw = ctx.gw;
-    let norm = normalize_username(raw_username).ok().map(|(_, n)| n);
-    // Unknown and malformed names are limited under their own key, like real ones.
-    let limit_key = norm.clone().unwrap_or_else(|| raw_username.trim().to_lowercase());
-    gw.login_allowed(&limit_key, ctx.client)
-        .await
-        .map_err(|retry_after| GatewayError::TooManyRequests { retry_after })?;
-
-    let user = match &norm {
-        Some(n) => gw.store.user_by_norm(n).await.map_err(store_err)?,
-        None => None,
-    };
-    let verdict = match &user {
-        Some(u) => gw
-            .passwords
-            .verify(password.to_owned(), u.password_hash.clone())
-            .await
-            .map_err(password_err)?,
-        None => {
-            gw.passwords
-                .verify_dummy(password.to_owned())
-                .await
-                .map_err(password_err)?;
-            Verdict {
-                ok: false,
-                needs_rehash: false,
-            }
+    match ctx.api.accounts.sign_in(username, password, ctx.client).await {
+        Ok(user) => {
+            audit(ctx, "login_success", Some(&user.id));
+            token_response(ctx, &user)
         }
-    };
-    let user = match user {
-        Some(u) if verdict.ok && !u.disabled && !gw.revocations.is_disabled(&u.id) => u,
-        other => {
-            gw.login_failed(&limit_key, ctx.client).await;
-            audit(ctx, "login_failure", other.as_ref().map(|u| u.id.as_str()));
-            return Err(GatewayError::BadCredentials);
+        Err(AccountError::BadCredentials(user_id)) => {
+            audit(ctx, "login_failure", user_id.as_deref());
+            Err(GatewayError::BadCredentials)
         }
-    };
-    gw.login_succeeded(&limit_key).await;
-    if verdict.needs_rehash {
-        let (gw, id, password) = (gw.clone(), user.id.clone(), password.to_owned());
-        tokio::spawn(async move {
-            match gw.passwords.hash(password).await {
-                Ok(hash) => match gw.store.set_password_hash(&id, &hash).await {
-                    Ok(()) => {
-                        tracing::info!(user_id = %id, "password hash upgraded to current parameters")
-                    }
-                    Err(e) => {
-                        tracing::warn!(user_id = %id, error = %e, "password hash upgrade not stored")
-                    }
-                },
-                Err(e) => tracing::warn!(user_id = %id, error = %e, "password hash upgrade failed"),
-            }
-        });
+        Err(e) => Err(account_err(e)),
     }
-    audit(ctx, "login_success", Some(&user.id));
-    token_response(ctx, &user)
-}
-
-/// The caller's user row; a token for a user that no longer exists is refused.
-async fn current_user(ctx: &Ctx<'_>, p: &Principal) -> Result<User, GatewayError> {
-    ctx.gw
-        .store
-        .user_by_id(p.user_id.as_str())
-        .await
-        .map_err(store_err)?
-        .filter(|u| !u.disabled)
-        .ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))
 }
 
 /// `GET /api/auth/me`.
 pub async fn me(ctx: &Ctx<'_>, p: &Principal) -> Result<ApiResponse, GatewayError> {
-    let u = current_user(ctx, p).await?;
+    let u = ctx
+        .api
+        .accounts
+        .current_user(p.user_id.as_str())
+        .await
+        .map_err(account_err)?;
     let created = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u.created_at.max(0) as u64);
     Ok(json(
         StatusCode::OK,
@@ -239,7 +118,12 @@ pub async fn me(ctx: &Ctx<'_>, p: &Principal) -> Result<ApiResponse, GatewayErro
 
 /// `POST /api/auth/refresh` → a new token, shaped like login's.
 pub async fn refresh(ctx: &Ctx<'_>, p: &Principal) -> Result<ApiResponse, GatewayError> {
-    let u = current_user(ctx, p).await?;
+    let u = ctx
+        .api
+        .accounts
+        .current_user(p.user_id.as_str())
+        .await
+        .map_err(account_err)?;
     audit(ctx, "refresh", Some(&u.id));
     token_response(ctx, &u)
 }
@@ -256,32 +140,14 @@ pub async fn logout(ctx: &Ctx<'_>, p: &Principal, body: &Value) -> Result<ApiRes
             });
         }
     };
-    let gw = ctx.gw;
     let uid = p.user_id.as_str();
     if all {
-        let epoch = gw.store.bump_token_epoch(uid).await.map_err(store_err)?;
-        let gate = gw.revocations.user(uid);
-        gw.broadcast(Event::User {
-            id: uid.to_owned(),
-            disabled: gate.disabled,
-            min_epoch: epoch,
-            exempt_jti: None,
-        })
-        .await;
+        ctx.api.accounts.logout_all(uid).await.map_err(account_err)?;
         audit(ctx, "logout_all", Some(uid));
-        return Ok(no_content());
+    } else {
+        ctx.api.accounts.logout(p).await.map_err(account_err)?;
+        audit(ctx, "logout", Some(uid));
     }
-    let (Some(jti), Some(exp), AuthMethod::Jwt) = (&p.jti, p.exp, p.method) else {
-        return Err(GatewayError::InvalidRequest(
-            "This credential has no session to end; revoke API tokens with DELETE /api/auth/tokens/{id}",
-        ));
-    };
-    gw.store
-        .revoke_jti(jti, uid, i64::try_from(exp).unwrap_or(i64::MAX))
-        .await
-        .map_err(store_err)?;
-    gw.broadcast(Event::Jti { jti: jti.clone(), exp }).await;
-    audit(ctx, "logout", Some(uid));
     Ok(no_content())
 }
 
@@ -289,32 +155,16 @@ pub async fn logout(ctx: &Ctx<'_>, p: &Principal, body: &Value) -> Result<ApiRes
 pub async fn change_password(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Result<ApiResponse, GatewayError> {
     let current = string_field(&body, "current_password")?;
     let new = string_field(&body, "new_password")?;
-    check_password("new_password", new)?;
-    let gw = ctx.gw;
-    let user = current_user(ctx, p).await?;
-    gw.login_allowed(&user.username_norm, ctx.client)
-        .await
-        .map_err(|retry_after| GatewayError::TooManyRequests { retry_after })?;
-    let verdict = gw
-        .passwords
-        .verify(current.to_owned(), user.password_hash.clone())
-        .await
-        .map_err(password_err)?;
-    if !verdict.ok {
-        gw.login_failed(&user.username_norm, ctx.client).await;
-        audit(ctx, "password_change_failure", Some(&user.id));
-        return Err(GatewayError::Forbidden("Current password is incorrect"));
+    let uid = p.user_id.as_str();
+    match ctx.api.accounts.change_password(p, current, new, ctx.client).await {
+        Ok(_) => {
+            audit(ctx, "password_change", Some(uid));
+            Ok(no_content())
+        }
+        Err(e @ AccountError::WrongPassword) => {
+            audit(ctx, "password_change_failure", Some(uid));
+            Err(account_err(e))
+        }
+        Err(e) => Err(account_err(e)),
     }
-    let hash = gw.passwords.hash(new.to_owned()).await.map_err(password_err)?;
-    gw.store.set_password_hash(&user.id, &hash).await.map_err(store_err)?;
-    let epoch = gw.store.bump_token_epoch(&user.id).await.map_err(store_err)?;
-    gw.broadcast(Event::User {
-        id: user.id.clone(),
-        disabled: false,
-        min_epoch: epoch,
-        exempt_jti: p.jti.clone(),
-    })
-    .await;
-    audit(ctx, "password_change", Some(&user.id));
-    Ok(no_content())
 }

@@ -17,15 +17,33 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::Gateway;
-use crate::error::GatewayError;
+use crate::accounts::{AccountError, Accounts};
+use crate::auth::Authenticator;
+use crate::auth::jwt::SigningKey;
+use crate::auth::principal::Principal;
+use crate::error::{AuthFailure, GatewayError};
 
 /// The largest request body an auth endpoint reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// What the handlers work with, built once at start-up.
+pub struct Api {
+    pub accounts: Arc<Accounts>,
+    pub authn: Arc<Authenticator>,
+    pub sessions: Sessions,
+}
+
+/// How a login session's access token is made: the signing key and the `[jwt]` claims.
+pub struct Sessions {
+    pub signer: SigningKey,
+    pub expiration: std::time::Duration,
+    pub issuer: String,
+    pub audience: Option<String>,
+}
+
 /// What every handler needs to know about the request besides its body.
 pub struct Ctx<'a> {
-    pub gw: &'a Arc<Gateway>,
+    pub api: &'a Api,
     /// The TCP peer.
     pub peer: IpAddr,
     /// The client behind it when the peer is a trusted proxy (see `proxy::headers::client_ip`);
@@ -40,54 +58,45 @@ pub type ApiResponse = Response<Full<Bytes>>;
 pub async fn handle(
     ctx: &Ctx<'_>,
     req: Request<Incoming>,
-    authenticated: &mut Option<crate::auth::principal::Principal>,
+    authenticated: &mut Option<Principal>,
 ) -> Result<ApiResponse, GatewayError> {
     let path = req.uri().path().trim_end_matches('/');
     let endpoint = path.strip_prefix("/api/auth").unwrap_or(path);
     let method = req.method().clone();
+    // Every endpoint but register and login needs a credential; those two ignore any.
+    let caller = |req| caller(ctx.api, req);
     match (endpoint, &method) {
         ("/register", &Method::POST) => accounts::register(ctx, read_json(req).await?).await,
         ("/login", &Method::POST) => accounts::login(ctx, read_json(req).await?).await,
         ("/me", &Method::GET) => {
-            let p = crate::auth::authenticate(ctx.gw, &req).await?;
-            *authenticated = Some(p.clone());
-            accounts::me(ctx, &p).await
+            let p = authenticated.insert(caller(&req).await?);
+            accounts::me(ctx, p).await
         }
         ("/refresh", &Method::POST) => {
-            let p = crate::auth::authenticate(ctx.gw, &req).await?;
-            *authenticated = Some(p.clone());
-            session_only(&p)?;
-            accounts::refresh(ctx, &p).await
+            let p = session_only(authenticated.insert(caller(&req).await?))?;
+            accounts::refresh(ctx, p).await
         }
         ("/logout", &Method::POST) => {
-            let p = crate::auth::authenticate(ctx.gw, &req).await?;
-            *authenticated = Some(p.clone());
-            session_only(&p)?;
+            let p = session_only(authenticated.insert(caller(&req).await?))?;
             let body = read_optional_json(req).await?;
-            accounts::logout(ctx, &p, &body).await
+            accounts::logout(ctx, p, &body).await
         }
         ("/password", &Method::POST) => {
-            let p = crate::auth::authenticate(ctx.gw, &req).await?;
-            *authenticated = Some(p.clone());
-            session_only(&p)?;
-            accounts::change_password(ctx, &p, read_json(req).await?).await
+            let p = session_only(authenticated.insert(caller(&req).await?))?;
+            accounts::change_password(ctx, p, read_json(req).await?).await
         }
         ("/tokens", &Method::POST) => {
-            let p = crate::auth::authenticate(ctx.gw, &req).await?;
-            *authenticated = Some(p.clone());
-            session_only(&p)?;
-            tokens::create(ctx, &p, read_json(req).await?).await
+            let p = session_only(authenticated.insert(caller(&req).await?))?;
+            tokens::create(ctx, p, read_json(req).await?).await
         }
         ("/tokens", &Method::GET) => {
-            let p = crate::auth::authenticate(ctx.gw, &req).await?;
-            *authenticated = Some(p.clone());
-            tokens::list(ctx, &p).await
+            let p = authenticated.insert(caller(&req).await?);
+            tokens::list(ctx, p).await
         }
         (e, &Method::DELETE) if e.starts_with("/tokens/") => {
             let id = e.trim_start_matches("/tokens/").to_owned();
-            let p = crate::auth::authenticate(ctx.gw, &req).await?;
-            *authenticated = Some(p.clone());
-            tokens::delete(ctx, &p, &id).await
+            let p = authenticated.insert(caller(&req).await?);
+            tokens::delete(ctx, p, &id).await
         }
         ("/register" | "/login" | "/me" | "/refresh" | "/logout" | "/password" | "/tokens", _) => {
             Err(GatewayError::MethodNotAllowed)
@@ -96,14 +105,19 @@ pub async fn handle(
     }
 }
 
+/// The caller of an endpoint that needs a credential.
+async fn caller(api: &Api, req: &Request<Incoming>) -> Result<Principal, GatewayError> {
+    api.authn.authenticate(req).await.map(|a| a.principal)
+}
+
 /// Refresh, logout (one or all), password change and token creation act on the login itself, so
 /// they need an interactive session: a JWT from login or refresh. An API token is a program's
 /// credential; were it allowed here, a stolen one could mint a login JWT, and through it new
 /// ten-year tokens that outlive its own deletion and a logout-all.
-fn session_only(p: &crate::auth::principal::Principal) -> Result<(), GatewayError> {
+fn session_only(p: &Principal) -> Result<&Principal, GatewayError> {
     use crate::auth::principal::AuthMethod;
     match p.method {
-        AuthMethod::Jwt => Ok(()),
+        AuthMethod::Jwt => Ok(p),
         AuthMethod::ApiToken => Err(GatewayError::Forbidden(
             "This endpoint needs a login session (a JWT from /api/auth/login); an API token cannot refresh, log out, change the password or create tokens",
         )),
@@ -184,6 +198,25 @@ pub fn store_err(e: crate::store::StoreError) -> GatewayError {
             tracing::error!(%detail, "store unavailable");
             GatewayError::Unavailable("The account store is unavailable")
         }
+    }
+}
+
+/// An account service refusal as the client sees it.
+pub fn account_err(e: AccountError) -> GatewayError {
+    match e {
+        AccountError::Invalid { field, message } => GatewayError::InvalidField { field, message },
+        AccountError::NameTaken => GatewayError::Conflict("Username already registered"),
+        AccountError::BadCredentials(_) => GatewayError::BadCredentials,
+        AccountError::TooManyAttempts(retry_after) => GatewayError::TooManyRequests { retry_after },
+        AccountError::WrongPassword => GatewayError::Forbidden("Current password is incorrect"),
+        AccountError::UnknownUser | AccountError::Disabled => GatewayError::Unauthenticated(AuthFailure::UnknownToken),
+        AccountError::NoSuchToken => GatewayError::NotFound,
+        AccountError::NoSession => GatewayError::InvalidRequest(
+            "This credential has no session to end; revoke API tokens with DELETE /api/auth/tokens/{id}",
+        ),
+        AccountError::Busy => GatewayError::Unavailable("Too many password checks in progress; retry"),
+        AccountError::Hashing => GatewayError::Internal,
+        AccountError::Store(e) => store_err(e),
     }
 }
 

@@ -1,4 +1,5 @@
-//! API tokens for programs (RAGFlow's `new_token`): create, list, delete.
+//! API tokens for programs (RAGFlow's `new_token`): create, list, delete. The rules and the
+//! changes are the account service's; this module reads fields and shapes the answer.
 //!
 //! The rule this module keeps: the secret is returned once, at creation, and never again; only its
 //! SHA-256 is stored. Tokens are created from an interactive session (a JWT), not by another API
@@ -6,17 +7,11 @@
 
 use http::StatusCode;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-use super::{ApiResponse, Ctx, json, no_content, store_err, string_field};
-use crate::auth::api_token;
-use crate::auth::jwt::now_secs;
+use super::{ApiResponse, Ctx, account_err, json, no_content, string_field};
 use crate::auth::principal::{AuthMethod, Principal};
 use crate::error::GatewayError;
-use crate::store::{ApiTokenRow, NewApiToken};
-
-/// The longest lifetime a token may ask for: ten years.
-const MAX_EXPIRES_IN: u64 = 10 * 365 * 24 * 3600;
+use crate::store::ApiTokenRow;
 
 fn time(secs: Option<i64>) -> Value {
     match secs {
@@ -46,41 +41,19 @@ pub async fn create(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Result<ApiResp
             "API tokens are created from a login session, not by another API token",
         ));
     }
-    let name = string_field(&body, "name")?.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(GatewayError::InvalidField {
-            field: "name",
-            message: "must be 1 to 100 characters",
-        });
-    }
+    let name = string_field(&body, "name")?;
     let expires_in = match body.get("expires_in") {
         None | Some(Value::Null) => None,
-        Some(v) => match v.as_u64() {
-            Some(n) if (1..=MAX_EXPIRES_IN).contains(&n) => Some(n),
-            _ => {
-                return Err(GatewayError::InvalidField {
-                    field: "expires_in",
-                    message: "must be a whole number of seconds from 1 to 315360000",
-                });
-            }
-        },
+        // Not a whole number of seconds at all: refused with the lifetime rule's own message.
+        Some(v) => Some(v.as_u64().unwrap_or(0)),
     };
-    let token = api_token::generate();
-    let id = Uuid::new_v4().to_string();
-    let now = now_secs() as i64;
-    let row = ctx
-        .gw
-        .store
-        .create_api_token(&NewApiToken {
-            id: &id,
-            user_id: p.user_id.as_str(),
-            name,
-            token_hash: &api_token::hash(&token),
-            created_at: now,
-            expires_at: expires_in.map(|n| now + n as i64),
-        })
+    let made = ctx
+        .api
+        .accounts
+        .create_token(p.user_id.as_str(), name, expires_in)
         .await
-        .map_err(store_err)?;
+        .map_err(account_err)?;
+    let (row, token) = (made.row, made.secret);
     tracing::info!(
         target: "authgate::audit",
         event = "token_created",
@@ -105,27 +78,21 @@ pub async fn create(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Result<ApiResp
 /// `GET /api/auth/tokens` → 200 `[{id, name, created_at, last_used_at, expires_at}]`, no secrets.
 pub async fn list(ctx: &Ctx<'_>, p: &Principal) -> Result<ApiResponse, GatewayError> {
     let rows = ctx
-        .gw
-        .store
-        .list_api_tokens(p.user_id.as_str())
+        .api
+        .accounts
+        .list_tokens(p.user_id.as_str())
         .await
-        .map_err(store_err)?;
+        .map_err(account_err)?;
     Ok(json(StatusCode::OK, &Value::Array(rows.iter().map(listed).collect())))
 }
 
 /// `DELETE /api/auth/tokens/{id}` → 204, or 404 when the caller has no such token.
 pub async fn delete(ctx: &Ctx<'_>, p: &Principal, id: &str) -> Result<ApiResponse, GatewayError> {
-    if id.is_empty() || id.len() > 64 {
-        return Err(GatewayError::NotFound);
-    }
-    let hash = ctx
-        .gw
-        .store
-        .delete_api_token(p.user_id.as_str(), id)
+    ctx.api
+        .accounts
+        .revoke_token(p.user_id.as_str(), id)
         .await
-        .map_err(store_err)?
-        .ok_or(GatewayError::NotFound)?;
-    ctx.gw.broadcast_token_revoked(&hash).await;
+        .map_err(account_err)?;
     tracing::info!(
         target: "authgate::audit",
         event = "token_revoked",

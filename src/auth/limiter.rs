@@ -136,6 +136,63 @@ impl LoginLimiter {
     }
 }
 
+/// The login limits as a replica set applies them: counts shared through Redis when there is one
+/// (so an attacker cannot spread attempts over replicas), and this replica's own table otherwise
+/// or while Redis is down. Used by every way of signing in.
+pub struct LoginLimits {
+    local: LoginLimiter,
+    redis: Option<std::sync::Arc<crate::store::cache::Redis>>,
+}
+
+impl LoginLimits {
+    pub fn new(config: LimiterConfig, redis: Option<std::sync::Arc<crate::store::cache::Redis>>) -> Self {
+        LoginLimits {
+            local: LoginLimiter::new(config),
+            redis,
+        }
+    }
+
+    /// `Err(retry_after)` when this account or IP has failed too often.
+    pub async fn allowed(&self, account: &str, ip: IpAddr) -> Result<(), Duration> {
+        let c = self.local.config();
+        if let Some(redis) = &self.redis
+            && let Some((a, at, i, it)) = redis.failures(account, &ip.to_string()).await
+        {
+            let wait = |ttl: i64| Duration::from_secs(u64::try_from(ttl).unwrap_or(0).max(1));
+            if a >= c.max_failures_per_account {
+                return Err(wait(at));
+            }
+            if i >= c.max_failures_per_ip {
+                return Err(wait(it));
+            }
+            return Ok(());
+        }
+        self.local.check(account, ip)
+    }
+
+    pub async fn failed(&self, account: &str, ip: IpAddr) {
+        // Counted locally too, so an outage of Redis still has recent history to go on.
+        self.local.record_failure(account, ip);
+        if let Some(redis) = &self.redis {
+            redis
+                .record_failure(account, &ip.to_string(), self.local.config().window)
+                .await;
+        }
+    }
+
+    pub async fn succeeded(&self, account: &str) {
+        self.local.record_success(account);
+        if let Some(redis) = &self.redis {
+            redis.clear_account(account).await;
+        }
+    }
+
+    /// Drop expired windows from this replica's table.
+    pub fn sweep(&self) {
+        self.local.sweep();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,15 @@ impl AuthMethod {
     }
 }
 
+impl From<AuthMethod> for crate::metrics::AuthOutcome {
+    fn from(m: AuthMethod) -> Self {
+        match m {
+            AuthMethod::Jwt => crate::metrics::AuthOutcome::Jwt,
+            AuthMethod::ApiToken => crate::metrics::AuthOutcome::ApiToken,
+        }
+    }
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Principal {

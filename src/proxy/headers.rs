@@ -1,9 +1,10 @@
 //! Header rewriting between client and backend: what is stripped, what is injected.
 //!
-//! The rule this module keeps (after linkerd2-proxy): the trusted identity is set in one function,
-//! [`rewrite_request`], which always removes whatever the client sent first (any spelling of
-//! `X-User-Id`, with `_` read as `-`), removes every credential, and only then inserts the
-//! gateway's own headers, so `Connection` can never remove a header the gateway adds.
+//! The rule this module keeps (after linkerd2-proxy): [`rewrite_request`], called only by the
+//! identity step (`proxy::identity`), always removes whatever the client sent first (any spelling
+//! of `X-User-Id`, with `_` read as `-`, and every credential the authenticator named), and only
+//! then inserts the gateway's own headers, so `Connection` can never remove a header the gateway
+//! adds.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -28,12 +29,8 @@ static HOP_BY_HOP: [HeaderName; 10] = [
     HeaderName::from_static("http2-settings"),
 ];
 
-/// Credentials the gateway consumes (RFC 9110 §11.6.2, §11.7.2, and the API-key header).
-static CREDENTIALS: [HeaderName; 3] = [
-    header::AUTHORIZATION,
-    header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("x-api-key"),
-];
+/// Credentials the gateway consumes: the authenticator's list (`auth::credential::HEADERS`).
+use crate::auth::credential::HEADERS as CREDENTIALS;
 
 /// Headers only the gateway may set: a client's copy is always dropped. (Every other
 /// `X-Forwarded-*` but `X-Forwarded-For` is dropped too; see [`rewrite_request`].)
@@ -190,6 +187,10 @@ pub struct Forwarding<'a> {
     pub upgrade: bool,
     /// `auth.identity_headers`: more identity names to strip.
     pub extra_identity: &'a [Box<str>],
+    /// The credential material the authenticator found: its headers are dropped here.
+    pub strip: crate::auth::Strip,
+    /// The peer's address, for the log line about stripped identity headers.
+    pub peer_ip: IpAddr,
 }
 
 /// Rewrite a request's headers for the backend. Returns how many client identity headers were dropped.
@@ -206,7 +207,7 @@ pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
             spoofed += 1;
             return true;
         }
-        CREDENTIALS.contains(name)
+        fwd.strip.headers().contains(name)
             || GATEWAY_OWNED.contains(name)
             // The backend is reached by its own authority; the client's goes in X-Forwarded-Host.
             || name == header::HOST
@@ -369,6 +370,8 @@ mod tests {
             request_id: rid,
             upgrade: false,
             extra_identity: &[],
+            strip: crate::auth::Strip { query_token: false },
+            peer_ip: IpAddr::from([10, 0, 0, 9]),
         }
     }
 

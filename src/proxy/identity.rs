@@ -1,136 +1,93 @@
-//! The signed identity assertion (`[upstream.identity]`): a short-lived JWT, signed with the
-//! gateway's own assertion key, that tells the backend who the caller is in a form it can verify
-//! against the gateway's JWKS instead of trusting a header.
+//! The identity step: the one place where a request loses every identity and credential the
+//! client sent and gains the gateway's own.
 //!
-//! The rule this module keeps: the assertion key is asymmetric (the backend holds only the public
-//! half), and an assertion is reused for at most half its lifetime, so a backend never receives one
-//! with less than `ttl / 2` left and the signing cost is paid about once per user per `ttl / 2`.
+//! The rule this module keeps (after linkerd2-proxy): removal always comes first and insertion
+//! second, in one function, [`IdentityStep::apply`]. It removes every client-sent identity header
+//! (any spelling, `auth.identity_headers` included), every credential the authenticator named
+//! (its headers, and the query `token` of a WebSocket handshake), then sets `X-User-Id` and, when
+//! `[upstream.identity]` is set, the signed assertion. What it removed is counted and logged.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use http::header::{self, HeaderMap};
+use http::request::Parts;
+use http::uri::PathAndQuery;
 
-use http::HeaderValue;
-use jsonwebtoken::EncodingKey;
-use jsonwebtoken::jwk::Jwk;
-use serde::Serialize;
-
-use crate::auth::jwt::now_secs;
-use crate::auth::principal::UserId;
-use crate::config::{AssertionMode, IdentityConfig};
+use super::assertion::Asserter;
+use super::headers::{self, Forwarding};
+use crate::auth::principal::Principal;
+use crate::config::AssertionMode;
+use crate::error::GatewayError;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// Assertions kept at most; past this the cache starts over (a burst of distinct users).
-const CACHE_MAX: usize = 10_000;
-
-pub struct Asserter {
-    pub mode: AssertionMode,
-    key: EncodingKey,
-    header: jsonwebtoken::Header,
-    /// The public half, published in the JWKS.
-    pub jwk: Jwk,
-    ttl: u64,
-    issuer: String,
-    audience: Option<String>,
-    /// By user id: (reuse until, header value).
-    cache: Mutex<HashMap<String, (u64, HeaderValue)>>,
+/// What the backend is told about the caller, built once at start-up.
+pub struct IdentityStep {
+    /// Signs the identity assertion, when `[upstream.identity]` is set.
+    asserter: Option<Asserter>,
+    /// Where the assertion reads the user's name and email.
+    store: Store,
 }
 
-#[derive(Serialize)]
-struct Claims<'a> {
-    sub: &'a str,
-    uuid: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    username: Option<&'a str>,
-    /// The username again, under the name RAG Modulo's middleware reads.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email: Option<&'a str>,
-    iat: u64,
-    exp: u64,
-    iss: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    aud: Option<&'a str>,
-}
-
-impl Asserter {
-    /// Load (or, in development, generate) the assertion key.
-    pub fn load(cfg: &IdentityConfig) -> Result<Asserter, String> {
-        if cfg.generate_if_missing && !cfg.private_key.exists() {
-            let (pem, _) = crate::auth::keys::generate(cfg.algorithm)?;
-            crate::tls::write_private(&cfg.private_key, pem.as_bytes())
-                .map_err(|e| format!("upstream.identity.private_key: {e}"))?;
-            tracing::warn!(key = %cfg.private_key.display(), "generated an identity assertion key");
-        }
-        let pem = std::fs::read(&cfg.private_key).map_err(|e| {
-            format!(
-                "upstream.identity.private_key: cannot read {}: {e} (create one with `authgate keys generate --algorithm {}`)",
-                cfg.private_key.display(),
-                cfg.algorithm
-            )
-        })?;
-        let (key, mut jwk) = crate::auth::keys::private_key(cfg.algorithm, &pem).map_err(|e| {
-            format!(
-                "upstream.identity.private_key: {} is not a {} PKCS#8 PEM key: {e}",
-                cfg.private_key.display(),
-                cfg.algorithm
-            )
-        })?;
-        // The kid is the key's thumbprint: stable across restarts, new when the key changes.
-        let thumbprint = jwk
-            .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
-            .map_err(|e| format!("upstream.identity.private_key: {e}"))?;
-        let kid = format!("assertion-{}", thumbprint.get(..16).unwrap_or(&thumbprint));
-        jwk.common.key_id = Some(kid.clone());
-        jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
-        let mut header = jsonwebtoken::Header::new(cfg.algorithm.to_jsonwebtoken());
-        header.kid = Some(kid);
-        Ok(Asserter {
-            mode: cfg.mode,
-            key,
-            header,
-            jwk,
-            ttl: cfg.ttl.as_secs().max(2),
-            issuer: cfg.issuer.clone(),
-            audience: cfg.audience.clone(),
-            cache: Mutex::new(HashMap::new()),
-        })
+impl IdentityStep {
+    pub fn new(asserter: Option<Asserter>, store: Store) -> IdentityStep {
+        IdentityStep { asserter, store }
     }
 
-    /// The assertion for `user`, as a header value in the configured mode.
-    pub async fn assertion(&self, store: &Store, user: &UserId) -> Result<HeaderValue, String> {
-        let now = now_secs();
-        if let Ok(cache) = self.cache.lock()
-            && let Some((until, value)) = cache.get(user.as_str())
-            && now < *until
-        {
-            return Ok(value.clone());
-        }
-        // Users minted elsewhere (a shared secret) have no account here: sub and uuid only.
-        let account = store.user_by_id(user.as_str()).await.map_err(|e| e.to_string())?;
-        let claims = Claims {
-            sub: user.as_str(),
-            uuid: user.as_str(),
-            username: account.as_ref().map(|u| u.username.as_str()),
-            name: account.as_ref().map(|u| u.username.as_str()),
-            email: account.as_ref().map(|u| u.email.as_str()),
-            iat: now,
-            exp: now + self.ttl,
-            iss: &self.issuer,
-            aud: self.audience.as_deref(),
+    /// The assertion's mode, for the start-up banner.
+    pub fn assertion_mode(&self) -> Option<AssertionMode> {
+        self.asserter.as_ref().map(|a| a.mode)
+    }
+
+    /// Remove every client identity and credential from `parts`, then set ours for `who` (nobody
+    /// on a public route; `fwd.user` is `who`'s id). Returns the request target to forward: the
+    /// client's, less its query credential.
+    pub async fn apply(
+        &self,
+        parts: &mut Parts,
+        fwd: &Forwarding<'_>,
+        who: Option<&Principal>,
+        metrics: &Metrics,
+    ) -> Result<PathAndQuery, GatewayError> {
+        let target = match fwd.strip.target(&parts.uri) {
+            Some(stripped) => stripped.map_err(|_| GatewayError::InvalidRequest("Invalid request target"))?,
+            None => parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
         };
-        let jwt = jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| e.to_string())?;
-        let text = match self.mode {
-            AssertionMode::Header => jwt,
-            AssertionMode::Bearer => format!("Bearer {jwt}"),
-        };
-        let value = HeaderValue::from_str(&text).map_err(|e| e.to_string())?;
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(user.as_str().to_owned(), (now + self.ttl / 2, value.clone()));
+        let spoofed = headers::rewrite_request(&mut parts.headers, fwd);
+        if spoofed > 0 {
+            metrics.identity_headers_stripped.inc_by(spoofed as u64);
+            tracing::warn!(
+                count = spoofed,
+                request_id = fwd.request_id.to_str().unwrap_or("-"),
+                peer = %fwd.peer_ip,
+                "stripped client-sent identity header"
+            );
         }
-        Ok(value)
+        if let Some(p) = who {
+            self.insert(&mut parts.headers, p).await?;
+        }
+        Ok(target)
+    }
+
+    /// Add the signed assertion for `p`, when one is configured (`X-User-Id` is written by the
+    /// header pass, after its removals).
+    async fn insert(&self, headers: &mut HeaderMap, p: &Principal) -> Result<(), GatewayError> {
+        let Some(asserter) = &self.asserter else {
+            return Ok(());
+        };
+        let value = Box::pin(asserter.assertion(&self.store, &p.user_id))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot sign the identity assertion");
+                GatewayError::Unavailable("identity assertion unavailable")
+            })?;
+        let name = match asserter.mode {
+            AssertionMode::Header => headers::X_AUTH_ASSERTION.clone(),
+            AssertionMode::Bearer => header::AUTHORIZATION,
+        };
+        headers.insert(name, value);
+        Ok(())
     }
 }

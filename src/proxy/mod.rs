@@ -9,6 +9,7 @@
 //! The rule this module keeps: a request reaches the backend only through [`forward`], and only
 //! after phase 2 said yes or the route is public. Nothing here buffers a body.
 
+pub mod assertion;
 pub mod body;
 pub mod headers;
 pub mod identity;
@@ -20,17 +21,47 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::Gateway;
+use crate::api::Api;
 use crate::auth::principal::Principal;
+use crate::auth::{Authenticated, Authenticator};
+use crate::config::LimitsConfig;
 use crate::error::GatewayError;
-use crate::metrics::AuthOutcome;
-use crate::routes::{self, RouteClass};
+use crate::metrics::{AuthOutcome, Metrics};
+use crate::routes::{self, PublicPaths, RouteClass};
+
+/// The request pipeline and what it works with, built once at start-up: route, authenticate,
+/// identity step, forward, log. Each part is handed in; none of them reaches the others' state.
+pub struct Proxy {
+    pub authn: Arc<Authenticator>,
+    pub api: Api,
+    pub identity: identity::IdentityStep,
+    pub upstream: Arc<upstream::Upstream>,
+    pub metrics: Arc<Metrics>,
+    pub settings: Settings,
+    /// The JWKS document served at `/.well-known/jwks.json`.
+    pub jwks: Bytes,
+    /// Upgraded tunnels are tracked with the connections, so shutdown drains them too.
+    pub tasks: tokio_util::task::TaskTracker,
+}
+
+/// The settings the pipeline reads on every request.
+pub struct Settings {
+    pub public_paths: PublicPaths,
+    pub limits: LimitsConfig,
+    /// `server.trusted_proxies`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `auth.identity_headers`.
+    pub identity_headers: Vec<Box<str>>,
+    /// `Strict-Transport-Security`, sent only over TLS.
+    pub hsts: Option<HeaderValue>,
+    /// `https` or `http`: what the client spoke, for `X-Forwarded-Proto`.
+    pub scheme: &'static str,
+}
 
 /// What the gateway answers with: a streamed upstream body, or its own small JSON.
 pub type GatewayBody = Either<upstream::UpstreamBody, Full<Bytes>>;
@@ -55,19 +86,19 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(gw: &Gateway, addr: SocketAddr) -> Peer {
+    pub fn new(proxy: &Proxy, addr: SocketAddr) -> Peer {
         let ip = addr.ip();
         Peer {
             addr,
-            trusted: gw.config.server.trusted_proxies.iter().any(|net| net.contains(&ip)),
+            trusted: proxy.settings.trusted_proxies.iter().any(|net| net.contains(&ip)),
             address_value: headers::ip_value(ip),
         }
     }
 
     /// The client behind this peer (see `headers::client_ip`); the peer itself unless it is trusted.
-    fn client(&self, gw: &Gateway, headers: &http::HeaderMap) -> IpAddr {
+    fn client(&self, proxy: &Proxy, headers: &http::HeaderMap) -> IpAddr {
         if self.trusted {
-            headers::client_ip(headers, self.addr.ip(), &gw.config.server.trusted_proxies)
+            headers::client_ip(headers, self.addr.ip(), &proxy.settings.trusted_proxies)
         } else {
             self.addr.ip()
         }
@@ -75,12 +106,21 @@ impl Peer {
 }
 
 /// Serve one request from a client connection.
-pub async fn handle(gw: Arc<Gateway>, peer: Peer, req: Request<Incoming>) -> Result<Response<GatewayBody>, Infallible> {
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    peer: Peer,
+    req: Request<Incoming>,
+) -> Result<Response<GatewayBody>, Infallible> {
     let started = Instant::now();
     let request_id = headers::request_id(req.headers());
     // What only the access line needs is copied only when that line is written.
-    let logged = tracing::enabled!(target: "authgate::access", tracing::Level::INFO)
-        .then(|| (req.method().clone(), req.uri().clone(), peer.client(&gw, req.headers())));
+    let logged = tracing::enabled!(target: "authgate::access", tracing::Level::INFO).then(|| {
+        (
+            req.method().clone(),
+            req.uri().clone(),
+            peer.client(&proxy, req.headers()),
+        )
+    });
     let mut outcome = Outcome {
         route: None,
         auth: AuthOutcome::None,
@@ -88,11 +128,11 @@ pub async fn handle(gw: Arc<Gateway>, peer: Peer, req: Request<Incoming>) -> Res
         logged: logged.is_some(),
     };
 
-    let mut resp = match route(&gw, &peer, req, &request_id, &mut outcome).await {
+    let mut resp = match route(&proxy, &peer, req, &request_id, &mut outcome).await {
         Ok(resp) => resp,
         Err(err) => {
             if let GatewayError::Unauthenticated(reason) = &err {
-                gw.metrics.auth_failure(*reason);
+                proxy.metrics.auth_failure(*reason);
                 outcome.auth = AuthOutcome::Failed;
                 tracing::info!(
                     reason = reason.as_str(),
@@ -105,15 +145,13 @@ pub async fn handle(gw: Arc<Gateway>, peer: Peer, req: Request<Incoming>) -> Res
     };
     resp.headers_mut()
         .insert(headers::X_REQUEST_ID.clone(), request_id.clone());
-    if gw.tls.is_some()
-        && let Some(hsts) = &gw.config.server.hsts
-    {
+    if let Some(hsts) = &proxy.settings.hsts {
         resp.headers_mut()
             .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
 
     let status = resp.status().as_u16();
-    gw.metrics.request(outcome.route, status, outcome.auth);
+    proxy.metrics.request(outcome.route, status, outcome.auth);
     let Some((method, uri, client)) = logged else {
         return Ok(resp);
     };
@@ -139,7 +177,7 @@ fn request_id_str(v: &HeaderValue) -> &str {
 
 /// Phases 1 to 4.
 async fn route(
-    gw: &Arc<Gateway>,
+    proxy: &Arc<Proxy>,
     peer: &Peer,
     req: Request<Incoming>,
     request_id: &HeaderValue,
@@ -157,15 +195,15 @@ async fn route(
     }
     let path = req.uri().path();
     routes::check_path(path).map_err(GatewayError::AmbiguousPath)?;
-    let class = routes::classify(path, &gw.config.public_paths);
+    let class = routes::classify(path, &proxy.settings.public_paths);
     outcome.route = Some(class);
 
     match class {
         RouteClass::AuthApi => {
             let ctx = crate::api::Ctx {
-                gw,
+                api: &proxy.api,
                 peer: peer.addr.ip(),
-                client: peer.client(gw, req.headers()),
+                client: peer.client(proxy, req.headers()),
                 request_id,
             };
             // Boxed, like every rare and large future here: the per-request future stays small.
@@ -179,53 +217,40 @@ async fn route(
             if req.method() != Method::GET && req.method() != Method::HEAD {
                 return Err(GatewayError::MethodNotAllowed);
             }
-            let mut resp = Response::new(Either::Right(Full::new(gw.jwks.clone())));
+            let mut resp = Response::new(Either::Right(Full::new(proxy.jwks.clone())));
             let h = resp.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
             Ok(resp)
         }
-        RouteClass::Public => forward(gw, peer, req, None, request_id).await,
+        RouteClass::Public => {
+            let strip = crate::auth::credential::strip(&req);
+            forward(proxy, peer, req, None, strip, request_id).await
+        }
         RouteClass::Protected => {
-            let principal = crate::auth::authenticate(gw, &req).await?;
+            let Authenticated { principal, strip } = proxy.authn.authenticate(&req).await?;
             outcome.auth = AuthOutcome::from(principal.method);
             if outcome.logged {
                 outcome.user = Some(principal.clone());
             }
-            forward(gw, peer, req, Some(principal), request_id).await
+            forward(proxy, peer, req, Some(principal), strip, request_id).await
         }
     }
 }
 
-/// 3 and 4. rewrite and forward.
+/// 3 and 4. the identity step, and forward.
 async fn forward(
-    gw: &Arc<Gateway>,
+    proxy: &Arc<Proxy>,
     peer: &Peer,
     mut req: Request<Incoming>,
     principal: Option<Principal>,
+    strip: crate::auth::Strip,
     request_id: &HeaderValue,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     // Only a WebSocket handshake is tunneled; any other `Upgrade` is hop-by-hop and dropped below.
     let upgrade = crate::upgrade::is_websocket(&req);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-
-    let path_and_query = match parts.uri.query() {
-        Some(q) if upgrade && crate::upgrade::has_query_token(q) => {
-            let rest = crate::upgrade::strip_query_token(q);
-            let pq = if rest.is_empty() {
-                parts.uri.path().to_owned()
-            } else {
-                format!("{}?{rest}", parts.uri.path())
-            };
-            PathAndQuery::try_from(pq).map_err(|_| GatewayError::InvalidRequest("Invalid request target"))?
-        }
-        _ => parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-    };
 
     let host = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
@@ -239,37 +264,23 @@ async fn forward(
     let fwd = headers::Forwarding {
         peer: &peer.address_value,
         trusted_peer: peer.trusted,
-        proto: gw.scheme,
+        proto: proxy.settings.scheme,
         host,
         user: principal.as_ref().map(|p| &p.user_id),
         request_id,
         upgrade,
-        extra_identity: &gw.config.identity_headers,
+        extra_identity: &proxy.settings.identity_headers,
+        strip,
+        peer_ip: peer.addr.ip(),
     };
-    let dropped = headers::rewrite_request(&mut parts.headers, &fwd);
-    if dropped > 0 {
-        tracing::warn!(
-            count = dropped,
-            request_id = request_id_str(request_id),
-            peer = %peer.addr.ip(),
-            "stripped client-sent identity header"
-        );
-    }
-    if let (Some(asserter), Some(p)) = (&gw.identity, &principal) {
-        let value = Box::pin(asserter.assertion(&gw.store, &p.user_id)).await.map_err(|e| {
-            tracing::error!(error = %e, "cannot sign the identity assertion");
-            GatewayError::Unavailable("identity assertion unavailable")
-        })?;
-        let name = match asserter.mode {
-            crate::config::AssertionMode::Header => headers::X_AUTH_ASSERTION.clone(),
-            crate::config::AssertionMode::Bearer => header::AUTHORIZATION,
-        };
-        parts.headers.insert(name, value);
-    }
-    parts.uri = gw.upstream.uri(path_and_query)?;
+    let path_and_query = proxy
+        .identity
+        .apply(&mut parts, &fwd, principal.as_ref(), &proxy.metrics)
+        .await?;
+    parts.uri = proxy.upstream.uri(path_and_query)?;
     parts.version = Version::HTTP_11;
 
-    let limits = &gw.config.limits;
+    let limits = &proxy.settings.limits;
     let limit = if principal.is_some() {
         limits.body_bytes
     } else {
@@ -287,13 +298,13 @@ async fn forward(
     let (body, verdict) = body::ForwardBody::new(body, limit, limits.body_idle_timeout);
     let upstream_req = Request::from_parts(parts, body);
     let sent = Instant::now();
-    let mut resp = match gw.upstream.send(upstream_req).await {
+    let mut resp = match proxy.upstream.send(upstream_req).await {
         Ok(resp) => resp,
         Err(_) if verdict.too_large() => return Err(GatewayError::PayloadTooLarge),
         Err(_) if verdict.stalled() => return Err(GatewayError::RequestTimeout),
         Err(e) => return Err(e),
     };
-    gw.metrics.upstream_seconds.observe(sent.elapsed().as_secs_f64());
+    proxy.metrics.upstream_seconds.observe(sent.elapsed().as_secs_f64());
 
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
@@ -306,7 +317,7 @@ async fn forward(
             Some(client_upgrade) if to_websocket => {
                 resp.body_mut().keep_connection();
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                gw.tasks.spawn(tunnel(client_upgrade, upstream_upgrade));
+                proxy.tasks.spawn(tunnel(client_upgrade, upstream_upgrade));
             }
             // The backend switched protocols on a request that did not ask for a WebSocket, or to
             // another protocol: refuse it, and relay nothing (the backend connection is dropped).

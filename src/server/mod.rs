@@ -3,14 +3,15 @@
 //!
 //! The rule this module keeps: every connection is tracked, so shutdown stops accepting, tells each
 //! connection to finish its in-flight requests (streams and upgraded tunnels included), and waits
-//! for them for at most `server.shutdown_grace`.
+//! for them for at most `server.shutdown_grace`. The admin and redirect listeners' connections are
+//! tracked and drained the same way ([`serve_plain`]).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -22,15 +23,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::Gateway;
 use crate::config::ServerConfig;
 use crate::error::GatewayError;
-use crate::proxy::{GatewayBody, Peer};
+use crate::proxy::{GatewayBody, Peer, Proxy};
 
 pub mod redirect;
 mod watch;
 
-pub use redirect::run_redirect;
+pub use redirect::{Redirect, run_redirect};
 
 use watch::{Tracked, Watch, Watched};
 
@@ -85,17 +85,37 @@ impl Http {
     }
 }
 
+/// What the main listener reports to the admin and redirect listeners.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// True while the main listener accepts connections.
+    pub serving: AtomicBool,
+    /// The main listener's bound port (HTTPS redirects point here).
+    pub listen_port: AtomicU16,
+}
+
+/// What the main listener works with: the pipeline, TLS, and its connection settings.
+pub struct Front {
+    pub proxy: Arc<Proxy>,
+    pub server: ServerConfig,
+    /// `limits.max_connections`.
+    pub max_connections: usize,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub status: Arc<Status>,
+}
+
 /// Accept connections until `shutdown` resolves, then drain.
-pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+pub async fn run(front: Arc<Front>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let cancel = CancellationToken::new();
-    let http = Arc::new(Http::new(&gw.config.server));
-    let acceptor = gw.tls.clone().map(TlsAcceptor::from);
+    let http = Arc::new(Http::new(&front.server));
+    let acceptor = front.tls.clone().map(TlsAcceptor::from);
     tokio::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
-        gw.listen_port.store(addr.port(), Ordering::SeqCst);
+        front.status.listen_port.store(addr.port(), Ordering::SeqCst);
     }
-    gw.serving.store(true, Ordering::SeqCst);
-    let slots = Arc::new(tokio::sync::Semaphore::new(gw.config.limits.max_connections));
+    front.status.serving.store(true, Ordering::SeqCst);
+    let slots = Arc::new(tokio::sync::Semaphore::new(front.max_connections));
+    let tasks = front.proxy.tasks.clone();
 
     loop {
         // At the connection limit, stop accepting: further clients wait in the kernel's queue.
@@ -124,32 +144,29 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<
         // On a dual-stack listener an IPv4 client arrives as ::ffff:a.b.c.d. It is a.b.c.d to
         // trusted_proxies, the limits, X-Forwarded-For and the logs.
         let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        let gw = gw.clone();
+        let front = front.clone();
         let http = http.clone();
         let acceptor = acceptor.clone();
         let cancel = cancel.clone();
-        gw.clone().tasks.spawn(async move {
+        tasks.spawn(async move {
             let _permit = permit;
-            gw.metrics.open_connections.inc();
-            connection(&gw, &http, acceptor, stream, peer, &cancel).await;
-            gw.metrics.open_connections.dec();
+            front.proxy.metrics.open_connections.inc();
+            connection(&front, &http, acceptor, stream, peer, &cancel).await;
+            front.proxy.metrics.open_connections.dec();
         });
     }
 
-    gw.serving.store(false, Ordering::SeqCst);
+    front.status.serving.store(false, Ordering::SeqCst);
     drop(listener);
-    let grace = gw.config.server.shutdown_grace;
+    let grace = front.server.shutdown_grace;
     tracing::info!(
         grace_s = grace.as_secs_f64(),
         "shutting down: no new connections, draining"
     );
     cancel.cancel();
-    gw.tasks.close();
-    if tokio::time::timeout(grace, gw.tasks.wait()).await.is_err() {
-        tracing::warn!(
-            open = gw.tasks.len(),
-            "shutdown grace elapsed with connections still open"
-        );
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!(open = tasks.len(), "shutdown grace elapsed with connections still open");
     } else {
         tracing::info!("drained");
     }
@@ -160,7 +177,7 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<
 /// The connection is built here, not in a helper `async fn` taking the stream: an `async fn` keeps
 /// its arguments for its whole life, so the TLS stream (1.2 KiB) would be held twice.
 async fn connection(
-    gw: &Arc<Gateway>,
+    front: &Arc<Front>,
     http: &Http,
     acceptor: Option<TlsAcceptor>,
     stream: TcpStream,
@@ -169,12 +186,12 @@ async fn connection(
 ) {
     let Some(acceptor) = acceptor else {
         // Cleartext: HTTP/1.1, or HTTP/2 with prior knowledge; the auto server tells them apart.
-        let (io, handler, watch) = attach(gw, stream, peer);
+        let (io, handler, watch) = attach(front, stream, peer);
         let mut conn = Box::pin(http.auto.serve_connection_with_upgrades(io, handler));
-        return drive(gw, conn.as_mut(), |c| c.graceful_shutdown(), &watch, peer, cancel).await;
+        return drive(front, conn.as_mut(), |c| c.graceful_shutdown(), &watch, peer, cancel).await;
     };
     let started = Instant::now();
-    let timeout = gw.config.server.tls_handshake_timeout;
+    let timeout = front.server.tls_handshake_timeout;
     // A local that is borrowed and still in scope at an `.await` keeps its room in the future even
     // after it is moved out, so ALPN is read in the match arm, not from a 1.2 KiB `tls` local.
     let (tls, h2) = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
@@ -187,31 +204,33 @@ async fn connection(
         Ok(Err(e)) => return tracing::debug!(peer = %peer.ip(), error = %e, "TLS handshake failed"),
         Err(_) => return tracing::debug!(peer = %peer.ip(), "TLS handshake timed out"),
     };
-    gw.metrics
+    front
+        .proxy
+        .metrics
         .tls_handshake_seconds
         .observe(started.elapsed().as_secs_f64());
-    let (io, handler, watch) = attach(gw, tls, peer);
+    let (io, handler, watch) = attach(front, tls, peer);
     if h2 {
         // Boxed: the common HTTP/1.1 connection does not keep room for HTTP/2's larger state.
         let mut conn = Box::pin(http.h2.serve_connection(io, handler));
-        drive(gw, conn.as_mut(), |c| c.graceful_shutdown(), &watch, peer, cancel).await;
+        drive(front, conn.as_mut(), |c| c.graceful_shutdown(), &watch, peer, cancel).await;
     } else {
         let conn = pin!(http.h1.serve_connection(io, handler).with_upgrades());
-        drive(gw, conn, |c| c.graceful_shutdown(), &watch, peer, cancel).await;
+        drive(front, conn, |c| c.graceful_shutdown(), &watch, peer, cancel).await;
     }
 }
 
 /// The watched I/O, the request handler, and the watch they share, for one connection.
-fn attach<I>(gw: &Arc<Gateway>, io: I, peer: SocketAddr) -> (TokioIo<Watched<I>>, Handler, Arc<Watch>)
+fn attach<I>(front: &Arc<Front>, io: I, peer: SocketAddr) -> (TokioIo<Watched<I>>, Handler, Arc<Watch>)
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let watch = Watch::new();
-    let io = Watched::new(io, watch.clone(), gw.config.server.h2_control_frames);
+    let io = Watched::new(io, watch.clone(), front.server.h2_control_frames);
     let handler = Handler {
-        gw: gw.clone(),
+        proxy: front.proxy.clone(),
         watch: watch.clone(),
-        client: Peer::new(gw, peer),
+        client: Peer::new(&front.proxy, peer),
     };
     (TokioIo::new(io), handler, watch)
 }
@@ -219,7 +238,7 @@ where
 /// Serve a connection until it ends, shutdown asks it to drain, or its watcher closes it: a
 /// control-frame flood, or `server.idle_timeout` without a request.
 async fn drive<C, E>(
-    gw: &Gateway,
+    front: &Front,
     mut conn: Pin<&mut C>,
     graceful_shutdown: impl Fn(Pin<&mut C>),
     watch: &Watch,
@@ -229,7 +248,7 @@ async fn drive<C, E>(
     C: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let idle = gw.config.server.idle_timeout;
+    let idle = front.server.idle_timeout;
     let result = loop {
         let check = watch.next_idle_check(idle);
         tokio::select! {
@@ -240,7 +259,7 @@ async fn drive<C, E>(
             }
             () = watch.flood_alarm() => {
                 tracing::warn!(peer = %peer.ip(), "HTTP/2 control-frame flood: GOAWAY and close");
-                gw.metrics.h2_floods.inc();
+                front.proxy.metrics.h2_floods.inc();
                 graceful_shutdown(conn.as_mut());
                 break tokio::time::timeout(Duration::from_secs(1), conn.as_mut()).await.unwrap_or(Ok(()));
             }
@@ -261,7 +280,7 @@ async fn drive<C, E>(
 /// One connection's request handler.
 #[derive(Clone)]
 struct Handler {
-    gw: Arc<Gateway>,
+    proxy: Arc<Proxy>,
     watch: Arc<Watch>,
     client: Peer,
 }
@@ -276,7 +295,7 @@ impl hyper::service::Service<http::Request<Incoming>> for Handler {
     type Future = Pin<Box<dyn Future<Output = Result<Answer, Infallible>> + Send>>;
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
-        let Handler { gw, watch, client } = self.clone();
+        let Handler { proxy, watch, client } = self.clone();
         Box::pin(async move {
             let busy = watch.begin();
             if req.version() < http::Version::HTTP_2 && watch.refuse_next_head() {
@@ -286,7 +305,7 @@ impl hyper::service::Service<http::Request<Incoming>> for Handler {
                     .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
                 return Ok(resp.map(|b| Tracked::new(http_body_util::Either::Right(b), busy)));
             }
-            let mut resp = crate::proxy::handle(gw, client, req).await?;
+            let mut resp = crate::proxy::handle(proxy, client, req).await?;
             // The watcher stops following a connection at an `Upgrade` (or CONNECT) head: what
             // comes next may not be HTTP/1. Unless it now switches protocols, such a connection
             // ends after this answer, so no later request on it goes unwatched.
@@ -301,19 +320,59 @@ impl hyper::service::Service<http::Request<Incoming>> for Handler {
     }
 }
 
-/// The next connection, or `None` once `shutdown` resolves. Accept errors (EMFILE and friends)
-/// back off for 50 ms instead of spinning.
-pub async fn accept_until(
-    listener: &TcpListener,
-    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> Option<TcpStream> {
+/// Serve a small plain HTTP/1.1 listener (admin, redirect) until `shutdown` resolves, then let
+/// its open connections finish for at most `grace`. Each connection gets 5 s to send its head.
+/// Accept errors (EMFILE and friends) back off for 50 ms instead of spinning.
+pub async fn serve_plain<S>(
+    listener: TcpListener,
+    service: S,
+    keep_alive: bool,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: hyper::service::Service<
+            http::Request<Incoming>,
+            Response = http::Response<http_body_util::Full<bytes::Bytes>>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let tasks = tokio_util::task::TaskTracker::new();
+    let cancel = CancellationToken::new();
+    tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            () = shutdown.as_mut() => return None,
+        let stream = tokio::select! {
+            () = shutdown.as_mut() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => return Some(stream),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             },
-        }
+        };
+        let service = service.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .keep_alive(keep_alive)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
     }
+    drop(listener);
+    cancel.cancel();
+    tasks.close();
+    let _ = tokio::time::timeout(grace, tasks.wait()).await;
 }

@@ -14,33 +14,38 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::Gateway;
+use super::Status;
 use crate::error::GatewayError;
+use crate::tls::CertStore;
 
-/// Serve the redirect listener until `shutdown` resolves.
-pub async fn run_redirect(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    while let Some(stream) = super::accept_until(&listener, shutdown.as_mut()).await {
-        let gw = gw.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let resp = redirect(&gw, &req);
-                async move { Ok::<_, std::convert::Infallible>(resp) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(5))
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+/// What a redirect is built from.
+pub struct Redirect {
+    /// `server.public_host`.
+    pub public_host: Option<String>,
+    /// `server.redirect_https_port`; else the main listener's port.
+    pub https_port: Option<u16>,
+    pub status: Arc<Status>,
+    /// The serving certificate: a client's host it covers may be redirected to.
+    pub certs: Option<Arc<CertStore>>,
 }
 
-fn redirect<B>(gw: &Gateway, req: &Request<B>) -> Response<Full<Bytes>> {
+/// Serve the redirect listener until `shutdown` resolves, then drain it for at most `grace`.
+pub async fn run_redirect(
+    redirect: Arc<Redirect>,
+    listener: TcpListener,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        let resp = answer(&redirect, &req);
+        async move { Ok::<_, std::convert::Infallible>(resp) }
+    });
+    super::serve_plain(listener, service, false, grace, shutdown).await;
+}
+
+fn answer<B>(r: &Redirect, req: &Request<B>) -> Response<Full<Bytes>> {
     let refuse = |why| GatewayError::InvalidRequest(why).to_response();
     let Some(asked) = req
         .headers()
@@ -54,8 +59,8 @@ fn redirect<B>(gw: &Gateway, req: &Request<B>) -> Response<Full<Bytes>> {
     if !path.starts_with('/') || req.uri().scheme().is_some() {
         return refuse("Cannot redirect this request");
     }
-    let certs = gw.certs.as_deref();
-    let host = match &gw.config.server.public_host {
+    let certs = r.certs.as_deref();
+    let host = match &r.public_host {
         Some(public) => public.clone(),
         None if certs.is_some_and(|c| c.covers(asked.trim_start_matches('[').trim_end_matches(']'))) => asked,
         None => match certs.and_then(|c| c.dns_name()) {
@@ -66,11 +71,9 @@ fn redirect<B>(gw: &Gateway, req: &Request<B>) -> Response<Full<Bytes>> {
             }
         },
     };
-    let port = match gw
-        .config
-        .server
-        .redirect_https_port
-        .unwrap_or_else(|| gw.listen_port.load(Ordering::SeqCst))
+    let port = match r
+        .https_port
+        .unwrap_or_else(|| r.status.listen_port.load(Ordering::SeqCst))
     {
         443 => String::new(),
         p => format!(":{p}"),

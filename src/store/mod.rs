@@ -195,7 +195,7 @@ impl Store {
             username_norm,
             email,
             password_hash,
-            created_at: crate::auth::jwt::now_secs() as i64,
+            created_at: crate::clock::now_secs() as i64,
         })
         .await
     }
