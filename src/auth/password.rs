@@ -23,27 +23,7 @@ const QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// corrupted or planted row cannot make verification allocate without bound (1 GiB).
 const MAX_VERIFY_MEMORY_KIB: u32 = 1024 * 1024;
 
-/// Argon2id cost parameters.
-#[derive(Debug, Clone, Copy)]
-pub struct PasswordParams {
-    /// Memory cost `m`, in KiB.
-    pub memory_kib: u32,
-    /// Time cost `t` (passes over memory).
-    pub iterations: u32,
-    /// Lanes `p`.
-    pub parallelism: u32,
-}
-
-impl Default for PasswordParams {
-    /// The OWASP minimum for Argon2id: m = 19 MiB, t = 2, p = 1.
-    fn default() -> Self {
-        PasswordParams {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-        }
-    }
-}
+pub use crate::config::PasswordParams;
 
 /// Why hashing or verifying could not run (a wrong password is not an error: see [`Verdict`]).
 #[derive(Debug, thiserror::Error)]

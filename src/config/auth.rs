@@ -1,5 +1,6 @@
 //! `[auth]`: the paths served without a credential, and more identity headers to strip.
 
+use http::HeaderName;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
@@ -33,7 +34,7 @@ pub(super) fn validate(raw: &RawAuth) -> Result<AuthConfig, ConfigError> {
     })?;
     let mut identity_headers = Vec::with_capacity(raw.identity_headers.len());
     for name in &raw.identity_headers {
-        let norm = crate::proxy::headers::identity_name(name).ok_or_else(|| {
+        let norm = identity_name(name).ok_or_else(|| {
             ConfigError::invalid(
                 "auth.identity_headers",
                 format!("{name:?} is not a header name, nor a prefix ending in *"),
@@ -46,4 +47,24 @@ pub(super) fn validate(raw: &RawAuth) -> Result<AuthConfig, ConfigError> {
         public_paths,
         identity_headers,
     })
+}
+
+/// An `auth.identity_headers` entry as `proxy::headers::is_identity` compares it: a header name, or a prefix
+/// ending in `*` (`X-Auth-Request-*`), lowercased with `_` read as `-`. `None` for anything else
+/// (a `*` elsewhere, an empty prefix, a character no header name has).
+pub fn identity_name(raw: &str) -> Option<Box<str>> {
+    let raw = raw.trim();
+    let (name, prefix) = match raw.strip_suffix('*') {
+        Some(p) => (p, true),
+        None => (raw, false),
+    };
+    if name.is_empty() || name.contains('*') {
+        return None;
+    }
+    let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+    let mut norm = name.as_str().replace('_', "-");
+    if prefix {
+        norm.push('*');
+    }
+    Some(norm.into_boxed_str())
 }

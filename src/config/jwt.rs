@@ -1,11 +1,64 @@
 //! `[jwt]` and `[[jwt.keys]]`: the keys access tokens are signed and verified with.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Dur, JwtAlgorithm, Secret, secs};
+use super::{ConfigError, Dur, Secret, secs};
+
+/// The algorithms the gateway signs and verifies with.
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JwtAlgorithm {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    ES256,
+    EdDSA,
+}
+
+impl JwtAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JwtAlgorithm::HS256 => "HS256",
+            JwtAlgorithm::HS384 => "HS384",
+            JwtAlgorithm::HS512 => "HS512",
+            JwtAlgorithm::RS256 => "RS256",
+            JwtAlgorithm::ES256 => "ES256",
+            JwtAlgorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn is_hmac(self) -> bool {
+        matches!(self, JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512)
+    }
+}
+
+impl fmt::Display for JwtAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JwtAlgorithm {
+    type Err = ();
+    /// Config spelling is forgiving about case; token headers are compared exactly elsewhere.
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s.trim().to_ascii_uppercase().as_str() {
+            "HS256" => JwtAlgorithm::HS256,
+            "HS384" => JwtAlgorithm::HS384,
+            "HS512" => JwtAlgorithm::HS512,
+            "RS256" => JwtAlgorithm::RS256,
+            "ES256" => JwtAlgorithm::ES256,
+            "EDDSA" => JwtAlgorithm::EdDSA,
+            _ => return Err(()),
+        })
+    }
+}
 
 /// The shortest HMAC secret accepted, in bytes (RFC 7518 §3.2 asks for at least the hash size).
 pub const MIN_HS_SECRET_BYTES: usize = 32;

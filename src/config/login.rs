@@ -1,9 +1,10 @@
 //! `[login]`: brute-force limits on password login, per account and per client IP.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, Dur, secs};
-use crate::auth::limiter::LimiterConfig;
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -21,6 +22,16 @@ impl Default for RawLogin {
             window: secs(15 * 60),
         }
     }
+}
+
+/// Limits from `[login]`.
+#[derive(Debug, Clone, Copy)]
+pub struct LimiterConfig {
+    pub max_failures_per_account: u32,
+    pub max_failures_per_ip: u32,
+    pub window: Duration,
+    /// The most keys each table holds.
+    pub max_entries: usize,
 }
 
 pub(super) fn validate(raw: &RawLogin) -> Result<LimiterConfig, ConfigError> {

@@ -24,7 +24,6 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::auth::jwt::JwtAlgorithm;
 use crate::routes::PublicPaths;
 
 mod admin;
@@ -41,14 +40,14 @@ mod tls;
 mod upstream;
 
 pub use admin::RawAdmin;
-pub use auth::{AuthConfig, RawAuth};
-pub use jwt::{JwtConfig, KeySpec, MIN_HS_SECRET_BYTES, RawJwt, RawJwtKey, SecretSource};
+pub use auth::{AuthConfig, RawAuth, identity_name};
+pub use jwt::{JwtAlgorithm, JwtConfig, KeySpec, MIN_HS_SECRET_BYTES, RawJwt, RawJwtKey, SecretSource};
 pub use limits::{LimitsConfig, RawLimits};
 pub use log::{LogConfig, LogFormat, RawLog};
-pub use login::RawLogin;
-pub use password::{PasswordConfig, RawPassword};
+pub use login::{LimiterConfig, RawLogin};
+pub use password::{PasswordConfig, PasswordParams, RawPassword};
 pub use redis::{RawRedis, RedisConfig};
-pub use server::{RawServer, ServerConfig};
+pub use server::{RawServer, ServerConfig, valid_host};
 pub use store::{RawStore, StoreConfig};
 pub use tls::{RawTls, TlsConfig};
 pub use upstream::{AssertionMode, IdentityConfig, RawIdentity, RawUpstream, UpstreamConfig};
@@ -188,7 +187,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub store: StoreConfig,
     pub redis: Option<RedisConfig>,
-    pub login: crate::auth::limiter::LimiterConfig,
+    pub login: LimiterConfig,
     pub password: PasswordConfig,
     pub log: LogConfig,
 }

@@ -3,7 +3,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
-use crate::auth::password::PasswordParams;
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,9 +30,31 @@ impl Default for RawPassword {
 
 #[derive(Debug, Clone, Copy)]
 pub struct PasswordConfig {
-    pub params: crate::auth::password::PasswordParams,
+    pub params: PasswordParams,
     pub hash_concurrency: usize,
     pub hash_niceness: u32,
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordParams {
+    /// Memory cost `m`, in KiB.
+    pub memory_kib: u32,
+    /// Time cost `t` (passes over memory).
+    pub iterations: u32,
+    /// Lanes `p`.
+    pub parallelism: u32,
+}
+
+impl Default for PasswordParams {
+    /// The OWASP minimum for Argon2id: m = 19 MiB, t = 2, p = 1.
+    fn default() -> Self {
+        PasswordParams {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
 }
 
 pub(super) fn validate(raw: &RawPassword) -> Result<PasswordConfig, ConfigError> {

@@ -1,7 +1,7 @@
 //! `[server]`: the main listener, its timeouts and HTTP limits, forwarded-header trust, HSTS and the
 //! optional HTTP-to-HTTPS redirect listener.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -158,17 +158,13 @@ pub(super) fn validate(s: &RawServer, has_tls: bool) -> Result<ServerConfig, Con
         ));
     }
     let public_host = match &s.public_host {
-        Some(h) => Some(
-            crate::server::redirect::valid_host(h)
-                .filter(|_| !h.contains(':'))
-                .ok_or_else(|| {
-                    ConfigError::invalid(
-                        "server.public_host",
-                        format!("{h:?} is not a host name"),
-                        "give the name clients use, without scheme or port, such as \"gw.example.com\"",
-                    )
-                })?,
-        ),
+        Some(h) => Some(valid_host(h).filter(|_| !h.contains(':')).ok_or_else(|| {
+            ConfigError::invalid(
+                "server.public_host",
+                format!("{h:?} is not a host name"),
+                "give the name clients use, without scheme or port, such as \"gw.example.com\"",
+            )
+        })?),
         None => None,
     };
     Ok(ServerConfig {
@@ -186,4 +182,84 @@ pub(super) fn validate(s: &RawServer, has_tls: bool) -> Result<ServerConfig, Con
         redirect_https_port: s.redirect_https_port,
         public_host,
     })
+}
+
+/// The host of a `Host` value (`name`, `name:port`, `1.2.3.4`, `[::1]:8080`), lowercased and
+/// without its port, as it appears in a URL; `None` unless it is a DNS name of letters, digits
+/// and hyphens (RFC 1123), an IPv4 address or a bracketed IPv6 address, with an optional port.
+pub fn valid_host(value: &str) -> Option<String> {
+    let value = value.trim();
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => {
+            let (inner, after) = rest.split_once(']')?;
+            inner.parse::<Ipv6Addr>().ok()?;
+            let port = match after {
+                "" => None,
+                a => Some(a.strip_prefix(':')?),
+            };
+            (&value[..inner.len() + 2], port)
+        }
+        None => match value.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (value, None),
+        },
+    };
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().ok()? == 0)
+    {
+        return None;
+    }
+    if host.starts_with('[') || host.parse::<IpAddr>().is_ok() {
+        return Some(host.to_ascii_lowercase());
+    }
+    let dns = host.len() <= 253
+        && host.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+        // All-numeric dotted names are IPv4 addresses or nothing.
+        && !host.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    dns.then(|| host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_parsed_strictly() {
+        for (value, host) in [
+            ("gw.example.com", "gw.example.com"),
+            ("GW.Example.com:8443", "gw.example.com"),
+            ("localhost", "localhost"),
+            ("127.0.0.1:80", "127.0.0.1"),
+            ("[::1]:8080", "[::1]"),
+            ("[::1]", "[::1]"),
+        ] {
+            assert_eq!(valid_host(value).as_deref(), Some(host), "{value}");
+        }
+        for value in [
+            "",
+            "evil.example/x",
+            "evil.example@x",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "a b",
+            "host:",
+            "host:0",
+            "host:99999",
+            "host:8a",
+            "[::1",
+            "[zz]:1",
+            "[::1]x",
+            "1.2.3",
+            "\u{0430}.example",
+            "a_b.example",
+        ] {
+            assert_eq!(valid_host(value), None, "{value:?}");
+        }
+    }
 }

@@ -11,6 +11,8 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use smallvec::SmallVec;
 
+pub use crate::config::identity_name;
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1), plus the legacy `Keep-Alive` and `Proxy-Connection`
 /// (RFC 9112 §9.6, RFC 7230 appendix A.1.2) and `HTTP2-Settings`, which only means something
 /// beside an `Upgrade: h2c` (RFC 7540 §3.2.1). Never forwarded in either direction. (`Upgrade` is
@@ -116,26 +118,6 @@ fn spells(pattern: &str, n: &[u8]) -> bool {
         Some(prefix) => n.len() > prefix.len() && prefix.bytes().zip(n).all(|(a, &b)| same(a, b)),
         None => pattern.len() == n.len() && pattern.bytes().zip(n).all(|(a, &b)| same(a, b)),
     }
-}
-
-/// An `auth.identity_headers` entry as [`is_identity`] compares it: a header name, or a prefix
-/// ending in `*` (`X-Auth-Request-*`), lowercased with `_` read as `-`. `None` for anything else
-/// (a `*` elsewhere, an empty prefix, a character no header name has).
-pub fn identity_name(raw: &str) -> Option<Box<str>> {
-    let raw = raw.trim();
-    let (name, prefix) = match raw.strip_suffix('*') {
-        Some(p) => (p, true),
-        None => (raw, false),
-    };
-    if name.is_empty() || name.contains('*') {
-        return None;
-    }
-    let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
-    let mut norm = name.as_str().replace('_', "-");
-    if prefix {
-        norm.push('*');
-    }
-    Some(norm.into_boxed_str())
 }
 
 /// The headers to drop from a map, found in one pass over its names: those `drop` picks, every
