@@ -255,12 +255,13 @@ async fn record_token_use(gw: Arc<Gateway>, mut rx: tokio::sync::mpsc::Receiver<
     }
 }
 
-/// Load revocations and user gates from the store into memory.
-/// Revocations are kept until their token could no longer pass verification: `exp` plus the leeway.
+/// The `exp` before which a revocation can be forgotten: it is kept until its token could no longer
+/// pass verification, `exp` plus the leeway.
 fn revocation_cutoff(leeway: std::time::Duration) -> u64 {
     auth::jwt::now_secs().saturating_sub(leeway.as_secs())
 }
 
+/// Load revocations and user gates from the store into memory.
 pub(crate) async fn sync_revocations(
     store: &Store,
     revocations: &Revocations,

@@ -75,8 +75,10 @@ impl ConfigError {
     }
 }
 
-/// A secret string. It never prints: `Debug`, `Display` and `Serialize` show `***`.
-#[derive(Clone, Default, PartialEq, Eq)]
+/// A secret string. It never prints: `Debug` and `Serialize` show `***`, and there is no `Display`.
+/// There is no `PartialEq` either: `==` on secrets is not constant-time. Compare
+/// [`Secret::expose`] with `subtle::ConstantTimeEq` if a comparison is ever needed.
+#[derive(Clone, Default)]
 pub struct Secret(String);
 
 impl Secret {
