@@ -204,7 +204,7 @@ async fn lookup_api_token(gw: &Gateway, hash: String) -> Result<api_token::Token
         None => {
             let row = gw.store.api_token_by_hash(&hash).await.map_err(|e| {
                 tracing::warn!(error = %e, "API token lookup failed: store unavailable");
-                GatewayError::Unavailable("The credential store is unavailable")
+                GatewayError::StoreUnavailable
             })?;
             let Some(row) = row else {
                 gw.metrics.token_lookup(TokenLookup::Unknown);
