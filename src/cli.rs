@@ -55,7 +55,7 @@ pub async fn user_add(config: &Config, username: &str, email: &str, password_std
         return Err("password: must be 12 to 128 characters".into());
     }
     let store = open_store(config).await?;
-    let passwords = Passwords::with_concurrency(config.password.params, 1)?;
+    let passwords = Passwords::with_concurrency(config.password.params, 1).map_err(|e| e.to_string())?;
     let hash = passwords.hash(password.clone()).await.map_err(|e| e.to_string())?;
     let user = store.add_user(&given, &norm, email, &hash).await.map_err(|e| match e {
         StoreError::Conflict => format!("user `{given}` already exists, or looks like an existing name"),
@@ -126,7 +126,8 @@ async fn find_user(store: &Store, who: &str) -> Result<crate::store::User, Strin
 /// Tell running gateways through the Redis bus, when there is one.
 async fn publish(config: &Config, event: crate::store::cache::Event) -> Result<(), String> {
     if let Some(r) = &config.redis {
-        let redis = crate::store::cache::Redis::new(r.url.expose(), r.timeout, r.token_ttl)?;
+        let redis =
+            crate::store::cache::Redis::new(r.url.expose(), r.timeout, r.token_ttl).map_err(|e| e.to_string())?;
         let connected = redis.connect().await;
         if let crate::store::cache::Event::Token { hash } = &event
             && connected
@@ -211,7 +212,7 @@ pub fn keys_generate(algorithm: &str, kid: Option<&str>, out: &Path) -> Result<(
     {
         return Err("--kid: use A-Z a-z 0-9 . _ - only".into());
     }
-    let (private, public) = crate::auth::keys::generate(alg)?;
+    let (private, public) = crate::auth::keys::generate(alg).map_err(|e| e.to_string())?;
     match public {
         None => {
             println!("# add to gateway.toml (keep this secret out of git; or set it through the environment)");

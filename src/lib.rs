@@ -44,14 +44,23 @@ use crate::store::{Store, StoreError};
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    #[error("{0}")]
-    Tls(String),
-    #[error("{0}")]
-    Upstream(String),
-    #[error("{0}")]
-    Secret(String),
-    #[error("store.url: {0}")]
-    Store(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Keys(#[from] auth::keys::KeyError),
+    #[error(transparent)]
+    Identity(#[from] proxy::identity::AssertionKeyError),
+    #[error(transparent)]
+    Upstream(#[from] proxy::upstream::UpstreamError),
+    #[error(
+        "store.url: {0}. Fix: check that the database store.url names is running and reachable, and that the \
+         credentials in the URL are right"
+    )]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Redis(#[from] store::cache::RedisUrlError),
+    #[error(transparent)]
+    Passwords(#[from] auth::password::PoolError),
     #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
         key: &'static str,
@@ -105,43 +114,35 @@ impl Gateway {
         let (tls, certs) = match &config.tls {
             None => (None, None),
             Some(t) => {
-                if t.self_signed_if_missing && tls::ensure_self_signed(&t.cert, &t.key).map_err(StartError::Tls)? {
+                if t.self_signed_if_missing && tls::ensure_self_signed(&t.cert, &t.key)? {
                     tracing::warn!(
                         cert = %t.cert.display(),
                         key = %t.key.display(),
                         "generated a self-signed development certificate; production must configure a real one"
                     );
                 }
-                let store = tls::CertStore::load(&t.cert, &t.key).map_err(StartError::Tls)?;
-                (
-                    Some(tls::config_for(store.clone()).map_err(StartError::Tls)?),
-                    Some(store),
-                )
+                let store = tls::CertStore::load(&t.cert, &t.key)?;
+                (Some(tls::config_for(store.clone())?), Some(store))
             }
         };
-        let mut keys = auth::keys::load(&config.jwt).map_err(StartError::Secret)?;
+        let mut keys = auth::keys::load(&config.jwt)?;
         let identity = match &config.upstream.identity {
             Some(cfg) => {
-                let asserter = proxy::identity::Asserter::load(cfg).map_err(StartError::Secret)?;
-                keys.jwks = auth::keys::with_jwk(&keys.jwks, asserter.jwk.clone()).map_err(StartError::Secret)?;
+                let asserter = proxy::identity::Asserter::load(cfg)?;
+                keys.jwks = auth::keys::with_jwk(&keys.jwks, asserter.jwk.clone())?;
                 Some(asserter)
             }
             None => None,
         };
-        let upstream = Upstream::new(&config.upstream).map_err(StartError::Upstream)?;
-        let store = Store::connect(config.store.url.expose())
-            .await
-            .map_err(|e| StartError::Store(e.to_string()))?;
+        let upstream = Upstream::new(&config.upstream)?;
+        let store = Store::connect(config.store.url.expose()).await?;
         let passwords = Passwords::with_pool(
             config.password.params,
             config.password.hash_concurrency,
             config.password.hash_niceness,
-        )
-        .map_err(StartError::Secret)?;
+        )?;
         let revocations = Revocations::new();
-        sync_revocations(&store, &revocations, config.jwt.leeway)
-            .await
-            .map_err(|e| StartError::Store(e.to_string()))?;
+        sync_revocations(&store, &revocations, config.jwt.leeway).await?;
         let limiter = LoginLimiter::new(config.login);
         let (touch_queue, touch_rx) = tokio::sync::mpsc::channel(4096);
         // Without Redis nothing tells this replica about deletions elsewhere: keep entries briefly.
@@ -151,9 +152,7 @@ impl Gateway {
             .map_or(std::time::Duration::from_secs(60), |r| r.token_ttl);
         let api_tokens = auth::api_token::TokenCache::new(token_ttl, 100_000);
         let redis = match &config.redis {
-            Some(r) => {
-                Some(store::cache::Redis::new(r.url.expose(), r.timeout, r.token_ttl).map_err(StartError::Store)?)
-            }
+            Some(r) => Some(store::cache::Redis::new(r.url.expose(), r.timeout, r.token_ttl)?),
             None => None,
         };
         let scheme = if config.tls.is_some() { "https" } else { "http" };
