@@ -225,9 +225,6 @@ const SECTIONS: [&str; 12] = [
 
 /// Whether an `AUTHGATE_`-prefixed variable (prefix stripped) is a `<SECTION>__<KEY>` setting of a
 /// known section. (A Kubernetes Service named `authgate-x--y` gives `AUTHGATE_X__Y_SERVICE_HOST`:
-
-/// Whether an `AUTHGATE_`-prefixed variable (prefix stripped) is a `<SECTION>__<KEY>` setting of a
-/// known section. (A Kubernetes Service named `authgate-x--y` gives `AUTHGATE_X__Y_SERVICE_HOST`:
 /// that is not config either.) An unknown key inside a known section stays an error.
 fn is_config_var(key: &figment::value::UncasedStr) -> bool {
     key.as_str()
