@@ -221,7 +221,7 @@ fn keys_generate_inner(algorithm: &str, kid: Option<&str>, out: &Path) -> Result
     {
         return Err("--kid: use A-Z a-z 0-9 . _ - only".into());
     }
-    let (private, public) = crate::auth::keys::generate(alg)?;
+    let (private, public) = crate::auth::keys::generate(alg).map_err(|e| e.to_string())?;
     match public {
         None => {
             println!("# add to gateway.toml (keep this secret out of git; or set it through the environment)");

@@ -2,8 +2,9 @@
 //!
 //! Every answer the gateway gives for itself has the shape `{"error": "<code>", "detail": "<message>"}`:
 //! `detail` is what FastAPI clients read, `error` is the stable machine code. The mapping is one
-//! exhaustive `match` with no catch-all arm, pinned by the tests below. Each error knows who caused
-//! it (the client, the upstream, or the gateway) so logs and metrics can tell them apart.
+//! exhaustive `match` with no catch-all arm, pinned by the tests below for every variant. Who caused
+//! an error follows from its status: 4xx the client, 502 and 504 the upstream, 500 and 503 the
+//! gateway (the requests metric counts by status class).
 
 use std::time::Duration;
 
@@ -12,14 +13,6 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
 use crate::routes::PathError;
-
-/// Who caused an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Culprit {
-    Client,
-    Upstream,
-    Gateway,
-}
 
 /// Why a credential was refused. The reason goes to logs and metrics; the client only sees 401.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,95 +105,81 @@ pub enum GatewayError {
     /// The upstream answered something the gateway will not relay (a 101 it did not ask for).
     BadUpstreamResponse,
     UpstreamTimeout,
-    /// A dependency (store, cache) is down and the request cannot be served safely.
+    /// A dependency (the identity assertion, the hashing pool) cannot serve the request now.
     Unavailable(&'static str),
+    /// The user and token store is down: one answer wherever it is needed.
+    StoreUnavailable,
     Internal,
 }
 
 impl GatewayError {
-    /// Status, machine code, client-facing detail, and who caused it.
-    pub fn parts(&self) -> (StatusCode, &'static str, &'static str, Culprit) {
-        use Culprit::*;
+    /// Status, machine code and client-facing detail.
+    pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
-            GatewayError::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m, Client),
-            GatewayError::AmbiguousPath(_) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "Ambiguous request path",
-                Client,
-            ),
-            GatewayError::InvalidField { message, .. } => (StatusCode::BAD_REQUEST, "invalid_request", message, Client),
+            GatewayError::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m),
+            GatewayError::AmbiguousPath(_) => (StatusCode::BAD_REQUEST, "invalid_request", "Ambiguous request path"),
+            GatewayError::InvalidField { message, .. } => (StatusCode::BAD_REQUEST, "invalid_request", message),
             GatewayError::DuplicateMember(_) => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "A JSON member appears more than once",
-                Client,
             ),
-            GatewayError::Unauthenticated(f) => (StatusCode::UNAUTHORIZED, "invalid_token", f.detail(), Client),
+            GatewayError::Unauthenticated(f) => (StatusCode::UNAUTHORIZED, "invalid_token", f.detail()),
             GatewayError::BadCredentials => (
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",
                 "Incorrect username or password",
-                Client,
             ),
-            GatewayError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m, Client),
-            GatewayError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found", Client),
+            GatewayError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
+            GatewayError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
             GatewayError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "Method not allowed",
-                Client,
             ),
-            GatewayError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m, Client),
+            GatewayError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             GatewayError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "Request body is too large",
-                Client,
             ),
             GatewayError::RequestTimeout => (
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
                 "The request body stopped arriving",
-                Client,
             ),
             GatewayError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "Send a JSON body with Content-Type: application/json",
-                Client,
             ),
             GatewayError::TooManyRequests { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",
                 "Too many attempts; retry later",
-                Client,
             ),
             GatewayError::UpstreamUnreachable => (
                 StatusCode::BAD_GATEWAY,
                 "bad_gateway",
                 "The upstream service is unreachable",
-                Upstream,
             ),
             GatewayError::BadUpstreamResponse => (
                 StatusCode::BAD_GATEWAY,
                 "bad_gateway",
                 "The upstream service gave an answer the gateway does not relay",
-                Upstream,
             ),
             GatewayError::UpstreamTimeout => (
                 StatusCode::GATEWAY_TIMEOUT,
                 "gateway_timeout",
                 "The upstream service did not answer in time",
-                Upstream,
             ),
-            GatewayError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m, Gateway),
-            GatewayError::Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "Internal error",
-                Gateway,
+            GatewayError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            GatewayError::StoreUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The account store is unavailable",
             ),
+            GatewayError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
         }
     }
 
@@ -210,7 +189,7 @@ impl GatewayError {
 
     /// The JSON response for this error.
     pub fn to_response(&self) -> Response<Full<Bytes>> {
-        let (status, code, detail, _) = self.parts();
+        let (status, code, detail) = self.parts();
         let mut body = serde_json::json!({ "error": code, "detail": detail });
         if let GatewayError::InvalidField { field, message } = self {
             body["detail"] = serde_json::Value::from(format!("{field} {message}"));
@@ -233,7 +212,24 @@ impl GatewayError {
                 let secs = retry_after.as_secs().max(1);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
             }
-            _ => {}
+            GatewayError::InvalidRequest(_)
+            | GatewayError::AmbiguousPath(_)
+            | GatewayError::InvalidField { .. }
+            | GatewayError::DuplicateMember(_)
+            | GatewayError::BadCredentials
+            | GatewayError::Forbidden(_)
+            | GatewayError::NotFound
+            | GatewayError::MethodNotAllowed
+            | GatewayError::Conflict(_)
+            | GatewayError::PayloadTooLarge
+            | GatewayError::RequestTimeout
+            | GatewayError::UnsupportedMediaType
+            | GatewayError::UpstreamUnreachable
+            | GatewayError::BadUpstreamResponse
+            | GatewayError::UpstreamTimeout
+            | GatewayError::Unavailable(_)
+            | GatewayError::StoreUnavailable
+            | GatewayError::Internal => {}
         }
         resp
     }
@@ -270,7 +266,20 @@ mod tests {
                 "invalid_token",
             ),
             (GatewayError::BadCredentials, 401, "invalid_credentials"),
+            (
+                GatewayError::InvalidField {
+                    field: "f",
+                    message: "x",
+                },
+                400,
+                "invalid_request",
+            ),
+            (GatewayError::Forbidden("x"), 403, "forbidden"),
             (GatewayError::NotFound, 404, "not_found"),
+            (GatewayError::MethodNotAllowed, 405, "method_not_allowed"),
+            (GatewayError::Conflict("x"), 409, "conflict"),
+            (GatewayError::RequestTimeout, 408, "request_timeout"),
+            (GatewayError::UnsupportedMediaType, 415, "unsupported_media_type"),
             (GatewayError::PayloadTooLarge, 413, "payload_too_large"),
             (
                 GatewayError::TooManyRequests {
@@ -283,12 +292,56 @@ mod tests {
             (GatewayError::BadUpstreamResponse, 502, "bad_gateway"),
             (GatewayError::UpstreamTimeout, 504, "gateway_timeout"),
             (GatewayError::Unavailable("x"), 503, "unavailable"),
+            (GatewayError::StoreUnavailable, 503, "unavailable"),
             (GatewayError::Internal, 500, "internal_error"),
         ];
-        for (err, status, code) in cases {
-            let (s, c, _, _) = err.parts();
-            assert_eq!((s.as_u16(), c), (status, code), "{err:?}");
+        for (err, status, code) in &cases {
+            let (s, c, _) = err.parts();
+            assert_eq!((s.as_u16(), c), (*status, *code), "{err:?}");
         }
+        let mut listed: Vec<usize> = cases.iter().map(|(e, _, _)| variant_index(e)).collect();
+        listed.sort_unstable();
+        listed.dedup();
+        assert_eq!(listed, (0..VARIANTS).collect::<Vec<_>>(), "every variant is pinned");
+    }
+
+    /// How many variants `GatewayError` has.
+    const VARIANTS: usize = 20;
+
+    /// A number per variant. The match has no `_` arm, so a new variant does not compile until it is
+    /// numbered here, and then `statuses_are_pinned` fails until it is pinned there.
+    fn variant_index(e: &GatewayError) -> usize {
+        match e {
+            GatewayError::InvalidRequest(_) => 0,
+            GatewayError::AmbiguousPath(_) => 1,
+            GatewayError::InvalidField { .. } => 2,
+            GatewayError::DuplicateMember(_) => 3,
+            GatewayError::Unauthenticated(_) => 4,
+            GatewayError::BadCredentials => 5,
+            GatewayError::Forbidden(_) => 6,
+            GatewayError::NotFound => 7,
+            GatewayError::MethodNotAllowed => 8,
+            GatewayError::Conflict(_) => 9,
+            GatewayError::PayloadTooLarge => 10,
+            GatewayError::RequestTimeout => 11,
+            GatewayError::UnsupportedMediaType => 12,
+            GatewayError::TooManyRequests { .. } => 13,
+            GatewayError::UpstreamUnreachable => 14,
+            GatewayError::BadUpstreamResponse => 15,
+            GatewayError::UpstreamTimeout => 16,
+            GatewayError::Unavailable(_) => 17,
+            GatewayError::StoreUnavailable => 18,
+            GatewayError::Internal => 19,
+        }
+    }
+
+    #[test]
+    fn a_store_outage_has_one_answer() {
+        let (status, code, detail) = GatewayError::StoreUnavailable.parts();
+        assert_eq!(
+            (status.as_u16(), code, detail),
+            (503, "unavailable", "The account store is unavailable")
+        );
     }
 
     #[test]

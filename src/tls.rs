@@ -16,23 +16,68 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+/// Why the serving certificate could not be loaded or made. Each message names the key and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("tls.cert: cannot read {}: {source}. Fix: point tls.cert at a readable PEM certificate chain", path.display())]
+    ReadCert {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("tls.cert: {} is not a PEM certificate chain: {source}. Fix: give the PEM chain, leaf first", path.display())]
+    BadCert {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("tls.cert: {} holds no certificate. Fix: give the PEM chain, leaf first", path.display())]
+    NoCert { path: PathBuf },
+    #[error("tls.key: cannot read a PEM private key from {}: {source}. Fix: point tls.key at the certificate's PEM private key", path.display())]
+    ReadKey {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error(
+        "tls: the certificate and key do not form a usable pair: {0}. Fix: give tls.key the private key of tls.cert's leaf"
+    )]
+    Pair(rustls::Error),
+    #[error("tls: {0}")]
+    Protocols(rustls::Error),
+    #[error("tls: cannot generate a certificate: {0}")]
+    Generate(rcgen::Error),
+    #[error("tls: cannot create {}: {source}. Fix: make the directory of tls.cert and tls.key writable, or create the files", dir.display())]
+    CreateDir { dir: PathBuf, source: std::io::Error },
+    #[error("{key}: cannot write {}: {source}. Fix: make the directory writable, or create the files", path.display())]
+    Write {
+        key: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Read and check a certificate chain and its private key.
-fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, String> {
+fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("tls.cert: cannot read {}: {e}", cert.display()))?
+        .map_err(|source| TlsError::ReadCert {
+            path: cert.to_owned(),
+            source,
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("tls.cert: {} is not a PEM certificate chain: {e}", cert.display()))?;
+        .map_err(|source| TlsError::BadCert {
+            path: cert.to_owned(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(format!("tls.cert: {} holds no certificate", cert.display()));
+        return Err(TlsError::NoCert { path: cert.to_owned() });
     }
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("tls.key: cannot read a PEM private key from {}: {e}", key.display()))?;
-    CertifiedKey::from_der(certs, key_der, &provider())
-        .map_err(|e| format!("tls: the certificate and key do not form a usable pair: {e}"))
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::ReadKey {
+        path: key.to_owned(),
+        source,
+    })?;
+    CertifiedKey::from_der(certs, key_der, &provider()).map_err(TlsError::Pair)
 }
 
 /// What identifies a version of the files: modification time and length of each.
@@ -67,7 +112,7 @@ impl ResolvesServerCert for CertStore {
 }
 
 impl CertStore {
-    pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertStore>, String> {
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertStore>, TlsError> {
         let seen = stamp(cert, key);
         let pair = load_pair(cert, key)?;
         Ok(Arc::new(CertStore {
@@ -79,7 +124,7 @@ impl CertStore {
     }
 
     /// Reload when the files changed. `Ok(true)`: new pair serving; `Err`: rejected, old pair kept.
-    pub fn reload_if_changed(&self) -> Result<bool, String> {
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
         let now = stamp(&self.cert, &self.key);
         {
             let Ok(mut seen) = self.seen.lock() else {
@@ -116,10 +161,10 @@ impl CertStore {
 }
 
 /// A server config that serves whatever `store` holds.
-pub fn config_for(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, String> {
+pub fn config_for(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("tls: {e}"))?
+        .map_err(TlsError::Protocols)?
         .with_no_client_auth()
         .with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -127,28 +172,36 @@ pub fn config_for(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, String> {
 }
 
 /// Load a certificate chain and private key into a server config (no reload).
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     config_for(CertStore::load(cert, key)?)
 }
 
 /// Write a self-signed certificate for `localhost` when either file is missing.
 /// Returns whether one was generated.
-pub fn ensure_self_signed(cert: &Path, key: &Path) -> Result<bool, String> {
+pub fn ensure_self_signed(cert: &Path, key: &Path) -> Result<bool, TlsError> {
     if cert.exists() && key.exists() {
         return Ok(false);
     }
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-    let generated =
-        rcgen::generate_simple_self_signed(names).map_err(|e| format!("tls: cannot generate a certificate: {e}"))?;
+    let generated = rcgen::generate_simple_self_signed(names).map_err(TlsError::Generate)?;
     for path in [cert, key] {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("tls: cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| TlsError::CreateDir {
+                dir: dir.to_owned(),
+                source,
+            })?;
         }
     }
-    write_private(key, generated.signing_key.serialize_pem().as_bytes())
-        .map_err(|e| format!("tls.key: cannot write {}: {e}", key.display()))?;
-    std::fs::write(cert, generated.cert.pem())
-        .map_err(|e| format!("tls.cert: cannot write {}: {e}", cert.display()))?;
+    write_private(key, generated.signing_key.serialize_pem().as_bytes()).map_err(|source| TlsError::Write {
+        key: "tls.key",
+        path: key.to_owned(),
+        source,
+    })?;
+    std::fs::write(cert, generated.cert.pem()).map_err(|source| TlsError::Write {
+        key: "tls.cert",
+        path: cert.to_owned(),
+        source,
+    })?;
     Ok(true)
 }
 
@@ -187,7 +240,9 @@ mod tests {
 
     #[test]
     fn unreadable_files_name_the_key() {
-        let err = server_config(Path::new("/nonexistent/c.pem"), Path::new("/nonexistent/k.pem")).unwrap_err();
+        let err = server_config(Path::new("/nonexistent/c.pem"), Path::new("/nonexistent/k.pem"))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("tls.cert"), "{err}");
     }
 }

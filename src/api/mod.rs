@@ -196,7 +196,7 @@ pub fn store_err(e: crate::store::StoreError) -> GatewayError {
         StoreError::NotFound => GatewayError::NotFound,
         StoreError::Unavailable(detail) => {
             tracing::error!(%detail, "store unavailable");
-            GatewayError::Unavailable("The account store is unavailable")
+            GatewayError::StoreUnavailable
         }
     }
 }

@@ -9,7 +9,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use base64::Engine;
@@ -26,34 +25,10 @@ use crate::error::AuthFailure;
 /// Tokens longer than this are refused before any decoding (8 KiB).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-/// The algorithms the gateway signs and verifies with.
-#[allow(clippy::upper_case_acronyms)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JwtAlgorithm {
-    HS256,
-    HS384,
-    HS512,
-    RS256,
-    ES256,
-    EdDSA,
-}
+pub use crate::config::JwtAlgorithm;
 
 impl JwtAlgorithm {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JwtAlgorithm::HS256 => "HS256",
-            JwtAlgorithm::HS384 => "HS384",
-            JwtAlgorithm::HS512 => "HS512",
-            JwtAlgorithm::RS256 => "RS256",
-            JwtAlgorithm::ES256 => "ES256",
-            JwtAlgorithm::EdDSA => "EdDSA",
-        }
-    }
-
-    pub fn is_hmac(self) -> bool {
-        matches!(self, JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512)
-    }
-
+    /// The `jsonwebtoken` spelling (the type itself lives in `config`, which is a leaf).
     pub fn to_jsonwebtoken(self) -> Algorithm {
         match self {
             JwtAlgorithm::HS256 => Algorithm::HS256,
@@ -63,28 +38,6 @@ impl JwtAlgorithm {
             JwtAlgorithm::ES256 => Algorithm::ES256,
             JwtAlgorithm::EdDSA => Algorithm::EdDSA,
         }
-    }
-}
-
-impl fmt::Display for JwtAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for JwtAlgorithm {
-    type Err = ();
-    /// Config spelling is forgiving about case; token headers are compared exactly elsewhere.
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Ok(match s.trim().to_ascii_uppercase().as_str() {
-            "HS256" => JwtAlgorithm::HS256,
-            "HS384" => JwtAlgorithm::HS384,
-            "HS512" => JwtAlgorithm::HS512,
-            "RS256" => JwtAlgorithm::RS256,
-            "ES256" => JwtAlgorithm::ES256,
-            "EDDSA" => JwtAlgorithm::EdDSA,
-            _ => return Err(()),
-        })
     }
 }
 

@@ -10,15 +10,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Limits from `[login]`.
-#[derive(Debug, Clone, Copy)]
-pub struct LimiterConfig {
-    pub max_failures_per_account: u32,
-    pub max_failures_per_ip: u32,
-    pub window: Duration,
-    /// The most keys each table holds.
-    pub max_entries: usize,
-}
+pub use crate::config::LimiterConfig;
 
 #[derive(Debug, Clone, Copy)]
 struct Window {

@@ -170,7 +170,7 @@ impl Authenticator {
             None => {
                 let row = self.store.api_token_by_hash(&hash).await.map_err(|e| {
                     tracing::warn!(error = %e, "API token lookup failed: store unavailable");
-                    GatewayError::Unavailable("The credential store is unavailable")
+                    GatewayError::StoreUnavailable
                 })?;
                 let Some(row) = row else {
                     self.metrics.token_lookup(TokenLookup::Unknown);

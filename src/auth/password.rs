@@ -23,27 +23,7 @@ const QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// corrupted or planted row cannot make verification allocate without bound (1 GiB).
 const MAX_VERIFY_MEMORY_KIB: u32 = 1024 * 1024;
 
-/// Argon2id cost parameters.
-#[derive(Debug, Clone, Copy)]
-pub struct PasswordParams {
-    /// Memory cost `m`, in KiB.
-    pub memory_kib: u32,
-    /// Time cost `t` (passes over memory).
-    pub iterations: u32,
-    /// Lanes `p`.
-    pub parallelism: u32,
-}
-
-impl Default for PasswordParams {
-    /// The OWASP minimum for Argon2id: m = 19 MiB, t = 2, p = 1.
-    fn default() -> Self {
-        PasswordParams {
-            memory_kib: 19_456,
-            iterations: 2,
-            parallelism: 1,
-        }
-    }
-}
+pub use crate::config::PasswordParams;
 
 /// Why hashing or verifying could not run (a wrong password is not an error: see [`Verdict`]).
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +32,23 @@ pub enum PasswordError {
     Failed,
     #[error("password hashing is overloaded")]
     Busy,
+}
+
+/// Why the hashing pool could not start (`[password]`).
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error(
+        "password: invalid argon2 parameters: {0}. Fix: use values near the defaults (memory_kib = 19456, iterations = 2, parallelism = 1)"
+    )]
+    Params(argon2::Error),
+    #[error(
+        "password: cannot compute the dummy password hash: {0}. Fix: use values near the defaults (memory_kib = 19456, iterations = 2, parallelism = 1)"
+    )]
+    Dummy(argon2::password_hash::Error),
+    #[error(
+        "password.hash_concurrency: cannot start a password hashing thread: {0}. Fix: lower password.hash_concurrency"
+    )]
+    Thread(std::io::Error),
 }
 
 /// The outcome of checking a password against a stored hash.
@@ -94,7 +91,7 @@ struct HashPool {
 }
 
 impl HashPool {
-    fn new(threads: usize, niceness: u32) -> Result<HashPool, String> {
+    fn new(threads: usize, niceness: u32) -> Result<HashPool, PoolError> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(std::sync::Mutex::new(rx));
         for i in 0..threads.max(1) {
@@ -119,7 +116,7 @@ impl HashPool {
                         }
                     }
                 })
-                .map_err(|e| format!("cannot start a password hashing thread: {e}"))?;
+                .map_err(PoolError::Thread)?;
         }
         Ok(HashPool { jobs: tx })
     }
@@ -155,23 +152,23 @@ impl fmt::Debug for Passwords {
 
 impl Passwords {
     /// Validate the parameters and precompute the dummy hash (this hashes once, synchronously).
-    pub fn new(params: PasswordParams) -> Result<Passwords, String> {
+    pub fn new(params: PasswordParams) -> Result<Passwords, PoolError> {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         Self::with_concurrency(params, cores)
     }
 
     /// Like [`Passwords::new`], with at most `concurrency` hashes running at once, at nice 10.
-    pub fn with_concurrency(params: PasswordParams, concurrency: usize) -> Result<Passwords, String> {
+    pub fn with_concurrency(params: PasswordParams, concurrency: usize) -> Result<Passwords, PoolError> {
         Self::with_pool(params, concurrency, 10)
     }
 
     /// `concurrency` hashing threads at CPU `niceness` (0 to 19; 0 leaves the priority alone).
-    pub fn with_pool(params: PasswordParams, concurrency: usize, niceness: u32) -> Result<Passwords, String> {
-        let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
-            .map_err(|e| format!("invalid argon2 parameters: {e}"))?;
+    pub fn with_pool(params: PasswordParams, concurrency: usize, niceness: u32) -> Result<Passwords, PoolError> {
+        let params =
+            Params::new(params.memory_kib, params.iterations, params.parallelism, None).map_err(PoolError::Params)?;
         let mut filler = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut filler);
-        let dummy = hash_with(&params, &filler).map_err(|e| format!("cannot compute the dummy password hash: {e}"))?;
+        let dummy = hash_with(&params, &filler).map_err(PoolError::Dummy)?;
         Ok(Passwords {
             runs: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             params,

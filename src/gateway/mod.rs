@@ -33,19 +33,28 @@ use crate::store::cache::Redis;
 use crate::store::{Store, StoreKind};
 use crate::tls::CertStore;
 
-/// Why the gateway could not start. Each message names the setting involved.
+/// Why the gateway could not start. Each message names the setting involved and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("{0}")]
-    Tls(String),
-    #[error("{0}")]
-    Upstream(String),
-    #[error("{0}")]
-    Secret(String),
-    #[error("store.url: {0}")]
-    Store(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Keys(#[from] crate::auth::keys::KeyError),
+    #[error(transparent)]
+    Identity(#[from] crate::proxy::assertion::AssertionKeyError),
+    #[error(transparent)]
+    Upstream(#[from] crate::proxy::upstream::UpstreamError),
+    #[error(
+        "store.url: {0}. Fix: check that the database store.url names is running and reachable, and that the \
+         credentials in the URL are right"
+    )]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Redis(#[from] crate::store::cache::RedisUrlError),
+    #[error(transparent)]
+    Passwords(#[from] crate::auth::password::PoolError),
     #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
         key: &'static str,
@@ -104,46 +113,35 @@ impl Gateway {
         let (tls, certs) = match &config.tls {
             None => (None, None),
             Some(t) => {
-                if t.self_signed_if_missing
-                    && crate::tls::ensure_self_signed(&t.cert, &t.key).map_err(StartError::Tls)?
-                {
+                if t.self_signed_if_missing && crate::tls::ensure_self_signed(&t.cert, &t.key)? {
                     tracing::warn!(
                         cert = %t.cert.display(),
                         key = %t.key.display(),
                         "generated a self-signed development certificate; production must configure a real one"
                     );
                 }
-                let store = CertStore::load(&t.cert, &t.key).map_err(StartError::Tls)?;
-                (
-                    Some(crate::tls::config_for(store.clone()).map_err(StartError::Tls)?),
-                    Some(store),
-                )
+                let store = CertStore::load(&t.cert, &t.key)?;
+                (Some(crate::tls::config_for(store.clone())?), Some(store))
             }
         };
-        let mut keys = crate::auth::keys::load(&config.jwt).map_err(StartError::Secret)?;
+        let mut keys = crate::auth::keys::load(&config.jwt)?;
         let asserter = match &config.upstream.identity {
             Some(cfg) => {
-                let asserter = crate::proxy::assertion::Asserter::load(cfg).map_err(StartError::Secret)?;
-                keys.jwks =
-                    crate::auth::keys::with_jwk(&keys.jwks, asserter.jwk.clone()).map_err(StartError::Secret)?;
+                let asserter = crate::proxy::assertion::Asserter::load(cfg)?;
+                keys.jwks = crate::auth::keys::with_jwk(&keys.jwks, asserter.jwk.clone())?;
                 Some(asserter)
             }
             None => None,
         };
-        let upstream = Arc::new(Upstream::new(&config.upstream).map_err(StartError::Upstream)?);
-        let store = Store::connect(config.store.url.expose())
-            .await
-            .map_err(|e| StartError::Store(e.to_string()))?;
+        let upstream = Arc::new(Upstream::new(&config.upstream)?);
+        let store = Store::connect(config.store.url.expose()).await?;
         let passwords = Passwords::with_pool(
             config.password.params,
             config.password.hash_concurrency,
             config.password.hash_niceness,
-        )
-        .map_err(StartError::Secret)?;
+        )?;
         let redis = match &config.redis {
-            Some(r) => Some(Arc::new(
-                Redis::new(r.url.expose(), r.timeout, r.token_ttl).map_err(StartError::Store)?,
-            )),
+            Some(r) => Some(Arc::new(Redis::new(r.url.expose(), r.timeout, r.token_ttl)?)),
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
@@ -157,7 +155,7 @@ impl Gateway {
             token_ttl: config.redis.as_ref().map_or(Duration::from_secs(60), |r| r.token_ttl),
         });
         let authn = Arc::new(authn);
-        authn.sync().await.map_err(|e| StartError::Store(e.to_string()))?;
+        authn.sync().await?;
         let accounts = Arc::new(Accounts::new(
             store.clone(),
             passwords,

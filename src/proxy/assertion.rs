@@ -7,6 +7,7 @@
 //! with less than `ttl / 2` left and the signing cost is paid about once per user per `ttl / 2`.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use http::HeaderValue;
@@ -14,13 +15,36 @@ use jsonwebtoken::EncodingKey;
 use jsonwebtoken::jwk::Jwk;
 use serde::Serialize;
 
-use crate::auth::jwt::now_secs;
+use crate::auth::jwt::{JwtAlgorithm, now_secs};
 use crate::auth::principal::UserId;
 use crate::config::{AssertionMode, IdentityConfig};
 use crate::store::Store;
 
 /// Assertions kept at most; past this the cache starts over (a burst of distinct users).
 const CACHE_MAX: usize = 10_000;
+
+/// Why the assertion key (`upstream.identity.private_key`) could not be loaded or made.
+#[derive(Debug, thiserror::Error)]
+pub enum AssertionKeyError {
+    #[error("upstream.identity.private_key: {0}")]
+    Generate(crate::auth::keys::KeyError),
+    #[error("upstream.identity.private_key: cannot write {}: {source}. Fix: make its directory writable", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("upstream.identity.private_key: cannot read {}: {source} (create one with `authgate keys generate --algorithm {alg}`)", path.display())]
+    Read {
+        path: PathBuf,
+        alg: JwtAlgorithm,
+        source: std::io::Error,
+    },
+    #[error("upstream.identity.private_key: {} is not a {alg} PKCS#8 PEM key: {source}. Fix: write one with `authgate keys generate --algorithm {alg}`", path.display())]
+    BadKey {
+        path: PathBuf,
+        alg: JwtAlgorithm,
+        source: crate::auth::keys::PemKeyError,
+    },
+    #[error("upstream.identity.private_key: {0}")]
+    Thumbprint(jsonwebtoken::errors::Error),
+}
 
 pub struct Asserter {
     pub mode: AssertionMode,
@@ -55,31 +79,30 @@ struct Claims<'a> {
 
 impl Asserter {
     /// Load (or, in development, generate) the assertion key.
-    pub fn load(cfg: &IdentityConfig) -> Result<Asserter, String> {
+    pub fn load(cfg: &IdentityConfig) -> Result<Asserter, AssertionKeyError> {
         if cfg.generate_if_missing && !cfg.private_key.exists() {
-            let (pem, _) = crate::auth::keys::generate(cfg.algorithm)?;
-            crate::tls::write_private(&cfg.private_key, pem.as_bytes())
-                .map_err(|e| format!("upstream.identity.private_key: {e}"))?;
+            let (pem, _) = crate::auth::keys::generate(cfg.algorithm).map_err(AssertionKeyError::Generate)?;
+            crate::tls::write_private(&cfg.private_key, pem.as_bytes()).map_err(|source| AssertionKeyError::Write {
+                path: cfg.private_key.clone(),
+                source,
+            })?;
             tracing::warn!(key = %cfg.private_key.display(), "generated an identity assertion key");
         }
-        let pem = std::fs::read(&cfg.private_key).map_err(|e| {
-            format!(
-                "upstream.identity.private_key: cannot read {}: {e} (create one with `authgate keys generate --algorithm {}`)",
-                cfg.private_key.display(),
-                cfg.algorithm
-            )
+        let pem = std::fs::read(&cfg.private_key).map_err(|source| AssertionKeyError::Read {
+            path: cfg.private_key.clone(),
+            alg: cfg.algorithm,
+            source,
         })?;
-        let (key, mut jwk) = crate::auth::keys::private_key(cfg.algorithm, &pem).map_err(|e| {
-            format!(
-                "upstream.identity.private_key: {} is not a {} PKCS#8 PEM key: {e}",
-                cfg.private_key.display(),
-                cfg.algorithm
-            )
-        })?;
+        let (key, mut jwk) =
+            crate::auth::keys::private_key(cfg.algorithm, &pem).map_err(|source| AssertionKeyError::BadKey {
+                path: cfg.private_key.clone(),
+                alg: cfg.algorithm,
+                source,
+            })?;
         // The kid is the key's thumbprint: stable across restarts, new when the key changes.
         let thumbprint = jwk
             .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
-            .map_err(|e| format!("upstream.identity.private_key: {e}"))?;
+            .map_err(AssertionKeyError::Thumbprint)?;
         let kid = format!("assertion-{}", thumbprint.get(..16).unwrap_or(&thumbprint));
         jwk.common.key_id = Some(kid.clone());
         jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);

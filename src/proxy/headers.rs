@@ -6,11 +6,12 @@
 //! then inserts the gateway's own headers, so `Connection` can never remove a header the gateway
 //! adds.
 
-use std::fmt;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use smallvec::SmallVec;
+
+pub use crate::config::identity_name;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), plus the legacy `Keep-Alive` and `Proxy-Connection`
 /// (RFC 9112 §9.6, RFC 7230 appendix A.1.2) and `HTTP2-Settings`, which only means something
@@ -28,9 +29,6 @@ static HOP_BY_HOP: [HeaderName; 10] = [
     header::UPGRADE,
     HeaderName::from_static("http2-settings"),
 ];
-
-/// Credentials the gateway consumes: the authenticator's list (`auth::credential::HEADERS`).
-use crate::auth::credential::HEADERS as CREDENTIALS;
 
 /// Headers only the gateway may set: a client's copy is always dropped. (Every other
 /// `X-Forwarded-*` but `X-Forwarded-For` is dropped too; see [`rewrite_request`].)
@@ -75,27 +73,6 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Masks credentials when headers are printed (rust-rpxy's habit).
-pub struct Masked<'a>(pub &'a HeaderMap);
-
-impl fmt::Debug for Masked<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut m = f.debug_map();
-        for (name, value) in self.0 {
-            let secret = CREDENTIALS.contains(name)
-                || name == header::COOKIE
-                || name == header::SET_COOKIE
-                || is_identity(name, &[]);
-            if secret {
-                m.entry(&name.as_str(), &"***");
-            } else {
-                m.entry(&name.as_str(), &value);
-            }
-        }
-        m.finish()
-    }
-}
-
 /// Whether `name` is an identity header in any spelling: built in, or one of `extra` (normalised
 /// by [`identity_name`]).
 fn is_identity(name: &HeaderName, extra: &[Box<str>]) -> bool {
@@ -113,26 +90,6 @@ fn spells(pattern: &str, n: &[u8]) -> bool {
         Some(prefix) => n.len() > prefix.len() && prefix.bytes().zip(n).all(|(a, &b)| same(a, b)),
         None => pattern.len() == n.len() && pattern.bytes().zip(n).all(|(a, &b)| same(a, b)),
     }
-}
-
-/// An `auth.identity_headers` entry as [`is_identity`] compares it: a header name, or a prefix
-/// ending in `*` (`X-Auth-Request-*`), lowercased with `_` read as `-`. `None` for anything else
-/// (a `*` elsewhere, an empty prefix, a character no header name has).
-pub fn identity_name(raw: &str) -> Option<Box<str>> {
-    let raw = raw.trim();
-    let (name, prefix) = match raw.strip_suffix('*') {
-        Some(p) => (p, true),
-        None => (raw, false),
-    };
-    if name.is_empty() || name.contains('*') {
-        return None;
-    }
-    let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
-    let mut norm = name.as_str().replace('_', "-");
-    if prefix {
-        norm.push('*');
-    }
-    Some(norm.into_boxed_str())
 }
 
 /// The headers to drop from a map, found in one pass over its names: those `drop` picks, every
@@ -626,17 +583,5 @@ mod tests {
         assert_eq!(request_id(&map(&[("x-request-id", "abc-123")])), "abc-123");
         assert_ne!(request_id(&map(&[("x-request-id", "a b\"<script>")])), "a b\"<script>");
         assert_eq!(request_id(&HeaderMap::new()).len(), 36);
-    }
-
-    #[test]
-    fn masked_debug_hides_credentials() {
-        let h = map(&[
-            ("authorization", "Bearer secret-token"),
-            ("cookie", "s=1"),
-            ("accept", "*/*"),
-        ]);
-        let shown = format!("{:?}", Masked(&h));
-        assert!(!shown.contains("secret-token") && !shown.contains("s=1"), "{shown}");
-        assert!(shown.contains("*/*"));
     }
 }

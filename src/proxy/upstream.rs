@@ -11,6 +11,7 @@
 //! again on a fresh one, as long as no byte of it was sent. A task closes connections left idle
 //! longer than `upstream.pool_idle_timeout`, whether or not traffic comes.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -33,6 +34,34 @@ use crate::error::GatewayError;
 pub use crate::proxy::body::ForwardBody;
 
 type Sender = SendRequest<ForwardBody>;
+
+/// Why the upstream client could not be built. Each message names the key and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream.url: unusable host {0}. Fix: write it as http://HOST:PORT or https://HOST:PORT")]
+    Host(String),
+    #[error(
+        "upstream.url: {host} is not a TLS server name: {source}. Fix: use the DNS name or IP address the backend's certificate names"
+    )]
+    ServerName {
+        host: String,
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    #[error("upstream.ca_cert: cannot read {}: {source}. Fix: point it at a readable PEM file of CA certificates", path.display())]
+    ReadCa {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("upstream.ca_cert: bad PEM in {}: {source}. Fix: give PEM CA certificates only", path.display())]
+    BadCa {
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("upstream.ca_cert: unusable certificate in {}: {source}. Fix: give CA certificates only", path.display())]
+    UnusableCa { path: PathBuf, source: rustls::Error },
+    #[error("upstream TLS: {0}")]
+    Tls(rustls::Error),
+}
 
 pub struct Upstream {
     config: UpstreamConfig,
@@ -57,7 +86,7 @@ struct Idle {
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Result<Upstream, String> {
+    pub fn new(config: &UpstreamConfig) -> Result<Upstream, UpstreamError> {
         let https = config.scheme == Scheme::HTTPS;
         let default_port = if https { 443 } else { 80 };
         let port = config.authority.port_u16().unwrap_or(default_port);
@@ -71,11 +100,12 @@ impl Upstream {
             Some(p) if p != default_port => format!("{}:{p}", config.authority.host()),
             _ => config.authority.host().to_owned(),
         };
-        let host_header =
-            HeaderValue::from_str(&host_header).map_err(|_| format!("upstream.url: unusable host {host_header}"))?;
+        let host_header = HeaderValue::from_str(&host_header).map_err(|_| UpstreamError::Host(host_header))?;
         let tls = if https {
-            let name = ServerName::try_from(host.clone())
-                .map_err(|e| format!("upstream.url: {host} is not a TLS server name: {e}"))?;
+            let name = ServerName::try_from(host.clone()).map_err(|source| UpstreamError::ServerName {
+                host: host.clone(),
+                source,
+            })?;
             Some((tokio_rustls::TlsConnector::from(Arc::new(client_tls(config)?)), name))
         } else {
             None
@@ -204,24 +234,30 @@ where
     Ok(sender)
 }
 
-fn client_tls(config: &UpstreamConfig) -> Result<rustls::ClientConfig, String> {
+fn client_tls(config: &UpstreamConfig) -> Result<rustls::ClientConfig, UpstreamError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &config.ca_cert {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject;
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("upstream.ca_cert: cannot read {}: {e}", path.display()))?;
+        let certs = CertificateDer::pem_file_iter(path).map_err(|source| UpstreamError::ReadCa {
+            path: path.clone(),
+            source,
+        })?;
         for cert in certs {
-            let cert = cert.map_err(|e| format!("upstream.ca_cert: bad PEM in {}: {e}", path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("upstream.ca_cert: unusable certificate in {}: {e}", path.display()))?;
+            let cert = cert.map_err(|source| UpstreamError::BadCa {
+                path: path.clone(),
+                source,
+            })?;
+            roots.add(cert).map_err(|source| UpstreamError::UnusableCa {
+                path: path.clone(),
+                source,
+            })?;
         }
     }
     let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("upstream TLS: {e}"))?
+        .map_err(UpstreamError::Tls)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -6,7 +6,6 @@
 //! 400. Nothing is forwarded and no body is read.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -19,6 +18,8 @@ use tokio::net::TcpListener;
 use super::Status;
 use crate::error::GatewayError;
 use crate::tls::CertStore;
+
+pub use crate::config::valid_host;
 
 /// What a redirect is built from.
 pub struct Redirect {
@@ -86,85 +87,5 @@ fn answer<B>(r: &Redirect, req: &Request<B>) -> Response<Full<Bytes>> {
             resp
         }
         Err(_) => refuse("Cannot redirect this request"),
-    }
-}
-
-/// The host of a `Host` value (`name`, `name:port`, `1.2.3.4`, `[::1]:8080`), lowercased and
-/// without its port, as it appears in a URL; `None` unless it is a DNS name of letters, digits
-/// and hyphens (RFC 1123), an IPv4 address or a bracketed IPv6 address, with an optional port.
-pub fn valid_host(value: &str) -> Option<String> {
-    let value = value.trim();
-    let (host, port) = match value.strip_prefix('[') {
-        Some(rest) => {
-            let (inner, after) = rest.split_once(']')?;
-            inner.parse::<Ipv6Addr>().ok()?;
-            let port = match after {
-                "" => None,
-                a => Some(a.strip_prefix(':')?),
-            };
-            (&value[..inner.len() + 2], port)
-        }
-        None => match value.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (value, None),
-        },
-    };
-    if let Some(p) = port
-        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().ok()? == 0)
-    {
-        return None;
-    }
-    if host.starts_with('[') || host.parse::<IpAddr>().is_ok() {
-        return Some(host.to_ascii_lowercase());
-    }
-    let dns = host.len() <= 253
-        && host.split('.').all(|label| {
-            (1..=63).contains(&label.len())
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-        // All-numeric dotted names are IPv4 addresses or nothing.
-        && !host.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit()));
-    dns.then(|| host.to_ascii_lowercase())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_are_parsed_strictly() {
-        for (value, host) in [
-            ("gw.example.com", "gw.example.com"),
-            ("GW.Example.com:8443", "gw.example.com"),
-            ("localhost", "localhost"),
-            ("127.0.0.1:80", "127.0.0.1"),
-            ("[::1]:8080", "[::1]"),
-            ("[::1]", "[::1]"),
-        ] {
-            assert_eq!(valid_host(value).as_deref(), Some(host), "{value}");
-        }
-        for value in [
-            "",
-            "evil.example/x",
-            "evil.example@x",
-            "a..b",
-            "-a.b",
-            "a-.b",
-            "a b",
-            "host:",
-            "host:0",
-            "host:99999",
-            "host:8a",
-            "[::1",
-            "[zz]:1",
-            "[::1]x",
-            "1.2.3",
-            "\u{0430}.example",
-            "a_b.example",
-        ] {
-            assert_eq!(valid_host(value), None, "{value:?}");
-        }
     }
 }

@@ -59,6 +59,13 @@ pub struct CachedToken {
 pub static ERRORS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
     std::sync::LazyLock::new(Default::default);
 
+/// Why the Redis client could not be made from `redis.url`.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisUrlError {
+    #[error("redis.url: {0}. Fix: use e.g. \"redis://127.0.0.1:6379/\", or remove it to keep everything in-process")]
+    Invalid(redis::RedisError),
+}
+
 pub struct Redis {
     client: redis::Client,
     conn: ArcSwapOption<ConnectionManager>,
@@ -74,8 +81,8 @@ pub struct Redis {
 impl Redis {
     /// Parse the URL; the connection is made in the background (a Redis that is down at start-up
     /// does not stop the gateway).
-    pub fn new(url: &str, timeout: Duration, token_ttl: Duration) -> Result<Redis, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("redis.url: {e}"))?;
+    pub fn new(url: &str, timeout: Duration, token_ttl: Duration) -> Result<Redis, RedisUrlError> {
+        let client = redis::Client::open(url).map_err(RedisUrlError::Invalid)?;
         Ok(Redis {
             client,
             conn: ArcSwapOption::empty(),

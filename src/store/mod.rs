@@ -113,12 +113,12 @@ pub struct NewApiToken<'a> {
     pub expires_at: Option<i64>,
 }
 
-/// A connection pool plus the kind of database behind it. Cloning shares the pool.
 /// Store calls that failed (not "not found" or "already exists"), exported as
 /// `authgate_store_errors_total`. Process-wide: every gateway in a process shares one store kind.
 pub static ERRORS: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
     std::sync::LazyLock::new(Default::default);
 
+/// A connection pool plus the kind of database behind it. Cloning shares the pool.
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,

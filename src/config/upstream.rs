@@ -1,0 +1,210 @@
+//! `[upstream]` and `[upstream.identity]`: the backend the gateway forwards to, and the signed
+//! identity assertion it may be sent.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, Dur, JwtAlgorithm, secs};
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    pub url: String,
+    pub connect_timeout: Dur,
+    pub response_header_timeout: Dur,
+    pub pool_idle_timeout: Dur,
+    pub pool_max_idle_per_host: usize,
+    /// Extra CA certificates (PEM) trusted for an `https://` upstream, on top of the web PKI roots.
+    pub ca_cert: Option<PathBuf>,
+    /// A signed identity assertion sent to the backend beside `X-User-Id`.
+    pub identity: Option<RawIdentity>,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        RawUpstream {
+            url: "http://127.0.0.1:8000".into(),
+            connect_timeout: secs(5),
+            response_header_timeout: secs(60),
+            pool_idle_timeout: secs(90),
+            pool_max_idle_per_host: 256,
+            ca_cert: None,
+            identity: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIdentity {
+    /// `header` (`X-Auth-Assertion: <jwt>`) or `bearer` (`Authorization: Bearer <jwt>`).
+    pub mode: String,
+    /// `EdDSA` or `ES256`: the backend holds only the public key.
+    pub algorithm: String,
+    pub private_key: Option<PathBuf>,
+    /// Development only: create the key file (mode 0600) on first start.
+    pub generate_if_missing: bool,
+    pub ttl: Dur,
+    pub issuer: Option<String>,
+    /// The `aud` claim; unset sends none (PyJWT-based backends such as RAG Modulo refuse an `aud`
+    /// they were not told to expect).
+    pub audience: Option<String>,
+}
+
+impl Default for RawIdentity {
+    fn default() -> Self {
+        RawIdentity {
+            mode: "header".into(),
+            algorithm: "EdDSA".into(),
+            private_key: None,
+            generate_if_missing: false,
+            ttl: secs(60),
+            issuer: None,
+            audience: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    pub connect_timeout: Duration,
+    pub response_header_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub ca_cert: Option<PathBuf>,
+    pub identity: Option<IdentityConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionMode {
+    /// `X-Auth-Assertion: <jwt>`.
+    Header,
+    /// `Authorization: Bearer <jwt>`, for backends that read a Bearer JWT (RAG Modulo).
+    Bearer,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    pub mode: AssertionMode,
+    pub algorithm: JwtAlgorithm,
+    pub private_key: PathBuf,
+    pub generate_if_missing: bool,
+    pub ttl: Duration,
+    pub issuer: String,
+    pub audience: Option<String>,
+}
+
+pub(super) fn validate(raw: &RawUpstream, jwt_issuer: Option<&str>) -> Result<UpstreamConfig, ConfigError> {
+    for (key, d) in [
+        ("upstream.connect_timeout", raw.connect_timeout),
+        ("upstream.response_header_timeout", raw.response_header_timeout),
+    ] {
+        if d.0.is_zero() {
+            return Err(ConfigError::invalid(
+                key,
+                "is zero",
+                "give a positive duration such as \"10s\"",
+            ));
+        }
+    }
+    const KEY: &str = "upstream.url";
+    const FIX: &str = "write it as http://HOST:PORT or https://HOST:PORT, with no path, query or user info";
+    let uri: http::Uri = raw
+        .url
+        .parse()
+        .map_err(|_| ConfigError::invalid(KEY, format!("`{}` is not a URL", raw.url), FIX))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        _ => {
+            return Err(ConfigError::invalid(KEY, "must start with http:// or https://", FIX));
+        }
+    };
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| ConfigError::invalid(KEY, "has no host", FIX))?;
+    if authority.as_str().contains('@') {
+        return Err(ConfigError::invalid(KEY, "carries user info", FIX));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(ConfigError::invalid(KEY, "has a path or query", FIX));
+    }
+    Ok(UpstreamConfig {
+        scheme,
+        authority,
+        connect_timeout: raw.connect_timeout.0,
+        response_header_timeout: raw.response_header_timeout.0,
+        pool_idle_timeout: raw.pool_idle_timeout.0,
+        pool_max_idle_per_host: raw.pool_max_idle_per_host,
+        ca_cert: raw.ca_cert.clone(),
+        identity: match &raw.identity {
+            Some(identity) => Some(validate_identity(identity, jwt_issuer)?),
+            None => None,
+        },
+    })
+}
+
+fn validate_identity(raw: &RawIdentity, jwt_issuer: Option<&str>) -> Result<IdentityConfig, ConfigError> {
+    let mode = match raw.mode.as_str() {
+        "header" => AssertionMode::Header,
+        "bearer" => AssertionMode::Bearer,
+        other => {
+            return Err(ConfigError::invalid(
+                "upstream.identity.mode",
+                format!("`{other}` is not a mode"),
+                "use \"header\" (X-Auth-Assertion) or \"bearer\" (Authorization: Bearer)",
+            ));
+        }
+    };
+    let algorithm = match raw.algorithm.parse::<JwtAlgorithm>() {
+        Ok(a @ (JwtAlgorithm::EdDSA | JwtAlgorithm::ES256)) => a,
+        _ => {
+            return Err(ConfigError::invalid(
+                "upstream.identity.algorithm",
+                format!("`{}` is not supported for assertions", raw.algorithm),
+                "use EdDSA or ES256, so that the backend needs only the public key",
+            ));
+        }
+    };
+    let private_key = raw.private_key.clone().ok_or_else(|| {
+        ConfigError::invalid(
+            "upstream.identity.private_key",
+            "is missing",
+            "create one with `authgate keys generate --algorithm EdDSA` and give the private key file's path",
+        )
+    })?;
+    let ttl = raw.ttl.0;
+    if !(Duration::from_secs(2)..=Duration::from_secs(3600)).contains(&ttl) {
+        return Err(ConfigError::invalid(
+            "upstream.identity.ttl",
+            format!("is {}", humantime::format_duration(ttl)),
+            "use between 2s and 1h (about 60s is the intent: a backend sees it only in flight)",
+        ));
+    }
+    if raw.audience.as_ref().is_some_and(|a| a.trim().is_empty()) {
+        return Err(ConfigError::invalid(
+            "upstream.identity.audience",
+            "is empty",
+            "name the backend, e.g. audience = \"rag-backend\", or remove the key to send no aud claim",
+        ));
+    }
+    Ok(IdentityConfig {
+        mode,
+        algorithm,
+        private_key,
+        generate_if_missing: raw.generate_if_missing,
+        ttl,
+        issuer: raw
+            .issuer
+            .clone()
+            .or_else(|| jwt_issuer.map(str::to_owned))
+            .unwrap_or_else(|| "authgate".into()),
+        audience: raw.audience.clone(),
+    })
+}
