@@ -214,12 +214,8 @@ fn keys_generate_inner(algorithm: &str, kid: Option<&str>, out: &Path) -> Result
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         format!("{}-{}", alg.as_str().to_ascii_lowercase(), now[..10].replace('-', ""))
     });
-    if kid.is_empty()
-        || !kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        return Err("--kid: use A-Z a-z 0-9 . _ - only".into());
+    if !crate::config::kid_is_plain(&kid) {
+        return Err("--kid: use 1 to 64 of A-Z a-z 0-9 . _ - only (without `..`)".into());
     }
     let (private, public) = crate::auth::keys::generate(alg).map_err(|e| e.to_string())?;
     match public {

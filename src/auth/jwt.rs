@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Sha256, Sha384, Sha512};
 
 use crate::auth::principal::UserId;
+use crate::config::kid_is_plain;
 use crate::error::AuthFailure;
 
 /// Tokens longer than this are refused before any decoding (8 KiB).
@@ -216,15 +217,6 @@ struct Claims<'a> {
 }
 
 pub use crate::clock::now_secs;
-
-fn kid_is_plain(kid: &str) -> bool {
-    !kid.is_empty()
-        && kid.len() <= 64
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && !kid.contains("..")
-}
 
 impl Verifier {
     pub fn new(keys: Vec<VerifyKey>, rules: ClaimRules) -> Self {

@@ -204,17 +204,27 @@ fn primary_key(raw: &RawJwt, algorithm: JwtAlgorithm) -> Result<Option<SecretSou
     })
 }
 
+/// The one rule for a key id, wherever one comes from: a `[[jwt.keys]]` entry, a token's header,
+/// `authgate keys generate --kid` (which also names files after it): 1 to 64 of A-Z a-z 0-9 . _ -,
+/// and never `..`.
+pub fn kid_is_plain(kid: &str) -> bool {
+    !kid.is_empty()
+        && kid.len() <= 64
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !kid.contains("..")
+}
+
 fn validate_key(k: &RawJwtKey) -> Result<KeySpec, ConfigError> {
     const KEY: &str = "jwt.keys";
-    let plain = !k.kid.is_empty()
-        && k.kid.len() <= 64
-        && k.kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !plain {
+    if !kid_is_plain(&k.kid) {
         return Err(ConfigError::invalid(
             KEY,
-            format!("has a kid `{}` that is not 1 to 64 of A-Z a-z 0-9 . _ -", k.kid),
+            format!(
+                "has a kid `{}` that is not 1 to 64 of A-Z a-z 0-9 . _ - (without `..`)",
+                k.kid
+            ),
             "give each key a short plain kid, e.g. \"2026-11\"",
         ));
     }

@@ -41,7 +41,7 @@ mod upstream;
 
 pub use admin::RawAdmin;
 pub use auth::{AuthConfig, RawAuth, identity_name};
-pub use jwt::{JwtAlgorithm, JwtConfig, KeySpec, MIN_HS_SECRET_BYTES, RawJwt, RawJwtKey, SecretSource};
+pub use jwt::{JwtAlgorithm, JwtConfig, KeySpec, MIN_HS_SECRET_BYTES, RawJwt, RawJwtKey, SecretSource, kid_is_plain};
 pub use limits::{LimitsConfig, RawLimits};
 pub use log::{LogConfig, LogFormat, RawLog};
 pub use login::{LimiterConfig, RawLogin};
