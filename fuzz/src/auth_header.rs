@@ -2,12 +2,12 @@
 //!
 //! The input is read as lines; each line's first byte picks what the rest is: an `Authorization`,
 //! `X-API-Key`, `Upgrade`, `Connection` or other header value, or the query of the request
-//! target. `bearer` and `request_token` must never panic, must refuse two credentials at once in
+//! target. `bearer` and `extract` must never panic, must refuse two credentials at once in
 //! any combination (two headers, a header and a query token, two query tokens, a `token` query
 //! name in disguise among them), and a token they return must be exactly what the request carried.
 
 use authgate::auth::api_token;
-use authgate::auth::credential::{Credential, bearer, extract as request_token};
+use authgate::auth::credential::{Credential, bearer, extract};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri, Version, header};
 
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -113,7 +113,7 @@ pub fn check(data: &[u8]) {
         Vec::new()
     };
 
-    let Ok(token) = request_token(&req) else {
+    let Ok(token) = extract(&req) else {
         return;
     };
     assert!(!token.is_empty(), "an empty token was returned");
@@ -124,7 +124,7 @@ pub fn check(data: &[u8]) {
         assert_eq!(
             found,
             Ok(Credential::Bearer(token)),
-            "request_token disagrees with bearer"
+            "extract disagrees with bearer"
         );
     } else if !keys.is_empty() {
         assert_eq!(keys.len(), 1, "one of several X-API-Key headers was accepted");
