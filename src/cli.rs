@@ -28,9 +28,11 @@ pub enum CliError {
     Passwords(String),
     #[error("cannot read the password from stdin: {0}")]
     Stdin(std::io::Error),
-    /// An account rule or change refused; `flag` is the option the value came from.
-    #[error("{flag}: {error}")]
-    Account { flag: &'static str, error: AccountError },
+    /// A value broke an account rule; `flag` is the option or input it came from.
+    #[error("{flag}: {message}")]
+    Invalid { flag: &'static str, message: &'static str },
+    #[error("{0}")]
+    Account(AccountError),
     #[error("user `{0}` already exists, or looks like an existing name")]
     UserExists(String),
     #[error("--user: no user `{0}` (see `authgate user list`)")]
@@ -49,19 +51,16 @@ impl From<AccountError> for CliError {
     fn from(error: AccountError) -> Self {
         match error {
             AccountError::Store(e) => CliError::Store(e),
-            AccountError::Invalid { field, .. } => CliError::Account {
+            AccountError::Invalid { field, message } => CliError::Invalid {
                 flag: match field {
                     "email" => "--email",
                     "name" => "--name",
                     "expires_in" => "--expires-in",
                     other => other,
                 },
-                error,
+                message,
             },
-            error => CliError::Account {
-                flag: "authgate",
-                error,
-            },
+            error => CliError::Account(error),
         }
     }
 }

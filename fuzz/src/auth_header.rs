@@ -121,11 +121,7 @@ pub fn check(data: &[u8]) {
         usize::from(!auths.is_empty()) + usize::from(!keys.is_empty()) + usize::from(!query_tokens.is_empty());
     assert_eq!(sources, 1, "a token was picked from {sources} kinds of credential");
     if !auths.is_empty() {
-        assert_eq!(
-            found,
-            Ok(Credential::Bearer(token)),
-            "extract disagrees with bearer"
-        );
+        assert_eq!(found, Ok(Credential::Bearer(token)), "extract disagrees with bearer");
     } else if !keys.is_empty() {
         assert_eq!(keys.len(), 1, "one of several X-API-Key headers was accepted");
         assert!(api_token::looks_like(token), "X-API-Key {token:?} is not an API token");
