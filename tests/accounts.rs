@@ -276,11 +276,10 @@ async fn register_and_login_ignore_a_stale_authorization_header() {
 #[tokio::test]
 async fn brute_force_is_limited_per_account_and_per_ip() {
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(
-        &up.url(),
-        "[login]\nmax_failures_per_account = 3\nmax_failures_per_ip = 6\nwindow = \"1m\"\n",
-    )
-    .await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[login]\nmax_failures_per_account = 3\nmax_failures_per_ip = 6\nwindow = \"1m\"\n")
+        .start()
+        .await;
     register(&gw, "victim").await;
     for _ in 0..3 {
         assert_eq!(login(&gw, "victim", "wrong password!!").await.status, 401);
@@ -313,7 +312,7 @@ const IP_LIMIT_OF_3: &str = "[login]\nmax_failures_per_account = 100\nmax_failur
 async fn behind_a_trusted_proxy_each_client_has_its_own_ip_limit() {
     let up = TestUpstream::start().await;
     let trusted = format!("[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{IP_LIMIT_OF_3}");
-    let gw = TestGateway::start_with(&up.url(), &trusted).await;
+    let gw = TestGateway::builder(&up.url()).extra(&trusted).start().await;
     register(&gw, "innocent").await;
     // The attacker, seen through the proxy as 203.0.113.66, runs out of tries under many names.
     for name in ["a1", "a2", "a3"] {
@@ -336,7 +335,7 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_ip_limit() {
 #[tokio::test]
 async fn an_untrusted_peers_forwarded_for_does_not_move_the_ip_limit() {
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), IP_LIMIT_OF_3).await;
+    let gw = TestGateway::builder(&up.url()).extra(IP_LIMIT_OF_3).start().await;
     register(&gw, "innocent").await;
     for (name, forwarded_for) in [("a1", "203.0.113.1"), ("a2", "203.0.113.2"), ("a3", "203.0.113.3")] {
         assert_eq!(
@@ -437,7 +436,7 @@ async fn logout_ends_that_session_and_logout_all_ends_every_session() {
 async fn logout_survives_a_restart() {
     let up = TestUpstream::start().await;
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let gw = TestGateway::start_in(dir.clone(), &up.url(), "").await;
+    let gw = TestGateway::builder(&up.url()).dir(dir.clone()).start().await;
     register(&gw, "persist").await;
     let t = login_token(&gw, "persist").await;
     assert_eq!(
@@ -449,7 +448,7 @@ async fn logout_survives_a_restart() {
     );
     drop(gw);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let gw2 = TestGateway::start_in(dir, &up.url(), "").await;
+    let gw2 = TestGateway::builder(&up.url()).dir(dir).start().await;
     assert_eq!(
         gw2.client().get("/x", &[("authorization", &bearer(&t))]).await.status,
         401

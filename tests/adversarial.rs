@@ -14,7 +14,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL
 
 async fn pair(extra: &str) -> (TestUpstream, TestGateway) {
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), extra).await;
+    let gw = TestGateway::builder(&up.url()).extra(extra).start().await;
     (up, gw)
 }
 

@@ -15,7 +15,7 @@ const WS: &str = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Ver
 
 async fn pair(extra: &str) -> (TestUpstream, TestGateway) {
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), extra).await;
+    let gw = TestGateway::builder(&up.url()).extra(extra).start().await;
     (up, gw)
 }
 

@@ -120,7 +120,10 @@ async fn missing_and_invalid_tokens_are_401_and_never_forwarded() {
 #[tokio::test]
 async fn issuer_and_audience_are_enforced_when_configured() {
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), "[jwt]\nissuer = \"authgate\"\naudience = \"rag\"\n").await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[jwt]\nissuer = \"authgate\"\naudience = \"rag\"\n")
+        .start()
+        .await;
     let now = now();
     let ok = token_with(
         Algorithm::HS256,
@@ -261,7 +264,10 @@ async fn forwarding_headers_and_request_id() {
 #[tokio::test]
 async fn a_trusted_proxys_forwarded_for_is_appended_to() {
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n").await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
+        .start()
+        .await;
     let r = gw
         .client()
         .get(
@@ -288,7 +294,11 @@ async fn a_dual_stack_listener_sees_an_ipv4_peer_as_ipv4() {
     let up = TestUpstream::start().await;
     let dual_stack = tokio::net::TcpListener::bind("[::]:0").await.unwrap();
     let extra = "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n";
-    let gw = TestGateway::start_listening(dual_stack, &up.url(), extra).await;
+    let gw = TestGateway::builder(&up.url())
+        .listener(dual_stack)
+        .extra(extra)
+        .start()
+        .await;
     // Through the IPv6 socket this peer is ::ffff:127.0.0.1; it is still the trusted 127.0.0.1.
     let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], gw.addr.port()));
     let r = Client::new(&gw.ca, v4, false)
@@ -500,7 +510,7 @@ async fn https_upstream_is_reached_over_rustls() {
     let (up, ca) = TestUpstream::start_tls(dir.path()).await;
     let url = format!("https://localhost:{}", up.addr.port());
     let extra = format!("[upstream]\nca_cert = \"{}\"\n", ca.display());
-    let gw = TestGateway::start_with(&url, &extra).await;
+    let gw = TestGateway::builder(&url).extra(&extra).start().await;
     let r = gw
         .client()
         .get("/secure", &[("authorization", &bearer(&token("tls-user")))])

@@ -19,7 +19,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 async fn pair(extra: &str) -> (MutexGuard<'static, ()>, TestUpstream, TestGateway) {
     let turn = ONE_AT_A_TIME.lock().await;
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), extra).await;
+    let gw = TestGateway::builder(&up.url()).extra(extra).start().await;
     (turn, up, gw)
 }
 

@@ -22,7 +22,7 @@ async fn start(mode: &str, algorithm: &str, audience: Option<&str>) -> (TestUpst
          generate_if_missing = true\n{audience}",
         key.display()
     );
-    let gw = TestGateway::start_in(dir, &up.url(), &extra).await;
+    let gw = TestGateway::builder(&up.url()).dir(dir).extra(&extra).start().await;
     (up, gw)
 }
 

@@ -66,7 +66,11 @@ async fn rotating_an_hs_key_logs_nobody_out_until_the_old_key_is_removed() {
     let base = base_toml(dir.path(), &up.url());
 
     // 1. The original secret signs.
-    let gw = TestGateway::start_toml(dir.clone(), &base).await;
+    let gw = TestGateway::builder(&up.url())
+        .dir(dir.clone())
+        .toml(&base)
+        .start()
+        .await;
     account(&gw).await;
     let old = login(&gw).await;
     assert!(header_of(&old).get("kid").is_none());
@@ -75,7 +79,11 @@ async fn rotating_an_hs_key_logs_nobody_out_until_the_old_key_is_removed() {
     // 2. A new signing key is added next to it: old tokens still work, new ones carry its kid.
     let rotated =
         format!("{base}\n[[jwt.keys]]\nkid = \"k2\"\nalgorithm = \"HS256\"\nsecret = \"{SECRET_2}\"\nsigning = true\n");
-    let gw = TestGateway::start_toml(dir.clone(), &rotated).await;
+    let gw = TestGateway::builder(&up.url())
+        .dir(dir.clone())
+        .toml(&rotated)
+        .start()
+        .await;
     assert_eq!(status(&gw, &old).await, 200);
     let new = login(&gw).await;
     assert_eq!(header_of(&new)["kid"], "k2");
@@ -85,7 +93,11 @@ async fn rotating_an_hs_key_logs_nobody_out_until_the_old_key_is_removed() {
     // 3. The old key is removed: its tokens stop working, the new ones keep going.
     let retired = rotated.replace(&format!("secret = \"{SECRET}\"\n"), "");
     assert!(!retired.contains(SECRET));
-    let gw = TestGateway::start_toml(dir.clone(), &retired).await;
+    let gw = TestGateway::builder(&up.url())
+        .dir(dir.clone())
+        .toml(&retired)
+        .start()
+        .await;
     assert_eq!(status(&gw, &old).await, 401);
     assert_eq!(status(&gw, &new).await, 200);
     // A token naming an unknown kid is refused.
@@ -131,7 +143,11 @@ async fn asymmetric_keys_sign_and_the_jwks_lets_a_backend_verify() {
     let base = base_toml(dir.path(), &up.url());
 
     // HS keys are never published.
-    let gw = TestGateway::start_toml(dir.clone(), &base).await;
+    let gw = TestGateway::builder(&up.url())
+        .dir(dir.clone())
+        .toml(&base)
+        .start()
+        .await;
     assert_eq!(jwks(&gw).await, json!({"keys": []}));
     account(&gw).await;
     drop(gw);
@@ -145,7 +161,11 @@ async fn asymmetric_keys_sign_and_the_jwks_lets_a_backend_verify() {
             "{base}\n[[jwt.keys]]\nkid = \"{kid}\"\nalgorithm = \"{alg}\"\nprivate_key = \"{}\"\nsigning = true\n",
             path.display()
         );
-        let gw = TestGateway::start_toml(dir.clone(), &toml).await;
+        let gw = TestGateway::builder(&up.url())
+            .dir(dir.clone())
+            .toml(&toml)
+            .start()
+            .await;
         let token = login(&gw).await;
         let header = header_of(&token);
         assert_eq!((header["alg"].as_str(), header["kid"].as_str()), (Some(alg), Some(kid)));

@@ -26,7 +26,7 @@ fn replica_toml(pg: &str, redis: Option<&str>, extra: &str) -> String {
 /// Start a replica; with Redis configured, wait until its command connection is up and it listens
 /// on the revocation bus, so that no check depends on how fast the background connect was.
 async fn replica(up: &TestUpstream, toml: &str) -> TestGateway {
-    let gw = TestGateway::start_with(&up.url(), toml).await;
+    let gw = TestGateway::builder(&up.url()).extra(toml).start().await;
     if toml.contains("[redis]") {
         let started = Instant::now();
         loop {

@@ -76,63 +76,117 @@ sync_interval = "200ms"
     )
 }
 
+/// Where a test gateway's configuration comes from.
+enum Source {
+    /// [`base_toml`] with this TOML merged over it.
+    Layered(String),
+    /// A complete TOML document, nothing layered under it.
+    Toml(String),
+    /// A configuration the test built itself.
+    Config(Box<authgate::config::Config>),
+}
+
+/// How a test gateway starts: `TestGateway::builder(&up.url())`, then any of `.extra(toml)`,
+/// `.toml(document)`, `.config(config)`, `.dir(dir)`, `.listener(listener)`, then `.start().await`.
+#[must_use = "a builder starts nothing until `.start()`"]
+pub struct GatewayBuilder {
+    upstream: String,
+    source: Source,
+    dir: Option<Arc<tempfile::TempDir>>,
+    listener: Option<TcpListener>,
+}
+
+impl GatewayBuilder {
+    /// TOML merged over [`base_toml`] (figment layering), say `"[limits]\nbody_bytes = 1000\n"`.
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.source = Source::Layered(toml.to_owned());
+        self
+    }
+
+    /// A complete TOML document instead of [`base_toml`] and `extra`; it names its own upstream.
+    pub fn toml(mut self, document: &str) -> Self {
+        self.source = Source::Toml(document.to_owned());
+        self
+    }
+
+    /// A configuration built by the test, used as it is.
+    pub fn config(mut self, config: authgate::config::Config) -> Self {
+        self.source = Source::Config(Box::new(config));
+        self
+    }
+
+    /// Start on an existing directory (certificate, secret and database kept from a previous run)
+    /// instead of a fresh one.
+    pub fn dir(mut self, dir: Arc<tempfile::TempDir>) -> Self {
+        self.dir = Some(dir);
+        self
+    }
+
+    /// Serve on a listener the test bound itself (say, an IPv6 one) instead of 127.0.0.1:0.
+    pub fn listener(mut self, main: TcpListener) -> Self {
+        self.listener = Some(main);
+        self
+    }
+
+    pub async fn start(self) -> TestGateway {
+        let dir = self.dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
+        let config = match self.source {
+            Source::Layered(extra) => test_config(dir.path(), &self.upstream, &extra),
+            Source::Toml(document) => authgate::config::Config::from_toml_str(&document).expect("test config is valid"),
+            Source::Config(config) => *config,
+        };
+        let main = match self.listener {
+            Some(main) => main,
+            None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
+        launch(config, dir, main).await
+    }
+}
+
+/// The one place a test gateway is started through the library: build it from `config` and serve
+/// it on `main` and a fresh admin listener until [`TestGateway::shutdown`] or drop. When the
+/// library's start path changes, this function is all that changes with it.
+async fn launch(config: authgate::config::Config, dir: Arc<tempfile::TempDir>, main: TcpListener) -> TestGateway {
+    logscan::init();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, admin_addr) = (main.local_addr().unwrap(), admin.local_addr().unwrap());
+    let ca = config
+        .tls
+        .as_ref()
+        .map(|t| t.cert.clone())
+        .unwrap_or_else(|| dir.path().join("none.pem"));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let gw = Arc::new(authgate::Gateway::build(config).await.expect("gateway builds"));
+    let gateway = gw.clone();
+    let done = tokio::spawn(async move {
+        authgate::serve_gateway(gw, main, admin, async {
+            let _ = stop_rx.await;
+        })
+        .await;
+    });
+    TestGateway {
+        addr,
+        admin: admin_addr,
+        gateway,
+        dir,
+        ca,
+        stop: Some(stop_tx),
+        done: Some(done),
+    }
+}
+
 impl TestGateway {
+    /// A gateway on 127.0.0.1:0 in front of `upstream`, configured by [`base_toml`] alone.
     pub async fn start(upstream: &str) -> TestGateway {
-        Self::start_with(upstream, "").await
+        Self::builder(upstream).start().await
     }
 
-    pub async fn start_with(upstream: &str, extra: &str) -> TestGateway {
-        Self::start_in(Arc::new(tempfile::tempdir().unwrap()), upstream, extra).await
-    }
-
-    /// Start from a complete TOML document (nothing layered under it) in `dir`.
-    pub async fn start_toml(dir: Arc<tempfile::TempDir>, toml: &str) -> TestGateway {
-        let config = authgate::config::Config::from_toml_str(toml).expect("test config is valid");
-        Self::start_config(config, dir).await
-    }
-
-    /// Start on an existing directory (certificate, secret and database kept from a previous run).
-    pub async fn start_in(dir: Arc<tempfile::TempDir>, upstream: &str, extra: &str) -> TestGateway {
-        Self::start_config(test_config(dir.path(), upstream, extra), dir).await
-    }
-
-    /// A gateway serving on a listener the test bound itself (say, an IPv6 one).
-    pub async fn start_listening(main: TcpListener, upstream: &str, extra: &str) -> TestGateway {
-        let dir = Arc::new(tempfile::tempdir().unwrap());
-        Self::start_on(main, test_config(dir.path(), upstream, extra), dir).await
-    }
-
-    pub async fn start_config(config: authgate::config::Config, dir: Arc<tempfile::TempDir>) -> TestGateway {
-        let main = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::start_on(main, config, dir).await
-    }
-
-    async fn start_on(main: TcpListener, config: authgate::config::Config, dir: Arc<tempfile::TempDir>) -> TestGateway {
-        logscan::init();
-        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (addr, admin_addr) = (main.local_addr().unwrap(), admin.local_addr().unwrap());
-        let ca = config
-            .tls
-            .as_ref()
-            .map(|t| t.cert.clone())
-            .unwrap_or_else(|| dir.path().join("none.pem"));
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let gw = Arc::new(authgate::Gateway::build(config).await.expect("gateway builds"));
-        let gateway = gw.clone();
-        let done = tokio::spawn(async move {
-            authgate::serve_gateway(gw, main, admin, async {
-                let _ = stop_rx.await;
-            })
-            .await;
-        });
-        TestGateway {
-            addr,
-            admin: admin_addr,
-            gateway,
-            dir,
-            ca,
-            stop: Some(stop_tx),
-            done: Some(done),
+    pub fn builder(upstream: &str) -> GatewayBuilder {
+        GatewayBuilder {
+            upstream: upstream.to_owned(),
+            source: Source::Layered(String::new()),
+            dir: None,
+            listener: None,
         }
     }
 
