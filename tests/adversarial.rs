@@ -12,12 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-async fn pair(extra: &str) -> (TestUpstream, TestGateway) {
-    let up = TestUpstream::start().await;
-    let gw = TestGateway::builder(&up.url()).extra(extra).start().await;
-    (up, gw)
-}
-
 /// Send raw bytes; return the answer's status line and whether the server then closed.
 async fn raw(gw: &TestGateway, bytes: &[u8]) -> (String, bool) {
     let mut tls = tls_connect(&gw.ca, gw.addr, false).await;

@@ -12,23 +12,7 @@ use common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PASSWORD: &str = "correct horse battery";
 const WS: &str = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
-
-async fn pair(extra: &str) -> (TestUpstream, TestGateway) {
-    let up = TestUpstream::start().await;
-    let gw = TestGateway::builder(&up.url()).extra(extra).start().await;
-    (up, gw)
-}
-
-async fn register(gw: &TestGateway, name: &str) -> Reply {
-    gw.post_json(
-        "/api/auth/register",
-        json!({"username": name, "password": PASSWORD, "email": "t@example.com"}),
-        None,
-    )
-    .await
-}
 
 /// What a backend that percent-decodes query names (Starlette, Flask, Express, Go) sees as the
 /// names of `target`'s query parameters.

@@ -9,27 +9,8 @@ use common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PASSWORD: &str = "correct horse battery";
 const H2C: &str = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n";
 const WS: &str = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
-
-async fn pair(extra: &str) -> (TestUpstream, TestGateway) {
-    let up = TestUpstream::start().await;
-    let gw = TestGateway::builder(&up.url()).extra(extra).start().await;
-    (up, gw)
-}
-
-/// Register and log in; (user id, login JWT).
-async fn session(gw: &TestGateway, name: &str) -> (String, String) {
-    let body = json!({"username": name, "password": PASSWORD, "email": "t@example.com"});
-    let r = gw.post_json("/api/auth/register", body, None).await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let id = r.json()["user_id"].as_str().unwrap().to_owned();
-    let r = gw
-        .post_json("/api/auth/login", json!({"username": name, "password": PASSWORD}), None)
-        .await;
-    (id, r.json()["access_token"].as_str().unwrap().to_owned())
-}
 
 // ----- 1. Upgrade: h2c --------------------------------------------------------------------------
 

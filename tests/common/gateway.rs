@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use super::client::{Client, Reply};
 use super::logscan;
 use super::tokens::SECRET;
+use super::upstream::TestUpstream;
 
 pub struct TestGateway {
     pub addr: SocketAddr,
@@ -33,6 +34,13 @@ impl Drop for TestGateway {
             let _ = s.send(());
         }
     }
+}
+
+/// A recording upstream and a gateway in front of it, with `extra` merged over [`base_toml`].
+pub async fn pair(extra: &str) -> (TestUpstream, TestGateway) {
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::builder(&up.url()).extra(extra).start().await;
+    (up, gw)
 }
 
 /// The test TOML with `extra` merged over it.

@@ -9,6 +9,7 @@
 pub mod logscan;
 pub mod services;
 
+mod accounts;
 mod client;
 mod gateway;
 mod h2;
@@ -16,6 +17,8 @@ mod memory;
 mod tokens;
 mod upstream;
 
+#[allow(unused_imports)]
+pub use accounts::*;
 #[allow(unused_imports)]
 pub use client::*;
 #[allow(unused_imports)]
