@@ -428,14 +428,13 @@ async fn refused_lingering_close_holds_a_slot_at_most_about_ten_seconds() {
 
 #[tokio::test]
 async fn refused_redirect_host_tricks() {
-    let (_up, gw) = pair("[server]\nredirect_https_port = 443\n").await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(authgate::server::run_redirect(
-        gw.gateway.clone(),
-        listener,
-        std::future::pending(),
-    ));
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[server]\nredirect_https_port = 443\n")
+        .redirect()
+        .start()
+        .await;
+    let addr = gw.redirect.expect("the gateway was started with .redirect()");
     for (target, hosts) in [
         ("/x", vec!["evil.example"]),
         ("/x", vec!["localhost", "evil.example"]),

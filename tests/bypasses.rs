@@ -335,19 +335,13 @@ async fn two_credentials_on_a_websocket_handshake_are_401_and_not_forwarded() {
 // ----- 9. The HTTP-to-HTTPS redirect ------------------------------------------------------------
 
 async fn redirect_answer(gw: &TestGateway, host: &str) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(authgate::server::run_redirect(gw.gateway.clone(), listener, async {
-        let _ = stopped.await;
-    }));
+    let addr = gw.redirect.expect("the gateway was started with .redirect()");
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tcp.write_all(format!("GET /x?y=1 HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut out)).await;
-    let _ = stop.send(());
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -360,7 +354,12 @@ fn location(answer: &str) -> Option<String> {
 
 #[tokio::test]
 async fn the_redirect_names_a_host_the_certificate_or_the_operator_vouches_for() {
-    let (_up, gw) = pair("[server]\nredirect_https_port = 443\n").await;
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[server]\nredirect_https_port = 443\n")
+        .redirect()
+        .start()
+        .await;
     // The test certificate names localhost: a client's Host it covers is kept.
     assert_eq!(
         location(&redirect_answer(&gw, "localhost:8080").await).as_deref(),
@@ -378,7 +377,12 @@ async fn the_redirect_names_a_host_the_certificate_or_the_operator_vouches_for()
         assert!(location(&answer).is_none());
     }
     // server.public_host wins over everything.
-    let (_up, gw) = pair("[server]\nredirect_https_port = 443\npublic_host = \"gw.example.com\"\n").await;
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[server]\nredirect_https_port = 443\npublic_host = \"gw.example.com\"\n")
+        .redirect()
+        .start()
+        .await;
     for host in ["localhost", "evil.example"] {
         assert_eq!(
             location(&redirect_answer(&gw, host).await).as_deref(),

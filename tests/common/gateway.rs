@@ -10,7 +10,7 @@ use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
 use super::client::{Client, Reply};
 use super::logscan;
@@ -23,16 +23,16 @@ pub struct TestGateway {
     /// Shared so a test can restart a gateway on the same certificate and database.
     pub dir: Arc<tempfile::TempDir>,
     pub ca: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
+    /// The plain-HTTP redirect listener, when started with [`GatewayBuilder::redirect`].
+    pub redirect: Option<SocketAddr>,
+    stop: CancellationToken,
     pub done: Option<tokio::task::JoinHandle<()>>,
     pub gateway: Arc<authgate::Gateway>,
 }
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+        self.stop.cancel();
     }
 }
 
@@ -95,13 +95,15 @@ enum Source {
 }
 
 /// How a test gateway starts: `TestGateway::builder(&up.url())`, then any of `.extra(toml)`,
-/// `.toml(document)`, `.config(config)`, `.dir(dir)`, `.listener(listener)`, then `.start().await`.
+/// `.toml(document)`, `.config(config)`, `.dir(dir)`, `.listener(listener)`, `.redirect()`, then
+/// `.start().await`.
 #[must_use = "a builder starts nothing until `.start()`"]
 pub struct GatewayBuilder {
     upstream: String,
     source: Source,
     dir: Option<Arc<tempfile::TempDir>>,
     listener: Option<TcpListener>,
+    redirect: bool,
 }
 
 impl GatewayBuilder {
@@ -136,6 +138,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Also serve the plain-HTTP listener that redirects to HTTPS (what `server.redirect_http`
+    /// starts in the binary), on 127.0.0.1:0; its address is [`TestGateway::redirect`].
+    pub fn redirect(mut self) -> Self {
+        self.redirect = true;
+        self
+    }
+
     pub async fn start(self) -> TestGateway {
         let dir = self.dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().unwrap()));
         let config = match self.source {
@@ -147,14 +156,24 @@ impl GatewayBuilder {
             Some(main) => main,
             None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
         };
-        launch(config, dir, main).await
+        let redirect = match self.redirect {
+            true => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            false => None,
+        };
+        launch(config, dir, main, redirect).await
     }
 }
 
 /// The one place a test gateway is started through the library: build it from `config` and serve
-/// it on `main` and a fresh admin listener until [`TestGateway::shutdown`] or drop. When the
-/// library's start path changes, this function is all that changes with it.
-async fn launch(config: authgate::config::Config, dir: Arc<tempfile::TempDir>, main: TcpListener) -> TestGateway {
+/// it on `main`, a fresh admin listener and, when given, the `redirect` listener, until
+/// [`TestGateway::shutdown`] or drop. When the library's start path changes, this function is all
+/// that changes with it.
+async fn launch(
+    config: authgate::config::Config,
+    dir: Arc<tempfile::TempDir>,
+    main: TcpListener,
+    redirect: Option<TcpListener>,
+) -> TestGateway {
     logscan::init();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (addr, admin_addr) = (main.local_addr().unwrap(), admin.local_addr().unwrap());
@@ -163,22 +182,26 @@ async fn launch(config: authgate::config::Config, dir: Arc<tempfile::TempDir>, m
         .as_ref()
         .map(|t| t.cert.clone())
         .unwrap_or_else(|| dir.path().join("none.pem"));
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let redirect_addr = redirect.as_ref().map(|l| l.local_addr().unwrap());
+    let stop = CancellationToken::new();
     let gw = Arc::new(authgate::Gateway::build(config).await.expect("gateway builds"));
     let gateway = gw.clone();
-    let done = tokio::spawn(async move {
-        authgate::serve_gateway(gw, main, admin, async {
-            let _ = stop_rx.await;
-        })
-        .await;
-    });
+    if let Some(listener) = redirect {
+        tokio::spawn(authgate::server::run_redirect(
+            gw.clone(),
+            listener,
+            stop.clone().cancelled_owned(),
+        ));
+    }
+    let done = tokio::spawn(authgate::serve_gateway(gw, main, admin, stop.clone().cancelled_owned()));
     TestGateway {
         addr,
         admin: admin_addr,
         gateway,
         dir,
         ca,
-        stop: Some(stop_tx),
+        redirect: redirect_addr,
+        stop,
         done: Some(done),
     }
 }
@@ -195,14 +218,13 @@ impl TestGateway {
             source: Source::Layered(String::new()),
             dir: None,
             listener: None,
+            redirect: false,
         }
     }
 
     /// Begin a graceful shutdown (what SIGTERM does in the binary).
     pub fn shutdown(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+        self.stop.cancel();
     }
 
     pub fn client(&self) -> Client {
