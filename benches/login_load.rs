@@ -153,7 +153,7 @@ fn main() {
     let extra = std::env::var("BENCH_EXTRA_TOML").unwrap_or_default();
     // Plenty of headroom in the limiter: the benchmark logs in thousands of times from one IP.
     let extra = format!("[login]\nmax_failures_per_ip = 1000000\nmax_failures_per_account = 1000000\n{extra}");
-    let gw = gateway_rt.block_on(TestGateway::start_with(&up.url(), &extra));
+    let gw = gateway_rt.block_on(TestGateway::builder(&up.url()).extra(&extra).start());
     let (ca, addr) = (gw.ca.clone(), gw.addr);
 
     load_rt.block_on(async {

@@ -80,7 +80,7 @@ fn main() {
     let redis = common::services::Redis::start();
     let up = load_rt.block_on(TestUpstream::start());
     let extra = format!("[redis]\nurl = \"{}\"\ntoken_ttl = \"1h\"\n", redis.url());
-    let gw = gateway_rt.block_on(TestGateway::start_with(&up.url(), &extra));
+    let gw = gateway_rt.block_on(TestGateway::builder(&up.url()).extra(&extra).start());
     let (ca, addr) = (gw.ca.clone(), gw.addr);
 
     load_rt.block_on(async {

@@ -7,41 +7,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::json;
 
-const PASSWORD: &str = "correct horse battery";
-
-async fn pair() -> (TestUpstream, TestGateway) {
-    let up = TestUpstream::start().await;
-    let gw = TestGateway::start(&up.url()).await;
-    (up, gw)
-}
-
-async fn register(gw: &TestGateway, username: &str) -> Reply {
-    gw.post_json(
-        "/api/auth/register",
-        json!({"username": username, "password": PASSWORD, "email": "user@example.com"}),
-        None,
-    )
-    .await
-}
-
-async fn login(gw: &TestGateway, username: &str, password: &str) -> Reply {
-    gw.post_json(
-        "/api/auth/login",
-        json!({"username": username, "password": password}),
-        None,
-    )
-    .await
-}
-
-async fn login_token(gw: &TestGateway, username: &str) -> String {
-    let r = login(gw, username, PASSWORD).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["access_token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn register_login_and_call_the_backend() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     let r = register(&gw, "user@example.com").await;
     assert_eq!(r.status, 201, "{}", r.text());
     let user = r.json();
@@ -83,7 +51,7 @@ async fn register_login_and_call_the_backend() {
 
 #[tokio::test]
 async fn me_answers_the_fields_rag_modulo_reads() {
-    let (_up, gw) = pair().await;
+    let (_up, gw) = pair("").await;
     let id = register(&gw, "Alice").await.json()["user_id"]
         .as_str()
         .unwrap()
@@ -105,7 +73,7 @@ async fn me_answers_the_fields_rag_modulo_reads() {
 
 #[tokio::test]
 async fn usernames_clash_after_normalisation() {
-    let (_up, gw) = pair().await;
+    let (_up, gw) = pair("").await;
     assert_eq!(register(&gw, "Alice").await.status, 201);
     for clash in ["alice", "ALICE", "ＡＬＩＣＥ", "  alice  "] {
         let r = register(&gw, clash).await;
@@ -120,7 +88,7 @@ async fn usernames_clash_after_normalisation() {
 
 #[tokio::test]
 async fn fifty_concurrent_registrations_of_one_name_give_one_201() {
-    let (_up, gw) = pair().await;
+    let (_up, gw) = pair("").await;
     let gw = std::sync::Arc::new(gw);
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -138,7 +106,7 @@ async fn fifty_concurrent_registrations_of_one_name_give_one_201() {
 
 #[tokio::test]
 async fn bad_registrations_name_the_field() {
-    let (_up, gw) = pair().await;
+    let (_up, gw) = pair("").await;
     for (body, field) in [
         (json!({"password": PASSWORD, "email": "a@example.com"}), "username"),
         (json!({"username": "bob", "email": "a@example.com"}), "password"),
@@ -211,14 +179,14 @@ async fn bad_registrations_name_the_field() {
 
 #[tokio::test]
 async fn wrong_password_and_unknown_user_look_the_same() {
-    let (_up, gw) = pair().await;
+    let (_up, gw) = pair("").await;
     register(&gw, "known").await;
     let wrong = login(&gw, "known", "wrong password!!").await;
     let unknown = login(&gw, "nobody-here", "wrong password!!").await;
     assert_eq!((wrong.status, unknown.status), (401, 401));
     assert_eq!(wrong.body, unknown.body);
     // Same argon2 work: exactly one argon2 verification each (the unknown user's is the dummy).
-    let runs = || gw.gateway.passwords.runs();
+    let runs = || gw.gateway.accounts().passwords().runs();
     for (name, password) in [("known", "wrong password 1"), ("nobody-at-all", "wrong password!!")] {
         let before = runs();
         assert_eq!(login(&gw, name, password).await.status, 401);
@@ -249,7 +217,7 @@ async fn wrong_password_and_unknown_user_look_the_same() {
 
 #[tokio::test]
 async fn register_and_login_ignore_a_stale_authorization_header() {
-    let (_up, gw) = pair().await;
+    let (_up, gw) = pair("").await;
     let expired = token_with(
         jsonwebtoken::Algorithm::HS256,
         SECRET,
@@ -276,11 +244,10 @@ async fn register_and_login_ignore_a_stale_authorization_header() {
 #[tokio::test]
 async fn brute_force_is_limited_per_account_and_per_ip() {
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(
-        &up.url(),
-        "[login]\nmax_failures_per_account = 3\nmax_failures_per_ip = 6\nwindow = \"1m\"\n",
-    )
-    .await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[login]\nmax_failures_per_account = 3\nmax_failures_per_ip = 6\nwindow = \"1m\"\n")
+        .start()
+        .await;
     register(&gw, "victim").await;
     for _ in 0..3 {
         assert_eq!(login(&gw, "victim", "wrong password!!").await.status, 401);
@@ -313,7 +280,7 @@ const IP_LIMIT_OF_3: &str = "[login]\nmax_failures_per_account = 100\nmax_failur
 async fn behind_a_trusted_proxy_each_client_has_its_own_ip_limit() {
     let up = TestUpstream::start().await;
     let trusted = format!("[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n{IP_LIMIT_OF_3}");
-    let gw = TestGateway::start_with(&up.url(), &trusted).await;
+    let gw = TestGateway::builder(&up.url()).extra(&trusted).start().await;
     register(&gw, "innocent").await;
     // The attacker, seen through the proxy as 203.0.113.66, runs out of tries under many names.
     for name in ["a1", "a2", "a3"] {
@@ -336,7 +303,7 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_ip_limit() {
 #[tokio::test]
 async fn an_untrusted_peers_forwarded_for_does_not_move_the_ip_limit() {
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), IP_LIMIT_OF_3).await;
+    let gw = TestGateway::builder(&up.url()).extra(IP_LIMIT_OF_3).start().await;
     register(&gw, "innocent").await;
     for (name, forwarded_for) in [("a1", "203.0.113.1"), ("a2", "203.0.113.2"), ("a3", "203.0.113.3")] {
         assert_eq!(
@@ -354,7 +321,7 @@ async fn an_untrusted_peers_forwarded_for_does_not_move_the_ip_limit() {
 #[tokio::test]
 async fn oversized_auth_bodies_are_413_without_being_read() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (_up, gw) = pair().await;
+    let (_up, gw) = pair("").await;
     // A declared 1 MiB body, none of it sent: the answer must come at once.
     let mut tls = tls_connect(&gw.ca, gw.addr, false).await;
     tls.write_all(b"POST /api/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n").await.unwrap();
@@ -382,7 +349,7 @@ async fn oversized_auth_bodies_are_413_without_being_read() {
 
 #[tokio::test]
 async fn refresh_gives_a_new_token_in_the_login_shape() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     register(&gw, "ref").await;
     let t = login_token(&gw, "ref").await;
     let r = gw.post_json("/api/auth/refresh", json!({}), Some(&t)).await;
@@ -401,7 +368,7 @@ async fn refresh_gives_a_new_token_in_the_login_shape() {
 
 #[tokio::test]
 async fn logout_ends_that_session_and_logout_all_ends_every_session() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     register(&gw, "leaver").await;
     let (a, b) = (login_token(&gw, "leaver").await, login_token(&gw, "leaver").await);
     let r = gw
@@ -437,7 +404,7 @@ async fn logout_ends_that_session_and_logout_all_ends_every_session() {
 async fn logout_survives_a_restart() {
     let up = TestUpstream::start().await;
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let gw = TestGateway::start_in(dir.clone(), &up.url(), "").await;
+    let gw = TestGateway::builder(&up.url()).dir(dir.clone()).start().await;
     register(&gw, "persist").await;
     let t = login_token(&gw, "persist").await;
     assert_eq!(
@@ -449,7 +416,7 @@ async fn logout_survives_a_restart() {
     );
     drop(gw);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let gw2 = TestGateway::start_in(dir, &up.url(), "").await;
+    let gw2 = TestGateway::builder(&up.url()).dir(dir).start().await;
     assert_eq!(
         gw2.client().get("/x", &[("authorization", &bearer(&t))]).await.status,
         401
@@ -466,7 +433,7 @@ async fn logout_survives_a_restart() {
 
 #[tokio::test]
 async fn password_change_ends_every_other_session() {
-    let (_up, gw) = pair().await;
+    let (_up, gw) = pair("").await;
     register(&gw, "changer").await;
     let (current, other) = (login_token(&gw, "changer").await, login_token(&gw, "changer").await);
     let new_password = "a brand new passphrase";
@@ -514,7 +481,7 @@ async fn password_change_ends_every_other_session() {
 
 #[tokio::test]
 async fn a_disabled_users_tokens_and_logins_are_refused() {
-    let (_up, gw) = pair().await;
+    let (_up, gw) = pair("").await;
     register(&gw, "mallory").await;
     let t = login_token(&gw, "mallory").await;
     // Disabled in the store (as `authgate user disable` does); the gateway syncs within store.sync_interval.
@@ -540,7 +507,7 @@ async fn a_disabled_users_tokens_and_logins_are_refused() {
 
 #[tokio::test]
 async fn old_hashes_are_upgraded_at_login() {
-    let (_up, gw) = pair().await;
+    let (_up, gw) = pair("").await;
     let store = authgate::store::Store::connect(&format!(
         "sqlite://{}?mode=rwc",
         gw.dir.path().join("authgate.db").display()
@@ -584,7 +551,7 @@ async fn old_hashes_are_upgraded_at_login() {
 
 #[tokio::test]
 async fn unknown_auth_endpoints_and_methods() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     assert_eq!(gw.client().get("/api/auth/nope", &[]).await.status, 404);
     assert_eq!(gw.client().get("/api/auth/login", &[]).await.status, 405);
     assert_eq!(up.seen.count(), 0);

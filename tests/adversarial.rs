@@ -12,12 +12,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-async fn pair(extra: &str) -> (TestUpstream, TestGateway) {
-    let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), extra).await;
-    (up, gw)
-}
-
 /// Send raw bytes; return the answer's status line and whether the server then closed.
 async fn raw(gw: &TestGateway, bytes: &[u8]) -> (String, bool) {
     let mut tls = tls_connect(&gw.ca, gw.addr, false).await;
@@ -496,7 +490,12 @@ async fn replaced_certificate_files_serve_new_handshakes_and_a_broken_pair_keeps
 #[tokio::test]
 async fn https_answers_carry_hsts_and_the_plain_listener_redirects() {
     // The redirects name the gateway's public name (the test certificate names only localhost).
-    let (up, gw) = pair("[server]\npublic_host = \"gw.example\"\n").await;
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[server]\npublic_host = \"gw.example\"\n")
+        .redirect()
+        .start()
+        .await;
     let r = gw.client().get("/api/health", &[]).await;
     assert_eq!(
         r.headers["strict-transport-security"],
@@ -517,10 +516,14 @@ async fn https_answers_carry_hsts_and_the_plain_listener_redirects() {
 
     // Published on other ports than it listens on (a container's 443 → 8443), it names those.
     for (port, authority) in [(443, "gw.example"), (8444, "gw.example:8444")] {
-        let (up, gw) = pair(&format!(
-            "[server]\npublic_host = \"gw.example\"\nredirect_https_port = {port}\n"
-        ))
-        .await;
+        let up = TestUpstream::start().await;
+        let gw = TestGateway::builder(&up.url())
+            .extra(&format!(
+                "[server]\npublic_host = \"gw.example\"\nredirect_https_port = {port}\n"
+            ))
+            .redirect()
+            .start()
+            .await;
         let out = redirected(&gw).await;
         let want = format!("location: https://{authority}/api/search?q=1\r\n");
         assert!(out.to_ascii_lowercase().contains(&want), "{out}");
@@ -528,15 +531,9 @@ async fn https_answers_carry_hsts_and_the_plain_listener_redirects() {
     }
 }
 
-/// Send a request with a body and a token to a redirect listener of `gw`; return the raw answer.
+/// Send a request with a body and a token to the redirect listener of `gw`; return the raw answer.
 async fn redirected(gw: &TestGateway) -> String {
-    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let plain_addr = plain.local_addr().unwrap();
-    tokio::spawn(authgate::server::run_redirect(
-        gw.gateway.clone(),
-        plain,
-        std::future::pending(),
-    ));
+    let plain_addr = gw.redirect.expect("the gateway was started with .redirect()");
     let mut tcp = tokio::net::TcpStream::connect(plain_addr).await.unwrap();
     tcp.write_all(b"POST /api/search?q=1 HTTP/1.1\r\nHost: gw.example:8080\r\nAuthorization: Bearer secret\r\nContent-Length: 3\r\n\r\nabc").await.unwrap();
     let mut out = String::new();

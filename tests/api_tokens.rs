@@ -7,18 +7,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
-const PASSWORD: &str = "correct horse battery";
-
-async fn session(gw: &TestGateway, name: &str) -> (String, String) {
-    let body = json!({"username": name, "password": PASSWORD, "email": "t@example.com"});
-    let r = gw.post_json("/api/auth/register", body, None).await;
-    let id = r.json()["user_id"].as_str().unwrap().to_owned();
-    let r = gw
-        .post_json("/api/auth/login", json!({"username": name, "password": PASSWORD}), None)
-        .await;
-    (id, r.json()["access_token"].as_str().unwrap().to_owned())
-}
-
 async fn create(gw: &TestGateway, jwt: &str, body: Value) -> Reply {
     gw.post_json("/api/auth/tokens", body, Some(jwt)).await
 }

@@ -12,23 +12,7 @@ use common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PASSWORD: &str = "correct horse battery";
 const WS: &str = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
-
-async fn pair(extra: &str) -> (TestUpstream, TestGateway) {
-    let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), extra).await;
-    (up, gw)
-}
-
-async fn register(gw: &TestGateway, name: &str) -> Reply {
-    gw.post_json(
-        "/api/auth/register",
-        json!({"username": name, "password": PASSWORD, "email": "t@example.com"}),
-        None,
-    )
-    .await
-}
 
 /// What a backend that percent-decodes query names (Starlette, Flask, Express, Go) sees as the
 /// names of `target`'s query parameters.
@@ -444,14 +428,13 @@ async fn refused_lingering_close_holds_a_slot_at_most_about_ten_seconds() {
 
 #[tokio::test]
 async fn refused_redirect_host_tricks() {
-    let (_up, gw) = pair("[server]\nredirect_https_port = 443\n").await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(authgate::server::run_redirect(
-        gw.gateway.clone(),
-        listener,
-        std::future::pending(),
-    ));
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[server]\nredirect_https_port = 443\n")
+        .redirect()
+        .start()
+        .await;
+    let addr = gw.redirect.expect("the gateway was started with .redirect()");
     for (target, hosts) in [
         ("/x", vec!["evil.example"]),
         ("/x", vec!["localhost", "evil.example"]),

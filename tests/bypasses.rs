@@ -9,27 +9,8 @@ use common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const PASSWORD: &str = "correct horse battery";
 const H2C: &str = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n";
 const WS: &str = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
-
-async fn pair(extra: &str) -> (TestUpstream, TestGateway) {
-    let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), extra).await;
-    (up, gw)
-}
-
-/// Register and log in; (user id, login JWT).
-async fn session(gw: &TestGateway, name: &str) -> (String, String) {
-    let body = json!({"username": name, "password": PASSWORD, "email": "t@example.com"});
-    let r = gw.post_json("/api/auth/register", body, None).await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let id = r.json()["user_id"].as_str().unwrap().to_owned();
-    let r = gw
-        .post_json("/api/auth/login", json!({"username": name, "password": PASSWORD}), None)
-        .await;
-    (id, r.json()["access_token"].as_str().unwrap().to_owned())
-}
 
 // ----- 1. Upgrade: h2c --------------------------------------------------------------------------
 
@@ -354,19 +335,13 @@ async fn two_credentials_on_a_websocket_handshake_are_401_and_not_forwarded() {
 // ----- 9. The HTTP-to-HTTPS redirect ------------------------------------------------------------
 
 async fn redirect_answer(gw: &TestGateway, host: &str) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(authgate::server::run_redirect(gw.gateway.clone(), listener, async {
-        let _ = stopped.await;
-    }));
+    let addr = gw.redirect.expect("the gateway was started with .redirect()");
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tcp.write_all(format!("GET /x?y=1 HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(3), tcp.read_to_end(&mut out)).await;
-    let _ = stop.send(());
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -379,7 +354,12 @@ fn location(answer: &str) -> Option<String> {
 
 #[tokio::test]
 async fn the_redirect_names_a_host_the_certificate_or_the_operator_vouches_for() {
-    let (_up, gw) = pair("[server]\nredirect_https_port = 443\n").await;
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[server]\nredirect_https_port = 443\n")
+        .redirect()
+        .start()
+        .await;
     // The test certificate names localhost: a client's Host it covers is kept.
     assert_eq!(
         location(&redirect_answer(&gw, "localhost:8080").await).as_deref(),
@@ -397,7 +377,12 @@ async fn the_redirect_names_a_host_the_certificate_or_the_operator_vouches_for()
         assert!(location(&answer).is_none());
     }
     // server.public_host wins over everything.
-    let (_up, gw) = pair("[server]\nredirect_https_port = 443\npublic_host = \"gw.example.com\"\n").await;
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[server]\nredirect_https_port = 443\npublic_host = \"gw.example.com\"\n")
+        .redirect()
+        .start()
+        .await;
     for host in ["localhost", "evil.example"] {
         assert_eq!(
             location(&redirect_answer(&gw, host).await).as_deref(),
@@ -470,7 +455,7 @@ async fn a_look_alike_of_a_taken_username_is_409() {
         )
         .await;
     assert_eq!(r.status, 201);
-    let users = gw.gateway.store.list_users().await.unwrap();
+    let users = gw.gateway.store().list_users().await.unwrap();
     let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
     assert_eq!(names, ["alice", "bob"]);
 }

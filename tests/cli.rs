@@ -414,11 +414,10 @@ async fn sigterm_lets_an_in_flight_stream_finish_then_exits_0() {
 async fn stalled_handshake_and_slow_headers_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(
-        &up.url(),
-        "[server]\ntls_handshake_timeout = \"500ms\"\nheader_read_timeout = \"500ms\"\n",
-    )
-    .await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[server]\ntls_handshake_timeout = \"500ms\"\nheader_read_timeout = \"500ms\"\n")
+        .start()
+        .await;
     // A TCP connection that never starts TLS is closed.
     let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let started = std::time::Instant::now();

@@ -923,7 +923,7 @@ async fn matrix(kind: &'static Kind) {
     let backend = tokio::task::spawn_blocking(move || Backend::start(kind))
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    let gw = TestGateway::start_with(&backend.url(), "").await;
+    let gw = TestGateway::start(&backend.url()).await;
     let t = token(USER);
     let mut report = String::new();
     let mut failures = Vec::new();

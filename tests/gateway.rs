@@ -9,17 +9,11 @@ use http_body_util::BodyExt;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-async fn pair() -> (TestUpstream, TestGateway) {
-    let up = TestUpstream::start().await;
-    let gw = TestGateway::start(&up.url()).await;
-    (up, gw)
-}
-
 // ----- authentication -------------------------------------------------------------------------
 
 #[tokio::test]
 async fn valid_jwt_is_forwarded_with_trusted_user_id_and_no_credentials() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     let t = token("123e4567-e89b-12d3-a456-426614174000");
     let r = gw
         .client()
@@ -45,7 +39,7 @@ async fn valid_jwt_is_forwarded_with_trusted_user_id_and_no_credentials() {
 
 #[tokio::test]
 async fn bearer_scheme_is_case_insensitive() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     let t = token("u1");
     for scheme in ["bearer", "BEARER", "Bearer"] {
         let r = gw
@@ -59,7 +53,7 @@ async fn bearer_scheme_is_case_insensitive() {
 
 #[tokio::test]
 async fn missing_and_invalid_tokens_are_401_and_never_forwarded() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     let now = now();
     let good_claims = json!({"sub": "u", "exp": now + 600, "iat": now});
     let none = {
@@ -120,7 +114,10 @@ async fn missing_and_invalid_tokens_are_401_and_never_forwarded() {
 #[tokio::test]
 async fn issuer_and_audience_are_enforced_when_configured() {
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), "[jwt]\nissuer = \"authgate\"\naudience = \"rag\"\n").await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[jwt]\nissuer = \"authgate\"\naudience = \"rag\"\n")
+        .start()
+        .await;
     let now = now();
     let ok = token_with(
         Algorithm::HS256,
@@ -155,7 +152,7 @@ async fn issuer_and_audience_are_enforced_when_configured() {
 
 #[tokio::test]
 async fn client_sent_user_id_is_replaced_in_every_spelling() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     let t = token("real-user");
     // Raw bytes, so the header spellings reach the gateway exactly as written.
     let req = format!(
@@ -176,7 +173,7 @@ async fn client_sent_user_id_is_replaced_in_every_spelling() {
 
 #[tokio::test]
 async fn connection_header_cannot_remove_the_user_id() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     let t = token("real-user");
     let req = format!(
         "GET /data HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {t}\r\nConnection: close, X-User-Id, X-Forwarded-For, X-Request-Id\r\n\r\n"
@@ -196,7 +193,7 @@ async fn connection_header_cannot_remove_the_user_id() {
 
 #[tokio::test]
 async fn public_paths_are_forwarded_without_credentials_or_identity() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     let t = token("u1");
     for path in ["/api/health", "/docs", "/docs/index.html"] {
         let r = gw
@@ -221,7 +218,7 @@ async fn public_paths_are_forwarded_without_credentials_or_identity() {
 
 #[tokio::test]
 async fn forwarding_headers_and_request_id() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     let t = token("u1");
     let r = gw
         .client()
@@ -261,7 +258,10 @@ async fn forwarding_headers_and_request_id() {
 #[tokio::test]
 async fn a_trusted_proxys_forwarded_for_is_appended_to() {
     let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n").await;
+    let gw = TestGateway::builder(&up.url())
+        .extra("[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
+        .start()
+        .await;
     let r = gw
         .client()
         .get(
@@ -288,7 +288,11 @@ async fn a_dual_stack_listener_sees_an_ipv4_peer_as_ipv4() {
     let up = TestUpstream::start().await;
     let dual_stack = tokio::net::TcpListener::bind("[::]:0").await.unwrap();
     let extra = "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n";
-    let gw = TestGateway::start_listening(dual_stack, &up.url(), extra).await;
+    let gw = TestGateway::builder(&up.url())
+        .listener(dual_stack)
+        .extra(extra)
+        .start()
+        .await;
     // Through the IPv6 socket this peer is ::ffff:127.0.0.1; it is still the trusted 127.0.0.1.
     let v4 = std::net::SocketAddr::from(([127, 0, 0, 1], gw.addr.port()));
     let r = Client::new(&gw.ca, v4, false)
@@ -309,7 +313,7 @@ async fn a_dual_stack_listener_sees_an_ipv4_peer_as_ipv4() {
 
 #[tokio::test]
 async fn ambiguous_paths_are_400_and_never_reach_the_backend() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     let t = token("u1");
     for path in [
         "/api/auth/../x",
@@ -342,7 +346,7 @@ async fn ambiguous_paths_are_400_and_never_reach_the_backend() {
 
 #[tokio::test]
 async fn the_forwarded_path_is_the_path_that_was_authorised() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     let t = token("u1");
     for path in ["/a//b", "/a;x=1/b", "/%41pi/x", "/a/b.c/..d"] {
         let r = gw.client().get(path, &[("authorization", &bearer(&t))]).await;
@@ -355,7 +359,7 @@ async fn the_forwarded_path_is_the_path_that_was_authorised() {
 
 #[tokio::test]
 async fn h2_and_http1_both_work_end_to_end() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     let t = token("u-h2");
     let r1 = gw
         .client()
@@ -386,7 +390,7 @@ async fn h2_and_http1_both_work_end_to_end() {
 
 #[tokio::test]
 async fn tls_without_alpn_is_http1_and_h2_over_tls_needs_alpn() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     let t = token("u-no-alpn");
     // wrk, Python's ssl module and older clients offer no ALPN: they speak HTTP/1.1.
     let request = format!(
@@ -426,7 +430,7 @@ async fn tls_without_alpn_is_http1_and_h2_over_tls_needs_alpn() {
 #[tokio::test]
 async fn sse_events_arrive_one_by_one() {
     for h2 in [false, true] {
-        let (_up, gw) = pair().await;
+        let (_up, gw) = pair("").await;
         let t = token("u1");
         let client = if h2 { gw.h2_client() } else { gw.client() };
         let req = client
@@ -461,7 +465,7 @@ async fn sse_events_arrive_one_by_one() {
 
 #[tokio::test]
 async fn websocket_upgrade_is_authenticated_and_tunnelled_with_query_token_removed() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     let t = token("ws-user");
     let handshake = format!(
         "GET /ws?room=1&token={t} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
@@ -500,7 +504,7 @@ async fn https_upstream_is_reached_over_rustls() {
     let (up, ca) = TestUpstream::start_tls(dir.path()).await;
     let url = format!("https://localhost:{}", up.addr.port());
     let extra = format!("[upstream]\nca_cert = \"{}\"\n", ca.display());
-    let gw = TestGateway::start_with(&url, &extra).await;
+    let gw = TestGateway::builder(&url).extra(&extra).start().await;
     let r = gw
         .client()
         .get("/secure", &[("authorization", &bearer(&token("tls-user")))])
@@ -539,7 +543,7 @@ async fn unreachable_upstream_is_a_fast_json_502() {
 
 #[tokio::test]
 async fn slow_upstream_is_a_json_504_at_the_response_timeout() {
-    let (_up, gw) = pair().await;
+    let (_up, gw) = pair("").await;
     let started = Instant::now();
     let r = gw
         .client()
@@ -556,7 +560,7 @@ async fn slow_upstream_is_a_json_504_at_the_response_timeout() {
 
 #[tokio::test]
 async fn auth_endpoints_are_never_forwarded() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     for path in ["/api/auth/unknown", "/api/auth"] {
         let r = gw.client().get(path, &[("authorization", &bearer(&token("u")))]).await;
         assert!(
@@ -573,7 +577,7 @@ async fn auth_endpoints_are_never_forwarded() {
 
 #[tokio::test]
 async fn in_flight_stream_finishes_after_shutdown_starts() {
-    let (_up, mut gw) = pair().await;
+    let (_up, mut gw) = pair("").await;
     let t = token("u1");
     let client = gw.client();
     let req = client
@@ -599,7 +603,7 @@ async fn in_flight_stream_finishes_after_shutdown_starts() {
 
 #[tokio::test]
 async fn admin_health_readiness_and_metrics() {
-    let (up, gw) = pair().await;
+    let (up, gw) = pair("").await;
     assert_eq!(gw.admin_get("/healthz").await.0, 200);
     let (status, body) = gw.admin_get("/readyz").await;
     assert_eq!(status, 200, "{body}");

@@ -15,11 +15,10 @@ use tokio::sync::{Mutex, MutexGuard};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
-/// A gateway and its backend, and the turn to use them alone.
+/// A gateway and its backend (the common [`common::pair`]), and the turn to use them alone.
 async fn pair(extra: &str) -> (MutexGuard<'static, ()>, TestUpstream, TestGateway) {
     let turn = ONE_AT_A_TIME.lock().await;
-    let up = TestUpstream::start().await;
-    let gw = TestGateway::start_with(&up.url(), extra).await;
+    let (up, gw) = common::pair(extra).await;
     (turn, up, gw)
 }
 

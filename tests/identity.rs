@@ -8,9 +8,7 @@ use std::sync::Arc;
 use common::*;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
-use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery";
+use serde_json::Value;
 
 async fn start(mode: &str, algorithm: &str, audience: Option<&str>) -> (TestUpstream, TestGateway) {
     let up = TestUpstream::start().await;
@@ -22,24 +20,8 @@ async fn start(mode: &str, algorithm: &str, audience: Option<&str>) -> (TestUpst
          generate_if_missing = true\n{audience}",
         key.display()
     );
-    let gw = TestGateway::start_in(dir, &up.url(), &extra).await;
+    let gw = TestGateway::builder(&up.url()).dir(dir).extra(&extra).start().await;
     (up, gw)
-}
-
-async fn register_and_login(gw: &TestGateway) -> (String, String) {
-    let body = json!({"username": "alice", "password": PASSWORD, "email": "alice@example.com"});
-    let r = gw.post_json("/api/auth/register", body, None).await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let id = r.json()["user_id"].as_str().unwrap().to_owned();
-    let r = gw
-        .post_json(
-            "/api/auth/login",
-            json!({"username": "alice", "password": PASSWORD}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    (id, r.json()["access_token"].as_str().unwrap().to_owned())
 }
 
 /// What a backend does: fetch the JWKS once, pick the key by `kid`, check signature, aud (when
@@ -74,7 +56,7 @@ async fn verify_as_backend(gw: &TestGateway, assertion: &str, audience: Option<&
 async fn the_backend_verifies_the_header_assertion_against_the_published_jwks() {
     for algorithm in ["EdDSA", "ES256"] {
         let (up, gw) = start("header", algorithm, Some("rag-backend")).await;
-        let (id, token) = register_and_login(&gw).await;
+        let (id, token) = session_with_email(&gw, "alice", "alice@example.com").await;
         let r = gw
             .client()
             .get(
@@ -107,7 +89,7 @@ async fn the_backend_verifies_the_header_assertion_against_the_published_jwks() 
 async fn bearer_mode_replaces_the_client_token_with_the_assertion() {
     // No audience: RAG Modulo's PyJWT decoder refuses an aud it was not told to expect.
     let (up, gw) = start("bearer", "ES256", None).await;
-    let (id, access) = register_and_login(&gw).await;
+    let (id, access) = session_with_email(&gw, "alice", "alice@example.com").await;
     let r = gw
         .client()
         .get("/api/search", &[("authorization", &bearer(&access))])

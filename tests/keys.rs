@@ -10,33 +10,11 @@ use base64::Engine;
 use common::*;
 use serde_json::{Value, json};
 
-const PASSWORD: &str = "correct horse battery";
 const SECRET_2: &str = "second-secret-second-secret-second-secret";
 
 fn header_of(token: &str) -> Value {
     let h = token.split('.').next().unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
-}
-
-async fn account(gw: &TestGateway) {
-    let body = json!({"username": "rot", "password": PASSWORD, "email": "r@example.com"});
-    gw.post_json("/api/auth/register", body, None).await;
-}
-
-async fn login(gw: &TestGateway) -> String {
-    let r = gw
-        .post_json(
-            "/api/auth/login",
-            json!({"username": "rot", "password": PASSWORD}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["access_token"].as_str().unwrap().to_owned()
-}
-
-async fn status(gw: &TestGateway, token: &str) -> u16 {
-    gw.client().get("/x", &[("authorization", &bearer(token))]).await.status
 }
 
 /// `authgate keys generate` into `dir`; returns the private key path.
@@ -66,28 +44,40 @@ async fn rotating_an_hs_key_logs_nobody_out_until_the_old_key_is_removed() {
     let base = base_toml(dir.path(), &up.url());
 
     // 1. The original secret signs.
-    let gw = TestGateway::start_toml(dir.clone(), &base).await;
-    account(&gw).await;
-    let old = login(&gw).await;
+    let gw = TestGateway::builder(&up.url())
+        .dir(dir.clone())
+        .toml(&base)
+        .start()
+        .await;
+    register(&gw, "rot").await;
+    let old = login_token(&gw, "rot").await;
     assert!(header_of(&old).get("kid").is_none());
     drop(gw);
 
     // 2. A new signing key is added next to it: old tokens still work, new ones carry its kid.
     let rotated =
         format!("{base}\n[[jwt.keys]]\nkid = \"k2\"\nalgorithm = \"HS256\"\nsecret = \"{SECRET_2}\"\nsigning = true\n");
-    let gw = TestGateway::start_toml(dir.clone(), &rotated).await;
-    assert_eq!(status(&gw, &old).await, 200);
-    let new = login(&gw).await;
+    let gw = TestGateway::builder(&up.url())
+        .dir(dir.clone())
+        .toml(&rotated)
+        .start()
+        .await;
+    assert_eq!(status_with_jwt(&gw, &old).await, 200);
+    let new = login_token(&gw, "rot").await;
     assert_eq!(header_of(&new)["kid"], "k2");
-    assert_eq!(status(&gw, &new).await, 200);
+    assert_eq!(status_with_jwt(&gw, &new).await, 200);
     drop(gw);
 
     // 3. The old key is removed: its tokens stop working, the new ones keep going.
     let retired = rotated.replace(&format!("secret = \"{SECRET}\"\n"), "");
     assert!(!retired.contains(SECRET));
-    let gw = TestGateway::start_toml(dir.clone(), &retired).await;
-    assert_eq!(status(&gw, &old).await, 401);
-    assert_eq!(status(&gw, &new).await, 200);
+    let gw = TestGateway::builder(&up.url())
+        .dir(dir.clone())
+        .toml(&retired)
+        .start()
+        .await;
+    assert_eq!(status_with_jwt(&gw, &old).await, 401);
+    assert_eq!(status_with_jwt(&gw, &new).await, 200);
     // A token naming an unknown kid is refused.
     let forged = jsonwebtoken::encode(
         &jsonwebtoken::Header {
@@ -98,7 +88,7 @@ async fn rotating_an_hs_key_logs_nobody_out_until_the_old_key_is_removed() {
         &jsonwebtoken::EncodingKey::from_secret(SECRET_2.as_bytes()),
     )
     .unwrap();
-    assert_eq!(status(&gw, &forged).await, 401);
+    assert_eq!(status_with_jwt(&gw, &forged).await, 401);
 }
 
 async fn jwks(gw: &TestGateway) -> Value {
@@ -131,9 +121,13 @@ async fn asymmetric_keys_sign_and_the_jwks_lets_a_backend_verify() {
     let base = base_toml(dir.path(), &up.url());
 
     // HS keys are never published.
-    let gw = TestGateway::start_toml(dir.clone(), &base).await;
+    let gw = TestGateway::builder(&up.url())
+        .dir(dir.clone())
+        .toml(&base)
+        .start()
+        .await;
     assert_eq!(jwks(&gw).await, json!({"keys": []}));
-    account(&gw).await;
+    register(&gw, "rot").await;
     drop(gw);
 
     for (alg, kid, path, kty) in [
@@ -145,11 +139,15 @@ async fn asymmetric_keys_sign_and_the_jwks_lets_a_backend_verify() {
             "{base}\n[[jwt.keys]]\nkid = \"{kid}\"\nalgorithm = \"{alg}\"\nprivate_key = \"{}\"\nsigning = true\n",
             path.display()
         );
-        let gw = TestGateway::start_toml(dir.clone(), &toml).await;
-        let token = login(&gw).await;
+        let gw = TestGateway::builder(&up.url())
+            .dir(dir.clone())
+            .toml(&toml)
+            .start()
+            .await;
+        let token = login_token(&gw, "rot").await;
         let header = header_of(&token);
         assert_eq!((header["alg"].as_str(), header["kid"].as_str()), (Some(alg), Some(kid)));
-        assert_eq!(status(&gw, &token).await, 200, "{alg}");
+        assert_eq!(status_with_jwt(&gw, &token).await, 200, "{alg}");
 
         let set = jwks(&gw).await;
         let published = set["keys"].as_array().unwrap();
@@ -184,7 +182,7 @@ async fn asymmetric_keys_sign_and_the_jwks_lets_a_backend_verify() {
                 &jsonwebtoken::EncodingKey::from_secret(&public_pem),
             )
             .unwrap();
-            assert_eq!(status(&gw, &confused).await, 401, "{alg}");
+            assert_eq!(status_with_jwt(&gw, &confused).await, 401, "{alg}");
         }
     }
     // Only the logins' tokens reached the backend.

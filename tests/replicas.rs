@@ -10,8 +10,6 @@ use common::services::{Postgres, Redis};
 use common::*;
 use serde_json::json;
 
-const PASSWORD: &str = "correct horse battery";
-
 fn replica_toml(pg: &str, redis: Option<&str>, extra: &str) -> String {
     // A Redis call slower than `redis.timeout` opens the breaker for a second, and the replica then
     // skips Redis. The default, 100 ms, is for production; on a loaded 2-core test machine a
@@ -26,7 +24,7 @@ fn replica_toml(pg: &str, redis: Option<&str>, extra: &str) -> String {
 /// Start a replica; with Redis configured, wait until its command connection is up and it listens
 /// on the revocation bus, so that no check depends on how fast the background connect was.
 async fn replica(up: &TestUpstream, toml: &str) -> TestGateway {
-    let gw = TestGateway::start_with(&up.url(), toml).await;
+    let gw = TestGateway::builder(&up.url()).extra(toml).start().await;
     if toml.contains("[redis]") {
         let started = Instant::now();
         loop {
@@ -41,26 +39,6 @@ async fn replica(up: &TestUpstream, toml: &str) -> TestGateway {
     gw
 }
 
-async fn register(gw: &TestGateway, name: &str) -> Reply {
-    gw.post_json(
-        "/api/auth/register",
-        json!({"username": name, "password": PASSWORD, "email": "r@example.com"}),
-        None,
-    )
-    .await
-}
-
-async fn login(gw: &TestGateway, name: &str, password: &str) -> Reply {
-    gw.post_json("/api/auth/login", json!({"username": name, "password": password}), None)
-        .await
-}
-
-async fn jwt(gw: &TestGateway, name: &str) -> String {
-    let r = login(gw, name, PASSWORD).await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["access_token"].as_str().unwrap().to_owned()
-}
-
 async fn api_token(gw: &TestGateway, jwt: &str) -> (String, String) {
     let r = gw.post_json("/api/auth/tokens", json!({"name": "t"}), Some(jwt)).await;
     assert_eq!(r.status, 201, "{}", r.text());
@@ -73,10 +51,6 @@ async fn api_token(gw: &TestGateway, jwt: &str) -> (String, String) {
 
 async fn status_with_key(gw: &TestGateway, key: &str) -> u16 {
     gw.client().get("/x", &[("x-api-key", key)]).await.status
-}
-
-async fn status_with_jwt(gw: &TestGateway, jwt: &str) -> u16 {
-    gw.client().get("/x", &[("authorization", &bearer(jwt))]).await.status
 }
 
 /// Poll until `gw` refuses the credential; returns how long it took.
@@ -103,12 +77,12 @@ async fn replicas_share_users_tokens_and_revocations_within_a_second() {
 
     // A user registered on A logs in on B; B's token works on A.
     assert_eq!(register(&a, "shared").await.status, 201);
-    let session_b = jwt(&b, "shared").await;
+    let session_b = login_token(&b, "shared").await;
     assert_eq!(status_with_jwt(&a, &session_b).await, 200);
     assert_eq!(register(&b, "SHARED").await.status, 409);
 
     // A token created on A works on B (and is now in B's memory).
-    let session_a = jwt(&a, "shared").await;
+    let session_a = login_token(&a, "shared").await;
     let (id, key) = api_token(&a, &session_a).await;
     assert_eq!(status_with_key(&b, &key).await, 200);
     assert_eq!(status_with_key(&b, &key).await, 200);
@@ -141,7 +115,7 @@ async fn replicas_share_users_tokens_and_revocations_within_a_second() {
     let logout_took = until_refused(&b, ("authorization", &bearer(&session_a))).await;
 
     // Every session ended on B: refused on A within 1 s.
-    let session_c = jwt(&a, "shared").await;
+    let session_c = login_token(&a, "shared").await;
     let r = b
         .post_json("/api/auth/logout", json!({"all": true}), Some(&session_b))
         .await;
@@ -186,7 +160,7 @@ async fn redis_dying_and_coming_back() {
     let a = replica(&up, &toml).await;
     let b = replica(&up, &toml).await;
     register(&a, "survivor").await;
-    let session = jwt(&a, "survivor").await;
+    let session = login_token(&a, "survivor").await;
     let (_, cached_key) = api_token(&a, &session).await;
     assert_eq!(status_with_key(&b, &cached_key).await, 200);
 
@@ -277,7 +251,7 @@ async fn postgres_down_means_503_for_accounts_cached_tokens_still_work_and_not_r
     let toml = replica_toml(&pg.fresh_db().await, Some(&redis.url()), "");
     let gw = replica(&up, &toml).await;
     register(&gw, "pgdown").await;
-    let session = jwt(&gw, "pgdown").await;
+    let session = login_token(&gw, "pgdown").await;
     let (_, key) = api_token(&gw, &session).await;
     assert_eq!(status_with_key(&gw, &key).await, 200);
     assert_eq!(gw.admin_get("/readyz").await.0, 200);
@@ -313,7 +287,7 @@ async fn api_token_lookup_fails_closed_when_store_and_redis_are_both_down() {
     let toml = replica_toml(&pg.fresh_db().await, Some(&redis.url()), "");
     let gw = replica(&up, &toml).await;
     register(&gw, "closed").await;
-    let session = jwt(&gw, "closed").await;
+    let session = login_token(&gw, "closed").await;
     let (_, key) = api_token(&gw, &session).await;
     redis.kill();
     pg.stop();
@@ -340,7 +314,7 @@ async fn accounts_and_tokens_on_postgres_without_redis() {
         .unwrap()
         .to_owned();
     assert_eq!(register(&gw, "ＰＡＴ").await.status, 409);
-    let session = jwt(&gw, "pat").await;
+    let session = login_token(&gw, "pat").await;
     let me = gw
         .client()
         .get("/api/auth/me", &[("authorization", &bearer(&session))])
@@ -407,7 +381,7 @@ async fn operator_cli_tokens_and_disable_reach_every_replica_within_a_second() {
     let a = replica(&up, &toml).await;
     let b = replica(&up, &toml).await;
     let user_id = register(&a, "ops").await.json()["user_id"].as_str().unwrap().to_owned();
-    let session = jwt(&a, "ops").await;
+    let session = login_token(&a, "ops").await;
 
     // `token create`: the token is printed once on stdout and works on both replicas.
     let (stdout, stderr) = cli(&toml, &["token", "create", "--user", "ops", "--name", "nightly"]).await;

@@ -151,7 +151,10 @@ async fn one_kept_alive_connection_carries_sequential_requests() {
 #[tokio::test]
 async fn idle_connections_are_closed_after_the_idle_timeout_with_no_traffic() {
     let backend = raw_backend(After::KeepAlive).await;
-    let gw = TestGateway::start_with(&backend.url, "[upstream]\npool_idle_timeout = \"1s\"\n").await;
+    let gw = TestGateway::builder(&backend.url)
+        .extra("[upstream]\npool_idle_timeout = \"1s\"\n")
+        .start()
+        .await;
     // Two requests at once: two connections, both pooled afterwards.
     let (a, b) = tokio::join!(get(&gw, "GET", "/big", "u1"), get(&gw, "GET", "/big", "u2"));
     assert_eq!((a.0, b.0), (200, 200));
