@@ -33,10 +33,10 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
 }
 
-/// Serve the admin endpoints until `shutdown` resolves, then drain for at most `grace`.
-pub async fn run(admin: Arc<Admin>, listener: TcpListener, grace: Duration, shutdown: impl Future<Output = ()>) {
+/// Serve the admin endpoints until `shutdown` resolves with the time left to drain.
+pub async fn run(admin: Arc<Admin>, listener: TcpListener, shutdown: impl Future<Output = Duration>) {
     let service = service_fn(move |req| answer(admin.clone(), req));
-    crate::server::serve_plain(listener, service, true, grace, shutdown).await;
+    crate::server::serve_plain(listener, service, true, shutdown).await;
 }
 
 async fn answer(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

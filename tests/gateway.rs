@@ -8,6 +8,7 @@ use common::*;
 use http_body_util::BodyExt;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ----- authentication -------------------------------------------------------------------------
 
@@ -597,6 +598,64 @@ async fn in_flight_stream_finishes_after_shutdown_starts() {
         .unwrap();
     // Nothing is accepted any more.
     assert!(tokio::net::TcpStream::connect(gw.addr).await.is_err());
+}
+
+/// The one start path drains every listener within `server.shutdown_grace`, all together: a main
+/// connection streaming for longer than the grace uses it up, and clients holding an admin or a
+/// redirect connection open (an answered keep-alive, a head never finished) do not get a second
+/// grace after it. Afterwards none of the three listeners accepts.
+#[tokio::test]
+async fn every_listener_stops_within_the_shutdown_grace() {
+    let up = TestUpstream::start().await;
+    let mut gw = TestGateway::builder(&up.url())
+        .extra("[server]\nshutdown_grace = \"1s\"\n")
+        .redirect()
+        .start()
+        .await;
+    let t = token("u1");
+    let client = gw.client();
+    let req = client
+        .request("GET", "/stream?chunks=20&gap_ms=200")
+        .header("authorization", bearer(&t))
+        .body(BodyExt::boxed(http_body_util::Empty::new()))
+        .unwrap();
+    let streaming = client.send(req).await;
+    assert_eq!(streaming.status(), 200);
+    let mut admin = tokio::net::TcpStream::connect(gw.admin).await.unwrap();
+    admin
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = admin.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    admin.write_all(b"GET /healthz HTTP/1.1\r\nHo").await.unwrap();
+    let redirect_addr = gw.redirect.unwrap();
+    let mut redirect = tokio::net::TcpStream::connect(redirect_addr).await.unwrap();
+    redirect.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+    let started = Instant::now();
+    gw.shutdown();
+    let done = gw.done.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), done)
+        .await
+        .expect("the gateway stops")
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1800),
+        "stopped after {took:?}; the grace is 1 s"
+    );
+    for addr in [gw.addr, gw.admin, redirect_addr] {
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "{addr} still accepts"
+        );
+    }
+    drop((streaming, admin, redirect));
 }
 
 // ----- admin ----------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ use crate::store::cache::Redis;
 use crate::store::{Store, StoreKind};
 use crate::tls::CertStore;
 
-/// Why the gateway could not start. Each message names the setting involved and the fix.
+/// Why the gateway could not start. Each message names the setting involved, and most say how to
+/// fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -233,29 +234,37 @@ impl Gateway {
         &self.store
     }
 
-    /// Serve on `listeners` until `shutdown` resolves, then drain every listener (each for at
-    /// most `server.shutdown_grace`) and stop the background tasks.
+    /// Serve on `listeners` until `shutdown` resolves, then drain every listener and stop the
+    /// background tasks, all within `server.shutdown_grace`: the main listener drains first while
+    /// the admin listener still answers (`/readyz` says not ready), then the admin and redirect
+    /// listeners get what is left of the grace.
     pub async fn serve(self: Arc<Self>, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) {
         self.banner(&listeners);
         let grace = self.config.server.shutdown_grace;
-        let stop = CancellationToken::new();
-        let mut listening = Vec::new();
-        listening.push(tokio::spawn(crate::admin::run(
+        let (drain, left) = tokio::sync::watch::channel(None::<Duration>);
+        let mut listening = vec![tokio::spawn(crate::admin::run(
             self.admin.clone(),
             listeners.admin,
-            grace,
-            stop.clone().cancelled_owned(),
-        )));
+            drain_budget(left.clone()),
+        ))];
         if let Some(listener) = listeners.redirect {
             listening.push(tokio::spawn(crate::server::run_redirect(
                 self.redirect.clone(),
                 listener,
-                grace,
-                stop.clone().cancelled_owned(),
+                drain_budget(left),
             )));
         }
+        let stop = CancellationToken::new();
         let background = background::start(&self, &stop);
+        let began = Arc::new(std::sync::OnceLock::new());
+        let marked = began.clone();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = marked.set(std::time::Instant::now());
+        };
         crate::server::run(self.front.clone(), listeners.main, shutdown).await;
+        let spent = began.get().map_or(Duration::ZERO, |t: &std::time::Instant| t.elapsed());
+        let _ = drain.send(Some(grace.saturating_sub(spent)));
         stop.cancel();
         for task in listening.into_iter().chain(background) {
             let _ = task.await;
@@ -283,6 +292,18 @@ impl Gateway {
             }),
             "authgate starting"
         );
+    }
+}
+
+/// Resolves with the drain budget once the main listener has drained.
+async fn drain_budget(mut left: tokio::sync::watch::Receiver<Option<Duration>>) -> Duration {
+    loop {
+        if let Some(budget) = *left.borrow_and_update() {
+            return budget;
+        }
+        if left.changed().await.is_err() {
+            return Duration::ZERO;
+        }
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! The rule this module keeps: every connection is tracked, so shutdown stops accepting, tells each
 //! connection to finish its in-flight requests (streams and upgraded tunnels included), and waits
-//! for them for at most `server.shutdown_grace`. The admin and redirect listeners' connections are
-//! tracked and drained the same way ([`serve_plain`]).
+//! for them for at most `server.shutdown_grace`. The admin and redirect listeners ([`serve_plain`])
+//! keep answering while the main listener drains (`/readyz` then says not ready), and their own
+//! connections get what is left of the same grace, so the whole gateway stops within it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -320,15 +321,15 @@ impl hyper::service::Service<http::Request<Incoming>> for Handler {
     }
 }
 
-/// Serve a small plain HTTP/1.1 listener (admin, redirect) until `shutdown` resolves, then let
-/// its open connections finish for at most `grace`. Each connection gets 5 s to send its head.
-/// Accept errors (EMFILE and friends) back off for 50 ms instead of spinning.
+/// Serve a small plain HTTP/1.1 listener (admin, redirect) until `shutdown` resolves with the
+/// time left to drain; its open connections are asked to finish and get that long, then whatever
+/// is still open is dropped. Each connection gets 5 s to send its head. Accept errors (EMFILE and
+/// friends) back off for 50 ms instead of spinning.
 pub async fn serve_plain<S>(
     listener: TcpListener,
     service: S,
     keep_alive: bool,
-    grace: Duration,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = Duration>,
 ) where
     S: hyper::service::Service<
             http::Request<Incoming>,
@@ -339,12 +340,14 @@ pub async fn serve_plain<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let tasks = tokio_util::task::TaskTracker::new();
+    let mut open = tokio::task::JoinSet::new();
     let cancel = CancellationToken::new();
     tokio::pin!(shutdown);
-    loop {
+    let budget = loop {
+        // Finished connections are reaped as they go, so a long-lived listener holds only open ones.
+        while open.try_join_next().is_some() {}
         let stream = tokio::select! {
-            () = shutdown.as_mut() => break,
+            budget = shutdown.as_mut() => break budget,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(_) => {
@@ -355,7 +358,7 @@ pub async fn serve_plain<S>(
         };
         let service = service.clone();
         let cancel = cancel.clone();
-        tasks.spawn(async move {
+        open.spawn(async move {
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(5))
@@ -370,9 +373,9 @@ pub async fn serve_plain<S>(
                 }
             }
         });
-    }
+    };
     drop(listener);
     cancel.cancel();
-    tasks.close();
-    let _ = tokio::time::timeout(grace, tasks.wait()).await;
+    let _ = tokio::time::timeout(budget, async { while open.join_next().await.is_some() {} }).await;
+    // Dropping the set aborts what is still open.
 }

@@ -32,18 +32,13 @@ pub struct Redirect {
     pub certs: Option<Arc<CertStore>>,
 }
 
-/// Serve the redirect listener until `shutdown` resolves, then drain it for at most `grace`.
-pub async fn run_redirect(
-    redirect: Arc<Redirect>,
-    listener: TcpListener,
-    grace: Duration,
-    shutdown: impl Future<Output = ()>,
-) {
+/// Serve the redirect listener until `shutdown` resolves with the time left to drain.
+pub async fn run_redirect(redirect: Arc<Redirect>, listener: TcpListener, shutdown: impl Future<Output = Duration>) {
     let service = hyper::service::service_fn(move |req| {
         let resp = answer(&redirect, &req);
         async move { Ok::<_, std::convert::Infallible>(resp) }
     });
-    super::serve_plain(listener, service, false, grace, shutdown).await;
+    super::serve_plain(listener, service, false, shutdown).await;
 }
 
 fn answer<B>(r: &Redirect, req: &Request<B>) -> Response<Full<Bytes>> {
