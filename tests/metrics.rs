@@ -121,3 +121,26 @@ async fn metrics_follow_a_scripted_session() {
     assert!(delta(&before, &after, "authgate_tls_handshake_duration_seconds_count") >= 1.0);
     assert_eq!(up.seen.count(), 6);
 }
+
+#[tokio::test]
+async fn client_sent_identity_headers_are_counted_as_they_are_stripped() {
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::start(&up.url()).await;
+    let before = scrape(&gw).await;
+    let c = gw.client();
+    // A public route and a protected one: both lose what the client claimed about itself.
+    let spoof = [("x-user-id", "admin"), ("remote-user", "admin")];
+    assert_eq!(c.get("/api/health", &spoof).await.status, 200);
+    let jwt = token("alice");
+    let mut with_token = spoof.to_vec();
+    let auth = bearer(&jwt);
+    with_token.push(("authorization", &auth));
+    assert_eq!(c.get("/api/search", &with_token).await.status, 200);
+    let seen = up.seen.take();
+    assert_eq!(seen.len(), 2);
+    assert!(seen[0].one("x-user-id").is_none() && seen[0].one("remote-user").is_none());
+    assert_eq!(seen[1].one("x-user-id").as_deref(), Some("alice"));
+    assert!(seen[1].one("remote-user").is_none());
+    let after = scrape(&gw).await;
+    assert_eq!(delta(&before, &after, "authgate_identity_headers_stripped_total"), 4.0);
+}
