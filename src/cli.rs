@@ -22,10 +22,10 @@ use crate::store::{Store, StoreError, User};
 pub enum CliError {
     #[error("store.url: cannot open the store: {0}")]
     OpenStore(StoreError),
-    #[error("redis.url: {0}")]
-    Redis(String),
-    #[error("password.*: {0}")]
-    Passwords(String),
+    #[error(transparent)]
+    Redis(#[from] crate::store::cache::RedisUrlError),
+    #[error(transparent)]
+    Passwords(#[from] crate::auth::password::PoolError),
     #[error("cannot read the password from stdin: {0}")]
     Stdin(std::io::Error),
     /// A value broke an account rule; `flag` is the option or input it came from.
@@ -71,21 +71,20 @@ pub async fn open_store(config: &Config) -> Result<Store, CliError> {
         .map_err(CliError::OpenStore)
 }
 
-/// The account service on the configured store, telling running gateways through Redis when
-/// there is one (else they pick changes up at their next store sync).
-async fn accounts(config: &Config) -> Result<Accounts, CliError> {
+/// The account service on the configured store. With `bus`, and `redis.url` set, it tells
+/// running gateways through Redis (else they pick changes up at their next store sync); only the
+/// commands that change who may sign in ask for it, so the others never wait on Redis.
+async fn accounts(config: &Config, bus: bool) -> Result<Accounts, CliError> {
     let store = open_store(config).await?;
     let redis = match &config.redis {
-        Some(r) => {
-            let redis = crate::store::cache::Redis::new(r.url.expose(), r.timeout, r.token_ttl)
-                .map_err(|e| CliError::Redis(e.to_string()))?;
+        Some(r) if bus => {
+            let redis = crate::store::cache::Redis::new(r.url.expose(), r.timeout, r.token_ttl)?;
             redis.connect().await;
             Some(Arc::new(redis))
         }
-        None => None,
+        _ => None,
     };
-    let passwords =
-        Passwords::with_concurrency(config.password.params, 1).map_err(|e| CliError::Passwords(e.to_string()))?;
+    let passwords = Passwords::with_concurrency(config.password.params, 1)?;
     let limits = LoginLimits::new(config.login, None);
     Ok(Accounts::new(store, passwords, limits, Changes::new(None, redis)))
 }
@@ -116,7 +115,7 @@ pub async fn user_add(config: &Config, username: &str, email: &str, password_std
         (random_password(), true)
     };
     crate::accounts::rules::password("password", &password)?;
-    let accounts = accounts(config).await?;
+    let accounts = accounts(config, false).await?;
     let user = accounts
         .register(username, email, &password)
         .await
@@ -133,7 +132,7 @@ pub async fn user_add(config: &Config, username: &str, email: &str, password_std
 
 /// `authgate user list`.
 pub async fn user_list(config: &Config) -> Result<(), CliError> {
-    let users = accounts(config).await?.list_users().await?;
+    let users = accounts(config, false).await?.list_users().await?;
     println!("{:<36}  {:<24}  {:<32}  status", "id", "username", "email");
     for u in users {
         let status = if u.disabled { "disabled" } else { "active" };
@@ -153,7 +152,7 @@ async fn find_user(accounts: &Accounts, who: &str) -> Result<User, CliError> {
 /// `authgate user disable|enable NAME` (by username or id). Running gateways are told at once
 /// through the Redis bus when there is one, else at their next store sync.
 pub async fn user_set_disabled(config: &Config, who: &str, disabled: bool) -> Result<(), CliError> {
-    let accounts = accounts(config).await?;
+    let accounts = accounts(config, true).await?;
     let user = find_user(&accounts, who).await?;
     warn_unless_told(accounts.set_disabled(&user, disabled).await?);
     tracing::info!(target: "authgate::audit", event = if disabled { "user_disabled" } else { "user_enabled" }, user_id = %user.id);
@@ -171,7 +170,7 @@ pub async fn token_create(config: &Config, who: &str, name: &str, expires_in: Op
     // The rules first, so a bad flag is refused before the store is opened.
     let name = crate::accounts::rules::token_name(name)?;
     crate::accounts::rules::token_lifetime(expires_in)?;
-    let accounts = accounts(config).await?;
+    let accounts = accounts(config, false).await?;
     let user = find_user(&accounts, who).await?;
     if user.disabled {
         return Err(CliError::UserDisabled(user.username));
@@ -189,7 +188,7 @@ pub async fn token_create(config: &Config, who: &str, name: &str, expires_in: Op
 
 /// `authgate token revoke ID`.
 pub async fn token_revoke(config: &Config, id: &str) -> Result<(), CliError> {
-    let accounts = accounts(config).await?;
+    let accounts = accounts(config, true).await?;
     let (user_id, told) = accounts.revoke_any_token(id).await.map_err(|e| match e {
         AccountError::NoSuchToken => CliError::NoSuchToken(id.to_owned()),
         other => other.into(),

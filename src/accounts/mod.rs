@@ -1,4 +1,5 @@
-//! Accounts: users and their API tokens, for the JSON API, the CLI and the web pages alike.
+//! Accounts: users and their API tokens, for the JSON API and the CLI alike (and the browser
+//! pages to come).
 //!
 //! The rule this module keeps: every rule about an account is checked here ([`rules`]), and every
 //! change that ends sessions is written to the store before it takes effect in memory, then
@@ -43,8 +44,6 @@ pub enum AccountError {
     /// The user does not exist (any more), or is disabled.
     #[error("no such user")]
     UnknownUser,
-    #[error("the user is disabled")]
-    Disabled,
     #[error("no such API token")]
     NoSuchToken,
     /// A credential with no session behind it (an API token) asked to end its session.
@@ -74,6 +73,7 @@ pub struct NewToken {
 }
 
 /// The account service. Built once: by the gateway with its authenticator, by the CLI without.
+/// (The CLI builds it with `Passwords` too, whose dummy hash costs one argon2 run at start.)
 pub struct Accounts {
     store: Store,
     /// Shared with the background task that stores an upgraded hash.

@@ -1,4 +1,4 @@
-//! The account rules, written once for the JSON API, the CLI and the web pages: what a username,
+//! The account rules, written once for the JSON API and the CLI (and the browser pages to come): what a username,
 //! an email address, a password, an API token's name and its lifetime may be.
 //!
 //! The rule this module keeps: every check is a pure function that answers with the field and a

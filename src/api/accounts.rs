@@ -29,7 +29,9 @@ fn audit(ctx: &Ctx<'_>, event: &'static str, user_id: Option<&str>) {
 
 /// `POST /api/auth/register {username, password, email}` → 201 `{user_id, username, email}`.
 pub async fn register(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, GatewayError> {
+    // The username's rule first, as before the other fields are read: a bad name is named first.
     let username = string_field(&body, "username")?;
+    crate::accounts::rules::username(username).map_err(account_err)?;
     let password = string_field(&body, "password")?;
     let email = string_field(&body, "email")?;
     let user = ctx

@@ -209,7 +209,7 @@ pub fn account_err(e: AccountError) -> GatewayError {
         AccountError::BadCredentials(_) => GatewayError::BadCredentials,
         AccountError::TooManyAttempts(retry_after) => GatewayError::TooManyRequests { retry_after },
         AccountError::WrongPassword => GatewayError::Forbidden("Current password is incorrect"),
-        AccountError::UnknownUser | AccountError::Disabled => GatewayError::Unauthenticated(AuthFailure::UnknownToken),
+        AccountError::UnknownUser => GatewayError::Unauthenticated(AuthFailure::UnknownToken),
         AccountError::NoSuchToken => GatewayError::NotFound,
         AccountError::NoSession => GatewayError::InvalidRequest(
             "This credential has no session to end; revoke API tokens with DELETE /api/auth/tokens/{id}",
