@@ -43,8 +43,24 @@ pub enum CliError {
     NoSuchToken(String),
     #[error("store: {0}")]
     Store(StoreError),
-    #[error("{0}")]
-    Keys(String),
+    #[error("--algorithm: `{0}` is not one of HS256, HS384, HS512, RS256, ES256, EdDSA")]
+    Algorithm(String),
+    #[error("--kid: use 1 to 64 of A-Z a-z 0-9 . _ - only (without `..`)")]
+    Kid,
+    #[error(transparent)]
+    Generate(#[from] crate::auth::keys::KeyError),
+    #[error("--out: cannot create {}: {source}", path.display())]
+    OutDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} exists; choose another --kid", .0.display())]
+    KeyExists(std::path::PathBuf),
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl From<AccountError> for CliError {
@@ -201,36 +217,40 @@ pub async fn token_revoke(config: &Config, id: &str) -> Result<(), CliError> {
 
 /// `authgate keys generate --algorithm ALG [--kid KID] [--out DIR]`.
 pub fn keys_generate(algorithm: &str, kid: Option<&str>, out: &Path) -> Result<(), CliError> {
-    keys_generate_inner(algorithm, kid, out).map_err(CliError::Keys)
-}
-
-fn keys_generate_inner(algorithm: &str, kid: Option<&str>, out: &Path) -> Result<(), String> {
     let alg: JwtAlgorithm = algorithm
         .parse()
-        .map_err(|_| format!("--algorithm: `{algorithm}` is not one of HS256, HS384, HS512, RS256, ES256, EdDSA"))?;
+        .map_err(|_| CliError::Algorithm(algorithm.to_owned()))?;
     let kid = kid.map(str::to_owned).unwrap_or_else(|| {
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         format!("{}-{}", alg.as_str().to_ascii_lowercase(), now[..10].replace('-', ""))
     });
     if !crate::config::kid_is_plain(&kid) {
-        return Err("--kid: use 1 to 64 of A-Z a-z 0-9 . _ - only (without `..`)".into());
+        return Err(CliError::Kid);
     }
-    let (private, public) = crate::auth::keys::generate(alg).map_err(|e| e.to_string())?;
+    let (private, public) = crate::auth::keys::generate(alg)?;
     match public {
         None => {
             println!("# add to gateway.toml (keep this secret out of git; or set it through the environment)");
             println!("[[jwt.keys]]\nkid = \"{kid}\"\nalgorithm = \"{alg}\"\nsecret = \"{private}\"\nsigning = true");
         }
         Some(public) => {
-            std::fs::create_dir_all(out).map_err(|e| format!("--out: cannot create {}: {e}", out.display()))?;
+            std::fs::create_dir_all(out).map_err(|source| CliError::OutDir {
+                path: out.to_owned(),
+                source,
+            })?;
             let key_path = out.join(format!("{kid}.pem"));
             let pub_path = out.join(format!("{kid}.pub.pem"));
             if key_path.exists() {
-                return Err(format!("{} exists; choose another --kid", key_path.display()));
+                return Err(CliError::KeyExists(key_path));
             }
-            crate::tls::write_private(&key_path, private.as_bytes())
-                .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
-            std::fs::write(&pub_path, public).map_err(|e| format!("cannot write {}: {e}", pub_path.display()))?;
+            crate::tls::write_private(&key_path, private.as_bytes()).map_err(|source| CliError::Write {
+                path: key_path.clone(),
+                source,
+            })?;
+            std::fs::write(&pub_path, public).map_err(|source| CliError::Write {
+                path: pub_path.clone(),
+                source,
+            })?;
             println!(
                 "wrote {} (private, mode 0600) and {}",
                 key_path.display(),

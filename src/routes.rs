@@ -153,12 +153,23 @@ enum Pattern {
     Prefix(String),
 }
 
+/// Why an `auth.public_paths` entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error(
+        "`{0}` is not an exact path or a `prefix/*` pattern (it must start with /, hold no *, ?, dot segment or escape)"
+    )]
+    NotAPattern(String),
+    #[error("`{0}` overlaps /api/auth/*, which the gateway answers itself")]
+    AuthApi(String),
+}
+
 /// The `auth.public_paths` patterns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublicPaths(Vec<Pattern>);
 
 impl PublicPaths {
-    pub fn parse(patterns: &[String]) -> Result<Self, String> {
+    pub fn parse(patterns: &[String]) -> Result<Self, PatternError> {
         let mut out = Vec::with_capacity(patterns.len());
         for p in patterns {
             let (base, prefix) = match p.strip_suffix("/*") {
@@ -167,12 +178,10 @@ impl PublicPaths {
             };
             let checked = if base.is_empty() { "/" } else { base };
             if base.contains('*') || base.contains('?') || check_path(checked).is_err() {
-                return Err(format!(
-                    "`{p}` is not an exact path or a `prefix/*` pattern (it must start with /, hold no *, ?, dot segment or escape)"
-                ));
+                return Err(PatternError::NotAPattern(p.clone()));
             }
             if base.starts_with("/api/auth") {
-                return Err(format!("`{p}` overlaps /api/auth/*, which the gateway answers itself"));
+                return Err(PatternError::AuthApi(p.clone()));
             }
             out.push(if prefix {
                 Pattern::Prefix(base.to_owned())

@@ -68,27 +68,41 @@ impl fmt::Debug for VerifyKey {
     }
 }
 
+/// Why key material could not become a [`VerifyKey`].
+#[derive(Debug, thiserror::Error)]
+pub enum KeyMaterialError {
+    #[error("{0} is not an HMAC algorithm")]
+    NotHmac(JwtAlgorithm),
+    #[error("{0} is not a public-key algorithm")]
+    NotPublicKey(JwtAlgorithm),
+    #[error("{0}")]
+    HmacLength(hmac::digest::InvalidLength),
+    #[error("{0}")]
+    Pem(jsonwebtoken::errors::Error),
+}
+
 impl VerifyKey {
     /// An HMAC key. `secret` must already have passed the length check.
-    pub fn hmac(kid: Option<String>, alg: JwtAlgorithm, secret: &[u8]) -> Result<Self, String> {
+    pub fn hmac(kid: Option<String>, alg: JwtAlgorithm, secret: &[u8]) -> Result<Self, KeyMaterialError> {
+        let bad = KeyMaterialError::HmacLength;
         let material = match alg {
-            JwtAlgorithm::HS256 => Material::Hs256(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?),
-            JwtAlgorithm::HS384 => Material::Hs384(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?),
-            JwtAlgorithm::HS512 => Material::Hs512(Hmac::new_from_slice(secret).map_err(|e| e.to_string())?),
-            other => return Err(format!("{other} is not an HMAC algorithm")),
+            JwtAlgorithm::HS256 => Material::Hs256(Hmac::new_from_slice(secret).map_err(bad)?),
+            JwtAlgorithm::HS384 => Material::Hs384(Hmac::new_from_slice(secret).map_err(bad)?),
+            JwtAlgorithm::HS512 => Material::Hs512(Hmac::new_from_slice(secret).map_err(bad)?),
+            other => return Err(KeyMaterialError::NotHmac(other)),
         };
         Ok(VerifyKey { kid, alg, material })
     }
 
     /// A public key (RS256, ES256, EdDSA) from PEM.
-    pub fn public_pem(kid: Option<String>, alg: JwtAlgorithm, pem: &[u8]) -> Result<Self, String> {
+    pub fn public_pem(kid: Option<String>, alg: JwtAlgorithm, pem: &[u8]) -> Result<Self, KeyMaterialError> {
         let key = match alg {
             JwtAlgorithm::RS256 => DecodingKey::from_rsa_pem(pem),
             JwtAlgorithm::ES256 => DecodingKey::from_ec_pem(pem),
             JwtAlgorithm::EdDSA => DecodingKey::from_ed_pem(pem),
-            other => return Err(format!("{other} is not a public-key algorithm")),
+            other => return Err(KeyMaterialError::NotPublicKey(other)),
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(KeyMaterialError::Pem)?;
         Ok(VerifyKey {
             kid,
             alg,

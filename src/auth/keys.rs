@@ -40,10 +40,13 @@ pub enum KeyError {
         what: String,
         alg: JwtAlgorithm,
         path: PathBuf,
-        reason: String,
+        reason: crate::auth::jwt::KeyMaterialError,
     },
     #[error("{what}: {reason}")]
-    Hmac { what: String, reason: String },
+    Hmac {
+        what: String,
+        reason: crate::auth::jwt::KeyMaterialError,
+    },
     #[error("jwt: no signing key (mark one [[jwt.keys]] entry with signing = true)")]
     NoSigningKey,
     #[error("jwks: {0}")]

@@ -28,7 +28,7 @@ pub(super) fn validate(raw: &RawAuth) -> Result<AuthConfig, ConfigError> {
     let public_paths = PublicPaths::parse(&raw.public_paths).map_err(|problem| {
         ConfigError::invalid(
             "auth.public_paths",
-            problem,
+            problem.to_string(),
             "use exact paths like \"/api/health\" or prefixes like \"/docs/*\"",
         )
     })?;

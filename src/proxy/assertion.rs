@@ -23,6 +23,17 @@ use crate::store::Store;
 /// Assertions kept at most; past this the cache starts over (a burst of distinct users).
 const CACHE_MAX: usize = 10_000;
 
+/// Why an assertion could not be made for a request (the request then gets 503).
+#[derive(Debug, thiserror::Error)]
+pub enum AssertionError {
+    #[error("reading the user for the assertion: {0}")]
+    Store(crate::store::StoreError),
+    #[error("signing the assertion: {0}")]
+    Sign(jsonwebtoken::errors::Error),
+    #[error("the signed assertion is not a valid header value")]
+    NotAHeader,
+}
+
 /// Why the assertion key (`upstream.identity.private_key`) could not be loaded or made.
 #[derive(Debug, thiserror::Error)]
 pub enum AssertionKeyError {
@@ -121,7 +132,7 @@ impl Asserter {
     }
 
     /// The assertion for `user`, as a header value in the configured mode.
-    pub async fn assertion(&self, store: &Store, user: &UserId) -> Result<HeaderValue, String> {
+    pub async fn assertion(&self, store: &Store, user: &UserId) -> Result<HeaderValue, AssertionError> {
         let now = now_secs();
         if let Ok(cache) = self.cache.lock()
             && let Some((until, value)) = cache.get(user.as_str())
@@ -130,7 +141,7 @@ impl Asserter {
             return Ok(value.clone());
         }
         // Users minted elsewhere (a shared secret) have no account here: sub and uuid only.
-        let account = store.user_by_id(user.as_str()).await.map_err(|e| e.to_string())?;
+        let account = store.user_by_id(user.as_str()).await.map_err(AssertionError::Store)?;
         let claims = Claims {
             sub: user.as_str(),
             uuid: user.as_str(),
@@ -142,12 +153,12 @@ impl Asserter {
             iss: &self.issuer,
             aud: self.audience.as_deref(),
         };
-        let jwt = jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(|e| e.to_string())?;
+        let jwt = jsonwebtoken::encode(&self.header, &claims, &self.key).map_err(AssertionError::Sign)?;
         let text = match self.mode {
             AssertionMode::Header => jwt,
             AssertionMode::Bearer => format!("Bearer {jwt}"),
         };
-        let value = HeaderValue::from_str(&text).map_err(|e| e.to_string())?;
+        let value = HeaderValue::from_str(&text).map_err(|_| AssertionError::NotAHeader)?;
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_MAX {
                 cache.clear();
