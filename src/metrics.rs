@@ -19,6 +19,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LookupLabels {
     result: &'static str,
 }
@@ -136,6 +141,14 @@ pub struct Metrics {
     /// Client-sent identity headers removed before forwarding (a spoofing attempt, or a client
     /// that copied a backend's header).
     pub identity_headers_stripped: Counter,
+    /// Revocation syncs with the store: `[full, incremental]`.
+    revocation_syncs: [Counter; 2],
+    /// Rows a revocation sync read (log rows, or for a full load revocations and gated users).
+    pub revocation_sync_rows: Counter,
+    /// Revoked `jti`s held in memory now.
+    pub revocations_held: Gauge,
+    /// Users whose tokens are restricted now (disabled, or a recent session-epoch move).
+    pub gated_users: Gauge,
     token_lookups: Vec<Counter>,
 }
 
@@ -221,6 +234,31 @@ impl Metrics {
             "Client-sent identity headers removed before forwarding",
             identity_headers_stripped.clone(),
         );
+        let syncs = Family::<SyncLabels, Counter>::default();
+        registry.register(
+            "revocation_syncs",
+            "Revocation syncs with the store, full loads and incremental reads of the change log",
+            syncs.clone(),
+        );
+        let revocation_syncs = ["full", "incremental"].map(|kind| syncs.get_or_create(&SyncLabels { kind }).clone());
+        let revocation_sync_rows = Counter::default();
+        registry.register(
+            "revocation_sync_rows",
+            "Rows read by revocation syncs",
+            revocation_sync_rows.clone(),
+        );
+        let revocations_held = Gauge::default();
+        registry.register(
+            "revocations_held",
+            "Revoked token ids held in memory",
+            revocations_held.clone(),
+        );
+        let gated_users = Gauge::default();
+        registry.register(
+            "gated_users",
+            "Users whose tokens are restricted (disabled, or sessions ended within a token lifetime)",
+            gated_users.clone(),
+        );
         let lookups = Family::<LookupLabels, Counter>::default();
         registry.register(
             "api_token_lookups",
@@ -247,6 +285,10 @@ impl Metrics {
             open_connections,
             h2_floods,
             identity_headers_stripped,
+            revocation_syncs,
+            revocation_sync_rows,
+            revocations_held,
+            gated_users,
             token_lookups,
         }
     }
@@ -257,6 +299,12 @@ impl Metrics {
             Some(r) => self.requests[(route_index(r) * 5 + s) * 4 + auth.index()].inc(),
             None => self.unrouted[s].inc(),
         };
+    }
+
+    /// One revocation sync: full or incremental, and how many rows it read.
+    pub fn revocation_sync(&self, full: bool, rows: u64) {
+        self.revocation_syncs[usize::from(!full)].inc();
+        self.revocation_sync_rows.inc_by(rows);
     }
 
     pub fn token_lookup(&self, at: TokenLookup) {

@@ -411,3 +411,127 @@ async fn operator_cli_tokens_and_disable_reach_every_replica_within_a_second() {
     assert!(revoke_took < Duration::from_secs(1), "{revoke_took:?}");
     assert!(disable_took < Duration::from_secs(1), "{disable_took:?}");
 }
+
+/// `/metrics` of `gw` as series → value.
+async fn scrape(gw: &TestGateway) -> std::collections::HashMap<String, f64> {
+    let (_, text) = gw.admin_get("/metrics").await;
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Poll until `check` holds; returns how long it took.
+async fn within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+/// With Redis gone, B learns what A changed from the store's change log alone, within one sync
+/// interval, by reading only the changes (no full reload): a logout, a log-out-everywhere, a
+/// password change (whose own session stays valid on B too) and a deleted API token. An idle B
+/// then reads almost nothing per sync.
+#[tokio::test]
+async fn changes_made_while_the_bus_is_down_arrive_through_the_change_log() {
+    let pg = Postgres::start().await;
+    let mut redis = Redis::start();
+    let up = TestUpstream::start().await;
+    let toml = format!(
+        "[store]\nurl = \"{}\"\nsync_interval = \"1s\"\n[redis]\nurl = \"{}\"\ntimeout = \"1s\"\n",
+        pg.fresh_db().await,
+        redis.url()
+    );
+    let a = replica(&up, &toml).await;
+    let b = replica(&up, &toml).await;
+    for name in ["leaver", "everywhere", "changer"] {
+        assert_eq!(register(&a, name).await.status, 201);
+    }
+    let leaver = login_token(&a, "leaver").await;
+    let everywhere = login_token(&a, "everywhere").await;
+    let changer_keeps = login_token(&a, "changer").await;
+    let changer_other = login_token(&a, "changer").await;
+    let (key_id, key) = api_token(&a, &changer_keeps).await;
+    for jwt in [&leaver, &everywhere, &changer_keeps, &changer_other] {
+        assert_eq!(status_with_jwt(&b, jwt).await, 200);
+    }
+    assert_eq!(status_with_key(&b, &key).await, 200);
+
+    redis.kill();
+    within(Duration::from_secs(5), "B sees the bus gone", async || {
+        b.admin_get("/readyz").await.1.contains("\"revocation_bus\":false")
+    })
+    .await;
+    let before = scrape(&b).await;
+    let auth = |jwt: &str| [("authorization", bearer(jwt))];
+    let call = async |path: &str, jwt: &str, body: Option<serde_json::Value>| {
+        let [(name, value)] = auth(jwt);
+        let mut headers = vec![(name, value.as_str())];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        a.client()
+            .call(
+                if path.starts_with("/api/auth/tokens/") {
+                    "DELETE"
+                } else {
+                    "POST"
+                },
+                path,
+                &headers,
+                body.map(|b| b.to_string().into_bytes()),
+            )
+            .await
+            .status
+    };
+    assert_eq!(call("/api/auth/logout", &leaver, None).await, 204);
+    assert_eq!(
+        call("/api/auth/logout", &everywhere, Some(json!({"all": true}))).await,
+        204
+    );
+    let new_password = "a brand new horse battery";
+    let change = json!({"current_password": PASSWORD, "new_password": new_password});
+    assert_eq!(call("/api/auth/password", &changer_keeps, Some(change)).await, 204);
+    assert_eq!(
+        call(&format!("/api/auth/tokens/{key_id}"), &changer_keeps, None).await,
+        204
+    );
+
+    // One sync interval is 1 s; allow for a sync that had just begun.
+    let limit = Duration::from_millis(2500);
+    for (what, jwt) in [
+        ("logout", &leaver),
+        ("logout-all", &everywhere),
+        ("password change", &changer_other),
+    ] {
+        let took = within(limit, what, async || status_with_jwt(&b, jwt).await == 401).await;
+        println!("{what} reached B without redis in {took:?}");
+    }
+    within(limit, "token deletion", async || status_with_key(&b, &key).await == 401).await;
+    assert_eq!(
+        status_with_jwt(&b, &changer_keeps).await,
+        200,
+        "the session that changed the password stays valid on B"
+    );
+    let after = scrape(&b).await;
+    let full = r#"authgate_revocation_syncs_total{kind="full"}"#;
+    let incremental = r#"authgate_revocation_syncs_total{kind="incremental"}"#;
+    assert_eq!(after[full], before[full], "no full reload was needed");
+    assert!(after[incremental] > before[incremental]);
+
+    // Idle now: each sync reads only what changed since its watermark.
+    let idle_from = scrape(&b).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_to = scrape(&b).await;
+    let syncs = idle_to[incremental] - idle_from[incremental];
+    let rows = idle_to["authgate_revocation_sync_rows_total"] - idle_from["authgate_revocation_sync_rows_total"];
+    assert!(syncs >= 2.0, "{syncs} syncs in 3 s");
+    assert!(rows / syncs < 100.0, "{rows} rows over {syncs} idle syncs");
+    println!("idle: {rows} rows over {syncs} syncs");
+}

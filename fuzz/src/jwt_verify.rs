@@ -41,6 +41,7 @@ pub fn verifiers() -> Vec<Verifier> {
                     issuer: (rules & 1 != 0).then(|| ISSUER.to_owned()),
                     audience: (rules & 2 != 0).then(|| AUDIENCE.to_owned()),
                     leeway: Duration::from_secs(LEEWAY),
+                    max_lifetime: None,
                 },
             )
         })

@@ -223,7 +223,7 @@ impl Accounts {
 
     /// End every session of this user.
     pub async fn logout_all(&self, user_id: &str) -> Result<(), AccountError> {
-        let epoch = self.store.bump_token_epoch(user_id).await?;
+        let epoch = self.store.bump_token_epoch(user_id, None).await?;
         self.changes
             .publish(Event::User {
                 id: user_id.to_owned(),
@@ -260,7 +260,7 @@ impl Accounts {
         }
         let hash = self.passwords.hash(new.to_owned()).await?;
         self.store.set_password_hash(&user.id, &hash).await?;
-        let epoch = self.store.bump_token_epoch(&user.id).await?;
+        let epoch = self.store.bump_token_epoch(&user.id, p.jti.as_deref()).await?;
         self.changes
             .publish(Event::User {
                 id: user.id.clone(),

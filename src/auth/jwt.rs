@@ -154,6 +154,10 @@ pub struct ClaimRules {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub leeway: Duration,
+    /// `jwt.expiration`: a token may not live longer than the gateway would issue one (plus the
+    /// leeway), counted from `iat`, or from now when it has none. A session epoch is kept only
+    /// that long after it moves, so a longer-lived token could outlast the gate that refuses it.
+    pub max_lifetime: Option<Duration>,
 }
 
 /// The verified content of an access token.
@@ -349,6 +353,11 @@ impl Verifier {
                 return Err(AuthFailure::WrongAudience);
             }
         }
+        if let Some(max) = self.rules.max_lifetime
+            && c.exp.saturating_sub(c.iat.unwrap_or(now)) > max.as_secs().saturating_add(leeway)
+        {
+            return Err(AuthFailure::BadClaims);
+        }
         Ok(())
     }
 }
@@ -425,6 +434,7 @@ mod tests {
                 issuer: None,
                 audience: None,
                 leeway: Duration::from_secs(30),
+                max_lifetime: Some(Duration::from_secs(3600)),
             },
         )
     }
@@ -621,5 +631,29 @@ mod tests {
         assert_eq!(v.user_id.as_str(), "abc");
         assert_eq!(v.jti.as_deref(), Some("j1"));
         assert_eq!(v.epoch, 3);
+    }
+
+    #[test]
+    fn a_token_that_outlives_what_the_gateway_issues_is_refused() {
+        let v = verifier();
+        let now = now_secs();
+        let sign = |claims: serde_json::Value| sign_raw(r#"{"alg":"HS256","typ":"JWT"}"#, &claims.to_string(), SECRET);
+        // jwt.expiration is 3600 here, the leeway 30.
+        assert!(
+            v.verify(&sign(json!({"sub": "u", "iat": now, "exp": now + 3630})))
+                .is_ok()
+        );
+        assert_eq!(
+            v.verify(&sign(json!({"sub": "u", "iat": now, "exp": now + 3631})))
+                .unwrap_err(),
+            AuthFailure::BadClaims
+        );
+        // Without iat the lifetime counts from now.
+        assert!(v.verify(&sign(json!({"sub": "u", "exp": now + 600}))).is_ok());
+        assert_eq!(
+            v.verify(&sign(json!({"sub": "u", "exp": now + 30 * 24 * 3600})))
+                .unwrap_err(),
+            AuthFailure::BadClaims
+        );
     }
 }

@@ -176,6 +176,7 @@ pub fn load(cfg: &JwtConfig) -> Result<KeyRing, KeyError> {
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             leeway: cfg.leeway,
+            max_lifetime: Some(cfg.expiration),
         },
     );
     let jwks = serde_json::to_vec(&jwks).map_err(KeyError::Jwks)?;

@@ -14,6 +14,7 @@ pub mod limiter;
 pub mod password;
 pub mod principal;
 pub mod revocation;
+mod sync;
 mod verified;
 
 use std::sync::Arc;
@@ -25,10 +26,11 @@ use crate::auth::principal::{AuthMethod, Principal};
 use crate::auth::revocation::{Revocations, UserGate};
 use crate::error::{AuthFailure, GatewayError};
 use crate::metrics::{Metrics, TokenLookup};
+use crate::store::Store;
 use crate::store::cache::{Event, Redis};
-use crate::store::{Store, StoreError};
 
 pub use credential::Strip;
+pub use sync::Synced;
 pub use verified::VerifiedCache;
 
 /// A verified caller, and what to remove from their request before it is forwarded.
@@ -48,7 +50,12 @@ pub struct AuthenticatorParts {
     pub leeway: Duration,
     /// How long a resolved API token is trusted from memory before it is looked up again.
     pub token_ttl: Duration,
+    /// `jwt.expiration`: how long an epoch move can matter (with the leeway).
+    pub token_lifetime: Duration,
 }
+
+/// How long the change log keeps a row: a replica that fell further behind reloads in full.
+pub const CHANGE_LOG_KEEP: Duration = Duration::from_secs(3600);
 
 /// Checks credentials. Built once at start-up; owns the verifiers, their caches and revocations.
 pub struct Authenticator {
@@ -60,6 +67,10 @@ pub struct Authenticator {
     redis: Option<Arc<Redis>>,
     metrics: Arc<Metrics>,
     leeway: Duration,
+    token_lifetime: Duration,
+    /// Where this replica stands in the change log; held across a sync's queries, never by a
+    /// request.
+    cursor: tokio::sync::Mutex<sync::Cursor>,
     /// Token ids whose `last_used_at` is due; written by [`record_token_use`].
     touches: tokio::sync::mpsc::Sender<String>,
 }
@@ -77,6 +88,8 @@ impl Authenticator {
             redis: parts.redis,
             metrics: parts.metrics,
             leeway: parts.leeway,
+            token_lifetime: parts.token_lifetime,
+            cursor: tokio::sync::Mutex::new(sync::Cursor::default()),
             touches,
         };
         (authn, touched)
@@ -213,6 +226,7 @@ impl Authenticator {
                     disabled,
                     min_epoch,
                     exempt_jti,
+                    moved_at: i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX),
                 },
             ),
             Event::Token { hash } => self.api_tokens.remove(&hash),
@@ -239,27 +253,24 @@ impl Authenticator {
         crate::clock::now_secs().saturating_sub(self.leeway.as_secs())
     }
 
-    /// Load revocations and user gates from the store into memory. Revocations are kept until
-    /// their token could no longer pass verification: `exp` plus the leeway.
-    pub async fn sync(&self) -> Result<(), StoreError> {
-        let generation = self.revocations.generation();
-        let jtis = self.store.revoked_jtis(self.revocation_cutoff() as i64).await?;
-        let users = self.store.user_gates().await?;
-        let jtis = jtis
-            .into_iter()
-            .map(|(jti, exp)| (jti, u64::try_from(exp).unwrap_or(0)))
-            .collect();
-        self.revocations.replace(generation, jtis, users);
-        Ok(())
-    }
-
-    /// Forget revocations of tokens that have expired (with the leeway) in memory and in the store.
+    /// Forget what can no longer matter: revocations of expired tokens and gates whose epoch moved
+    /// more than a token lifetime ago, in memory and in the store, and change-log rows older than
+    /// [`CHANGE_LOG_KEEP`].
     pub async fn purge_expired(&self) {
         let cutoff = self.revocation_cutoff();
-        self.revocations.purge(cutoff);
+        self.revocations.purge(cutoff, self.moved_since());
         if let Err(e) = self.store.purge_expired(cutoff as i64).await {
             tracing::warn!(error = %e, "purging expired revocations failed");
         }
+        let keep_after = crate::clock::now_secs().saturating_sub(CHANGE_LOG_KEEP.as_secs());
+        if let Err(e) = self.store.purge_log(i64::try_from(keep_after).unwrap_or(0)).await {
+            tracing::warn!(error = %e, "purging the revocation change log failed");
+        }
+    }
+
+    /// How many revoked `jti`s and gated users are held now.
+    pub fn held(&self) -> (usize, usize) {
+        (self.revocations.revoked_count(), self.revocations.gated_count())
     }
 }
 

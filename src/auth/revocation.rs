@@ -2,13 +2,15 @@
 //! (session epoch), and disabled users.
 //!
 //! The rule this module keeps: the check on the request path is a read of in-memory maps under a
-//! short `std` lock that is never held across an `.await`. The store is the record; this is its
-//! cache, filled at start-up, updated by the handlers that change it, and re-synced periodically
-//! (and, with Redis, pushed by other replicas). A sync never undoes a change made while it ran.
+//! short `std` lock that is never held across an `.await`, and never waits on a sync. A full load
+//! builds its new state outside any lock ([`Snapshot`]) and swaps it in with one pointer move;
+//! local changes made while it was loading are replayed onto it, and the old state is dropped
+//! after the lock is released. The store is the record; this is its cache, filled at start-up,
+//! updated by the handlers that change it, by the change log (`store::changes`) and, with Redis,
+//! by other replicas.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 
 use crate::auth::jwt::VerifiedToken;
 use crate::error::AuthFailure;
@@ -21,15 +23,94 @@ pub struct UserGate {
     pub min_epoch: i64,
     /// One token kept alive across an epoch bump (the session that changed the password).
     pub exempt_jti: Option<String>,
+    /// When the epoch last moved (unix seconds): the gate matters until tokens issued before
+    /// then have expired.
+    pub moved_at: i64,
+}
+
+impl UserGate {
+    fn restricts(&self) -> bool {
+        self.disabled || self.min_epoch > 0
+    }
+}
+
+/// A revoked `jti`, kept small: the gateway's own are 32 hex digits (a UUID), held as 16 bytes
+/// (byte-aligned, so an entry is 20 bytes, not the 32 a `u128` key would take); any other
+/// spelling is kept as text. The value is the token's `exp`, saturated to `u32` (seconds until
+/// 2106), after which the entry may go.
+type HexJtis = HashMap<[u8; 16], u32, foldhash::fast::RandomState>;
+type TextJtis = HashMap<Box<str>, u32, foldhash::fast::RandomState>;
+
+fn hex_jti(jti: &str) -> Option<[u8; 16]> {
+    // Only the canonical lowercase form maps to bytes, so two spellings never share a key.
+    (jti.len() == 32 && jti.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| u128::from_str_radix(jti, 16).ok())
+        .flatten()
+        .map(u128::to_be_bytes)
+}
+
+fn exp32(exp: u64) -> u32 {
+    u32::try_from(exp).unwrap_or(u32::MAX)
+}
+
+/// The revocation state: what the request path reads.
+#[derive(Default)]
+pub struct Snapshot {
+    hex: HexJtis,
+    text: TextJtis,
+    users: HashMap<Box<str>, UserGate, foldhash::fast::RandomState>,
+}
+
+impl Snapshot {
+    pub fn new() -> Snapshot {
+        Snapshot::default()
+    }
+
+    pub fn revoke_jti(&mut self, jti: &str, exp: u64) {
+        match hex_jti(jti) {
+            Some(k) => self.hex.insert(k, exp32(exp)),
+            None => self.text.insert(jti.into(), exp32(exp)),
+        };
+    }
+
+    pub fn set_user(&mut self, user_id: &str, gate: UserGate) {
+        if gate.restricts() {
+            self.users.insert(user_id.into(), gate);
+        } else {
+            self.users.remove(user_id);
+        }
+    }
+
+    fn is_revoked(&self, jti: &str) -> bool {
+        match hex_jti(jti) {
+            Some(k) => self.hex.contains_key(&k),
+            None => self.text.contains_key(jti),
+        }
+    }
+
+    /// How many revoked `jti`s and gated users this holds.
+    pub fn len(&self) -> (usize, usize) {
+        (self.hex.len() + self.text.len(), self.users.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == (0, 0)
+    }
+}
+
+/// A change to apply to the state (from a handler here, the change log, or another replica).
+#[derive(Debug, Clone)]
+enum Local {
+    Jti(String, u64),
+    User(String, UserGate),
 }
 
 #[derive(Default)]
 pub struct Revocations {
-    /// Revoked `jti` → its `exp` (dropped after that).
-    jtis: RwLock<HashMap<String, u64>>,
-    users: RwLock<HashMap<String, UserGate>>,
-    /// Bumped on every local change, so a sync that overlapped one is discarded.
-    changes: AtomicU64,
+    state: RwLock<Snapshot>,
+    /// While a new state is being built, local changes are recorded here too, and replayed onto
+    /// it when it is swapped in.
+    replay: Mutex<Option<Vec<Local>>>,
 }
 
 impl Revocations {
@@ -39,109 +120,170 @@ impl Revocations {
 
     /// Refuse a verified token that was revoked since it was issued.
     pub fn check(&self, user_id: &str, token: &VerifiedToken) -> Result<(), AuthFailure> {
+        // A poisoned lock fails closed.
+        let state = self.state.read().map_err(|_| AuthFailure::Revoked)?;
         if let Some(jti) = &token.jti
-            && self.jtis.read().map(|m| m.contains_key(jti)).unwrap_or(true)
+            && state.is_revoked(jti)
         {
             return Err(AuthFailure::Revoked);
         }
-        self.check_user(user_id, token.epoch, token.jti.as_deref())
+        gate_check(&state, user_id, token.epoch, token.jti.as_deref())
     }
 
     /// Refuse a user who is disabled, or a session older than the user's epoch.
     pub fn check_user(&self, user_id: &str, epoch: i64, jti: Option<&str>) -> Result<(), AuthFailure> {
-        // A poisoned lock fails closed.
-        let users = self.users.read().map_err(|_| AuthFailure::Revoked)?;
-        if let Some(gate) = users.get(user_id) {
-            if gate.disabled {
-                return Err(AuthFailure::Revoked);
-            }
-            let exempt = jti.is_some() && gate.exempt_jti.as_deref() == jti;
-            if epoch < gate.min_epoch && !exempt {
-                return Err(AuthFailure::Revoked);
-            }
-        }
-        Ok(())
+        let state = self.state.read().map_err(|_| AuthFailure::Revoked)?;
+        gate_check(&state, user_id, epoch, jti)
     }
 
     pub fn is_disabled(&self, user_id: &str) -> bool {
-        self.users
+        self.state
             .read()
-            .map(|u| u.get(user_id).is_some_and(|g| g.disabled))
+            .map(|s| s.users.get(user_id).is_some_and(|g| g.disabled))
             .unwrap_or(true)
     }
 
     pub fn revoke_jti(&self, jti: &str, exp: u64) {
-        self.changes.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut m) = self.jtis.write() {
-            m.insert(jti.to_owned(), exp);
+        self.record(Local::Jti(jti.to_owned(), exp));
+        if let Ok(mut s) = self.state.write() {
+            s.revoke_jti(jti, exp);
         }
     }
 
     /// Record a user's gate (after a disable, an epoch bump, or a message from another replica).
+    /// A gate with an older epoch than the one held never replaces it: messages may come late.
     pub fn set_user(&self, user_id: &str, gate: UserGate) {
-        self.changes.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut m) = self.users.write() {
-            if gate == UserGate::default() {
-                m.remove(user_id);
-            } else {
-                m.insert(user_id.to_owned(), gate);
-            }
+        self.record(Local::User(user_id.to_owned(), gate.clone()));
+        if let Ok(mut s) = self.state.write() {
+            set_newer(&mut s, user_id, gate);
         }
     }
 
     pub fn user(&self, user_id: &str) -> UserGate {
-        self.users
+        self.state
             .read()
             .ok()
-            .and_then(|m| m.get(user_id).cloned())
+            .and_then(|s| s.users.get(user_id).cloned())
             .unwrap_or_default()
     }
 
-    /// A marker to pass to [`Revocations::replace`]: the change count when a sync began reading.
-    pub fn generation(&self) -> u64 {
-        self.changes.load(Ordering::SeqCst)
+    fn record(&self, change: Local) {
+        if let Ok(mut replay) = self.replay.lock()
+            && let Some(pending) = replay.as_mut()
+        {
+            pending.push(change);
+        }
     }
 
-    /// Replace the state with a snapshot from the store, unless a local change happened since
-    /// `generation` (then the next sync will carry it). Exemptions survive when the epoch is unchanged.
-    /// Returns whether the snapshot was applied.
-    pub fn replace(&self, generation: u64, jtis: Vec<(String, u64)>, users: Vec<(String, bool, i64)>) -> bool {
-        let (Ok(mut jt), Ok(mut us)) = (self.jtis.write(), self.users.write()) else {
-            return false;
+    /// Start building a new state: from now on local changes are kept for [`Revocations::swap`].
+    pub fn begin_rebuild(&self) {
+        if let Ok(mut replay) = self.replay.lock() {
+            *replay = Some(Vec::new());
+        }
+    }
+
+    /// Put `fresh` in place of the current state, with the local changes made since
+    /// [`Revocations::begin_rebuild`] replayed onto it and exemptions carried over for gates
+    /// whose epoch did not move. Readers wait only for the pointer swap and the replay; the old
+    /// state is dropped after the lock is released.
+    pub fn swap(&self, mut fresh: Snapshot) {
+        let pending = self.replay.lock().ok().and_then(|mut r| r.take()).unwrap_or_default();
+        let old = match self.state.write() {
+            Ok(mut state) => {
+                for (id, gate) in fresh.users.iter_mut() {
+                    if gate.exempt_jti.is_none()
+                        && let Some(held) = state.users.get(id)
+                        && held.min_epoch == gate.min_epoch
+                    {
+                        gate.exempt_jti = held.exempt_jti.clone();
+                    }
+                }
+                for change in pending {
+                    match change {
+                        Local::Jti(jti, exp) => fresh.revoke_jti(&jti, exp),
+                        Local::User(id, gate) => set_newer(&mut fresh, &id, gate),
+                    }
+                }
+                std::mem::replace(&mut *state, fresh)
+            }
+            Err(_) => return,
         };
-        if self.changes.load(Ordering::SeqCst) != generation {
-            return false;
-        }
-        *jt = jtis.into_iter().collect();
-        let mut fresh = HashMap::with_capacity(users.len());
-        for (id, disabled, min_epoch) in users {
-            let exempt_jti = us
-                .get(&id)
-                .filter(|g| g.min_epoch == min_epoch)
-                .and_then(|g| g.exempt_jti.clone());
-            fresh.insert(
-                id,
-                UserGate {
-                    disabled,
-                    min_epoch,
-                    exempt_jti,
-                },
-            );
-        }
-        *us = fresh;
-        true
+        drop(old);
     }
 
-    /// Forget revoked `jti`s past their expiry.
-    pub fn purge(&self, now: u64) {
-        if let Ok(mut m) = self.jtis.write() {
-            m.retain(|_, exp| *exp > now);
+    /// A rebuild that failed: stop recording local changes for it.
+    pub fn abandon_rebuild(&self) {
+        if let Ok(mut replay) = self.replay.lock() {
+            *replay = None;
         }
+    }
+
+    /// Forget revoked `jti`s past their expiry, and gates whose epoch moved before `moved_before`
+    /// (every token they could refuse has expired) unless the user is disabled. Built aside and
+    /// swapped in like a load, so requests never wait for the scan.
+    pub fn purge(&self, now: u64, moved_before: i64) {
+        self.begin_rebuild();
+        let fresh = match self.state.read() {
+            Ok(s) => {
+                let now = exp32(now);
+                let mut fresh = Snapshot::new();
+                fresh.hex = s.hex.iter().filter(|(_, e)| **e > now).map(|(k, e)| (*k, *e)).collect();
+                fresh.text = s
+                    .text
+                    .iter()
+                    .filter(|(_, e)| **e > now)
+                    .map(|(k, e)| (k.clone(), *e))
+                    .collect();
+                fresh.users = s
+                    .users
+                    .iter()
+                    .filter(|(_, g)| g.disabled || g.moved_at >= moved_before)
+                    .map(|(k, g)| (k.clone(), g.clone()))
+                    .collect();
+                fresh
+            }
+            Err(_) => {
+                self.abandon_rebuild();
+                return;
+            }
+        };
+        self.swap(fresh);
     }
 
     pub fn revoked_count(&self) -> usize {
-        self.jtis.read().map(|m| m.len()).unwrap_or(0)
+        self.state.read().map(|s| s.len().0).unwrap_or(0)
     }
+
+    /// How many users' tokens are restricted now.
+    pub fn gated_count(&self) -> usize {
+        self.state.read().map(|s| s.len().1).unwrap_or(0)
+    }
+}
+
+fn gate_check(state: &Snapshot, user_id: &str, epoch: i64, jti: Option<&str>) -> Result<(), AuthFailure> {
+    if let Some(gate) = state.users.get(user_id) {
+        if gate.disabled {
+            return Err(AuthFailure::Revoked);
+        }
+        let exempt = jti.is_some() && gate.exempt_jti.as_deref() == jti;
+        if epoch < gate.min_epoch && !exempt {
+            return Err(AuthFailure::Revoked);
+        }
+    }
+    Ok(())
+}
+
+/// Set a gate unless the one held has a later epoch (a late message must not undo a newer move);
+/// at the same epoch the newer news wins (disable and enable keep the epoch).
+fn set_newer(state: &mut Snapshot, user_id: &str, gate: UserGate) {
+    if state
+        .users
+        .get(user_id)
+        .is_some_and(|held| held.min_epoch > gate.min_epoch)
+    {
+        return;
+    }
+    state.set_user(user_id, gate);
 }
 
 #[cfg(test)]
@@ -168,6 +310,19 @@ mod tests {
     }
 
     #[test]
+    fn hex_and_text_jtis_are_told_apart() {
+        let r = Revocations::new();
+        let hex = "0123456789abcdef0123456789abcdef";
+        r.revoke_jti(hex, u64::MAX);
+        assert_eq!(r.check("u1", &tok(hex, 0)), Err(AuthFailure::Revoked));
+        // Another spelling of the same number is another jti.
+        assert_eq!(r.check("u1", &tok(&hex.to_uppercase(), 0)), Ok(()));
+        r.revoke_jti("not-hex", u64::MAX);
+        assert_eq!(r.check("u1", &tok("not-hex", 0)), Err(AuthFailure::Revoked));
+        assert_eq!(r.revoked_count(), 2);
+    }
+
+    #[test]
     fn epoch_bump_ends_older_sessions_except_the_exempt_one() {
         let r = Revocations::new();
         r.set_user(
@@ -176,6 +331,7 @@ mod tests {
                 disabled: false,
                 min_epoch: 2,
                 exempt_jti: Some("keep".into()),
+                moved_at: 0,
             },
         );
         assert_eq!(r.check("u1", &tok("old", 1)), Err(AuthFailure::Revoked));
@@ -200,23 +356,78 @@ mod tests {
     }
 
     #[test]
-    fn a_sync_that_overlapped_a_local_change_is_discarded() {
+    fn a_late_gate_never_undoes_a_newer_epoch() {
         let r = Revocations::new();
-        let g = r.generation();
-        r.revoke_jti("fresh", u64::MAX);
-        assert!(!r.replace(g, vec![], vec![]));
-        assert_eq!(r.check("u1", &tok("fresh", 0)), Err(AuthFailure::Revoked));
-        let g = r.generation();
-        assert!(r.replace(g, vec![("fresh".into(), u64::MAX)], vec![("u1".into(), true, 0)]));
-        assert!(r.is_disabled("u1"));
+        let gate = |epoch| UserGate {
+            min_epoch: epoch,
+            ..Default::default()
+        };
+        r.set_user("u1", gate(3));
+        r.set_user("u1", gate(2));
+        assert_eq!(r.user("u1").min_epoch, 3);
     }
 
     #[test]
-    fn purge_drops_expired_entries() {
+    fn a_rebuild_keeps_local_changes_made_while_it_ran() {
+        let r = Revocations::new();
+        r.set_user(
+            "u1",
+            UserGate {
+                min_epoch: 1,
+                exempt_jti: Some("keep".into()),
+                ..Default::default()
+            },
+        );
+        r.begin_rebuild();
+        // A snapshot read before these changes committed.
+        let mut fresh = Snapshot::new();
+        fresh.set_user(
+            "u1",
+            UserGate {
+                min_epoch: 1,
+                ..Default::default()
+            },
+        );
+        r.revoke_jti("fresh", u64::MAX);
+        r.set_user(
+            "u2",
+            UserGate {
+                disabled: true,
+                ..Default::default()
+            },
+        );
+        r.swap(fresh);
+        assert_eq!(r.check("u9", &tok("fresh", 0)), Err(AuthFailure::Revoked));
+        assert!(r.is_disabled("u2"));
+        assert_eq!(
+            r.check("u1", &tok("keep", 0)),
+            Ok(()),
+            "the exemption survives at the same epoch"
+        );
+        // The recording stopped with the swap.
+        r.revoke_jti("later", u64::MAX);
+        r.swap(Snapshot::new());
+        assert_eq!(r.check("u9", &tok("later", 0)), Ok(()));
+    }
+
+    #[test]
+    fn purge_drops_expired_entries_and_old_moves_but_keeps_the_disabled() {
         let r = Revocations::new();
         r.revoke_jti("old", 10);
         r.revoke_jti("new", 100);
-        r.purge(50);
+        let gate = |disabled, moved_at| UserGate {
+            disabled,
+            min_epoch: 1,
+            exempt_jti: None,
+            moved_at,
+        };
+        r.set_user("moved-long-ago", gate(false, 5));
+        r.set_user("moved-lately", gate(false, 500));
+        r.set_user("disabled", gate(true, 5));
+        r.purge(50, 100);
         assert_eq!(r.revoked_count(), 1);
+        assert_eq!(r.gated_count(), 2);
+        assert!(r.is_disabled("disabled"));
+        assert_eq!(r.user("moved-long-ago"), UserGate::default());
     }
 }

@@ -55,8 +55,9 @@ async fn maintain(authn: Arc<Authenticator>, accounts: Arc<Accounts>, every: Dur
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = authn.sync().await {
-            tracing::warn!(error = %e, "revocation sync from the store failed; keeping the last state");
+        match authn.sync().await {
+            Ok(synced) => tracing::debug!(full = synced.full, rows = synced.rows, "revocation sync"),
+            Err(e) => tracing::warn!(error = %e, "revocation sync from the store failed; keeping the last state"),
         }
         if last_purge.elapsed() > Duration::from_secs(600) {
             last_purge = Instant::now();
@@ -78,7 +79,7 @@ async fn run_bus(authn: Arc<Authenticator>, redis: Arc<Redis>, stop: Cancellatio
             && let Some(pubsub) = redis.subscribe().await
         {
             authn.forget_cached_tokens();
-            if let Err(e) = authn.sync().await {
+            if let Err(e) = authn.reload().await {
                 tracing::warn!(error = %e, "store re-sync after redis reconnect failed");
             }
             tracing::info!("connected to the redis revocation bus");

@@ -154,9 +154,12 @@ impl Gateway {
             leeway: config.jwt.leeway,
             // Without Redis nothing tells this replica about deletions elsewhere: keep entries briefly.
             token_ttl: config.redis.as_ref().map_or(Duration::from_secs(60), |r| r.token_ttl),
+            token_lifetime: config.jwt.expiration,
         });
         let authn = Arc::new(authn);
-        authn.sync().await?;
+        let loaded = authn.sync().await?;
+        let (revoked, gated) = authn.held();
+        tracing::info!(rows = loaded.rows, revoked, gated, "revocation state loaded");
         let accounts = Arc::new(Accounts::new(
             store.clone(),
             passwords,

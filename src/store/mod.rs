@@ -6,6 +6,7 @@
 //! The pool gives up on a connection after 3 s, so a store that is down fails fast (the gateway
 //! answers 503) instead of queueing requests.
 
+pub mod changes;
 mod revocations;
 mod schema;
 mod tokens;
@@ -365,6 +366,28 @@ fn sqlite_pragmas(conn: &mut AnyConnection) -> BoxFuture<'_, Result<(), sqlx::Er
 mod tests {
     use super::*;
 
+    /// The gated users as the full load streams them (every epoch move counts), sorted.
+    async fn gates(store: &Store) -> Vec<(String, bool, i64)> {
+        let mut out = Vec::new();
+        store
+            .each_gated_user(0, |(id, disabled, epoch, _)| out.push((id, disabled, epoch)))
+            .await
+            .unwrap();
+        out.sort();
+        out
+    }
+
+    /// The live revocations as the full load streams them, sorted.
+    async fn jtis(store: &Store, cutoff: i64) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        store
+            .each_live_jti(cutoff, |jti, exp| out.push((jti.to_owned(), exp)))
+            .await
+            .unwrap();
+        out.sort();
+        out
+    }
+
     async fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/nested/dir/authgate.db?mode=rwc", dir.path().display());
@@ -579,12 +602,12 @@ mod tests {
         store.create_user(&new_user("u1", "alice", 1)).await.unwrap();
         store.create_user(&new_user("u2", "bob", 2)).await.unwrap();
         store.create_user(&new_user("u3", "carol", 3)).await.unwrap();
-        assert!(store.user_gates().await.unwrap().is_empty());
+        assert!(gates(&store).await.is_empty());
 
-        assert_eq!(store.bump_token_epoch("u1").await.unwrap(), 1);
-        assert_eq!(store.bump_token_epoch("u1").await.unwrap(), 2);
+        assert_eq!(store.bump_token_epoch("u1", None).await.unwrap(), 1);
+        assert_eq!(store.bump_token_epoch("u1", None).await.unwrap(), 2);
         assert!(matches!(
-            store.bump_token_epoch("nobody").await,
+            store.bump_token_epoch("nobody", None).await,
             Err(StoreError::NotFound)
         ));
         store.set_disabled("u2", true).await.unwrap();
@@ -596,13 +619,13 @@ mod tests {
         assert!(store.user_by_id("u2").await.unwrap().unwrap().disabled);
         assert_eq!(store.user_by_id("u1").await.unwrap().unwrap().token_epoch, 2);
         assert_eq!(
-            store.user_gates().await.unwrap(),
+            gates(&store).await,
             [("u1".to_owned(), false, 2), ("u2".to_owned(), true, 0)]
         );
 
         store.set_disabled("u2", false).await.unwrap();
         assert!(!store.user_by_id("u2").await.unwrap().unwrap().disabled);
-        assert_eq!(store.user_gates().await.unwrap(), [("u1".to_owned(), false, 2)]);
+        assert_eq!(gates(&store).await, [("u1".to_owned(), false, 2)]);
     }
 
     #[tokio::test]
@@ -698,14 +721,11 @@ mod tests {
             .await
             .unwrap();
 
-        assert_eq!(
-            store.revoked_jtis(50).await.unwrap(),
-            [("j1".to_owned(), 100), ("j2".to_owned(), 200)]
-        );
-        assert_eq!(store.revoked_jtis(100).await.unwrap(), [("j2".to_owned(), 200)]);
+        assert_eq!(jtis(&store, 50).await, [("j1".to_owned(), 100), ("j2".to_owned(), 200)]);
+        assert_eq!(jtis(&store, 100).await, [("j2".to_owned(), 200)]);
 
         assert_eq!(store.purge_expired(160).await.unwrap(), 2, "j1 and t1");
-        assert_eq!(store.revoked_jtis(0).await.unwrap(), [("j2".to_owned(), 200)]);
+        assert_eq!(jtis(&store, 0).await, [("j2".to_owned(), 200)]);
         assert!(store.api_token_by_hash("h1").await.unwrap().is_none());
         assert!(
             store.api_token_by_hash("h2").await.unwrap().is_some(),

@@ -1,42 +1,33 @@
 //! Revoked JWT ids, kept until the token they name could no longer pass verification, and the
 //! purge of what has expired.
 
-use sqlx::Row;
-
+use super::changes::{self, Change};
 use super::*;
 
 impl Store {
     /// Remember a revoked JWT id until `expires_at`; revoking twice is not an error.
     pub async fn revoke_jti(&self, jti: &str, user_id: &str, expires_at: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let added = sqlx::query(
             "INSERT INTO revoked_tokens (jti, user_id, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (jti) DO NOTHING",
         )
         .bind(jti)
         .bind(user_id)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        if added.rows_affected() > 0 {
+            let change = Change::Jti {
+                jti: jti.to_owned(),
+                expires_at,
+            };
+            let at = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
+            changes::append(&mut tx, &change, at).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
         Ok(())
-    }
-
-    /// `(jti, expires_at)` of revocations still in force at `now` (`expires_at > now`).
-    pub async fn revoked_jtis(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1 ORDER BY expires_at, jti")
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<String, _>(0).map_err(db_err)?,
-                    r.try_get::<i64, _>(1).map_err(db_err)?,
-                ))
-            })
-            .collect()
     }
 
     /// Delete revocations and API tokens whose `expires_at <= now`; returns how many rows went.

@@ -53,7 +53,42 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX IF NOT EXISTS users_skeleton_norm_idx ON users (skeleton_norm);
     CREATE INDEX IF NOT EXISTS users_skeleton_given_idx ON users (skeleton_given);",
     ),
+    (
+        3,
+        // The revocation change log (store::changes) and when each user's epoch last moved, so a
+        // replica loads only users whose move can still matter. Users whose epoch moved before this
+        // migration count as moved now: they stay gated for one more token lifetime.
+        "ALTER TABLE users ADD COLUMN epoch_moved_at BIGINT NOT NULL DEFAULT 0;
+    UPDATE users SET epoch_moved_at = {NOW} WHERE token_epoch > 0;
+    CREATE INDEX IF NOT EXISTS users_epoch_moved_at_idx ON users (epoch_moved_at);
+    CREATE INDEX IF NOT EXISTS users_disabled_idx ON users (disabled) WHERE disabled <> 0;
+    CREATE TABLE IF NOT EXISTS revocation_log (
+        seq {SEQ_PK},
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        disabled BIGINT NOT NULL DEFAULT 0,
+        epoch BIGINT NOT NULL DEFAULT 0,
+        exempt TEXT NULL,
+        expires_at BIGINT NOT NULL DEFAULT 0,
+        at BIGINT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS revocation_log_at_idx ON revocation_log (at);
+    CREATE TABLE IF NOT EXISTS revocation_log_horizon (
+        id BIGINT PRIMARY KEY,
+        purged_through BIGINT NOT NULL
+    );",
+    ),
 ];
+
+/// A migration's SQL for one kind of database: `{SEQ_PK}` is an auto-incrementing 64-bit primary
+/// key, `{NOW}` the current unix time.
+fn for_kind(sql: &str, kind: StoreKind) -> String {
+    let seq = match kind {
+        StoreKind::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        StoreKind::Postgres => "BIGSERIAL PRIMARY KEY",
+    };
+    sql.replace("{SEQ_PK}", seq).replace("{NOW}", &unix_now().to_string())
+}
 
 const CREATE_SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS authgate_schema (
     version BIGINT PRIMARY KEY,
@@ -72,7 +107,7 @@ pub(crate) async fn migrate(pool: &AnyPool, kind: StoreKind) -> Result<(), Store
             tx.commit().await.map_err(db_err)?;
             continue;
         }
-        (&mut *tx).execute(sql).await.map_err(db_err)?;
+        (&mut *tx).execute(for_kind(sql, kind).as_str()).await.map_err(db_err)?;
         let recorded = sqlx::query("INSERT INTO authgate_schema (version, applied_at) VALUES ($1, $2)")
             .bind(version)
             .bind(unix_now())

@@ -2,6 +2,7 @@
 
 use sqlx::Row;
 
+use super::changes::{self, Change};
 use super::*;
 
 impl Store {
@@ -56,29 +57,41 @@ impl Store {
 
     /// Delete the user's token `id`; returns its hash, or `None` when that user has no such token.
     pub async fn delete_api_token(&self, user_id: &str, id: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2 RETURNING token_hash")
-            .bind(id)
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| r.try_get::<String, _>(0).map_err(db_err)).transpose()
+        Ok(self
+            .delete_token_where("id = $1 AND user_id = $2", id, Some(user_id))
+            .await?
+            .map(|(_, hash)| hash))
     }
 
     /// Delete token `id` whoever owns it (operator CLI); returns `(user_id, token_hash)`.
     pub async fn delete_api_token_any_user(&self, id: &str) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("DELETE FROM api_tokens WHERE id = $1 RETURNING user_id, token_hash")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
-        row.map(|r| {
-            Ok((
-                r.try_get::<String, _>(0).map_err(db_err)?,
-                r.try_get::<String, _>(1).map_err(db_err)?,
-            ))
-        })
-        .transpose()
+        self.delete_token_where("id = $1", id, None).await
+    }
+
+    /// Delete one token and log it, in one transaction; `(user_id, token_hash)` when there was one.
+    async fn delete_token_where(
+        &self,
+        filter: &'static str,
+        id: &str,
+        user_id: Option<&str>,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let sql = format!("DELETE FROM api_tokens WHERE {filter} RETURNING user_id, token_hash");
+        let mut query = sqlx::query(&sql).bind(id);
+        if let Some(user_id) = user_id {
+            query = query.bind(user_id);
+        }
+        let row = query.fetch_optional(&mut *tx).await.map_err(db_err)?;
+        let Some(row) = row else {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(None);
+        };
+        let owner = row.try_get::<String, _>(0).map_err(db_err)?;
+        let hash = row.try_get::<String, _>(1).map_err(db_err)?;
+        let at = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
+        changes::append(&mut tx, &Change::Token { hash: hash.clone() }, at).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some((owner, hash)))
     }
 
     /// Record a use of token `id`. A token deleted meanwhile is not an error.

@@ -3,6 +3,7 @@
 
 use sqlx::Row;
 
+use super::changes::{self, Change};
 use super::*;
 
 impl Store {
@@ -160,51 +161,81 @@ impl Store {
         found(done.rows_affected())
     }
 
-    pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
-            .bind(i64::from(disabled))
+    /// `(disabled, token_epoch, epoch_moved_at)` of one user as it stands, `None` when gone.
+    pub async fn user_gate(&self, id: &str) -> Result<Option<(bool, i64, i64)>, StoreError> {
+        let row = sqlx::query("SELECT disabled, token_epoch, epoch_moved_at FROM users WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(db_err)?;
-        found(done.rows_affected())
+        row.map(|r| {
+            Ok((
+                r.try_get::<i64, _>(0).map_err(db_err)? != 0,
+                r.try_get::<i64, _>(1).map_err(db_err)?,
+                r.try_get::<i64, _>(2).map_err(db_err)?,
+            ))
+        })
+        .transpose()
     }
 
-    /// Invalidate every token issued to the user so far; returns the new epoch.
-    pub async fn bump_token_epoch(&self, id: &str) -> Result<i64, StoreError> {
+    /// Disable or enable a user, and log it.
+    pub async fn set_disabled(&self, id: &str, disabled: bool) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let done = sqlx::query("UPDATE users SET token_epoch = token_epoch + 1 WHERE id = $1")
+        let done = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+            .bind(i64::from(disabled))
             .bind(id)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
         found(done.rows_affected())?;
-        let row = sqlx::query("SELECT token_epoch FROM users WHERE id = $1")
+        let row = sqlx::query("SELECT token_epoch, epoch_moved_at FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let change = Change::User {
+            id: id.to_owned(),
+            disabled,
+            epoch: row.try_get::<i64, _>(0).map_err(db_err)?,
+            exempt_jti: None,
+            moved_at: row.try_get::<i64, _>(1).map_err(db_err)?,
+        };
+        changes::append(&mut tx, &change, now()).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Invalidate every token issued to the user so far, but the session `exempt_jti` (the one
+    /// that changed the password); returns the new epoch.
+    pub async fn bump_token_epoch(&self, id: &str, exempt_jti: Option<&str>) -> Result<i64, StoreError> {
+        let at = now();
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let done = sqlx::query("UPDATE users SET token_epoch = token_epoch + 1, epoch_moved_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        found(done.rows_affected())?;
+        let row = sqlx::query("SELECT token_epoch, disabled FROM users WHERE id = $1")
             .bind(id)
             .fetch_one(&mut *tx)
             .await
             .map_err(db_err)?;
         let epoch = row.try_get::<i64, _>(0).map_err(db_err)?;
+        let change = Change::User {
+            id: id.to_owned(),
+            disabled: row.try_get::<i64, _>(1).map_err(db_err)? != 0,
+            epoch,
+            exempt_jti: exempt_jti.map(str::to_owned),
+            moved_at: at,
+        };
+        changes::append(&mut tx, &change, at).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(epoch)
     }
+}
 
-    /// `(id, disabled, token_epoch)` of every user that is disabled or has bumped its epoch.
-    pub async fn user_gates(&self) -> Result<Vec<(String, bool, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, disabled, token_epoch FROM users WHERE disabled <> 0 OR token_epoch > 0 ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<String, _>(0).map_err(db_err)?,
-                    r.try_get::<i64, _>(1).map_err(db_err)? != 0,
-                    r.try_get::<i64, _>(2).map_err(db_err)?,
-                ))
-            })
-            .collect()
-    }
+fn now() -> i64 {
+    i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX)
 }
