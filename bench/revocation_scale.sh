@@ -16,7 +16,8 @@
 #      and is stopped;
 #   2. bulk load with generate_series: N users (token_epoch 1: their sessions were all ended once;
 #      epoch_moved_at, where the schema has it, 30 days ago, longer than any token lives;
-#      revocation_log, where it exists, left empty) and N live revoked JWT ids (expiring in a day),
+#      revocation_log, where it exists, left empty) and N live revoked JWT ids (expiring in a day;
+#      jti = md5(i), 32 hex digits, the shape of the ids the gateway mints: UUIDs without dashes),
 #      then VACUUM ANALYZE;
 #   3. the gateway starts (TLS, HS256, log level warn, store.sync_interval = 1s): start to ready is
 #      the time from spawn to admin /readyz 200;
@@ -179,7 +180,7 @@ PY
 }
 JWT="$(jwt "$JWT_SUB" "bench-load-$$")"
 # A token whose jti is the first bulk-loaded revoked one: must be refused wherever N > 0.
-REVOKED_JWT="$(jwt "$JWT_SUB" bench-jti-1)"
+REVOKED_JWT="$(jwt "$JWT_SUB" "$(printf 1 | md5sum | cut -d' ' -f1)")"
 
 # ---------------------------------------------------------------- PostgreSQL and the backend
 PG_PORT=""
@@ -364,7 +365,7 @@ bulk_load() {
         "skeleton_norm='user' || i" "skeleton_given='user' || i" ${moved:+"$moved"}
     [ -z "$EXTRA" ] || log "  users: filled by type:$EXTRA"
     q "INSERT INTO users ($COLS) SELECT $VALS FROM generate_series(1, $n) AS i" "$DB" >/dev/null
-    fill revoked_tokens "$((now - 3600))" "jti='bench-jti-' || i" "user_id='bench-u-' || i" \
+    fill revoked_tokens "$((now - 3600))" "jti=md5(i::text)" "user_id='bench-u-' || i" \
         "expires_at=$((now + day))"
     [ -z "$EXTRA" ] || log "  revoked_tokens: filled by type:$EXTRA"
     q "INSERT INTO revoked_tokens ($COLS) SELECT $VALS FROM generate_series(1, $n) AS i" "$DB" >/dev/null

@@ -53,9 +53,11 @@ fn exp32(exp: u64) -> u32 {
     u32::try_from(exp).unwrap_or(u32::MAX)
 }
 
-/// The revocation state: what the request path reads.
+/// The revocation state: what the request path reads. A full load fills `loaded`, a sorted
+/// array of 20-byte entries (no hash table's empty buckets); later additions go to `hex`.
 #[derive(Default)]
 pub struct Snapshot {
+    loaded: Vec<([u8; 16], u32)>,
     hex: HexJtis,
     text: TextJtis,
     users: HashMap<Box<str>, UserGate, foldhash::fast::RandomState>,
@@ -73,6 +75,24 @@ impl Snapshot {
         };
     }
 
+    /// A revocation read by a full load: appended unsorted; [`Snapshot::seal`] sorts them.
+    pub fn load_jti(&mut self, jti: &str, exp: u64) {
+        match hex_jti(jti) {
+            Some(k) => self.loaded.push((k, exp32(exp))),
+            None => {
+                self.text.insert(jti.into(), exp32(exp));
+            }
+        }
+    }
+
+    /// Make the loaded revocations searchable (sorted, one entry per id), and give back the
+    /// array's spare room.
+    pub fn seal(&mut self) {
+        self.loaded.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.loaded.dedup_by(|a, b| a.0 == b.0);
+        self.loaded.shrink_to_fit();
+    }
+
     pub fn set_user(&mut self, user_id: &str, gate: UserGate) {
         if gate.restricts() {
             self.users.insert(user_id.into(), gate);
@@ -83,14 +103,18 @@ impl Snapshot {
 
     fn is_revoked(&self, jti: &str) -> bool {
         match hex_jti(jti) {
-            Some(k) => self.hex.contains_key(&k),
-            None => self.text.contains_key(jti),
+            Some(k) => {
+                (!self.hex.is_empty() && self.hex.contains_key(&k))
+                    || self.loaded.binary_search_by(|(e, _)| e.cmp(&k)).is_ok()
+            }
+            None => !self.text.is_empty() && self.text.contains_key(jti),
         }
     }
 
-    /// How many revoked `jti`s and gated users this holds.
+    /// How many revoked `jti`s and gated users this holds (an id both loaded and added later
+    /// counts twice).
     pub fn len(&self) -> (usize, usize) {
-        (self.hex.len() + self.text.len(), self.users.len())
+        (self.loaded.len() + self.hex.len() + self.text.len(), self.users.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -227,7 +251,13 @@ impl Revocations {
             Ok(s) => {
                 let now = exp32(now);
                 let mut fresh = Snapshot::new();
-                fresh.hex = s.hex.iter().filter(|(_, e)| **e > now).map(|(k, e)| (*k, *e)).collect();
+                // Later additions join the sorted array: the purge compacts as it goes.
+                fresh.loaded.reserve_exact(s.loaded.len() + s.hex.len());
+                fresh.loaded.extend(s.loaded.iter().filter(|(_, e)| *e > now).copied());
+                fresh
+                    .loaded
+                    .extend(s.hex.iter().filter(|(_, e)| **e > now).map(|(k, e)| (*k, *e)));
+                fresh.seal();
                 fresh.text = s
                     .text
                     .iter()
@@ -320,6 +350,37 @@ mod tests {
         r.revoke_jti("not-hex", u64::MAX);
         assert_eq!(r.check("u1", &tok("not-hex", 0)), Err(AuthFailure::Revoked));
         assert_eq!(r.revoked_count(), 2);
+    }
+
+    #[test]
+    fn loaded_revocations_are_found_after_the_seal_and_merged_by_a_purge() {
+        let r = Revocations::new();
+        let ids: Vec<String> = (0..1000u32).map(|i| format!("{:032x}", u128::from(i) * 7919)).collect();
+        let mut fresh = Snapshot::new();
+        for (i, id) in ids.iter().enumerate().rev() {
+            fresh.load_jti(id, if i % 2 == 0 { 10 } else { 100 });
+        }
+        fresh.load_jti(&ids[3], 100);
+        fresh.seal();
+        r.swap(fresh);
+        assert_eq!(r.revoked_count(), 1000, "the duplicate is kept once");
+        for id in &ids {
+            assert_eq!(r.check("u1", &tok(id, 0)), Err(AuthFailure::Revoked), "{id}");
+        }
+        assert_eq!(r.check("u1", &tok(&format!("{:032x}", 1u128), 0)), Ok(()));
+        r.revoke_jti("ffffffffffffffffffffffffffffffff", 100);
+        r.purge(50, 0);
+        assert_eq!(
+            r.revoked_count(),
+            501,
+            "the even ones expired; the later one joined the array"
+        );
+        assert_eq!(
+            r.check("u1", &tok("ffffffffffffffffffffffffffffffff", 0)),
+            Err(AuthFailure::Revoked)
+        );
+        assert_eq!(r.check("u1", &tok(&ids[0], 0)), Ok(()));
+        assert_eq!(r.check("u1", &tok(&ids[1], 0)), Err(AuthFailure::Revoked));
     }
 
     #[test]

@@ -52,9 +52,8 @@ impl Authenticator {
     pub async fn sync(&self) -> Result<Synced, StoreError> {
         let mut cursor = self.cursor.lock().await;
         // The horizon is read only once a load was done: it is then one single-row query.
-        let stale = !cursor.loaded
-            || cursor.holes.len() > MAX_HOLES
-            || self.store.purged_through().await? > cursor.watermark;
+        let stale =
+            !cursor.loaded || cursor.holes.len() > MAX_HOLES || self.store.purged_through().await? > cursor.watermark;
         let synced = if stale {
             self.load(&mut cursor).await?
         } else {
