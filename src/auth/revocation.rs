@@ -75,6 +75,13 @@ impl Snapshot {
         };
     }
 
+    /// Room for `n` loaded revocations, allocated once: growing the array by doubling would
+    /// leave the allocator holding the freed halves (glibc then raises its mmap threshold and
+    /// keeps later large blocks on the heap), about 20 MB at a million.
+    pub fn reserve_loaded(&mut self, n: usize) {
+        self.loaded.reserve_exact(n);
+    }
+
     /// A revocation read by a full load: appended unsorted; [`Snapshot::seal`] sorts them.
     pub fn load_jti(&mut self, jti: &str, exp: u64) {
         match hex_jti(jti) {

@@ -109,6 +109,9 @@ impl Authenticator {
         let head = self.store.log_position().await?.head;
         let mut fresh = Snapshot::new();
         let cutoff = i64::try_from(self.revocation_cutoff()).unwrap_or(i64::MAX);
+        // A few more than counted: revocations committed between the count and the read.
+        let expected = self.store.count_live_jtis(cutoff).await?;
+        fresh.reserve_loaded(usize::try_from(expected).unwrap_or(0).saturating_add(1024));
         let jtis = self
             .store
             .each_live_jti(cutoff, |jti, exp| {

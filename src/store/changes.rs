@@ -194,6 +194,18 @@ impl Store {
         Ok(gone.rows_affected())
     }
 
+    /// How many revocations are in force after `cutoff` (so a full load allocates once).
+    pub async fn count_live_jtis(&self, cutoff: i64) -> Result<u64, StoreError> {
+        let n = sqlx::query("SELECT COUNT(*) FROM revoked_tokens WHERE expires_at > $1")
+            .bind(cutoff)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?
+            .try_get::<i64, _>(0)
+            .map_err(db_err)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Stream every revocation still in force after `cutoff` into `each`, one row at a time.
     pub async fn each_live_jti(&self, cutoff: i64, mut each: impl FnMut(&str, i64)) -> Result<u64, StoreError> {
         let mut rows = sqlx::query("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at > $1")
@@ -201,8 +213,8 @@ impl Store {
             .fetch(&self.pool);
         let mut n = 0;
         while let Some(r) = rows.try_next().await.map_err(db_err)? {
-            let jti = r.try_get::<String, _>(0).map_err(db_err)?;
-            each(&jti, r.try_get::<i64, _>(1).map_err(db_err)?);
+            let jti = r.try_get::<&str, _>(0).map_err(db_err)?;
+            each(jti, r.try_get::<i64, _>(1).map_err(db_err)?);
             n += 1;
         }
         Ok(n)
