@@ -95,7 +95,7 @@ impl Snapshot {
     /// Make the loaded revocations searchable (sorted, one entry per id), and give back the
     /// array's spare room.
     pub fn seal(&mut self) {
-        self.loaded.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.loaded.sort_unstable_by_key(|e| e.0);
         self.loaded.dedup_by(|a, b| a.0 == b.0);
         self.loaded.shrink_to_fit();
     }
