@@ -80,55 +80,8 @@ JWT="$(python3 "$HELP" jwt "$JWT_SECRET" "$JWT_SUB")"
 mapfile -t P < <(python3 "$HELP" ports $((2 + 2 * ${#BINS[@]} * ROUNDS)))
 BACKEND_PORT=${P[0]} BACKEND_TLS_PORT=${P[1]}
 
-# render TEMPLATE OUT NAME=VALUE...: replace each @NAME@ placeholder (values may span lines).
-render() {
-    local text kv out
-    text="$(<"$1")"
-    out="$2"
-    shift 2
-    for kv in "$@"; do text="${text//@${kv%%=*}@/${kv#*=}}"; done
-    [[ "$text" != *@[A-Z_]*@* ]] || die "unfilled placeholder in $out"
-    printf '%s\n' "$text" >"$out"
-}
 render "$BENCH/nginx-backend.conf" "$TMP/nginx-backend.conf" TMP="$TMP" NOFILE=4096 \
     BACKEND_PORT="$BACKEND_PORT" BACKEND_TLS_PORT="$BACKEND_TLS_PORT"
-
-start() { # start NAME CPU CMD...: in the background, output to logs/NAME.log; sets STARTED
-    local name=$1 cpu=$2
-    shift 2
-    taskset -c "$cpu" "$@" >"$TMP/logs/$name.log" 2>&1 &
-    STARTED=$!
-    PIDS+=("$STARTED")
-}
-stop() { # stop PID: TERM, then KILL after 10 s
-    local i
-    kill -TERM "$1" 2>/dev/null || return 0
-    for i in $(seq 100); do
-        kill -0 "$1" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    forget "$1"
-}
-forget() { # forget PID: no longer one for cleanup to stop
-    local i
-    for i in "${!PIDS[@]}"; do [ "${PIDS[$i]}" = "$1" ] && unset 'PIDS[i]'; done
-    return 0
-}
-
-# waited LOG CMD...: CMD in the background, output to LOG, its status; a TERM or INT meanwhile stops
-# the run at once (bash runs traps only between foreground commands, but during `wait`).
-waited() {
-    local out=$1 pid rc=0
-    shift
-    "$@" >"$out" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    wait "$pid" || rc=$?
-    forget "$pid"
-    return "$rc"
-}
 
 start backend "$LOADGEN_CPU" "$NGINX" -e "$TMP/logs/backend-error.log" -c "$TMP/nginx-backend.conf"
 BACKEND_PID=$STARTED

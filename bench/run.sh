@@ -106,17 +106,6 @@ AG_PORT=${P[6]} AG_ADMIN=${P[7]} AG_TLS_PORT=${P[8]} AG_TLS_ADMIN=${P[9]}
 AG_START_PORT=${P[10]} AG_START_ADMIN=${P[11]}
 SINK_PORT=${P[12]} AG_XFER_PORT=${P[13]} AG_XFER_ADMIN=${P[14]}
 
-# render TEMPLATE OUT NAME=VALUE...: replace each @NAME@ placeholder (values may span lines).
-render() {
-    local text kv
-    text="$(<"$1")"
-    shift
-    local out="$1"
-    shift
-    for kv in "$@"; do text="${text//@${kv%%=*}@/${kv#*=}}"; done
-    [[ "$text" != *@[A-Z_]*@* ]] || die "unfilled placeholder in $out"
-    printf '%s\n' "$text" >"$out"
-}
 COMMON=(TMP="$TMP" NOFILE="$NOFILE" MAXCONN="$MAXCONN" BACKEND_PORT="$BACKEND_PORT")
 render "$BENCH/nginx-backend.conf" "$TMP/nginx-backend.conf" "${COMMON[@]}" BACKEND_TLS_PORT="$BACKEND_TLS_PORT"
 render "$BENCH/nginx-proxy.conf" "$TMP/nginx-proxy.conf" "${COMMON[@]}" \
