@@ -94,14 +94,18 @@ pub async fn login(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, GatewayErr
     }
 }
 
-/// `GET /api/auth/me`.
-pub async fn me(ctx: &Ctx<'_>, p: &Principal) -> Result<ApiResponse, GatewayError> {
-    let u = ctx
-        .api
+/// The caller's user row; a token for a user that is gone or disabled is refused (401).
+async fn current_user(ctx: &Ctx<'_>, p: &Principal) -> Result<User, GatewayError> {
+    ctx.api
         .accounts
         .current_user(p.user_id.as_str())
         .await
-        .map_err(account_err)?;
+        .map_err(account_err)
+}
+
+/// `GET /api/auth/me`.
+pub async fn me(ctx: &Ctx<'_>, p: &Principal) -> Result<ApiResponse, GatewayError> {
+    let u = current_user(ctx, p).await?;
     let created = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u.created_at.max(0) as u64);
     Ok(json(
         StatusCode::OK,
@@ -120,12 +124,7 @@ pub async fn me(ctx: &Ctx<'_>, p: &Principal) -> Result<ApiResponse, GatewayErro
 
 /// `POST /api/auth/refresh` → a new token, shaped like login's.
 pub async fn refresh(ctx: &Ctx<'_>, p: &Principal) -> Result<ApiResponse, GatewayError> {
-    let u = ctx
-        .api
-        .accounts
-        .current_user(p.user_id.as_str())
-        .await
-        .map_err(account_err)?;
+    let u = current_user(ctx, p).await?;
     audit(ctx, "refresh", Some(&u.id));
     token_response(ctx, &u)
 }
