@@ -9,7 +9,7 @@
 //! a `jti` is only ever added, a token only ever removed, and a user's gate is re-read from the
 //! users table, so a late row can never roll a newer gate back.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::Authenticator;
@@ -163,8 +163,8 @@ impl Authenticator {
     /// Apply logged changes. A user's gate is re-read from the users table (once per user), so
     /// rows that arrive out of order cannot leave an older gate in place.
     async fn apply_logged(&self, changes: &[&Logged]) -> Result<(), StoreError> {
-        let mut users: BTreeSet<&str> = BTreeSet::new();
-        let mut exempt: BTreeMap<&str, (i64, Option<&str>)> = BTreeMap::new();
+        // Each changed user once, with the epoch and exempt session of their latest row.
+        let mut users: BTreeMap<&str, (i64, Option<&str>)> = BTreeMap::new();
         for l in changes {
             match &l.change {
                 Change::Jti { jti, expires_at } => self
@@ -174,20 +174,16 @@ impl Authenticator {
                 Change::User {
                     id, epoch, exempt_jti, ..
                 } => {
-                    users.insert(id);
-                    exempt.insert(id, (*epoch, exempt_jti.as_deref()));
+                    users.insert(id, (*epoch, exempt_jti.as_deref()));
                 }
             }
         }
-        for id in users {
+        for (id, logged) in users {
             let Some((disabled, epoch, moved_at)) = self.store.user_gate(id).await? else {
-                // A deleted user: their tokens name nobody the backend knows; keep them refused.
+                // The user row is gone: nothing to re-read; whatever gate is held stays.
                 continue;
             };
-            let exempt_jti = exempt
-                .get(id)
-                .filter(|(logged_epoch, _)| *logged_epoch == epoch)
-                .and_then(|(_, jti)| jti.map(str::to_owned));
+            let exempt_jti = (logged.0 == epoch).then_some(logged.1).flatten().map(str::to_owned);
             self.revocations.set_user(
                 id,
                 UserGate {
