@@ -68,7 +68,7 @@ impl Snapshot {
         Snapshot::default()
     }
 
-    pub fn revoke_jti(&mut self, jti: &str, exp: u64) {
+    fn revoke_jti(&mut self, jti: &str, exp: u64) {
         match hex_jti(jti) {
             Some(k) => self.hex.insert(k, exp32(exp)),
             None => self.text.insert(jti.into(), exp32(exp)),
@@ -82,7 +82,8 @@ impl Snapshot {
         self.loaded.reserve_exact(n);
     }
 
-    /// A revocation read by a full load: appended unsorted; [`Snapshot::seal`] sorts them.
+    /// A revocation read by a full load: appended unsorted to the array, which
+    /// [`Revocations::swap`] sorts before it publishes the snapshot.
     pub fn load_jti(&mut self, jti: &str, exp: u64) {
         match hex_jti(jti) {
             Some(k) => self.loaded.push((k, exp32(exp))),
@@ -94,7 +95,7 @@ impl Snapshot {
 
     /// Make the loaded revocations searchable (sorted, one entry per id), and give back the
     /// array's spare room.
-    pub fn seal(&mut self) {
+    fn seal(&mut self) {
         self.loaded.sort_unstable_by_key(|e| e.0);
         self.loaded.dedup_by(|a, b| a.0 == b.0);
         self.loaded.shrink_to_fit();
@@ -218,6 +219,8 @@ impl Revocations {
     /// whose epoch did not move. Readers wait only for the pointer swap and the replay; the old
     /// state is dropped after the lock is released.
     pub fn swap(&self, mut fresh: Snapshot) {
+        // Sorted here, before the lock, so no snapshot is ever published unsearchable.
+        fresh.seal();
         let pending = self.replay.lock().ok().and_then(|mut r| r.take()).unwrap_or_default();
         let old = match self.state.write() {
             Ok(mut state) => {
@@ -264,7 +267,6 @@ impl Revocations {
                 fresh
                     .loaded
                     .extend(s.hex.iter().filter(|(_, e)| **e > now).map(|(k, e)| (*k, *e)));
-                fresh.seal();
                 fresh.text = s
                     .text
                     .iter()
@@ -368,7 +370,6 @@ mod tests {
             fresh.load_jti(id, if i % 2 == 0 { 10 } else { 100 });
         }
         fresh.load_jti(&ids[3], 100);
-        fresh.seal();
         r.swap(fresh);
         assert_eq!(r.revoked_count(), 1000, "the duplicate is kept once");
         for id in &ids {

@@ -114,9 +114,7 @@ impl Authenticator {
         fresh.reserve_loaded(usize::try_from(expected).unwrap_or(0).saturating_add(1024));
         let jtis = self
             .store
-            .each_live_jti(cutoff, |jti, exp| {
-                fresh.revoke_jti(jti, u64::try_from(exp).unwrap_or(0))
-            })
+            .each_live_jti(cutoff, |jti, exp| fresh.load_jti(jti, u64::try_from(exp).unwrap_or(0)))
             .await?;
         let users = self
             .store
