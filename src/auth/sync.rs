@@ -168,7 +168,7 @@ impl Authenticator {
                 Change::Jti { jti, expires_at } => self
                     .revocations
                     .revoke_jti(jti, u64::try_from(*expires_at).unwrap_or(0)),
-                Change::Token { hash } => self.api_tokens.remove(hash),
+                Change::Token { hash } => self.forget_credential(hash),
                 Change::User {
                     id, epoch, exempt_jti, ..
                 } => {

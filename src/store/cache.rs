@@ -23,6 +23,9 @@ const BREAKER: Duration = Duration::from_secs(1);
 fn token_key(hash: &str) -> String {
     format!("authgate:tok:{hash}")
 }
+fn session_key(hash: &str) -> String {
+    format!("authgate:ses:{hash}")
+}
 fn account_key(account: &str) -> String {
     format!("authgate:fail:acct:{account}")
 }
@@ -43,7 +46,7 @@ pub enum Event {
         min_epoch: i64,
         exempt_jti: Option<String>,
     },
-    /// An API token was deleted (by hash).
+    /// An opaque credential is gone (by hash): an API token was deleted or a browser session ended.
     Token { hash: String },
 }
 
@@ -53,6 +56,29 @@ pub struct CachedToken {
     pub id: String,
     pub user_id: String,
     pub expires_at: Option<u64>,
+}
+
+/// A browser session as cached in Redis (`store::sessions::SessionRow` without its secret's hash,
+/// client and browser).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CachedSession {
+    pub id: String,
+    pub user_id: String,
+    pub epoch: i64,
+    pub expires_at: i64,
+    pub last_seen_at: i64,
+}
+
+impl From<crate::store::sessions::SessionRow> for CachedSession {
+    fn from(row: crate::store::sessions::SessionRow) -> Self {
+        CachedSession {
+            id: row.id,
+            user_id: row.user_id,
+            epoch: row.epoch,
+            expires_at: row.expires_at,
+            last_seen_at: row.last_seen_at,
+        }
+    }
 }
 
 /// Redis calls that failed or timed out, exported as `authgate_redis_errors_total`.
@@ -167,23 +193,42 @@ impl Redis {
 
     /// `Some(None)`: Redis answered that it does not know the token; `None`: Redis is unavailable.
     pub async fn get_token(&self, hash: &str) -> Option<Option<CachedToken>> {
-        let mut c = self.conn()?;
-        let raw: Option<String> = self.bounded(c.get(token_key(hash))).await?;
-        Some(raw.and_then(|r| serde_json::from_str(&r).ok()))
+        self.get_json(token_key(hash)).await
     }
 
     pub async fn put_token(&self, hash: &str, token: &CachedToken) {
+        self.put_json(token_key(hash), token).await;
+    }
+
+    /// Forget an opaque credential that is gone: an API token or a browser session, by hash.
+    pub async fn del_token(&self, hash: &str) {
         let Some(mut c) = self.conn() else { return };
-        let Ok(value) = serde_json::to_string(token) else {
+        let _: Option<()> = self.bounded(c.del(&[token_key(hash), session_key(hash)])).await;
+    }
+
+    pub async fn get_session(&self, hash: &str) -> Option<Option<CachedSession>> {
+        self.get_json(session_key(hash)).await
+    }
+
+    pub async fn put_session(&self, hash: &str, session: &CachedSession) {
+        self.put_json(session_key(hash), session).await;
+    }
+
+    /// A cached value: `None` when Redis is skipped or failed, `Some(None)` when it has none.
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, key: String) -> Option<Option<T>> {
+        let mut c = self.conn()?;
+        let raw: Option<String> = self.bounded(c.get(key)).await?;
+        Some(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    /// Cache a value for `redis.token_ttl`.
+    async fn put_json<T: Serialize>(&self, key: String, value: &T) {
+        let Some(mut c) = self.conn() else { return };
+        let Ok(value) = serde_json::to_string(value) else {
             return;
         };
         let ttl = self.token_ttl.as_secs().max(1);
-        let _: Option<()> = self.bounded(c.set_ex(token_key(hash), value, ttl)).await;
-    }
-
-    pub async fn del_token(&self, hash: &str) {
-        let Some(mut c) = self.conn() else { return };
-        let _: Option<()> = self.bounded(c.del(token_key(hash))).await;
+        let _: Option<()> = self.bounded(c.set_ex(key, value, ttl)).await;
     }
 
     /// Tell every replica (this one included). Returns whether it was sent.

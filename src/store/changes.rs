@@ -29,7 +29,7 @@ pub enum Change {
         /// When the epoch last moved (unix seconds).
         moved_at: i64,
     },
-    /// An API token was deleted (by hash).
+    /// An API token was deleted or a browser session ended (by hash).
     Token { hash: String },
 }
 

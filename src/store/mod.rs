@@ -9,6 +9,7 @@
 pub mod changes;
 mod revocations;
 mod schema;
+pub mod sessions;
 mod tokens;
 mod users;
 

@@ -78,6 +78,23 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         purged_through BIGINT NOT NULL
     );",
     ),
+    (
+        4,
+        // Browser sessions (store::sessions): the cookie's SHA-256, never the cookie itself.
+        "CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        epoch BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_seen_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        client TEXT NOT NULL,
+        agent TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS sessions_user_id_idx ON sessions (user_id);
+    CREATE INDEX IF NOT EXISTS sessions_expires_at_idx ON sessions (expires_at);",
+    ),
 ];
 
 /// A migration's SQL for one kind of database: `{SEQ_PK}` is an auto-incrementing 64-bit primary
