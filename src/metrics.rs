@@ -71,14 +71,16 @@ pub enum AuthOutcome {
     None,
     Jwt,
     ApiToken,
+    Session,
     Failed,
 }
 
 impl AuthOutcome {
-    const ALL: [AuthOutcome; 4] = [
+    const ALL: [AuthOutcome; 5] = [
         AuthOutcome::None,
         AuthOutcome::Jwt,
         AuthOutcome::ApiToken,
+        AuthOutcome::Session,
         AuthOutcome::Failed,
     ];
     fn as_str(self) -> &'static str {
@@ -86,6 +88,7 @@ impl AuthOutcome {
             AuthOutcome::None => "none",
             AuthOutcome::Jwt => "jwt",
             AuthOutcome::ApiToken => "api_token",
+            AuthOutcome::Session => "session",
             AuthOutcome::Failed => "failed",
         }
     }
@@ -94,11 +97,12 @@ impl AuthOutcome {
     }
 }
 
-const ROUTES: [RouteClass; 4] = [
+const ROUTES: [RouteClass; 5] = [
     RouteClass::AuthApi,
     RouteClass::Jwks,
     RouteClass::Public,
     RouteClass::Protected,
+    RouteClass::Web,
 ];
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const REASONS: [AuthFailure; 14] = [
@@ -124,6 +128,7 @@ fn route_index(r: RouteClass) -> usize {
         RouteClass::Jwks => 1,
         RouteClass::Public => 2,
         RouteClass::Protected => 3,
+        RouteClass::Web => 4,
     }
 }
 
@@ -150,6 +155,7 @@ pub struct Metrics {
     /// Users whose tokens are restricted now (disabled, or a recent session-epoch move).
     pub gated_users: Gauge,
     token_lookups: Vec<Counter>,
+    session_lookups: Vec<Counter>,
 }
 
 impl Default for Metrics {
@@ -167,7 +173,7 @@ impl Metrics {
             "Requests answered, by route class, status class and auth outcome",
             family.clone(),
         );
-        let mut requests = Vec::with_capacity(ROUTES.len() * 5 * 4);
+        let mut requests = Vec::with_capacity(ROUTES.len() * 5 * AuthOutcome::ALL.len());
         for r in ROUTES {
             for s in STATUS_CLASSES {
                 for a in AuthOutcome::ALL {
@@ -269,6 +275,16 @@ impl Metrics {
             .iter()
             .map(|l| lookups.get_or_create(&LookupLabels { result: l.as_str() }).clone())
             .collect();
+        let lookups = Family::<LookupLabels, Counter>::default();
+        registry.register(
+            "session_lookups",
+            "Browser session lookups by where they were answered (hit ratio: memory_hit / all)",
+            lookups.clone(),
+        );
+        let session_lookups = TokenLookup::ALL
+            .iter()
+            .map(|l| lookups.get_or_create(&LookupLabels { result: l.as_str() }).clone())
+            .collect();
         registry.register("store_errors", "Store calls that failed", crate::store::ERRORS.clone());
         registry.register(
             "redis_errors",
@@ -290,13 +306,14 @@ impl Metrics {
             revocations_held,
             gated_users,
             token_lookups,
+            session_lookups,
         }
     }
 
     pub fn request(&self, route: Option<RouteClass>, status: u16, auth: AuthOutcome) {
         let s = usize::from((status / 100).clamp(1, 5)) - 1;
         match route {
-            Some(r) => self.requests[(route_index(r) * 5 + s) * 4 + auth.index()].inc(),
+            Some(r) => self.requests[(route_index(r) * 5 + s) * AuthOutcome::ALL.len() + auth.index()].inc(),
             None => self.unrouted[s].inc(),
         };
     }
@@ -310,6 +327,12 @@ impl Metrics {
     pub fn token_lookup(&self, at: TokenLookup) {
         if let Some(i) = TokenLookup::ALL.iter().position(|l| *l == at) {
             self.token_lookups[i].inc();
+        }
+    }
+
+    pub fn session_lookup(&self, at: TokenLookup) {
+        if let Some(i) = TokenLookup::ALL.iter().position(|l| *l == at) {
+            self.session_lookups[i].inc();
         }
     }
 

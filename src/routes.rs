@@ -19,6 +19,8 @@ pub enum RouteClass {
     Public,
     /// Everything else: forwarded only with a valid credential.
     Protected,
+    /// The browser pages under `web.prefix` (`/_auth` by default), answered by the gateway.
+    Web,
 }
 
 impl RouteClass {
@@ -29,6 +31,7 @@ impl RouteClass {
             RouteClass::Jwks => "jwks",
             RouteClass::Public => "public",
             RouteClass::Protected => "protected",
+            RouteClass::Web => "web",
         }
     }
 }
@@ -203,9 +206,14 @@ impl PublicPaths {
 }
 
 /// Classify a path that [`check_path`] accepted.
-pub fn classify(path: &str, public: &PublicPaths) -> RouteClass {
+pub fn classify(path: &str, public: &PublicPaths, web_prefix: &str) -> RouteClass {
     if path == "/api/auth" || path.starts_with("/api/auth/") {
         RouteClass::AuthApi
+    } else if path
+        .strip_prefix(web_prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    {
+        RouteClass::Web
     } else if path == "/.well-known/jwks.json" {
         RouteClass::Jwks
     } else if public.matches(path) {
@@ -290,10 +298,13 @@ mod tests {
     #[test]
     fn auth_api_is_gateway_owned() {
         let p = public(&[]);
-        assert_eq!(classify("/api/auth/login", &p), RouteClass::AuthApi);
-        assert_eq!(classify("/api/auth", &p), RouteClass::AuthApi);
-        assert_eq!(classify("/api/authx", &p), RouteClass::Protected);
-        assert_eq!(classify("/api/search", &p), RouteClass::Protected);
+        assert_eq!(classify("/api/auth/login", &p, "/_auth"), RouteClass::AuthApi);
+        assert_eq!(classify("/api/auth", &p, "/_auth"), RouteClass::AuthApi);
+        assert_eq!(classify("/api/authx", &p, "/_auth"), RouteClass::Protected);
+        assert_eq!(classify("/api/search", &p, "/_auth"), RouteClass::Protected);
+        assert_eq!(classify("/_auth/sign-in", &p, "/_auth"), RouteClass::Web);
+        assert_eq!(classify("/_auth", &p, "/_auth"), RouteClass::Web);
+        assert_eq!(classify("/_authx/sign-in", &p, "/_auth"), RouteClass::Protected);
     }
 
     #[test]

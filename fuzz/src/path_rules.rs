@@ -67,7 +67,7 @@ pub fn check(data: &[u8], public: &PublicPaths) {
     if check_path(path).is_err() {
         return;
     }
-    let class = classify(path, public);
+    let class = classify(path, public, "/_auth");
     let decoded = decode_once(path);
     let bytes: Vec<u8> = decoded.iter().map(|(b, _)| *b).collect();
     assert!(
@@ -98,6 +98,7 @@ pub fn check(data: &[u8], public: &PublicPaths) {
             "{path:?} is public to the gateway but {:?} to a backend",
             backend_view(&bytes)
         ),
+        RouteClass::Web => assert!(path == "/_auth" || path.starts_with("/_auth/"), "{path:?}"),
         RouteClass::Protected => {}
     }
 }

@@ -39,7 +39,8 @@ impl Changes {
         sent
     }
 
-    /// An API token was deleted: forget it in Redis, here, and on every replica.
+    /// An API token was deleted or a browser session ended: forget it in Redis, here, and on every
+    /// replica.
     pub async fn token_deleted(&self, hash: String) -> bool {
         if let Some(redis) = &self.redis {
             redis.del_token(&hash).await;

@@ -57,23 +57,24 @@ pub struct TokenOwner {
     pub expires_at: Option<u64>,
 }
 
-struct Entry {
-    owner: TokenOwner,
+struct Entry<V> {
+    owner: V,
     cached: Instant,
 }
 
-/// The in-process cache of resolved tokens (by hash), and the last-used bookkeeping.
-pub struct TokenCache {
+/// The in-process cache of resolved opaque credentials (by hash): API tokens, and browser
+/// sessions (`auth::session`), and the last-used bookkeeping.
+pub struct TokenCache<V = TokenOwner> {
     ttl: Duration,
     max_entries: usize,
-    entries: RwLock<HashMap<String, Entry>>,
+    entries: RwLock<HashMap<String, Entry<V>>>,
     touched: Mutex<HashMap<String, Instant>>,
 }
 
 /// `last_used_at` is written at most this often per token.
 pub const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
-impl TokenCache {
+impl<V: Clone> TokenCache<V> {
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
         TokenCache {
             ttl,
@@ -84,13 +85,13 @@ impl TokenCache {
     }
 
     /// A cached owner that is still fresh.
-    pub fn get(&self, hash: &str) -> Option<TokenOwner> {
+    pub fn get(&self, hash: &str) -> Option<V> {
         let entries = self.entries.read().ok()?;
         let e = entries.get(hash)?;
         (e.cached.elapsed() < self.ttl).then(|| e.owner.clone())
     }
 
-    pub fn insert(&self, hash: String, owner: TokenOwner) {
+    pub fn insert(&self, hash: String, owner: V) {
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() >= self.max_entries {
                 let ttl = self.ttl;
@@ -191,7 +192,7 @@ mod tests {
 
     #[test]
     fn touch_is_due_once_a_minute() {
-        let c = TokenCache::new(Duration::from_secs(60), 10);
+        let c = TokenCache::<TokenOwner>::new(Duration::from_secs(60), 10);
         assert!(c.touch_due("t"));
         assert!(!c.touch_due("t"));
         assert!(c.touch_due("other"));

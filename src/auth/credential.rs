@@ -1,9 +1,11 @@
 //! Where a request carries its credential: `Authorization: Bearer`, `X-API-Key`, or the `token`
-//! query parameter of a WebSocket handshake; and what of it must be removed before forwarding.
+//! query parameter of a WebSocket handshake; else the browser session cookie (`session`); and what
+//! of it must be removed before forwarding.
 //!
 //! The rule this module keeps: exactly one credential, read from one place. Two at once, in any
-//! combination, are refused rather than one of them picked, and everything a credential could sit
-//! in ([`HEADERS`], and the query `token` in any spelling) is removed from what the backend gets.
+//! combination, are refused rather than one of them picked (a session cookie beside one of them is
+//! ignored: the header wins), and everything a credential could sit in ([`HEADERS`], the query
+//! `token` in any spelling, the gateway's cookies) is removed from what the backend gets.
 //! Adding a credential kind means adding it here and to [`Strip`].
 
 use http::uri::PathAndQuery;
@@ -21,10 +23,12 @@ pub static HEADERS: [HeaderName; 3] = [
 ];
 
 /// The credential material to remove from a request before it is forwarded: always [`HEADERS`],
-/// and the query's `token` parameters when the request is a WebSocket handshake that has one.
+/// the query's `token` parameters when the request is a WebSocket handshake that has one, and the
+/// gateway's own cookies (`session::OWN_COOKIES`) when a `Cookie` field carries one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Strip {
     pub query_token: bool,
+    pub session_cookie: bool,
 }
 
 impl Strip {
@@ -54,6 +58,7 @@ pub fn strip<B>(req: &Request<B>) -> Strip {
             .uri()
             .query()
             .is_some_and(|q| has_query_token(q) && crate::upgrade::is_websocket(req)),
+        session_cookie: super::session::carries_own(req.headers()),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod limiter;
 pub mod password;
 pub mod principal;
 pub mod revocation;
+pub mod session;
 mod sync;
 mod verified;
 
@@ -52,6 +53,18 @@ pub struct AuthenticatorParts {
     pub token_ttl: Duration,
     /// `jwt.expiration`: how long an epoch move can matter (with the leeway).
     pub token_lifetime: Duration,
+    /// `session.idle_timeout`: a browser session unused this long has ended.
+    pub session_idle: Duration,
+    /// `https` or `http`: the gateway's own origin, for the cross-site check on cookie sessions.
+    pub scheme: &'static str,
+}
+
+/// A use of an opaque credential whose `last_used_at` / `last_seen_at` is due, for
+/// [`record_token_use`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touch {
+    Token(String),
+    Session(String),
 }
 
 /// How long the change log keeps a row: a replica that fell further behind reloads in full.
@@ -63,6 +76,9 @@ pub struct Authenticator {
     verified: VerifiedCache,
     revocations: Revocations,
     api_tokens: api_token::TokenCache,
+    sessions: api_token::TokenCache<session::SessionOwner>,
+    session_idle: i64,
+    scheme: &'static str,
     store: Store,
     redis: Option<Arc<Redis>>,
     metrics: Arc<Metrics>,
@@ -71,19 +87,22 @@ pub struct Authenticator {
     /// Where this replica stands in the change log; held across a sync's queries, never by a
     /// request.
     cursor: tokio::sync::Mutex<sync::Cursor>,
-    /// Token ids whose `last_used_at` is due; written by [`record_token_use`].
-    touches: tokio::sync::mpsc::Sender<String>,
+    /// Tokens and sessions whose last use is due; written by [`record_token_use`].
+    touches: tokio::sync::mpsc::Sender<Touch>,
 }
 
 impl Authenticator {
     /// The authenticator, and the queue of API-token uses that [`record_token_use`] writes.
-    pub fn new(parts: AuthenticatorParts) -> (Authenticator, tokio::sync::mpsc::Receiver<String>) {
+    pub fn new(parts: AuthenticatorParts) -> (Authenticator, tokio::sync::mpsc::Receiver<Touch>) {
         let (touches, touched) = tokio::sync::mpsc::channel(4096);
         let authn = Authenticator {
             verifier: parts.verifier,
             verified: VerifiedCache::new(10_000, parts.leeway),
             revocations: Revocations::new(),
             api_tokens: api_token::TokenCache::new(parts.token_ttl, 100_000),
+            sessions: api_token::TokenCache::new(parts.token_ttl, 100_000),
+            session_idle: i64::try_from(parts.session_idle.as_secs()).unwrap_or(i64::MAX),
+            scheme: parts.scheme,
             store: parts.store,
             redis: parts.redis,
             metrics: parts.metrics,
@@ -95,18 +114,104 @@ impl Authenticator {
         (authn, touched)
     }
 
-    /// Who sent this request: its one credential verified and checked against revocations.
+    /// Who sent this request: its one credential verified and checked against revocations. A
+    /// header credential wins over a session cookie; a cookie session's unsafe request must come
+    /// from the gateway's own origin (403 otherwise).
     pub async fn authenticate<B>(&self, req: &Request<B>) -> Result<Authenticated, GatewayError> {
-        let token = credential::extract(req).map_err(GatewayError::Unauthenticated)?;
-        let principal = if token.starts_with(api_token::PREFIX) {
-            self.api_token(token).await?
-        } else {
-            self.jwt(token)?
+        let strip = credential::strip(req);
+        let principal = match credential::extract(req) {
+            Ok(token) if token.starts_with(api_token::PREFIX) => self.api_token(token).await?,
+            Ok(token) => self.jwt(token)?,
+            Err(AuthFailure::Missing) if strip.session_cookie => {
+                let secret = session::cookie(req.headers(), session::COOKIE)
+                    .map_err(GatewayError::Unauthenticated)?
+                    .ok_or(GatewayError::Unauthenticated(AuthFailure::Missing))?;
+                let principal = Box::pin(self.session(secret)).await?;
+                if !req.method().is_safe() && !session::same_origin(req, self.scheme) {
+                    return Err(GatewayError::Forbidden(
+                        "A cookie session's request from another site is refused",
+                    ));
+                }
+                principal
+            }
+            Err(e) => return Err(GatewayError::Unauthenticated(e)),
         };
-        Ok(Authenticated {
-            principal,
-            strip: credential::strip(req),
+        Ok(Authenticated { principal, strip })
+    }
+
+    /// A browser session by its cookie's secret: memory, then Redis, then the store.
+    pub async fn session(&self, secret: &str) -> Result<Principal, GatewayError> {
+        if !session::looks_like(secret) {
+            return Err(GatewayError::Unauthenticated(AuthFailure::Malformed));
+        }
+        let hash = session::hash(secret);
+        let owner = match self.sessions.get(&hash) {
+            Some(owner) => {
+                self.metrics.session_lookup(TokenLookup::Memory);
+                owner
+            }
+            None => self.lookup_session(hash).await?,
+        };
+        let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
+        if let Some(failure) = owner.ended(now, self.session_idle) {
+            return Err(GatewayError::Unauthenticated(failure));
+        }
+        self.revocations
+            .check_user(owner.user_id.as_str(), owner.epoch, Some(&owner.session_id))
+            .map_err(GatewayError::Unauthenticated)?;
+        owner.seen(now);
+        if self.sessions.touch_due(&owner.session_id) {
+            // Dropped when the queue is full: last_seen_at is best effort; memory holds the truth
+            // for this replica.
+            let _ = self.touches.try_send(Touch::Session(owner.session_id.clone()));
+        }
+        Ok(Principal {
+            user_id: owner.user_id,
+            method: AuthMethod::Session,
+            jti: Some(owner.session_id),
+            iat: None,
+            exp: u64::try_from(owner.expires_at).ok(),
         })
+    }
+
+    /// A session missing from the in-process cache: Redis, then the store; remembered in process.
+    async fn lookup_session(&self, hash: String) -> Result<session::SessionOwner, GatewayError> {
+        let cached = match &self.redis {
+            Some(redis) => redis.get_session(&hash).await.flatten(),
+            None => None,
+        };
+        let found = match cached {
+            Some(s) => {
+                self.metrics.session_lookup(TokenLookup::Redis);
+                s
+            }
+            None => {
+                let row = self.store.session_by_hash(&hash).await.map_err(|e| {
+                    tracing::warn!(error = %e, "session lookup failed: store unavailable");
+                    GatewayError::StoreUnavailable
+                })?;
+                let Some(row) = row else {
+                    self.metrics.session_lookup(TokenLookup::Unknown);
+                    return Err(GatewayError::Unauthenticated(AuthFailure::UnknownToken));
+                };
+                self.metrics.session_lookup(TokenLookup::Store);
+                let found = crate::store::cache::CachedSession::from(row);
+                if let Some(redis) = &self.redis {
+                    redis.put_session(&hash, &found).await;
+                }
+                found
+            }
+        };
+        let owner = session::SessionOwner {
+            user_id: principal::UserId::parse(&found.user_id)
+                .ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))?,
+            session_id: found.id,
+            epoch: found.epoch,
+            expires_at: found.expires_at,
+            last_seen: Arc::new(std::sync::atomic::AtomicI64::new(found.last_seen_at)),
+        };
+        self.sessions.insert(hash, owner.clone());
+        Ok(owner)
     }
 
     fn jwt(&self, token: &str) -> Result<Principal, GatewayError> {
@@ -158,7 +263,7 @@ impl Authenticator {
             .map_err(GatewayError::Unauthenticated)?;
         if self.api_tokens.touch_due(&owner.token_id) {
             // Dropped when the queue is full: last_used_at is best effort and never slows a request.
-            let _ = self.touches.try_send(owner.token_id.clone());
+            let _ = self.touches.try_send(Touch::Token(owner.token_id.clone()));
         }
         Ok(Principal {
             user_id: owner.user_id,
@@ -229,8 +334,14 @@ impl Authenticator {
                     moved_at: i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX),
                 },
             ),
-            Event::Token { hash } => self.api_tokens.remove(&hash),
+            Event::Token { hash } => self.forget_credential(&hash),
         }
+    }
+
+    /// Forget an opaque credential that is gone (an API token or a browser session, by hash).
+    pub fn forget_credential(&self, hash: &str) {
+        self.api_tokens.remove(hash);
+        self.sessions.remove(hash);
     }
 
     /// What restricts this user's tokens now (read before a change that keeps part of it).
@@ -246,6 +357,7 @@ impl Authenticator {
     /// Drop every cached API token: after a bus outage, deletions elsewhere may have been missed.
     pub fn forget_cached_tokens(&self) {
         self.api_tokens.clear();
+        self.sessions.clear();
     }
 
     /// The newest revocation that may matter: `exp` plus the leeway, in seconds.
@@ -254,13 +366,21 @@ impl Authenticator {
     }
 
     /// Forget what can no longer matter: revocations of expired tokens and gates whose epoch moved
-    /// more than a token lifetime ago, in memory and in the store, and change-log rows older than
-    /// [`CHANGE_LOG_KEEP`].
+    /// more than a token lifetime ago, in memory and in the store, browser sessions past their
+    /// end or idle timeout, and change-log rows older than [`CHANGE_LOG_KEEP`].
     pub async fn purge_expired(&self) {
         let cutoff = self.revocation_cutoff();
         self.revocations.purge(cutoff, self.moved_since());
         if let Err(e) = self.store.purge_expired(cutoff as i64).await {
             tracing::warn!(error = %e, "purging expired revocations failed");
+        }
+        let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
+        if let Err(e) = self
+            .store
+            .purge_sessions(now, now.saturating_sub(self.session_idle))
+            .await
+        {
+            tracing::warn!(error = %e, "purging ended browser sessions failed");
         }
         let keep_after = crate::clock::now_secs().saturating_sub(CHANGE_LOG_KEEP.as_secs());
         if let Err(e) = self.store.purge_log(i64::try_from(keep_after).unwrap_or(0)).await {
@@ -274,11 +394,17 @@ impl Authenticator {
     }
 }
 
-/// Write `last_used_at` for API tokens, off the request path, until the queue closes.
-pub async fn record_token_use(store: Store, mut touched: tokio::sync::mpsc::Receiver<String>) {
-    while let Some(id) = touched.recv().await {
-        if let Err(e) = store.touch_api_token(&id, crate::clock::now_secs() as i64).await {
-            tracing::debug!(error = %e, "last_used_at not recorded");
+/// Write `last_used_at` for API tokens and `last_seen_at` for sessions, off the request path,
+/// until the queue closes.
+pub async fn record_token_use(store: Store, mut touched: tokio::sync::mpsc::Receiver<Touch>) {
+    while let Some(touch) = touched.recv().await {
+        let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
+        let done = match &touch {
+            Touch::Token(id) => store.touch_api_token(id, now).await,
+            Touch::Session(id) => store.touch_session(id, now).await,
+        };
+        if let Err(e) = done {
+            tracing::debug!(error = %e, "last use not recorded");
         }
     }
 }

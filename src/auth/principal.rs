@@ -46,6 +46,8 @@ impl fmt::Display for UserId {
 pub enum AuthMethod {
     Jwt,
     ApiToken,
+    /// A browser's session cookie (`auth::session`).
+    Session,
 }
 
 impl AuthMethod {
@@ -53,6 +55,7 @@ impl AuthMethod {
         match self {
             AuthMethod::Jwt => "jwt",
             AuthMethod::ApiToken => "api_token",
+            AuthMethod::Session => "session",
         }
     }
 }
@@ -62,6 +65,7 @@ impl From<AuthMethod> for crate::metrics::AuthOutcome {
         match m {
             AuthMethod::Jwt => crate::metrics::AuthOutcome::Jwt,
             AuthMethod::ApiToken => crate::metrics::AuthOutcome::ApiToken,
+            AuthMethod::Session => crate::metrics::AuthOutcome::Session,
         }
     }
 }
@@ -71,7 +75,8 @@ impl From<AuthMethod> for crate::metrics::AuthOutcome {
 pub struct Principal {
     pub user_id: UserId,
     pub method: AuthMethod,
-    /// The JWT's `jti`, when it had one (used for logout).
+    /// The JWT's `jti`, when it had one (used for logout); for a browser session, the session's
+    /// public id.
     pub jti: Option<String>,
     /// The JWT's `iat` (used for per-user session epochs).
     pub iat: Option<u64>,

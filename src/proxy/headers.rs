@@ -174,6 +174,9 @@ pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
             || (!fwd.trusted_peer && (*name == X_FORWARDED_FOR || name == header::FORWARDED))
     });
     remove_all(headers, &gone);
+    if fwd.strip.session_cookie {
+        strip_own_cookies(headers);
+    }
 
     append_forwarded_for(headers, fwd.peer, fwd.trusted_peer);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
@@ -190,6 +193,21 @@ pub fn rewrite_request(headers: &mut HeaderMap, fwd: &Forwarding<'_>) -> usize {
         headers.insert(header::UPGRADE, HeaderValue::from_static(crate::upgrade::WEBSOCKET));
     }
     spoofed
+}
+
+/// Remove the gateway's cookies (`auth::session::OWN_COOKIES`) from every `Cookie` field; the
+/// app's own cookies pass untouched, and a field left empty goes.
+fn strip_own_cookies(headers: &mut HeaderMap) {
+    let kept: SmallVec<[HeaderValue; 2]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| crate::auth::session::without_own(v.as_bytes()))
+        .filter_map(|v| HeaderValue::from_bytes(&v).ok())
+        .collect();
+    headers.remove(header::COOKIE);
+    for v in kept {
+        headers.append(header::COOKIE, v);
+    }
 }
 
 /// The scheme a trusted proxy reports: the last entry of its `X-Forwarded-Proto`, the one it wrote
@@ -327,7 +345,10 @@ mod tests {
             request_id: rid,
             upgrade: false,
             extra_identity: &[],
-            strip: crate::auth::Strip { query_token: false },
+            strip: crate::auth::Strip {
+                query_token: false,
+                session_cookie: false,
+            },
             peer_ip: IpAddr::from([10, 0, 0, 9]),
         }
     }
