@@ -135,6 +135,11 @@ fn production_is_https_on_443_with_provisioned_certificates() {
     assert!(tls.cert.is_absolute() && tls.key.is_absolute(), "{tls:?}");
     assert_eq!(c.server.listen.port(), 443);
     assert!(c.server.hsts.is_some(), "HTTPS answers should carry HSTS");
+    assert_eq!(
+        c.registration,
+        authgate::config::Registration::Closed,
+        "production accounts come from the operator"
+    );
     assert!(
         c.admin_listen.ip().is_loopback(),
         "admin {} is reachable off the host",

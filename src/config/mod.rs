@@ -26,6 +26,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::routes::PublicPaths;
 
+mod accounts;
 mod admin;
 mod auth;
 mod jwt;
@@ -38,7 +39,9 @@ mod server;
 mod store;
 mod tls;
 mod upstream;
+mod web;
 
+pub use accounts::{RawAccounts, Registration};
 pub use admin::RawAdmin;
 pub use auth::{AuthConfig, RawAuth, identity_name};
 pub use jwt::{JwtAlgorithm, JwtConfig, KeySpec, MIN_HS_SECRET_BYTES, RawJwt, RawJwtKey, SecretSource, kid_is_plain};
@@ -51,6 +54,7 @@ pub use server::{RawServer, ServerConfig, valid_host};
 pub use store::{RawStore, StoreConfig};
 pub use tls::{RawTls, TlsConfig};
 pub use upstream::{AssertionMode, IdentityConfig, RawIdentity, RawUpstream, UpstreamConfig};
+pub use web::{RawSession, RawWeb, WebConfig};
 
 /// A configuration error: which key, what is wrong, how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +174,9 @@ pub struct RawConfig {
     pub login: RawLogin,
     pub password: RawPassword,
     pub log: RawLog,
+    pub web: RawWeb,
+    pub session: RawSession,
+    pub accounts: RawAccounts,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -192,6 +199,10 @@ pub struct Config {
     pub login: LimiterConfig,
     pub password: PasswordConfig,
     pub log: LogConfig,
+    /// `[web]` and `[session]`.
+    pub web: WebConfig,
+    /// `accounts.registration`.
+    pub registration: Registration,
 }
 
 /// The figment for a config file plus the process environment, in the documented priority order.
@@ -219,8 +230,9 @@ pub fn figment_for(path: &Path) -> Figment {
 }
 
 /// The config file's sections: the `<SECTION>` an `AUTHGATE_<SECTION>__<KEY>` variable may name.
-const SECTIONS: [&str; 12] = [
-    "server", "admin", "tls", "upstream", "jwt", "auth", "limits", "store", "redis", "login", "password", "log",
+const SECTIONS: [&str; 15] = [
+    "server", "admin", "tls", "upstream", "jwt", "auth", "limits", "store", "redis", "login", "password", "log", "web",
+    "session", "accounts",
 ];
 
 /// Whether an `AUTHGATE_`-prefixed variable (prefix stripped) is a `<SECTION>__<KEY>` setting of a
@@ -321,6 +333,8 @@ impl RawConfig {
             login: login::validate(&self.login)?,
             password: password::validate(&self.password)?,
             log: log::validate(&self.log)?,
+            web: web::validate(&self.web, &self.session)?,
+            registration: accounts::validate(&self.accounts)?,
         })
     }
 }
