@@ -35,5 +35,6 @@ pub mod telemetry;
 pub mod tls;
 pub mod upgrade;
 pub mod username;
+pub mod web;
 
 pub use gateway::{Gateway, Listeners, StartError, serve};

@@ -8,6 +8,9 @@
 
 pub mod changes;
 pub mod rules;
+mod sessions;
+
+pub use sessions::NewSession;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -46,6 +49,8 @@ pub enum AccountError {
     UnknownUser,
     #[error("no such API token")]
     NoSuchToken,
+    #[error("no such session")]
+    NoSuchSession,
     /// A credential with no session behind it (an API token) asked to end its session.
     #[error("this credential has no session to end")]
     NoSession,
@@ -210,6 +215,9 @@ impl Accounts {
 
     /// End the session `p` came with.
     pub async fn logout(&self, p: &Principal) -> Result<(), AccountError> {
+        if let (AuthMethod::Session, Some(id)) = (p.method, &p.jti) {
+            return self.end_session(p.user_id.as_str(), id).await;
+        }
         let (Some(jti), Some(exp), AuthMethod::Jwt) = (&p.jti, p.exp, p.method) else {
             return Err(AccountError::NoSession);
         };
@@ -232,6 +240,7 @@ impl Accounts {
                 exempt_jti: None,
             })
             .await;
+        self.drop_ended_sessions(user_id, None).await;
         Ok(())
     }
 
@@ -269,6 +278,8 @@ impl Accounts {
                 exempt_jti: p.jti.clone(),
             })
             .await;
+        let keep = (p.method == AuthMethod::Session).then_some(p.jti.as_deref()).flatten();
+        self.drop_ended_sessions(&user.id, keep).await;
         Ok(user)
     }
 
@@ -276,7 +287,7 @@ impl Accounts {
     /// again. Returns whether the running replicas were told at once (else at their next sync).
     pub async fn set_disabled(&self, user: &User, disabled: bool) -> Result<bool, AccountError> {
         self.store.set_disabled(&user.id, disabled).await?;
-        Ok(self
+        let told = self
             .changes
             .publish(Event::User {
                 id: user.id.clone(),
@@ -284,7 +295,12 @@ impl Accounts {
                 min_epoch: user.token_epoch,
                 exempt_jti: None,
             })
-            .await)
+            .await;
+        if disabled {
+            // Their browser sessions do not come back when they are enabled again.
+            self.drop_ended_sessions(&user.id, None).await;
+        }
+        Ok(told)
     }
 
     /// Make an API token for `user_id`; the secret is returned once, only its hash is stored.

@@ -29,6 +29,11 @@ fn audit(ctx: &Ctx<'_>, event: &'static str, user_id: Option<&str>) {
 
 /// `POST /api/auth/register {username, password, email}` → 201 `{user_id, username, email}`.
 pub async fn register(ctx: &Ctx<'_>, body: Value) -> Result<ApiResponse, GatewayError> {
+    if ctx.api.registration == crate::config::Registration::Closed {
+        return Err(GatewayError::Forbidden(
+            "Registration is closed (accounts.registration = \"closed\"); ask an operator for an account",
+        ));
+    }
     // The username's rule first, as before the other fields are read: a bad name is named first.
     let username = string_field(&body, "username")?;
     crate::accounts::rules::username(username).map_err(account_err)?;

@@ -31,6 +31,8 @@ pub struct Api {
     pub accounts: Arc<Accounts>,
     pub authn: Arc<Authenticator>,
     pub sessions: Sessions,
+    /// `accounts.registration`: whether `POST /api/auth/register` is open.
+    pub registration: crate::config::Registration,
 }
 
 /// How a login session's access token is made: the signing key and the `[jwt]` claims.
@@ -111,13 +113,13 @@ async fn caller(api: &Api, req: &Request<Incoming>) -> Result<Principal, Gateway
 }
 
 /// Refresh, logout (one or all), password change and token creation act on the login itself, so
-/// they need an interactive session: a JWT from login or refresh. An API token is a program's
+/// they need an interactive session: a JWT from login or refresh, or a browser's cookie session. An API token is a program's
 /// credential; were it allowed here, a stolen one could mint a login JWT, and through it new
 /// ten-year tokens that outlive its own deletion and a logout-all.
 fn session_only(p: &Principal) -> Result<&Principal, GatewayError> {
     use crate::auth::principal::AuthMethod;
     match p.method {
-        AuthMethod::Jwt => Ok(p),
+        AuthMethod::Jwt | AuthMethod::Session => Ok(p),
         AuthMethod::ApiToken => Err(GatewayError::Forbidden(
             "This endpoint needs a login session (a JWT from /api/auth/login); an API token cannot refresh, log out, change the password or create tokens",
         )),
@@ -210,7 +212,7 @@ pub fn account_err(e: AccountError) -> GatewayError {
         AccountError::TooManyAttempts(retry_after) => GatewayError::TooManyRequests { retry_after },
         AccountError::WrongPassword => GatewayError::Forbidden("Current password is incorrect"),
         AccountError::UnknownUser => GatewayError::Unauthenticated(AuthFailure::UnknownToken),
-        AccountError::NoSuchToken => GatewayError::NotFound,
+        AccountError::NoSuchToken | AccountError::NoSuchSession => GatewayError::NotFound,
         AccountError::NoSession => GatewayError::InvalidRequest(
             "This credential has no session to end; revoke API tokens with DELETE /api/auth/tokens/{id}",
         ),

@@ -104,7 +104,7 @@ pub struct Gateway {
     redis: Option<Arc<Redis>>,
     store: Store,
     /// API-token uses to record; taken by the background writer when serving starts.
-    touched: Mutex<Option<tokio::sync::mpsc::Receiver<String>>>,
+    touched: Mutex<Option<tokio::sync::mpsc::Receiver<crate::auth::Touch>>>,
 }
 
 impl Gateway {
@@ -146,6 +146,7 @@ impl Gateway {
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let (authn, touched) = Authenticator::new(AuthenticatorParts {
             verifier: keys.verifier,
             store: store.clone(),
@@ -155,6 +156,8 @@ impl Gateway {
             // Without Redis nothing tells this replica about deletions elsewhere: keep entries briefly.
             token_ttl: config.redis.as_ref().map_or(Duration::from_secs(60), |r| r.token_ttl),
             token_lifetime: config.jwt.expiration,
+            session_idle: config.web.idle_timeout,
+            scheme,
         });
         let authn = Arc::new(authn);
         let loaded = authn.sync().await?;
@@ -181,7 +184,15 @@ impl Gateway {
                     issuer: config.jwt.issuer.clone().unwrap_or_else(|| "authgate".to_owned()),
                     audience: config.jwt.audience.clone(),
                 },
+                registration: config.registration,
             },
+            web: crate::web::Web::new(
+                accounts.clone(),
+                authn.clone(),
+                config.web.clone(),
+                config.registration,
+                scheme,
+            ),
             identity: IdentityStep::new(asserter, store.clone()),
             upstream: upstream.clone(),
             metrics: metrics.clone(),
@@ -191,7 +202,7 @@ impl Gateway {
                 trusted_proxies: config.server.trusted_proxies.clone(),
                 identity_headers: config.identity_headers.clone(),
                 hsts: config.server.hsts.clone().filter(|_| tls.is_some()),
-                scheme: if tls.is_some() { "https" } else { "http" },
+                scheme,
             },
             jwks: keys.jwks,
             tasks: TaskTracker::new(),

@@ -43,6 +43,8 @@ use crate::routes::{self, PublicPaths, RouteClass};
 pub struct Proxy {
     pub authn: Arc<Authenticator>,
     pub api: Api,
+    /// The browser pages under `web.prefix`.
+    pub web: crate::web::Web,
     pub identity: identity::IdentityStep,
     pub upstream: Arc<upstream::Upstream>,
     pub metrics: Arc<Metrics>,
@@ -199,7 +201,7 @@ async fn route(
     }
     let path = req.uri().path();
     routes::check_path(path).map_err(GatewayError::AmbiguousPath)?;
-    let class = routes::classify(path, &proxy.settings.public_paths);
+    let class = routes::classify(path, &proxy.settings.public_paths, &proxy.web.config.prefix);
     outcome.route = Some(class);
 
     match class {
@@ -231,8 +233,29 @@ async fn route(
             let strip = crate::auth::credential::strip(&req);
             forward(proxy, peer, req, None, strip, request_id).await
         }
+        RouteClass::Web => {
+            let ctx = crate::web::Ctx {
+                web: &proxy.web,
+                client: peer.client(proxy, req.headers()),
+                request_id,
+            };
+            let resp = Box::pin(crate::web::handle(&ctx, req, &mut outcome.user)).await;
+            if let Some(p) = &outcome.user {
+                outcome.auth = AuthOutcome::from(p.method);
+            }
+            resp.map(|r| r.map(Either::Right))
+        }
         RouteClass::Protected => {
-            let Authenticated { principal, strip } = proxy.authn.authenticate(&req).await?;
+            let Authenticated { principal, strip } = match proxy.authn.authenticate(&req).await {
+                Ok(found) => found,
+                Err(GatewayError::Unauthenticated(reason)) if sign_in_first(&req) => {
+                    // A person's browser: sent to sign in and back, not shown a JSON 401.
+                    proxy.metrics.auth_failure(reason);
+                    outcome.auth = AuthOutcome::Failed;
+                    return Ok(to_sign_in(proxy, &req));
+                }
+                Err(e) => return Err(e),
+            };
             outcome.auth = AuthOutcome::from(principal.method);
             if outcome.logged {
                 outcome.user = Some(principal.clone());
@@ -240,6 +263,27 @@ async fn route(
             forward(proxy, peer, req, Some(principal), strip, request_id).await
         }
     }
+}
+
+/// Whether an unauthenticated request is a browser navigation with no header credential: it is
+/// sent to the sign-in page instead of getting a 401 (programs keep their JSON 401).
+fn sign_in_first<B>(req: &Request<B>) -> bool {
+    crate::web::is_navigation(req)
+        && crate::auth::credential::HEADERS
+            .iter()
+            .all(|h| !req.headers().contains_key(h))
+}
+
+/// 303 to the sign-in page, returning to this request's path and query; a session cookie that
+/// no longer works is cleared.
+fn to_sign_in<B>(proxy: &Proxy, req: &Request<B>) -> Response<GatewayBody> {
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let mut resp = crate::web::pages::see_other(&proxy.web.sign_in_url(target));
+    if crate::auth::session::carries_own(req.headers()) {
+        resp.headers_mut()
+            .append(header::SET_COOKIE, crate::web::forms::clear_session_cookie());
+    }
+    resp.map(Either::Right)
 }
 
 /// 3 and 4. the identity step, and forward.
