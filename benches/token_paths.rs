@@ -2,7 +2,8 @@
 //!
 //! `cargo bench --bench token_paths` (needs redis-server; `scripts/test` installs it). The gateway
 //! runs on its own single-worker runtime; the load generator, upstream and Redis on the rest.
-//! Paths: a JWT; an API token found in the in-process cache; API tokens that miss the in-process
+//! Paths: a JWT; an API token found in the in-process cache; a browser's cookie session (signed
+//! in through the page, found in the in-process cache); API tokens that miss the in-process
 //! cache and are found in Redis (each request uses a token this gateway has never seen, put in
 //! Redis beforehand).
 
@@ -176,15 +177,25 @@ fn main() {
             let k = key.clone();
             Arc::new(move |_| Some(("x-api-key", k.clone())))
         };
-        // Warm up both paths.
+        let mut jar = Jar::default();
+        let signed = sign_in_page(&gw, &mut jar, "bench", "benchmark password", "/").await;
+        assert_eq!(signed.status, 303, "{}", signed.text());
+        let cookie_h: Arc<dyn Fn(usize) -> Option<(&'static str, String)> + Send + Sync> = {
+            let c = jar.header();
+            Arc::new(move |_| Some(("cookie", c.clone())))
+        };
+        // Warm up every path.
         run(&ca, addr, jwt_h.clone()).await;
         run(&ca, addr, hit_h.clone()).await;
+        run(&ca, addr, cookie_h.clone()).await;
 
         let mut jwt_rates = Vec::new();
         let mut hit_rates = Vec::new();
+        let mut cookie_rates = Vec::new();
         for _ in 0..3 {
             jwt_rates.push(run(&ca, addr, jwt_h.clone()).await.0);
             hit_rates.push(run(&ca, addr, hit_h.clone()).await.0);
+            cookie_rates.push(run(&ca, addr, cookie_h.clone()).await.0);
         }
         let miss_h: Arc<dyn Fn(usize) -> Option<(&'static str, String)> + Send + Sync> = {
             let t = miss_tokens.clone();
@@ -197,6 +208,7 @@ fn main() {
             v[v.len() / 2]
         };
         let (j, h) = (median(jwt_rates.clone()), median(hit_rates.clone()));
+        let c = median(cookie_rates.clone());
         println!(
             "authgate token_paths benchmark (gateway: 1 worker; {CONNECTIONS} TLS keep-alive connections; {}s phases)",
             PHASE.as_secs()
@@ -206,10 +218,20 @@ fn main() {
             "API token, in-process hit:  {h:>8.0} req/s  (rounds {hit_rates:.0?})  = {:.1}% of JWT",
             100.0 * h / j
         );
+        println!(
+            "cookie session, in-process: {c:>8.0} req/s  (rounds {cookie_rates:.0?})  = {:.1}% of JWT",
+            100.0 * c / j
+        );
         println!("API token, miss -> Redis:   {miss_rate:>8.0} req/s  ({miss_n} distinct tokens)");
         let gap = (j - h) / j;
         println!(
             "cache-hit gap to JWT: {:.1}% (target <= 5%: {})",
+            100.0 * gap,
+            if gap <= 0.05 { "met" } else { "NOT met" }
+        );
+        let gap = (j - c) / j;
+        println!(
+            "cookie-session gap to JWT: {:.1}% (target <= 5%: {})",
             100.0 * gap,
             if gap <= 0.05 { "met" } else { "NOT met" }
         );

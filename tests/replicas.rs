@@ -535,3 +535,68 @@ async fn changes_made_while_the_bus_is_down_arrive_through_the_change_log() {
     assert!(rows / syncs < 100.0, "{rows} rows over {syncs} idle syncs");
     println!("idle: {rows} rows over {syncs} syncs");
 }
+
+#[tokio::test]
+async fn a_browser_session_works_on_every_replica_and_ends_on_all_within_a_second() {
+    let pg = Postgres::start().await;
+    let redis = Redis::start();
+    let db = pg.fresh_db().await;
+    let up = TestUpstream::start().await;
+    let toml = replica_toml(&db, Some(&redis.url()), "");
+    let a = replica(&up, &toml).await;
+    let b = replica(&up, &toml).await;
+    let (user_id, _) = session(&a, "browser").await;
+
+    // Begun on a, used on b (found through Redis or the store), then on a again.
+    let mut jar = signed_in(&a, "browser").await;
+    let cookie = format!("__Host-authgate={}", jar.session.clone().unwrap());
+    for gw in [&b, &a, &b] {
+        let r = gw.client().get("/x", &[("cookie", cookie.as_str())]).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(up.seen.last().one("x-user-id").as_deref(), Some(user_id.as_str()));
+    }
+    // Signed out on a: refused on b within a second.
+    let r = submit(&a, &mut jar, "/_auth/sign-out", &[]).await;
+    assert_eq!(r.status, 200);
+    let took = until_refused(&b, ("cookie", cookie.as_str())).await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    // Sign out everywhere on b ends a's session too, within a second.
+    let jar_a = signed_in(&a, "browser").await;
+    let cookie_a = format!("__Host-authgate={}", jar_a.session.clone().unwrap());
+    assert_eq!(a.client().get("/x", &[("cookie", cookie_a.as_str())]).await.status, 200);
+    let mut jar_b = signed_in(&b, "browser").await;
+    let r = submit(&b, &mut jar_b, "/_auth/account/sign-out-everywhere", &[]).await;
+    assert_eq!(r.status, 200);
+    let took = until_refused(&a, ("cookie", cookie_a.as_str())).await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
+
+#[tokio::test]
+async fn an_ended_session_reaches_a_replica_without_redis_through_the_change_log() {
+    let pg = Postgres::start().await;
+    let db = pg.fresh_db().await;
+    let up = TestUpstream::start().await;
+    let toml = replica_toml(&db, None, "").replace("sync_interval = \"5s\"", "sync_interval = \"1s\"");
+    let a = replica(&up, &toml).await;
+    let b = replica(&up, &toml).await;
+    session(&a, "nobus").await;
+    let mut jar = signed_in(&a, "nobus").await;
+    let cookie = format!("__Host-authgate={}", jar.session.clone().unwrap());
+    assert_eq!(
+        b.client().get("/x", &[("cookie", cookie.as_str())]).await.status,
+        200,
+        "cached on b now"
+    );
+    assert_eq!(submit(&a, &mut jar, "/_auth/sign-out", &[]).await.status, 200);
+    let took = within(
+        Duration::from_secs(4),
+        "the ended session is refused on b",
+        async || b.client().get("/x", &[("cookie", cookie.as_str())]).await.status == 401,
+    )
+    .await;
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?}: one sync interval plus slack"
+    );
+}

@@ -150,6 +150,7 @@ impl Client {
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
         logscan::response(&body);
+        logscan::set_cookies(&parts.headers);
         Reply {
             status: parts.status.as_u16(),
             version: parts.version,

@@ -63,7 +63,15 @@ pub fn request(headers: &[(&str, &str)], body: Option<&[u8]>) {
                 }
             }
             "x-api-key" => secret(value),
+            "cookie" => cookies(value),
             _ => {}
+        }
+    }
+    if let Some(form) = body.filter(|b| !b.starts_with(b"{")) {
+        for (k, v) in form_urlencoded::parse(form) {
+            if k.contains("password") || k == "csrf" {
+                secret(&v);
+            }
         }
     }
     if let Some(json) = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok()) {
@@ -71,6 +79,26 @@ pub fn request(headers: &[(&str, &str)], body: Option<&[u8]>) {
             if let Some(p) = json.get(field).and_then(|v| v.as_str()) {
                 secret(p);
             }
+        }
+    }
+}
+
+/// Record the gateway's cookies (session and CSRF) in a `Cookie` or `Set-Cookie` value.
+pub fn cookies(value: &str) {
+    for pair in value.split(';') {
+        if let Some((name, v)) = pair.trim().split_once('=')
+            && name.starts_with("__Host-authgate")
+        {
+            secret(v);
+        }
+    }
+}
+
+/// Record the cookies an answer sets.
+pub fn set_cookies(headers: &http::HeaderMap) {
+    for v in headers.get_all(http::header::SET_COOKIE) {
+        if let Ok(v) = v.to_str() {
+            cookies(v);
         }
     }
 }

@@ -16,6 +16,7 @@ mod h2;
 mod memory;
 mod tokens;
 mod upstream;
+mod web;
 
 #[allow(unused_imports)]
 pub use accounts::*;
@@ -31,3 +32,5 @@ pub use memory::*;
 pub use tokens::*;
 #[allow(unused_imports)]
 pub use upstream::*;
+#[allow(unused_imports)]
+pub use web::*;
