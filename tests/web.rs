@@ -616,3 +616,43 @@ async fn hostile_cookies_and_forms_get_clear_4xx_answers() {
     assert_eq!(r.status, 405);
     assert_eq!(up.seen.count(), 0);
 }
+
+// ---- Attacks (security review): each of these shows a hole, or pins down a defence. ----
+
+const WS_HANDSHAKE: [(&str, &str); 4] = [
+    ("connection", "upgrade"),
+    ("upgrade", "websocket"),
+    ("sec-websocket-version", "13"),
+    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+];
+
+/// Cross-site WebSocket hijacking: a WebSocket handshake is a GET, but unlike a GET its answer is
+/// readable from another origin (no CORS), and a same-site page (a sibling subdomain) gets the
+/// SameSite=Lax cookie sent with it. A cookie session's handshake must pass the same-origin check
+/// as an unsafe method does.
+#[tokio::test]
+async fn a_cross_site_websocket_handshake_with_the_cookie_is_refused() {
+    let (up, gw) = pair("").await;
+    session(&gw, "wendy").await;
+    let jar = signed_in(&gw, "wendy").await;
+    let cookie = jar.header();
+    for extra in [
+        vec![("sec-fetch-site", "same-site"), ("origin", "https://sibling.localhost")],
+        vec![("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")],
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+    ] {
+        let mut headers = vec![("cookie", cookie.as_str())];
+        headers.extend(WS_HANDSHAKE);
+        headers.extend(extra.iter().copied());
+        let r = gw.client().get("/ws", &headers).await;
+        assert_eq!(r.status, 403, "{extra:?}");
+        assert_eq!(r.json()["error"], "forbidden");
+    }
+    assert_eq!(up.seen.count(), 0, "no cross-site handshake was forwarded");
+    // From the gateway's own page it is forwarded.
+    let mut headers = vec![("cookie", cookie.as_str()), ("sec-fetch-site", "same-origin")];
+    headers.extend(WS_HANDSHAKE);
+    gw.client().get("/ws", &headers).await;
+    assert_eq!(up.seen.count(), 1);
+}
