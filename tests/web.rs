@@ -656,3 +656,18 @@ async fn a_cross_site_websocket_handshake_with_the_cookie_is_refused() {
     gw.client().get("/ws", &headers).await;
     assert_eq!(up.seen.count(), 1);
 }
+
+/// Slow POST on the sign-in form: a client that declares a body and stops sending must be cut off
+/// (408), as a proxied body is after `limits.body_idle_timeout`, not hold a task forever.
+#[tokio::test]
+async fn a_stalled_form_body_is_cut_off_not_held_forever() {
+    let (_up, gw) = pair("[limits]\nbody_idle_timeout = \"1s\"\n").await;
+    for path in ["/_auth/sign-in", "/_auth/register", "/_auth/account/tokens"] {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: 100\r\nSec-Fetch-Site: same-origin\r\n\r\nusername=a"
+        );
+        let out = raw_exchange(&gw.ca, gw.addr, req.as_bytes(), std::time::Duration::from_secs(4)).await;
+        assert!(out.starts_with("HTTP/1.1 408"), "{path}: {out:.200}");
+    }
+}

@@ -41,6 +41,8 @@ pub struct Web {
     /// `https` or `http`: the gateway's own origin, for the CSRF check.
     pub scheme: &'static str,
     pub pages: Pages,
+    /// `limits.body_idle_timeout`: a form body that stops coming for this long is refused (408).
+    pub body_idle: std::time::Duration,
 }
 
 /// What a page needs to know about the request besides its body.
@@ -58,6 +60,7 @@ impl Web {
         config: WebConfig,
         registration: Registration,
         scheme: &'static str,
+        body_idle: std::time::Duration,
     ) -> Web {
         let pages = Pages::new(&config);
         Web {
@@ -67,6 +70,7 @@ impl Web {
             registration,
             scheme,
             pages,
+            body_idle,
         }
     }
 
@@ -210,7 +214,7 @@ async fn sign_in(
     req: Request<Incoming>,
     who: &mut Option<Principal>,
 ) -> Result<PageResponse, GatewayError> {
-    let (parts, form) = forms::read(req).await?;
+    let (parts, form) = forms::read(req, ctx.web.body_idle).await?;
     if !forms::csrf_ok(&parts, &form, ctx.web.scheme) {
         let back = format!("{}/sign-in?{}", ctx.web.config.prefix, parts.uri.query().unwrap_or(""));
         return Ok(expired_form(ctx.web, &back));
@@ -341,7 +345,7 @@ async fn register(
     req: Request<Incoming>,
     who: &mut Option<Principal>,
 ) -> Result<PageResponse, GatewayError> {
-    let (parts, form) = forms::read(req).await?;
+    let (parts, form) = forms::read(req, ctx.web.body_idle).await?;
     if !forms::csrf_ok(&parts, &form, ctx.web.scheme) {
         let back = format!("{}/register?{}", ctx.web.config.prefix, parts.uri.query().unwrap_or(""));
         return Ok(expired_form(ctx.web, &back));
@@ -385,7 +389,7 @@ fn title_case(field: &str) -> String {
 
 /// `POST sign-out`: end this browser's session, clear its cookie, say so.
 async fn sign_out(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<PageResponse, GatewayError> {
-    let (parts, form) = forms::read(req).await?;
+    let (parts, form) = forms::read(req, ctx.web.body_idle).await?;
     let prefix = &ctx.web.config.prefix;
     if !forms::csrf_ok(&parts, &form, ctx.web.scheme) {
         return Ok(expired_form(ctx.web, &format!("{prefix}/account")));
