@@ -671,3 +671,25 @@ async fn a_stalled_form_body_is_cut_off_not_held_forever() {
         assert!(out.starts_with("HTTP/1.1 408"), "{path}: {out:.200}");
     }
 }
+
+/// A front proxy that folds two `Cookie` fields with `, ` (generic field folding, wrong for
+/// cookies), or a client that writes one that way: the session secret must still not reach the
+/// backend, on a public path or a protected one.
+#[tokio::test]
+async fn the_session_cookie_after_a_comma_never_reaches_the_backend() {
+    let (up, gw) = pair("[auth]\npublic_paths = [\"/pub/*\"]\n").await;
+    let secret = "S".repeat(43);
+    for cookie in [
+        format!("app=1, __Host-authgate={secret}"),
+        format!("app=1,__host-authgate={secret}; keep=2"),
+        format!("keep=2; app=1 , __Host-authgate-csrf={secret}"),
+    ] {
+        let r = gw.client().get("/pub/x", &[("cookie", cookie.as_str())]).await;
+        assert_eq!(r.status, 200);
+        let seen = up.seen.last().all("cookie").join("; ");
+        assert!(
+            !seen.to_ascii_lowercase().contains("__host-authgate"),
+            "{cookie} -> {seen}"
+        );
+    }
+}
