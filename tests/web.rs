@@ -877,3 +877,30 @@ async fn rd_tricks_land_on_the_root_from_every_door() {
         assert_eq!(r.headers["location"], "/", "{rd}");
     }
 }
+
+/// Bad input on a page gets a page, not the JSON meant for programs: a browser shows it to a person.
+#[tokio::test]
+async fn a_bad_request_to_a_page_is_answered_with_a_page() {
+    let (_up, gw) = pair("").await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let cases: [(&str, &str, &[(&str, &str)], Option<Vec<u8>>, u16); 4] = [
+        (
+            "POST",
+            "/_auth/sign-in",
+            &[("content-type", "text/plain")],
+            Some(b"a=1".to_vec()),
+            415,
+        ),
+        ("POST", "/_auth/sign-in", &form, Some(vec![b'a'; 64 * 1024]), 413),
+        ("DELETE", "/_auth/sign-in", &[], None, 405),
+        ("PUT", "/_auth/account", &form, None, 405),
+    ];
+    for (method, path, headers, body, status) in cases {
+        let r = gw.client().call(method, path, headers, body).await;
+        assert_eq!(r.status, status, "{method} {path}");
+        let kind = r.headers["content-type"].to_str().unwrap().to_owned();
+        assert!(kind.starts_with("text/html"), "{method} {path}: {kind} {}", r.text());
+        assert_eq!(r.headers["cache-control"], "no-store");
+        assert!(r.headers.contains_key("content-security-policy"));
+    }
+}
