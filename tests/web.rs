@@ -883,7 +883,8 @@ async fn rd_tricks_land_on_the_root_from_every_door() {
 async fn a_bad_request_to_a_page_is_answered_with_a_page() {
     let (_up, gw) = pair("").await;
     let form = [("content-type", "application/x-www-form-urlencoded")];
-    let cases: [(&str, &str, &[(&str, &str)], Option<Vec<u8>>, u16); 4] = [
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Option<Vec<u8>>, u16);
+    let cases: [Case; 4] = [
         (
             "POST",
             "/_auth/sign-in",
