@@ -905,3 +905,37 @@ async fn a_bad_request_to_a_page_is_answered_with_a_page() {
         assert!(r.headers.contains_key("content-security-policy"));
     }
 }
+
+/// HTTP/2: the session cookie in its own crumb beside the app's is read once and stripped, and
+/// the same-origin check takes `:authority` (no Host field) for the gateway's origin.
+#[tokio::test]
+async fn over_http2_cookie_crumbs_are_stripped_and_origin_is_checked_against_the_authority() {
+    let (up, gw) = pair("").await;
+    let (user_id, _) = session(&gw, "hugo").await;
+    let jar = signed_in(&gw, "hugo").await;
+    let crumb = format!("__Host-authgate={}", jar.session.clone().unwrap());
+    let h2 = gw.h2_client();
+    let r = h2
+        .get(
+            "/app",
+            &[("cookie", "app=1"), ("cookie", crumb.as_str()), ("cookie", "b=2")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.seen.last();
+    assert_eq!(seen.one("x-user-id").as_deref(), Some(user_id.as_str()));
+    assert_eq!(seen.all("cookie"), vec!["app=1; b=2".to_owned()]);
+    let own = format!("https://localhost:{}", gw.addr.port());
+    for (origin, status) in [("https://evil.example", 403), ("null", 403), (own.as_str(), 200)] {
+        let r = h2
+            .call(
+                "POST",
+                "/app",
+                &[("cookie", crumb.as_str()), ("origin", origin)],
+                Some(b"{}".to_vec()),
+            )
+            .await;
+        assert_eq!(r.status, status, "{origin}");
+    }
+    assert_eq!(up.seen.count(), 2);
+}
