@@ -616,3 +616,326 @@ async fn hostile_cookies_and_forms_get_clear_4xx_answers() {
     assert_eq!(r.status, 405);
     assert_eq!(up.seen.count(), 0);
 }
+
+// ---- Attacks (security review): each of these shows a hole, or pins down a defence. ----
+
+const WS_HANDSHAKE: [(&str, &str); 4] = [
+    ("connection", "upgrade"),
+    ("upgrade", "websocket"),
+    ("sec-websocket-version", "13"),
+    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+];
+
+/// Cross-site WebSocket hijacking: a WebSocket handshake is a GET, but unlike a GET its answer is
+/// readable from another origin (no CORS), and a same-site page (a sibling subdomain) gets the
+/// SameSite=Lax cookie sent with it. A cookie session's handshake must pass the same-origin check
+/// as an unsafe method does.
+#[tokio::test]
+async fn a_cross_site_websocket_handshake_with_the_cookie_is_refused() {
+    let (up, gw) = pair("").await;
+    session(&gw, "wendy").await;
+    let jar = signed_in(&gw, "wendy").await;
+    let cookie = jar.header();
+    for extra in [
+        vec![("sec-fetch-site", "same-site"), ("origin", "https://sibling.localhost")],
+        vec![("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")],
+        vec![("origin", "https://evil.example")],
+        vec![("origin", "null")],
+    ] {
+        let mut headers = vec![("cookie", cookie.as_str())];
+        headers.extend(WS_HANDSHAKE);
+        headers.extend(extra.iter().copied());
+        let r = gw.client().get("/ws", &headers).await;
+        assert_eq!(r.status, 403, "{extra:?}");
+        assert_eq!(r.json()["error"], "forbidden");
+    }
+    assert_eq!(up.seen.count(), 0, "no cross-site handshake was forwarded");
+    // From the gateway's own page it is forwarded.
+    let mut headers = vec![("cookie", cookie.as_str()), ("sec-fetch-site", "same-origin")];
+    headers.extend(WS_HANDSHAKE);
+    gw.client().get("/ws", &headers).await;
+    assert_eq!(up.seen.count(), 1);
+}
+
+/// Slow POST on the sign-in form: a client that declares a body and stops sending must be cut off
+/// (408), as a proxied body is after `limits.body_idle_timeout`, not hold a task forever.
+#[tokio::test]
+async fn a_stalled_form_body_is_cut_off_not_held_forever() {
+    let (_up, gw) = pair("[limits]\nbody_idle_timeout = \"1s\"\n").await;
+    for path in ["/_auth/sign-in", "/_auth/register", "/_auth/account/tokens"] {
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: 100\r\nSec-Fetch-Site: same-origin\r\n\r\nusername=a"
+        );
+        let out = raw_exchange(&gw.ca, gw.addr, req.as_bytes(), std::time::Duration::from_secs(4)).await;
+        assert!(out.starts_with("HTTP/1.1 408"), "{path}: {out:.200}");
+    }
+}
+
+/// A front proxy that folds two `Cookie` fields with `, ` (generic field folding, wrong for
+/// cookies), or a client that writes one that way: the session secret must still not reach the
+/// backend, on a public path or a protected one.
+#[tokio::test]
+async fn the_session_cookie_after_a_comma_never_reaches_the_backend() {
+    let (up, gw) = pair("[auth]\npublic_paths = [\"/pub/*\"]\n").await;
+    let secret = "S".repeat(43);
+    for cookie in [
+        format!("app=1, __Host-authgate={secret}"),
+        format!("app=1,__host-authgate={secret}; keep=2"),
+        format!("keep=2; app=1 , __Host-authgate-csrf={secret}"),
+    ] {
+        let r = gw.client().get("/pub/x", &[("cookie", cookie.as_str())]).await;
+        assert_eq!(r.status, 200);
+        let seen = up.seen.last().all("cookie").join("; ");
+        assert!(
+            !seen.to_ascii_lowercase().contains("__host-authgate"),
+            "{cookie} -> {seen}"
+        );
+    }
+}
+
+/// Markup in everything a user or a browser controls is shown as text on the pages.
+#[tokio::test]
+async fn markup_in_names_agents_and_echoed_fields_is_escaped() {
+    let (_up, gw) = pair("").await;
+    session(&gw, "xavier").await;
+    let evil = r#"<img src=x onerror=alert(1)>"'&"#;
+    let mut jar = Jar::default();
+    let page = navigate(&gw, &mut jar, "/_auth/sign-in").await;
+    assert_eq!(page.status, 200);
+    // A session whose User-Agent names no known browser is listed by its first 40 characters.
+    let form = format!(
+        "username=xavier&password={}&csrf={}",
+        PASSWORD.replace(' ', "+"),
+        jar.csrf.clone().unwrap()
+    );
+    let r = gw
+        .client()
+        .call(
+            "POST",
+            "/_auth/sign-in",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("cookie", jar.header().as_str()),
+                ("sec-fetch-site", "same-origin"),
+                ("user-agent", evil),
+            ],
+            Some(form.into_bytes()),
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    jar.keep(&r);
+    let r = submit(
+        &gw,
+        &mut jar,
+        "/_auth/account/tokens",
+        &[("name", evil), ("expires_in", "")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let html = navigate(&gw, &mut jar, "/_auth/account").await.text();
+    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"), "{html}");
+    assert!(!html.contains("<img src=x"), "{html}");
+    // Echoed back on a failed sign-in and a failed registration.
+    let r = sign_in_page(&gw, &mut Jar::default(), evil, "wrong password!", "/").await;
+    assert_eq!(r.status, 401);
+    assert!(!r.text().contains("<img src=x"));
+    let mut jar = Jar::default();
+    navigate(&gw, &mut jar, "/_auth/register").await;
+    let r = submit(
+        &gw,
+        &mut jar,
+        "/_auth/register",
+        &[("username", evil), ("email", evil), ("password", "short")],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(!r.text().contains("<img src=x"), "{}", r.text());
+}
+
+/// Id tampering on the account page: another user's session or token id does nothing to them.
+#[tokio::test]
+async fn another_users_session_and_token_ids_cannot_be_ended_from_the_account_page() {
+    let (up, gw) = pair("").await;
+    session(&gw, "yara").await;
+    session(&gw, "zed").await;
+    let mut yara = signed_in(&gw, "yara").await;
+    let mut zed = signed_in(&gw, "zed").await;
+    let r = submit(
+        &gw,
+        &mut yara,
+        "/_auth/account/tokens",
+        &[("name", "y"), ("expires_in", "")],
+    )
+    .await;
+    let html = r.text();
+    let at = html.find(r#"id="new-token">"#).unwrap() + r#"id="new-token">"#.len();
+    let token = html[at..at + html[at..].find('<').unwrap()].to_owned();
+    let page = navigate(&gw, &mut yara, "/_auth/account").await.text();
+    let ids: Vec<String> = page
+        .match_indices(r#"name="id" value=""#)
+        .map(|(i, m)| page[i + m.len()..i + m.len() + 36].to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "one token, one session");
+    for id in &ids {
+        for action in ["/_auth/account/tokens/revoke", "/_auth/account/sessions/end"] {
+            let r = submit(&gw, &mut zed, action, &[("id", id)]).await;
+            assert_eq!(r.status, 303, "{action}");
+        }
+    }
+    // Zed's own session is still there, and so is everything of Yara's.
+    assert_eq!(navigate(&gw, &mut zed, "/app").await.status, 200);
+    assert_eq!(navigate(&gw, &mut yara, "/app").await.status, 200);
+    let r = gw.client().get("/app", &[("authorization", &bearer(&token))]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(up.seen.count(), 3);
+}
+
+/// The JSON API's unsafe endpoints, reached with a cookie session from another site: refused
+/// before they act (no logout, no token, no password change).
+#[tokio::test]
+async fn a_cookie_session_cannot_drive_the_auth_api_from_another_site() {
+    let (_up, gw) = pair("").await;
+    session(&gw, "abel").await;
+    let mut jar = signed_in(&gw, "abel").await;
+    let cookie = jar.header();
+    for (method, path, body) in [
+        ("POST", "/api/auth/logout", ""),
+        ("POST", "/api/auth/logout", r#"{"all":true}"#),
+        ("POST", "/api/auth/tokens", r#"{"name":"stolen"}"#),
+        ("POST", "/api/auth/refresh", ""),
+        (
+            "POST",
+            "/api/auth/password",
+            r#"{"current_password":"x","new_password":"yyyyyyyyyyyyyyyy"}"#,
+        ),
+        ("DELETE", "/api/auth/tokens/00000000-0000-0000-0000-000000000000", ""),
+    ] {
+        for site in [
+            vec![("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")],
+            vec![("sec-fetch-site", "same-site")],
+            vec![("content-type", "text/plain")],
+        ] {
+            let mut headers = vec![("cookie", cookie.as_str()), ("content-type", "application/json")];
+            headers.extend(site.iter().copied());
+            let r = gw
+                .client()
+                .call(method, path, &headers, Some(body.as_bytes().to_vec()))
+                .await;
+            assert_eq!(r.status, 403, "{method} {path} {site:?}: {}", r.text());
+        }
+    }
+    assert_eq!(navigate(&gw, &mut jar, "/app").await.status, 200, "still signed in");
+    let jwt = login_token(&gw, "abel").await;
+    let tokens = gw
+        .client()
+        .get("/api/auth/tokens", &[("authorization", &bearer(&jwt))])
+        .await;
+    assert_eq!(tokens.json().as_array().map(Vec::len), Some(0));
+}
+
+/// `rd` on the other doors: registration, and an already signed-in browser's sign-in page.
+#[tokio::test]
+async fn rd_tricks_land_on_the_root_from_every_door() {
+    let (_up, gw) = pair("").await;
+    session(&gw, "bea").await;
+    let tricks = [
+        "%2F%2Fevil.example",
+        "%2F%5Cevil.example",
+        "%2F%09%2Fevil.example",
+        "%2F%0D%0ASet-Cookie:%20x=1",
+        "%2F%E3%80%80%2Fevil.example",
+        "%2F%EF%BC%8Fevil.example",
+        "%2F%252e%252e%2F%2Fevil.example",
+        "%5C%5Cevil.example",
+        "https:%2F%2Fevil.example",
+        "%2F.%2F%2Fevil.example",
+    ];
+    let mut signed = signed_in(&gw, "bea").await;
+    for rd in tricks {
+        let r = navigate(&gw, &mut signed, &format!("/_auth/sign-in?rd={rd}")).await;
+        assert_eq!(r.status, 303, "{rd}");
+        assert_eq!(r.headers["location"], "/", "{rd}");
+        // The first rd is the one read; a second cannot override a checked first.
+        let r = navigate(&gw, &mut signed, &format!("/_auth/sign-in?rd=%2Fok&rd={rd}")).await;
+        assert_eq!(r.headers["location"], "/ok", "{rd}");
+    }
+    for (i, rd) in tricks.iter().enumerate() {
+        let mut jar = Jar::default();
+        let path = format!("/_auth/register?rd={rd}");
+        let page = navigate(&gw, &mut jar, &path).await;
+        assert!(!page.text().contains("evil.example"), "{rd}");
+        let name = format!("newbie{i}");
+        let r = submit(
+            &gw,
+            &mut jar,
+            &path,
+            &[("username", &name), ("email", "n@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+        assert_eq!(r.status, 303, "{rd}: {}", r.text());
+        assert_eq!(r.headers["location"], "/", "{rd}");
+    }
+}
+
+/// Bad input on a page gets a page, not the JSON meant for programs: a browser shows it to a person.
+#[tokio::test]
+async fn a_bad_request_to_a_page_is_answered_with_a_page() {
+    let (_up, gw) = pair("").await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], Option<Vec<u8>>, u16);
+    let cases: [Case; 4] = [
+        (
+            "POST",
+            "/_auth/sign-in",
+            &[("content-type", "text/plain")],
+            Some(b"a=1".to_vec()),
+            415,
+        ),
+        ("POST", "/_auth/sign-in", &form, Some(vec![b'a'; 64 * 1024]), 413),
+        ("DELETE", "/_auth/sign-in", &[], None, 405),
+        ("PUT", "/_auth/account", &form, None, 405),
+    ];
+    for (method, path, headers, body, status) in cases {
+        let r = gw.client().call(method, path, headers, body).await;
+        assert_eq!(r.status, status, "{method} {path}");
+        let kind = r.headers["content-type"].to_str().unwrap().to_owned();
+        assert!(kind.starts_with("text/html"), "{method} {path}: {kind} {}", r.text());
+        assert_eq!(r.headers["cache-control"], "no-store");
+        assert!(r.headers.contains_key("content-security-policy"));
+    }
+}
+
+/// HTTP/2: the session cookie in its own crumb beside the app's is read once and stripped, and
+/// the same-origin check takes `:authority` (no Host field) for the gateway's origin.
+#[tokio::test]
+async fn over_http2_cookie_crumbs_are_stripped_and_origin_is_checked_against_the_authority() {
+    let (up, gw) = pair("").await;
+    let (user_id, _) = session(&gw, "hugo").await;
+    let jar = signed_in(&gw, "hugo").await;
+    let crumb = format!("__Host-authgate={}", jar.session.clone().unwrap());
+    let h2 = gw.h2_client();
+    let r = h2
+        .get(
+            "/app",
+            &[("cookie", "app=1"), ("cookie", crumb.as_str()), ("cookie", "b=2")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = up.seen.last();
+    assert_eq!(seen.one("x-user-id").as_deref(), Some(user_id.as_str()));
+    assert_eq!(seen.all("cookie"), vec!["app=1; b=2".to_owned()]);
+    let own = format!("https://localhost:{}", gw.addr.port());
+    for (origin, status) in [("https://evil.example", 403), ("null", 403), (own.as_str(), 200)] {
+        let r = h2
+            .call(
+                "POST",
+                "/app",
+                &[("cookie", crumb.as_str()), ("origin", origin)],
+                Some(b"{}".to_vec()),
+            )
+            .await;
+        assert_eq!(r.status, status, "{origin}");
+    }
+    assert_eq!(up.seen.count(), 2);
+}

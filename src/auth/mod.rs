@@ -115,8 +115,8 @@ impl Authenticator {
     }
 
     /// Who sent this request: its one credential verified and checked against revocations. A
-    /// header credential wins over a session cookie; a cookie session's unsafe request must come
-    /// from the gateway's own origin (403 otherwise).
+    /// header credential wins over a session cookie; a cookie session's unsafe request or
+    /// WebSocket handshake must come from the gateway's own origin (403 otherwise).
     pub async fn authenticate<B>(&self, req: &Request<B>) -> Result<Authenticated, GatewayError> {
         let strip = credential::strip(req);
         let principal = match credential::extract(req) {
@@ -127,7 +127,10 @@ impl Authenticator {
                     .map_err(GatewayError::Unauthenticated)?
                     .ok_or(GatewayError::Unauthenticated(AuthFailure::Missing))?;
                 let principal = Box::pin(self.session(secret)).await?;
-                if !req.method().is_safe() && !session::same_origin(req, self.scheme) {
+                // A WebSocket handshake is a GET whose answer another origin can read (no CORS),
+                // and a same-site page gets the Lax cookie sent with it: checked like a POST.
+                let checked = !req.method().is_safe() || crate::upgrade::is_websocket(req);
+                if checked && !session::same_origin(req, self.scheme) {
                     return Err(GatewayError::Forbidden(
                         "A cookie session's request from another site is refused",
                     ));

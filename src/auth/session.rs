@@ -96,13 +96,19 @@ pub fn carries_own(headers: &HeaderMap) -> bool {
     })
 }
 
-/// A `Cookie` field without the gateway's cookies; `None` when nothing is left.
+/// A `Cookie` field without the gateway's cookies; `None` when nothing is left. A pair is also
+/// removed when a `,` inside it starts one of the gateway's cookies (`a=1, __Host-authgate=…`):
+/// a proxy that folds two `Cookie` fields with a comma, or an RFC 2965 parser behind us, would
+/// otherwise hand the backend the session secret.
 pub fn without_own(value: &[u8]) -> Option<Vec<u8>> {
+    let names_own = |piece: &[u8]| -> bool {
+        let name = piece.trim_ascii().split(|b| *b == b'=').next().unwrap_or_default();
+        is_own(name.trim_ascii())
+    };
     let mut out = Vec::with_capacity(value.len());
     for pair in value.split(|b| *b == b';') {
         let trimmed = pair.trim_ascii();
-        let name = trimmed.split(|b| *b == b'=').next().unwrap_or_default().trim_ascii();
-        if trimmed.is_empty() || is_own(name) {
+        if trimmed.is_empty() || trimmed.split(|b| *b == b',').any(names_own) {
             continue;
         }
         if !out.is_empty() {
@@ -207,6 +213,17 @@ mod tests {
             Some("app=x=y")
         );
         assert_eq!(strip("__Host-authgatex=1").as_deref(), Some("__Host-authgatex=1"));
+        assert_eq!(
+            strip("a=1, __Host-authgate=s; b=2").as_deref(),
+            Some("b=2"),
+            "folded with a comma"
+        );
+        assert_eq!(strip("a=1,__host-authgate-CSRF=s").as_deref(), None);
+        assert_eq!(
+            strip("list=1,2,3; b=2").as_deref(),
+            Some("list=1,2,3; b=2"),
+            "commas in values stay"
+        );
         assert!(carries_own(&cookies(&["x=1; __HOST-authgate=2"])));
         assert!(!carries_own(&cookies(&["x=1"])));
     }

@@ -192,6 +192,7 @@ impl Gateway {
                 config.web.clone(),
                 config.registration,
                 scheme,
+                config.limits.body_idle_timeout,
             ),
             identity: IdentityStep::new(asserter, store.clone()),
             upstream: upstream.clone(),

@@ -155,7 +155,7 @@ pub async fn act(
     let web = ctx.web;
     let prefix = &web.config.prefix;
     let account = format!("{prefix}/account");
-    let (parts, form) = forms::read(req).await?;
+    let (parts, form) = forms::read(req, web.body_idle).await?;
     if !forms::csrf_ok(&parts, &form, web.scheme) {
         return Ok(expired_form(web, &account));
     }

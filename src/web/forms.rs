@@ -6,14 +6,17 @@
 //!   form's `csrf` field, compared in constant time) and comes from the gateway's own origin;
 //! - `rd` is a same-origin path that passes the gateway's path rules, or it is `/`.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
 use crate::auth::session;
 use crate::error::GatewayError;
+use crate::proxy::body::{BodyError, ForwardBody};
 
 /// The largest form body a page reads.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
@@ -31,8 +34,9 @@ impl Form {
     }
 }
 
-/// Read a form body (refused when it is not a form, or too large).
-pub async fn read(req: Request<Incoming>) -> Result<(http::request::Parts, Form), GatewayError> {
+/// Read a form body (refused when it is not a form, or too large, or when the client stops
+/// sending it for `idle`: 408, as for a proxied body, so a slow POST cannot hold a task forever).
+pub async fn read(req: Request<Incoming>, idle: Duration) -> Result<(http::request::Parts, Form), GatewayError> {
     let (parts, body) = req.into_parts();
     let is_form = parts
         .headers
@@ -51,10 +55,15 @@ pub async fn read(req: Request<Incoming>) -> Result<(http::request::Parts, Form)
     if declared.is_some_and(|n| n > MAX_FORM_BYTES as u64) {
         return Err(GatewayError::PayloadTooLarge);
     }
-    let bytes: Bytes = Limited::new(body, MAX_FORM_BYTES)
+    let (body, _) = ForwardBody::new(body, MAX_FORM_BYTES as u64, idle);
+    let bytes: Bytes = body
         .collect()
         .await
-        .map_err(|_| GatewayError::PayloadTooLarge)?
+        .map_err(|e| match e {
+            BodyError::TooLarge => GatewayError::PayloadTooLarge,
+            BodyError::Stalled => GatewayError::RequestTimeout,
+            BodyError::Client(_) => GatewayError::InvalidRequest("The request body could not be read"),
+        })?
         .to_bytes();
     let fields = form_urlencoded::parse(&bytes).into_owned().collect();
     Ok((parts, Form(fields)))

@@ -41,6 +41,8 @@ pub struct Web {
     /// `https` or `http`: the gateway's own origin, for the CSRF check.
     pub scheme: &'static str,
     pub pages: Pages,
+    /// `limits.body_idle_timeout`: a form body that stops coming for this long is refused (408).
+    pub body_idle: std::time::Duration,
 }
 
 /// What a page needs to know about the request besides its body.
@@ -58,6 +60,7 @@ impl Web {
         config: WebConfig,
         registration: Registration,
         scheme: &'static str,
+        body_idle: std::time::Duration,
     ) -> Web {
         let pages = Pages::new(&config);
         Web {
@@ -67,6 +70,7 @@ impl Web {
             registration,
             scheme,
             pages,
+            body_idle,
         }
     }
 
@@ -99,7 +103,52 @@ pub fn is_navigation<B>(req: &Request<B>) -> bool {
 }
 
 /// Answer a request under `web.prefix`. `who` reports the signed-in user for the access log.
+/// A refusal is a page with the refusal's status (a person reads it, not a program).
 pub async fn handle(
+    ctx: &Ctx<'_>,
+    req: Request<Incoming>,
+    who: &mut Option<Principal>,
+) -> Result<PageResponse, GatewayError> {
+    match route(ctx, req, who).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => Ok(error_page(ctx.web, &e)),
+    }
+}
+
+/// The page for a refusal: its status and what it tells a client to do (`Retry-After`, `Allow`),
+/// in words instead of JSON.
+fn error_page(web: &Web, e: &GatewayError) -> PageResponse {
+    let json = e.to_response();
+    let status = json.status();
+    let (title, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("This form is too large", "Shorten what you typed and send it again."),
+        StatusCode::REQUEST_TIMEOUT => ("This form took too long", "Open the page again and retry."),
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ("This page cannot do that", "Open the page again and use its form.")
+        }
+        StatusCode::TOO_MANY_REQUESTS => ("Too many attempts", "Wait a little, then try again."),
+        StatusCode::UNAUTHORIZED => ("Please sign in again", "Your session has ended."),
+        s if s.is_server_error() => (
+            "Not possible right now",
+            "The gateway could not do this right now. Try again in a moment.",
+        ),
+        _ => ("This request could not be handled", "Open the page again and retry."),
+    };
+    let mut page = web.pages.message(
+        status,
+        title,
+        message,
+        Some((&format!("{}/account", web.config.prefix), "Go to your account")),
+    );
+    for name in [header::RETRY_AFTER, header::ALLOW, header::CONNECTION] {
+        if let Some(v) = json.headers().get(&name) {
+            page.headers_mut().insert(name, v.clone());
+        }
+    }
+    page
+}
+
+async fn route(
     ctx: &Ctx<'_>,
     req: Request<Incoming>,
     who: &mut Option<Principal>,
@@ -210,7 +259,7 @@ async fn sign_in(
     req: Request<Incoming>,
     who: &mut Option<Principal>,
 ) -> Result<PageResponse, GatewayError> {
-    let (parts, form) = forms::read(req).await?;
+    let (parts, form) = forms::read(req, ctx.web.body_idle).await?;
     if !forms::csrf_ok(&parts, &form, ctx.web.scheme) {
         let back = format!("{}/sign-in?{}", ctx.web.config.prefix, parts.uri.query().unwrap_or(""));
         return Ok(expired_form(ctx.web, &back));
@@ -341,7 +390,7 @@ async fn register(
     req: Request<Incoming>,
     who: &mut Option<Principal>,
 ) -> Result<PageResponse, GatewayError> {
-    let (parts, form) = forms::read(req).await?;
+    let (parts, form) = forms::read(req, ctx.web.body_idle).await?;
     if !forms::csrf_ok(&parts, &form, ctx.web.scheme) {
         let back = format!("{}/register?{}", ctx.web.config.prefix, parts.uri.query().unwrap_or(""));
         return Ok(expired_form(ctx.web, &back));
@@ -385,7 +434,7 @@ fn title_case(field: &str) -> String {
 
 /// `POST sign-out`: end this browser's session, clear its cookie, say so.
 async fn sign_out(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<PageResponse, GatewayError> {
-    let (parts, form) = forms::read(req).await?;
+    let (parts, form) = forms::read(req, ctx.web.body_idle).await?;
     let prefix = &ctx.web.config.prefix;
     if !forms::csrf_ok(&parts, &form, ctx.web.scheme) {
         return Ok(expired_form(ctx.web, &format!("{prefix}/account")));
