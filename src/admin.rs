@@ -31,6 +31,8 @@ pub struct Admin {
     pub store: Store,
     pub redis: Option<Arc<Redis>>,
     pub metrics: Arc<Metrics>,
+    /// Single sign-on providers, reported (not required) by `/readyz`.
+    pub oidc: Arc<crate::oidc::Providers>,
 }
 
 /// Serve the admin endpoints until `shutdown` resolves with the time left to drain.
@@ -65,6 +67,14 @@ async fn answer(admin: Arc<Admin>, req: Request<Incoming>) -> Result<Response<Fu
                     // Subscribed to the revocation bus: other replicas' revocations arrive at once
                     // (otherwise within `store.sync_interval`).
                     "revocation_bus": admin.redis.as_ref().map(|r| r.bus_connected()),
+                    // Informational: a provider that is down leaves local sign-in and the others
+                    // working; its state is here and in `authgate_oidc_provider_up`.
+                    "oidc": admin
+                        .oidc
+                        .states()
+                        .into_iter()
+                        .map(|(id, up)| (id, serde_json::Value::Bool(up)))
+                        .collect::<serde_json::Map<_, _>>(),
                 }),
             )
         }

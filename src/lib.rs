@@ -27,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod metrics;
+pub mod oidc;
 pub mod proxy;
 pub mod routes;
 pub mod server;

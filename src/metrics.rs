@@ -24,6 +24,17 @@ struct SyncLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignInLabels {
+    provider: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LookupLabels {
     result: &'static str,
 }
@@ -156,6 +167,8 @@ pub struct Metrics {
     pub gated_users: Gauge,
     token_lookups: Vec<Counter>,
     session_lookups: Vec<Counter>,
+    oidc_sign_ins: Family<SignInLabels, Counter>,
+    oidc_provider_up: Family<ProviderLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -285,6 +298,18 @@ impl Metrics {
             .iter()
             .map(|l| lookups.get_or_create(&LookupLabels { result: l.as_str() }).clone())
             .collect();
+        let oidc_sign_ins = Family::<SignInLabels, Counter>::default();
+        registry.register(
+            "oidc_sign_ins",
+            "Single sign-on callbacks by provider and result (ok, refused)",
+            oidc_sign_ins.clone(),
+        );
+        let oidc_provider_up = Family::<ProviderLabels, Gauge>::default();
+        registry.register(
+            "oidc_provider_up",
+            "1 while a single sign-on provider's metadata and keys are loaded, else 0",
+            oidc_provider_up.clone(),
+        );
         registry.register("store_errors", "Store calls that failed", crate::store::ERRORS.clone());
         registry.register(
             "redis_errors",
@@ -307,6 +332,8 @@ impl Metrics {
             gated_users,
             token_lookups,
             session_lookups,
+            oidc_sign_ins,
+            oidc_provider_up,
         }
     }
 
@@ -328,6 +355,25 @@ impl Metrics {
         if let Some(i) = TokenLookup::ALL.iter().position(|l| *l == at) {
             self.token_lookups[i].inc();
         }
+    }
+
+    /// One single sign-on callback that signed someone in, or did not.
+    pub fn oidc_sign_in(&self, provider: &str, ok: bool) {
+        self.oidc_sign_ins
+            .get_or_create(&SignInLabels {
+                provider: provider.to_owned(),
+                result: if ok { "ok" } else { "refused" },
+            })
+            .inc();
+    }
+
+    /// Whether a provider's metadata and keys are loaded.
+    pub fn oidc_provider_up(&self, provider: &str, up: bool) {
+        self.oidc_provider_up
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_owned(),
+            })
+            .set(i64::from(up));
     }
 
     pub fn session_lookup(&self, at: TokenLookup) {

@@ -9,6 +9,7 @@
 pub mod changes;
 pub mod rules;
 mod sessions;
+pub mod sso;
 
 pub use sessions::NewSession;
 
@@ -148,6 +149,15 @@ impl Accounts {
             None => None,
         };
         let verdict = match &user {
+            // An account that signs in through a provider has no password: the same work and
+            // answer as an unknown user.
+            Some(u) if u.password_hash == sso::NO_PASSWORD => {
+                self.passwords.verify_dummy(password.to_owned()).await?;
+                Verdict {
+                    ok: false,
+                    needs_rehash: false,
+                }
+            }
             Some(u) => {
                 self.passwords
                     .verify(password.to_owned(), u.password_hash.clone())

@@ -29,6 +29,7 @@ impl Accounts {
         lifetime: Duration,
         client: IpAddr,
         agent: &str,
+        provider: Option<&str>,
     ) -> Result<NewSession, AccountError> {
         let secret = session::generate();
         let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
@@ -42,6 +43,7 @@ impl Accounts {
             expires_at: now.saturating_add(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX)),
             client: client.to_string(),
             agent: agent.to_owned(),
+            provider: provider.map(str::to_owned),
         };
         self.store.create_session(&row).await?;
         Ok(NewSession { row, secret })
@@ -71,15 +73,29 @@ impl Accounts {
     }
 
     /// The session behind a cookie, ended (sign-out). A cookie that names no session is fine.
-    pub async fn end_session_by_secret(&self, secret: &str) -> Result<(), AccountError> {
+    /// Returns the session that was ended, when there was one.
+    pub async fn end_session_by_secret(&self, secret: &str) -> Result<Option<SessionRow>, AccountError> {
         if !session::looks_like(secret) {
-            return Ok(());
+            return Ok(None);
         }
         let hash = session::hash(secret);
-        if let Some(row) = self.store.session_by_hash(&hash).await? {
+        let row = self.store.session_by_hash(&hash).await?;
+        if let Some(row) = &row {
             self.end_session(&row.user_id, &row.id).await?;
         }
-        Ok(())
+        Ok(row)
+    }
+
+    /// End the user's sessions that began through `provider` (its back-channel logout); how many.
+    pub async fn end_provider_sessions(&self, user_id: &str, provider: &str) -> Result<usize, AccountError> {
+        let found = self.store.sessions_from(user_id, provider).await?;
+        for (id, _) in &found {
+            match self.end_session(user_id, id).await {
+                Ok(()) | Err(AccountError::NoSuchSession) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found.len())
     }
 
     /// Delete the rows of sessions the user's epoch move already ended (all but `keep`).

@@ -57,6 +57,8 @@ pub struct AuthenticatorParts {
     pub session_idle: Duration,
     /// `https` or `http`: the gateway's own origin, for the cross-site check on cookie sessions.
     pub scheme: &'static str,
+    /// Single sign-on providers whose tokens may be used as `Authorization: Bearer`.
+    pub oidc: Arc<crate::oidc::Providers>,
 }
 
 /// A use of an opaque credential whose `last_used_at` / `last_seen_at` is due, for
@@ -79,6 +81,9 @@ pub struct Authenticator {
     sessions: api_token::TokenCache<session::SessionOwner>,
     session_idle: i64,
     scheme: &'static str,
+    oidc: Arc<crate::oidc::Providers>,
+    /// Provider bearer tokens already checked, by hash: who they are and until when.
+    provider_bearers: api_token::TokenCache<api_token::TokenOwner>,
     store: Store,
     redis: Option<Arc<Redis>>,
     metrics: Arc<Metrics>,
@@ -103,6 +108,8 @@ impl Authenticator {
             sessions: api_token::TokenCache::new(parts.token_ttl, 100_000),
             session_idle: i64::try_from(parts.session_idle.as_secs()).unwrap_or(i64::MAX),
             scheme: parts.scheme,
+            provider_bearers: api_token::TokenCache::new(Duration::from_secs(300), 10_000),
+            oidc: parts.oidc,
             store: parts.store,
             redis: parts.redis,
             metrics: parts.metrics,
@@ -121,7 +128,13 @@ impl Authenticator {
         let strip = credential::strip(req);
         let principal = match credential::extract(req) {
             Ok(token) if token.starts_with(api_token::PREFIX) => self.api_token(token).await?,
-            Ok(token) => self.jwt(token)?,
+            Ok(token) => match self.jwt(token) {
+                Ok(p) => p,
+                Err(GatewayError::Unauthenticated(why)) if self.oidc.all().iter().any(|p| p.config.accept_bearer) => {
+                    Box::pin(self.provider_bearer(token, why)).await?
+                }
+                Err(e) => return Err(e),
+            },
             Err(AuthFailure::Missing) if strip.session_cookie => {
                 let secret = session::cookie(req.headers(), session::COOKIE)
                     .map_err(GatewayError::Unauthenticated)?
@@ -140,6 +153,58 @@ impl Authenticator {
             Err(e) => return Err(GatewayError::Unauthenticated(e)),
         };
         Ok(Authenticated { principal, strip })
+    }
+
+    /// A bearer token that this gateway did not sign: accepted when a provider with
+    /// `accept_bearer` signed it for its audience, and its subject is linked to a local user.
+    /// `own` is why the gateway's own verifier refused it, answered when no provider takes it.
+    async fn provider_bearer(&self, token: &str, own: AuthFailure) -> Result<Principal, GatewayError> {
+        let hash = api_token::hash(token);
+        let owner = match self.provider_bearers.get(&hash) {
+            Some(owner) => owner,
+            None => {
+                let iss = crate::auth::jwt::unverified_issuer(token).ok_or(GatewayError::Unauthenticated(own))?;
+                let provider = self
+                    .oidc
+                    .bearer_issuer(&iss)
+                    .ok_or(GatewayError::Unauthenticated(own))?;
+                let verified = provider.verify_bearer(token).await.map_err(|e| {
+                    tracing::info!(provider = %provider.config.id, error = %e, "provider bearer token refused");
+                    GatewayError::Unauthenticated(AuthFailure::BadSignature)
+                })?;
+                let linked = self
+                    .store
+                    .identity(&provider.config.issuer, &verified.subject)
+                    .await
+                    .map_err(|_| GatewayError::StoreUnavailable)?
+                    .ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))?;
+                let exp = verified.claims.get("exp").and_then(serde_json::Value::as_u64);
+                let owner = api_token::TokenOwner {
+                    token_id: String::new(),
+                    user_id: principal::UserId::parse(&linked.user_id)
+                        .ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))?,
+                    expires_at: exp,
+                };
+                self.provider_bearers.insert(hash, owner.clone());
+                owner
+            }
+        };
+        if owner
+            .expires_at
+            .is_none_or(|e| crate::clock::now_secs() >= e + self.leeway.as_secs())
+        {
+            return Err(GatewayError::Unauthenticated(AuthFailure::Expired));
+        }
+        self.revocations
+            .check_user(owner.user_id.as_str(), i64::MAX, None)
+            .map_err(GatewayError::Unauthenticated)?;
+        Ok(Principal {
+            user_id: owner.user_id,
+            method: AuthMethod::Jwt,
+            jti: None,
+            iat: None,
+            exp: owner.expires_at,
+        })
     }
 
     /// A browser session by its cookie's secret: memory, then Redis, then the store.
@@ -389,6 +454,11 @@ impl Authenticator {
         if let Err(e) = self.store.purge_log(i64::try_from(keep_after).unwrap_or(0)).await {
             tracing::warn!(error = %e, "purging the revocation change log failed");
         }
+    }
+
+    /// The metrics this authenticator counts into (the pages count single sign-ons there too).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// How many revoked `jti`s and gated users are held now.

@@ -21,8 +21,10 @@ use crate::error::AuthFailure;
 pub const COOKIE: &str = "__Host-authgate";
 /// The sign-in forms' double-submit CSRF cookie (`web`), stripped like the session cookie.
 pub const CSRF_COOKIE: &str = "__Host-authgate-csrf";
+/// The single sign-on flow's cookie (`web::sso`): the `state` it must come back with.
+pub const OIDC_COOKIE: &str = "__Host-authgate-oidc";
 /// The cookies the gateway owns: removed from every forwarded `Cookie` header.
-pub const OWN_COOKIES: [&str; 2] = [COOKIE, CSRF_COOKIE];
+pub const OWN_COOKIES: [&str; 3] = [COOKIE, CSRF_COOKIE, OIDC_COOKIE];
 
 /// 32 random bytes, base64url without padding.
 const SECRET_LEN: usize = 43;

@@ -10,12 +10,16 @@ pub struct RawAccounts {
     /// `open` (anyone may register, on the API and the page) or `closed` (accounts come from
     /// the CLI only).
     pub registration: String,
+    /// Show the username and password form on the sign-in page (and accept it). Off leaves
+    /// single sign-on only; `/api/auth/login` for programs is not affected.
+    pub local_sign_in: bool,
 }
 
 impl Default for RawAccounts {
     fn default() -> Self {
         RawAccounts {
             registration: "open".into(),
+            local_sign_in: true,
         }
     }
 }

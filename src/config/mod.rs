@@ -33,6 +33,7 @@ mod jwt;
 mod limits;
 mod log;
 mod login;
+mod oidc;
 mod password;
 mod redis;
 mod server;
@@ -48,6 +49,7 @@ pub use jwt::{JwtAlgorithm, JwtConfig, KeySpec, MIN_HS_SECRET_BYTES, RawJwt, Raw
 pub use limits::{LimitsConfig, RawLimits};
 pub use log::{LogConfig, LogFormat, RawLog};
 pub use login::{LimiterConfig, RawLogin};
+pub use oidc::{ProviderConfig, RawOidc, RawProvider};
 pub use password::{PasswordConfig, PasswordParams, RawPassword};
 pub use redis::{RawRedis, RedisConfig};
 pub use server::{RawServer, ServerConfig, valid_host};
@@ -177,6 +179,7 @@ pub struct RawConfig {
     pub web: RawWeb,
     pub session: RawSession,
     pub accounts: RawAccounts,
+    pub oidc: RawOidc,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,6 +206,10 @@ pub struct Config {
     pub web: WebConfig,
     /// `accounts.registration`.
     pub registration: Registration,
+    /// `accounts.local_sign_in`: the sign-in page's username and password form.
+    pub local_sign_in: bool,
+    /// `[[oidc.providers]]`.
+    pub oidc: Vec<ProviderConfig>,
 }
 
 /// The figment for a config file plus the process environment, in the documented priority order.
@@ -230,9 +237,9 @@ pub fn figment_for(path: &Path) -> Figment {
 }
 
 /// The config file's sections: the `<SECTION>` an `AUTHGATE_<SECTION>__<KEY>` variable may name.
-const SECTIONS: [&str; 15] = [
+const SECTIONS: [&str; 16] = [
     "server", "admin", "tls", "upstream", "jwt", "auth", "limits", "store", "redis", "login", "password", "log", "web",
-    "session", "accounts",
+    "session", "accounts", "oidc",
 ];
 
 /// Whether an `AUTHGATE_`-prefixed variable (prefix stripped) is a `<SECTION>__<KEY>` setting of a
@@ -335,6 +342,8 @@ impl RawConfig {
             log: log::validate(&self.log)?,
             web: web::validate(&self.web, &self.session)?,
             registration: accounts::validate(&self.accounts)?,
+            local_sign_in: self.accounts.local_sign_in,
+            oidc: oidc::validate(&self.oidc)?,
         })
     }
 }

@@ -25,6 +25,7 @@ pub(super) fn start(gw: &Gateway, stop: &CancellationToken) -> Vec<JoinHandle<()
         gw.config.store.sync_interval,
         stop.clone(),
     ))];
+    gw.oidc.spawn_loading(gw.metrics.clone(), stop.clone());
     if let Some(redis) = &gw.redis {
         tasks.push(tokio::spawn(run_bus(gw.authn.clone(), redis.clone(), stop.clone())));
     }

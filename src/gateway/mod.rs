@@ -103,6 +103,9 @@ pub struct Gateway {
     certs: Option<Arc<CertStore>>,
     redis: Option<Arc<Redis>>,
     store: Store,
+    /// Single sign-on providers, loaded in the background when serving starts.
+    oidc: Arc<crate::oidc::Providers>,
+    metrics: Arc<Metrics>,
     /// API-token uses to record; taken by the background writer when serving starts.
     touched: Mutex<Option<tokio::sync::mpsc::Receiver<crate::auth::Touch>>>,
 }
@@ -146,6 +149,7 @@ impl Gateway {
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
+        let oidc = Arc::new(crate::oidc::Providers::new(&config.oidc));
         let scheme = if tls.is_some() { "https" } else { "http" };
         let (authn, touched) = Authenticator::new(AuthenticatorParts {
             verifier: keys.verifier,
@@ -158,6 +162,7 @@ impl Gateway {
             token_lifetime: config.jwt.expiration,
             session_idle: config.web.idle_timeout,
             scheme,
+            oidc: oidc.clone(),
         });
         let authn = Arc::new(authn);
         let loaded = authn.sync().await?;
@@ -193,7 +198,8 @@ impl Gateway {
                 config.registration,
                 scheme,
                 config.limits.body_idle_timeout,
-            ),
+            )
+            .with_sso(oidc.clone(), config.local_sign_in),
             identity: IdentityStep::new(asserter, store.clone()),
             upstream: upstream.clone(),
             metrics: metrics.clone(),
@@ -221,7 +227,8 @@ impl Gateway {
                 upstream,
                 store: store.clone(),
                 redis: redis.clone(),
-                metrics,
+                metrics: metrics.clone(),
+                oidc: oidc.clone(),
             }),
             redirect: Arc::new(Redirect {
                 public_host: config.server.public_host.clone(),
@@ -235,6 +242,8 @@ impl Gateway {
             redis,
             store,
             touched: Mutex::new(Some(touched)),
+            oidc,
+            metrics,
             config,
         })
     }

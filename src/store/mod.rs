@@ -7,6 +7,7 @@
 //! answers 503) instead of queueing requests.
 
 pub mod changes;
+pub mod identities;
 mod revocations;
 mod schema;
 pub mod sessions;

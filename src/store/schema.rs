@@ -95,6 +95,33 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX IF NOT EXISTS sessions_user_id_idx ON sessions (user_id);
     CREATE INDEX IF NOT EXISTS sessions_expires_at_idx ON sessions (expires_at);",
     ),
+    (
+        5,
+        // Single sign-on (store::identities): who a provider's (issuer, sub) is here, the groups it
+        // last said, and the sign-ins in flight (state, nonce and PKCE verifier, used once). A
+        // session remembers the provider it came from, for logout.
+        "CREATE TABLE IF NOT EXISTS identities (
+        issuer TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        provider TEXT NOT NULL,
+        email TEXT NOT NULL,
+        groups TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        last_sign_in BIGINT NOT NULL,
+        PRIMARY KEY (issuer, subject)
+    );
+    CREATE INDEX IF NOT EXISTS identities_user_id_idx ON identities (user_id);
+    CREATE TABLE IF NOT EXISTS oidc_flows (
+        state_hash TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        verifier TEXT NOT NULL,
+        return_to TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    ALTER TABLE sessions ADD COLUMN provider TEXT NULL;",
+    ),
 ];
 
 /// A migration's SQL for one kind of database: `{SEQ_PK}` is an auto-incrementing 64-bit primary

@@ -30,9 +30,12 @@ pub struct SessionRow {
     pub client: String,
     /// A short summary of the browser it began in.
     pub agent: String,
+    /// The single sign-on provider it began through (`None`: a local sign-in).
+    pub provider: Option<String>,
 }
 
-const SESSION_COLUMNS: &str = "id, token_hash, user_id, epoch, created_at, last_seen_at, expires_at, client, agent";
+const SESSION_COLUMNS: &str =
+    "id, token_hash, user_id, epoch, created_at, last_seen_at, expires_at, client, agent, provider";
 
 fn session_from_row(r: &AnyRow) -> Result<SessionRow, StoreError> {
     Ok(SessionRow {
@@ -45,6 +48,7 @@ fn session_from_row(r: &AnyRow) -> Result<SessionRow, StoreError> {
         expires_at: r.try_get("expires_at").map_err(db_err)?,
         client: r.try_get("client").map_err(db_err)?,
         agent: r.try_get("agent").map_err(db_err)?,
+        provider: r.try_get("provider").map_err(db_err)?,
     })
 }
 
@@ -52,7 +56,7 @@ impl Store {
     /// Insert a session. An unknown user is [`StoreError::NotFound`].
     pub async fn create_session(&self, s: &SessionRow) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(&s.id)
         .bind(&s.token_hash)
@@ -63,6 +67,7 @@ impl Store {
         .bind(s.expires_at)
         .bind(&s.client)
         .bind(&s.agent)
+        .bind(&s.provider)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;

@@ -144,6 +144,17 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    /// The users with this email, compared without case (at most a few: emails are not unique).
+    pub async fn users_by_email(&self, email: &str) -> Result<Vec<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE LOWER(email) = LOWER($1) LIMIT 2");
+        let rows = sqlx::query(&sql)
+            .bind(email)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
     /// Every user, oldest first (ties by `username_norm`).
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at, username_norm");

@@ -15,6 +15,7 @@ mod account;
 mod agent;
 pub mod forms;
 pub mod pages;
+mod sso;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -43,6 +44,10 @@ pub struct Web {
     pub pages: Pages,
     /// `limits.body_idle_timeout`: a form body that stops coming for this long is refused (408).
     pub body_idle: std::time::Duration,
+    /// `[[oidc.providers]]`: one button each on the sign-in page.
+    pub oidc: Arc<crate::oidc::Providers>,
+    /// `accounts.local_sign_in`: the username and password form.
+    pub local_sign_in: bool,
 }
 
 /// What a page needs to know about the request besides its body.
@@ -71,7 +76,16 @@ impl Web {
             scheme,
             pages,
             body_idle,
+            oidc: Arc::new(crate::oidc::Providers::new(&[])),
+            local_sign_in: true,
         }
+    }
+
+    /// With single sign-on providers, and the local form on or off.
+    pub fn with_sso(mut self, oidc: Arc<crate::oidc::Providers>, local_sign_in: bool) -> Web {
+        self.oidc = oidc;
+        self.local_sign_in = local_sign_in;
+        self
     }
 
     /// Where a browser is sent to sign in before reaching `target` (a path and query that passed
@@ -161,8 +175,9 @@ async fn route(
         ("" | "/", &Method::GET | &Method::HEAD) => Ok(see_other(&format!("{}/account", web.config.prefix))),
         ("/style.css", &Method::GET | &Method::HEAD) => Ok(web.pages.style()),
         ("/sign-in", &Method::GET | &Method::HEAD) => sign_in_page(ctx, &req, who).await,
-        ("/sign-in", &Method::POST) => Box::pin(sign_in(ctx, req, who)).await,
-        ("/register", _) if web.registration == Registration::Closed => Ok(not_found(web)),
+        ("/sign-in", &Method::POST) if web.local_sign_in => Box::pin(sign_in(ctx, req, who)).await,
+        ("/register", _) if web.registration == Registration::Closed || !web.local_sign_in => Ok(not_found(web)),
+        (p, _) if p.starts_with("/oidc/") => Box::pin(sso::handle(ctx, req, who)).await,
         ("/register", &Method::GET | &Method::HEAD) => Ok(register_page(ctx, &req, "", "", "")),
         ("/register", &Method::POST) => Box::pin(register(ctx, req, who)).await,
         ("/sign-out", &Method::GET | &Method::HEAD) => Ok(see_other(&format!("{}/account", web.config.prefix))),
@@ -225,17 +240,37 @@ struct SignInPage<'a> {
     rd: &'a str,
     csrf: &'a str,
     registration_open: bool,
+    local: bool,
+    providers: Vec<ProviderButton<'a>>,
+}
+
+/// A single sign-on button: its label and where it starts.
+#[derive(Serialize)]
+struct ProviderButton<'a> {
+    id: &'a str,
+    name: &'a str,
 }
 
 fn sign_in_form<B>(ctx: &Ctx<'_>, req: &Request<B>, status: StatusCode, message: &str, username: &str) -> PageResponse {
     let rd = forms::return_to(req.uri().query());
     let (csrf, cookie) = csrf_for(req);
+    let web = ctx.web;
     let page = SignInPage {
         message,
         username,
         rd: &rd,
         csrf: &csrf,
-        registration_open: ctx.web.registration == Registration::Open,
+        registration_open: web.registration == Registration::Open && web.local_sign_in,
+        local: web.local_sign_in,
+        providers: web
+            .oidc
+            .all()
+            .iter()
+            .map(|p| ProviderButton {
+                id: &p.config.id,
+                name: &p.config.name,
+            })
+            .collect(),
     };
     with_cookie(ctx.web.pages.render(status, "sign_in.html", "Sign in", page), cookie)
 }
@@ -285,7 +320,8 @@ async fn sign_in(
             return Ok(resp);
         }
     };
-    start(ctx, &req, &user, who, "sign_in").await
+    let rd = forms::return_to(req.uri().query());
+    start(ctx, &req, &user, who, ("sign_in", None), &rd).await
 }
 
 /// Start a session for `user` and send the browser on to `rd`; a session the browser held
@@ -295,7 +331,8 @@ async fn start(
     req: &Request<()>,
     user: &User,
     who: &mut Option<Principal>,
-    event: &'static str,
+    (event, provider): (&'static str, Option<&str>),
+    return_to: &str,
 ) -> Result<PageResponse, GatewayError> {
     let web = ctx.web;
     if let Ok(Some(old)) = session::cookie(req.headers(), session::COOKIE)
@@ -306,7 +343,7 @@ async fn start(
     let agent = agent::summary(req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()));
     let made = web
         .accounts
-        .start_session(user, web.config.lifetime, ctx.client, &agent)
+        .start_session(user, web.config.lifetime, ctx.client, &agent, provider)
         .await
         .map_err(crate::api::account_err)?;
     audit(ctx, event, Some(&user.id));
@@ -317,7 +354,7 @@ async fn start(
         iat: None,
         exp: None,
     });
-    let mut resp = see_other(&forms::return_to(req.uri().query()));
+    let mut resp = see_other(return_to);
     resp.headers_mut().append(
         header::SET_COOKIE,
         forms::set_cookie(
@@ -420,7 +457,8 @@ async fn register(
         }
         Err(e) => return Err(crate::api::account_err(e)),
     };
-    start(ctx, &req, &user, who, "register").await
+    let rd = forms::return_to(req.uri().query());
+    start(ctx, &req, &user, who, ("register", None), &rd).await
 }
 
 fn title_case(field: &str) -> String {
@@ -439,13 +477,37 @@ async fn sign_out(ctx: &Ctx<'_>, req: Request<Incoming>) -> Result<PageResponse,
     if !forms::csrf_ok(&parts, &form, ctx.web.scheme) {
         return Ok(expired_form(ctx.web, &format!("{prefix}/account")));
     }
+    let mut ended = None;
     if let Ok(Some(secret)) = session::cookie(&parts.headers, session::COOKIE) {
-        ctx.web
+        ended = ctx
+            .web
             .accounts
             .end_session_by_secret(secret)
             .await
             .map_err(crate::api::account_err)?;
-        audit(ctx, "sign_out", None);
+        audit(ctx, "sign_out", ended.as_ref().map(|s| s.user_id.as_str()));
+    }
+    // Signed in through a provider that has an end_session_endpoint: offer to sign out there too
+    // (RP-initiated logout).
+    let provider = ended
+        .and_then(|s| s.provider)
+        .and_then(|id| ctx.web.oidc.get(&id).cloned());
+    if let Some(p) = provider
+        && let Some(end) = p.end_session()
+    {
+        let client: String = form_urlencoded::byte_serialize(p.config.client_id.as_bytes()).collect();
+        let sep = if end.contains('?') { '&' } else { '?' };
+        let link = format!("{end}{sep}client_id={client}");
+        let text = format!("Also sign out of {}", p.config.name);
+        let mut resp = ctx.web.pages.message(
+            StatusCode::OK,
+            "You are signed out",
+            "Your session has ended in this browser.",
+            Some((&link, &text)),
+        );
+        resp.headers_mut()
+            .append(header::SET_COOKIE, forms::clear_session_cookie());
+        return Ok(resp);
     }
     Ok(signed_out(ctx.web))
 }

@@ -181,6 +181,7 @@ mod tests {
             rd: &'a str,
             csrf: &'a str,
             registration_open: bool,
+            local: bool,
         }
         let resp = pages().render(
             StatusCode::OK,
@@ -192,6 +193,7 @@ mod tests {
                 rd: "/app?a=1&b=2",
                 csrf: "tok",
                 registration_open: true,
+                local: true,
             },
         );
         assert_eq!(resp.status(), StatusCode::OK);
