@@ -939,3 +939,40 @@ async fn over_http2_cookie_crumbs_are_stripped_and_origin_is_checked_against_the
     }
     assert_eq!(up.seen.count(), 2);
 }
+
+#[tokio::test]
+async fn signing_in_again_and_again_keeps_at_most_fifty_sessions_and_ends_the_oldest() {
+    let (_up, gw) = pair("").await;
+    session(&gw, "repeat").await;
+    let user = gw.gateway.accounts().find_user("repeat").await.unwrap();
+    let mut first = None;
+    for i in 0..52 {
+        let made = gw
+            .gateway
+            .accounts()
+            .start_session(
+                &user,
+                std::time::Duration::from_secs(3600),
+                "127.0.0.1".parse().unwrap(),
+                "t",
+                None,
+            )
+            .await
+            .unwrap();
+        logscan::secret(&made.secret);
+        if i == 0 {
+            first = Some(made.secret);
+        }
+        // Distinct creation times order them.
+        if i < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        }
+    }
+    let live = gw.gateway.accounts().list_sessions(&user, None).await.unwrap();
+    assert_eq!(live.len(), 50);
+    let r = gw
+        .client()
+        .get("/x", &[("cookie", &format!("__Host-authgate={}", first.unwrap()))])
+        .await;
+    assert_eq!(r.status, 401, "the oldest session was ended");
+}

@@ -15,6 +15,10 @@ use crate::auth::session;
 use crate::store::User;
 use crate::store::sessions::SessionRow;
 
+/// The most sessions one user keeps: a new one past it ends the oldest, so signing in again and
+/// again cannot grow the store without bound.
+pub const MAX_SESSIONS_PER_USER: i64 = 50;
+
 /// A session just started: its row, and the cookie value, handed out once and never stored.
 pub struct NewSession {
     pub row: SessionRow,
@@ -46,6 +50,14 @@ impl Accounts {
             provider: provider.map(str::to_owned),
         };
         self.store.create_session(&row).await?;
+        match self.store.prune_sessions(&user.id, MAX_SESSIONS_PER_USER).await {
+            Ok(pruned) => {
+                for hash in pruned {
+                    self.changes.token_deleted(hash).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "old sessions beyond the per-user cap not pruned"),
+        }
         Ok(NewSession { row, secret })
     }
 

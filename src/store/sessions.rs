@@ -134,6 +134,21 @@ impl Store {
         rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db_err)).collect()
     }
 
+    /// Delete the user's sessions beyond the newest `keep`; returns their hashes, for the caches.
+    pub async fn prune_sessions(&self, user_id: &str, keep: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "DELETE FROM sessions WHERE user_id = $1 AND id NOT IN \
+             (SELECT id FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2) \
+             RETURNING token_hash",
+        )
+        .bind(user_id)
+        .bind(keep)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db_err)).collect()
+    }
+
     /// Record that session `id` was used at `now`. A session ended meanwhile is not an error.
     pub async fn touch_session(&self, id: &str, now: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1")
