@@ -732,7 +732,7 @@ fn last_lines(text: &str, lines: usize) -> String {
 
 /// Sends `signal` (by pid, via kill(1); SIGKILL through std if that fails), then waits up to
 /// `timeout` for exit, escalating to SIGKILL. Never panics (used from Drop).
-fn stop_child(child: &mut Child, signal: &str, timeout: Duration) {
+pub fn stop_child(child: &mut Child, signal: &str, timeout: Duration) {
     if child.try_wait().ok().flatten().is_some() {
         return;
     }
