@@ -19,6 +19,9 @@ use serde_json::{Map, Value};
 use super::http::{FetchError, fetch};
 use crate::config::ProviderConfig;
 
+/// The refusal of a bearer token whose `kid` the keys do not hold (fetch them again, then retry).
+const UNKNOWN_KID: &str = "no key with this kid";
+
 /// How often keys may be fetched again because a token named an unknown `kid`.
 pub const KEY_REFRESH_EVERY: Duration = Duration::from_secs(60);
 
@@ -42,6 +45,9 @@ pub type Client =
 struct Loaded {
     metadata: CoreProviderMetadata,
     end_session: Option<String>,
+    /// The same keys, for bearer tokens (`verify_bearer`: access tokens are `at+jwt`, which
+    /// openidconnect's id_token type refuses).
+    keys: jsonwebtoken::jwk::JwkSet,
 }
 
 /// Why a provider could not be used or a token was refused (never with a token in it).
@@ -134,10 +140,25 @@ impl Provider {
             detail: e.to_string(),
         })?;
         let jwks_url = metadata.jwks_uri().url().to_string();
-        let jwks: CoreJsonWebKeySet = get_json(&jwks_url, "the JWKS").await?;
+        let raw: Value = get_json(&jwks_url, "the JWKS").await?;
+        let jwks: CoreJsonWebKeySet = serde_json::from_value(raw.clone()).map_err(|e| OidcError::Invalid {
+            what: "the JWKS",
+            detail: e.to_string(),
+        })?;
+        // Keys of kinds jsonwebtoken does not know are skipped, not fatal.
+        let keys = raw
+            .get("keys")
+            .and_then(Value::as_array)
+            .map(|ks| {
+                ks.iter()
+                    .filter_map(|k| serde_json::from_value::<jsonwebtoken::jwk::Jwk>(k.clone()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Loaded {
             metadata: metadata.set_jwks(jwks),
             end_session,
+            keys: jsonwebtoken::jwk::JwkSet { keys },
         })
     }
 
@@ -207,30 +228,83 @@ impl Provider {
     }
 
     /// Check a bearer token this provider issued for `bearer_audience` (an access token in JWT
-    /// form, or an id_token).
+    /// form, `at+jwt`, or an id_token): an asymmetric signature by one of its keys, its issuer,
+    /// the audience, `exp` (with a minute of leeway).
     pub async fn verify_bearer(&self, raw: &str) -> Result<Verified, OidcError> {
+        if raw.len() > 16 * 1024 {
+            return Err(OidcError::Token("too large".into()));
+        }
         let audience = self.config.bearer_audience.clone();
-        self.verify(raw, &audience, |_: Option<&Nonce>| Ok(())).await
+        match self.verify_jwt(raw, &audience, &["exp", "iss", "aud", "sub"]) {
+            Err(OidcError::Token(why)) if why == UNKNOWN_KID && self.refresh_keys().await => {
+                self.verify_jwt(raw, &audience, &["exp", "iss", "aud", "sub"])
+            }
+            other => other,
+        }
     }
 
-    /// Check a back-channel logout token: signed like an id_token, for this client, with the
-    /// logout event and no nonce.
+    fn verify_jwt(&self, raw: &str, audience: &str, required: &[&str]) -> Result<Verified, OidcError> {
+        use jsonwebtoken::Algorithm::{ES256, ES384, EdDSA, PS256, PS384, PS512, RS256, RS384, RS512};
+        let loaded = self.loaded.load_full().ok_or(OidcError::NotLoaded)?;
+        let header = jsonwebtoken::decode_header(raw).map_err(|_| OidcError::Token("not a signed JWT".into()))?;
+        if ![RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA].contains(&header.alg) {
+            return Err(OidcError::Token(format!("algorithm {:?} is not accepted", header.alg)));
+        }
+        let jwk = match header.kid.as_deref() {
+            Some(kid) => loaded.keys.find(kid),
+            None if loaded.keys.keys.len() == 1 => loaded.keys.keys.first(),
+            None => None,
+        }
+        .ok_or_else(|| OidcError::Token(UNKNOWN_KID.into()))?;
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| OidcError::Token(e.to_string()))?;
+        let mut rules = jsonwebtoken::Validation::new(header.alg);
+        rules.set_issuer(&[&self.config.issuer]);
+        rules.set_audience(&[audience]);
+        rules.set_required_spec_claims(required);
+        rules.leeway = 60;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(raw, &key, &rules)
+            .map_err(|e| OidcError::Token(e.to_string()))?;
+        let subject = data
+            .claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| OidcError::Token("no sub".into()))?
+            .to_owned();
+        Ok(Verified {
+            subject,
+            claims: data.claims,
+        })
+    }
+
+    /// Check a back-channel logout token (`logout+jwt`): signed like an id_token, for this
+    /// client, issued now, with the logout event and no nonce.
     pub async fn verify_logout_token(&self, raw: &str) -> Result<Verified, OidcError> {
+        if raw.len() > 16 * 1024 {
+            return Err(OidcError::Token("too large".into()));
+        }
         let audience = self.config.client_id.clone();
-        let v = self
-            .verify(raw, &audience, |n: Option<&Nonce>| match n {
-                None => Ok(()),
-                Some(_) => Err("a logout token has no nonce".to_owned()),
-            })
-            .await?;
+        let required = ["iss", "aud", "sub"];
+        let v = match self.verify_jwt(raw, &audience, &required) {
+            Err(OidcError::Token(why)) if why == UNKNOWN_KID && self.refresh_keys().await => {
+                self.verify_jwt(raw, &audience, &required)
+            }
+            other => other,
+        }?;
+        let now = crate::clock::now_secs();
+        let fresh = v
+            .claims
+            .get("iat")
+            .and_then(Value::as_u64)
+            .is_some_and(|iat| iat <= now + 60 && iat + 600 >= now);
         let has_event = v
             .claims
             .get("events")
             .and_then(Value::as_object)
             .is_some_and(|e| e.contains_key("http://schemas.openid.net/event/backchannel-logout"));
-        if !has_event {
+        if !fresh || !has_event || v.claims.contains_key("nonce") {
             return Err(OidcError::Token(
-                "not a logout token (no back-channel logout event)".into(),
+                "not a logout token (stale iat, no back-channel logout event, or a nonce)".into(),
             ));
         }
         Ok(v)
