@@ -524,7 +524,8 @@ fn operator_cli_adds_lists_and_disables_users() {
     assert!(out.status.success());
     let after = list();
     let line = after.lines().find(|l| l.contains("Operator")).unwrap();
-    assert!(line.ends_with("disabled"), "{after}");
+    assert!(line.contains(" disabled "), "{after}");
+    assert!(line.ends_with(" -"), "a local account links no provider: {after}");
     let out = authgate(dir.path())
         .args(["user", "disable", "ghost", "--config", "g.toml"])
         .output()

@@ -124,6 +124,9 @@ async fn signing_in_with_a_provider_starts_a_session_for_a_linked_user() {
     let linked = w.gw.gateway.accounts().find_user(&user).await.unwrap();
     assert_eq!(linked.username, "alice");
     assert_eq!(linked.email, "alice@corp.example");
+    // What `authgate user list` shows in its providers column.
+    let providers = w.gw.gateway.accounts().store().identities_of(&user).await.unwrap();
+    assert_eq!(providers, ["a"]);
     let seen = w.up.seen.last();
     assert!(!seen.all("cookie").join(";").contains("__Host-authgate"));
 
