@@ -418,3 +418,99 @@ async fn the_sign_in_and_account_pages_are_screenshotted() {
     let png = page.screenshot(&dir.join("account.png")).await;
     assert_eq!(png_size(&png), DESKTOP);
 }
+
+/// Single sign-on in the browser, against two real OpenID Providers (panva's oidc-provider):
+/// sign in with provider A, reach a protected page as A's linked user, sign out, sign in with
+/// provider B, and be another user. The sign-in page with both buttons is screenshotted.
+#[tokio::test]
+async fn single_sign_on_with_two_providers_in_the_browser() {
+    use common::oidc::{OidcAccount, OidcClient, Provider, ProviderConfig};
+    let Some(browser) = Browser::start().await else { return };
+    assert!(
+        common::oidc::available(),
+        "Node.js or tests/oidc/node_modules missing: run scripts/test"
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let pw = "password-at-the-provider";
+    let a = Provider::start(
+        ProviderConfig::new()
+            .client(OidcClient::for_gateway(
+                "gw-a",
+                "client-secret-a-0123456789",
+                port,
+                "acme",
+            ))
+            .account(OidcAccount::new("sub-a", "ada", pw).email("ada@acme.example", true)),
+    );
+    let b = Provider::start(
+        ProviderConfig::new()
+            .client(OidcClient::for_gateway(
+                "gw-b",
+                "client-secret-b-0123456789",
+                port,
+                "globex",
+            ))
+            .account(OidcAccount::new("sub-b", "ada", pw).email("ada@globex.example", true)),
+    );
+    let toml = format!(
+        "[[oidc.providers]]\nid = \"acme\"\nname = \"Acme SSO\"\nissuer = \"{}\"\nclient_id = \"gw-a\"\n\
+         client_secret = \"client-secret-a-0123456789\"\n\
+         [[oidc.providers]]\nid = \"globex\"\nname = \"Globex Entra ID\"\nissuer = \"{}\"\nclient_id = \"gw-b\"\n\
+         client_secret = \"client-secret-b-0123456789\"\n",
+        a.issuer(),
+        b.issuer()
+    );
+    let up = TestUpstream::start().await;
+    let gw = TestGateway::builder(&up.url())
+        .listener(listener)
+        .extra(&toml)
+        .start()
+        .await;
+    let origin = format!("https://localhost:{port}");
+    let started = std::time::Instant::now();
+    while !gw.admin_get("/readyz").await.1.contains(r#""globex":true"#) {
+        assert!(started.elapsed() < WAIT, "providers never loaded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let page = browser.page().await;
+    page.goto(&format!("{origin}/app/page")).await;
+    page.wait_for_path(SIGN_IN).await;
+    let png = page.screenshot(&screenshot_dir().join("sign-in-sso.png")).await;
+    assert_eq!(png_size(&png), DESKTOP);
+
+    // Provider A: its button, its login form, back to the page.
+    let mut users = Vec::new();
+    for (button, sign_out_after) in [("Acme SSO", true), ("Globex Entra ID", false)] {
+        if users.len() == 1 {
+            page.goto(&format!("{origin}/app/page")).await;
+            page.wait_for_path(SIGN_IN).await;
+        }
+        page.find_xpath(&format!("//a[contains(., '{button}')]"))
+            .await
+            .click()
+            .await
+            .unwrap();
+        page.find("#provider-sign-in").await;
+        page.type_into("login", "ada").await;
+        page.type_into("password", pw).await;
+        page.click_and_wait("#provider-sign-in").await;
+        page.wait_for_path("/app/page").await;
+        let seen = last_received(&up);
+        assert_eq!(seen.target, "/app/page");
+        assert!(!cookies_seen(&seen).contains(COOKIE));
+        let user = seen.one("x-user-id").expect("the backend was told who");
+        if let Some(c) = page.cookie(COOKIE).await {
+            logscan::secret(c.value());
+        }
+        users.push(user);
+        if sign_out_after {
+            page.goto(&format!("{origin}{ACCOUNT}")).await;
+            page.click_and_wait("#sign-out").await;
+            assert!(page.text().await.contains("signed out"), "{}", page.text().await);
+            assert!(page.cookie(COOKIE).await.is_none(), "the cookie is gone");
+        }
+    }
+    assert_ne!(users[0], users[1], "two providers' ada are two users");
+}
