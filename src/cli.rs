@@ -150,11 +150,18 @@ pub async fn user_add(config: &Config, username: &str, email: &str, password_std
 pub async fn user_list(config: &Config) -> Result<(), CliError> {
     let accounts = accounts(config, false).await?;
     let users = accounts.list_users().await?;
-    println!("{:<36}  {:<24}  {:<32}  {:<8}  providers", "id", "username", "email", "status");
+    println!(
+        "{:<36}  {:<24}  {:<32}  {:<8}  providers",
+        "id", "username", "email", "status"
+    );
     for u in users {
         let status = if u.disabled { "disabled" } else { "active" };
         // The single sign-on providers the user is linked to ("-": none, a local account only).
-        let providers = accounts.store().identities_of(&u.id).await.map_err(AccountError::from)?;
+        let providers = accounts
+            .store()
+            .identities_of(&u.id)
+            .await
+            .map_err(AccountError::from)?;
         let providers = if providers.is_empty() {
             "-".to_owned()
         } else {
