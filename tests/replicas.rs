@@ -600,3 +600,68 @@ async fn an_ended_session_reaches_a_replica_without_redis_through_the_change_log
         "took {took:?}: one sync interval plus slack"
     );
 }
+
+#[tokio::test]
+async fn a_single_sign_on_session_works_on_both_replicas_and_back_channel_logout_reaches_both() {
+    use common::oidc::{Agent, OidcAccount, OidcClient, Provider, ProviderConfig};
+    assert!(
+        common::oidc::available(),
+        "Node.js or tests/oidc/node_modules missing: run scripts/test"
+    );
+    let pg = Postgres::start().await;
+    let redis = Redis::start();
+    let db = pg.fresh_db().await;
+    let up = TestUpstream::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let pw = "password-at-the-provider";
+    let p = Provider::start(
+        ProviderConfig::new()
+            .client(OidcClient::for_gateway(
+                "gw",
+                "replica-client-secret-0123",
+                port,
+                "corp",
+            ))
+            .account(OidcAccount::new("sub-r", "rita", pw).email("rita@corp.example", true))
+            .backchannel_ca(&dir.path().join("cert.pem")),
+    );
+    let toml = format!(
+        "{}[[oidc.providers]]\nid = \"corp\"\nissuer = \"{}\"\nclient_id = \"gw\"\nclient_secret = \"replica-client-secret-0123\"\n",
+        replica_toml(&db, Some(&redis.url()), ""),
+        p.issuer()
+    );
+    let a = TestGateway::builder(&up.url())
+        .listener(listener)
+        .dir(dir)
+        .extra(&toml)
+        .start()
+        .await;
+    let b = replica(&up, &toml).await;
+    for gw in [&a, &b] {
+        within(Duration::from_secs(10), "provider loaded", async || {
+            gw.admin_get("/readyz").await.1.contains(r#""corp":true"#)
+        })
+        .await;
+    }
+    let mut agent = Agent::for_gateway(&a);
+    let start = Agent::gateway_url(&a, "/_auth/oidc/corp/start?rd=%2F");
+    let r = agent.login_flow(&start, "rita", pw).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let cookie = set_cookie(&r, "__Host-authgate").unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    logscan::cookies(&cookie);
+    let mut users = Vec::new();
+    for gw in [&a, &b] {
+        assert_eq!(gw.client().get("/x", &[("cookie", cookie.as_str())]).await.status, 200);
+        users.push(up.seen.last().one("x-user-id").unwrap());
+    }
+    assert_eq!(users[0], users[1]);
+    // The provider tells replica a; b refuses the session within a second, over the bus.
+    let sent = p.backchannel_logout("sub-r").await;
+    assert!(sent.iter().any(|s| s["ok"] == true), "{sent:?}");
+    let took = until_refused(&b, ("cookie", cookie.as_str())).await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(a.client().get("/x", &[("cookie", cookie.as_str())]).await.status, 401);
+}
