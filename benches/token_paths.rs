@@ -5,7 +5,8 @@
 //! Paths: a JWT; an API token found in the in-process cache; a browser's cookie session (signed
 //! in through the page, found in the in-process cache); API tokens that miss the in-process
 //! cache and are found in Redis (each request uses a token this gateway has never seen, put in
-//! Redis beforehand).
+//! Redis beforehand); and an access token from a single sign-on provider with `accept_bearer`
+//! (panva's oidc-provider under Node.js, as in tests/sso.rs), its keys cached.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -21,6 +22,8 @@ use serde_json::json;
 const CONNECTIONS: usize = 16;
 const PHASE: Duration = Duration::from_secs(4);
 const MISS_TOKENS: usize = 60_000;
+const PROVIDER_SECRET: &str = "bench-provider-client-secret";
+const PROVIDER_PASSWORD: &str = "bench-password-at-the-provider";
 
 /// Closed-loop GETs over `CONNECTIONS` keep-alive TLS connections; `header(i)` gives request i's credential.
 async fn run(
@@ -80,8 +83,20 @@ fn main() {
         .unwrap();
     let redis = common::services::Redis::start();
     let up = load_rt.block_on(TestUpstream::start());
-    let extra = format!("[redis]\nurl = \"{}\"\ntoken_ttl = \"1h\"\n", redis.url());
-    let gw = gateway_rt.block_on(TestGateway::builder(&up.url()).extra(&extra).start());
+    let listener = gateway_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let provider = common::oidc::Provider::start(
+        common::oidc::ProviderConfig::new()
+            .client(common::oidc::OidcClient::for_gateway("gw", PROVIDER_SECRET, port, "corp"))
+            .account(common::oidc::OidcAccount::new("sub-bench", "sso-bench", PROVIDER_PASSWORD)),
+    );
+    let extra = format!(
+        "[redis]\nurl = \"{}\"\ntoken_ttl = \"1h\"\n[[oidc.providers]]\nid = \"corp\"\nissuer = \"{}\"\n\
+         client_id = \"gw\"\nclient_secret = \"{PROVIDER_SECRET}\"\naccept_bearer = true\n",
+        redis.url(),
+        provider.issuer()
+    );
+    let gw = gateway_rt.block_on(TestGateway::builder(&up.url()).listener(listener).extra(&extra).start());
     let (ca, addr) = (gw.ca.clone(), gw.addr);
 
     load_rt.block_on(async {
@@ -184,11 +199,28 @@ fn main() {
             let c = jar.header();
             Arc::new(move |_| Some(("cookie", c.clone())))
         };
+        // Link the provider's user (a browser sign-in), then take an access token for a program.
+        let started = Instant::now();
+        while !gw.admin_get("/readyz").await.1.contains(r#""corp":true"#) {
+            assert!(started.elapsed() < Duration::from_secs(10), "the provider never loaded");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut agent = common::oidc::Agent::for_gateway(&gw);
+        let start = common::oidc::Agent::gateway_url(&gw, "/_auth/oidc/corp/start?rd=%2F");
+        let linked = agent.login_flow(&start, "sso-bench", PROVIDER_PASSWORD).await;
+        assert_eq!(linked.status, 303, "{}", linked.text());
+        let access = provider.code_flow("gw", "sso-bench", PROVIDER_PASSWORD).await.access_token;
+        let sso_h: Arc<dyn Fn(usize) -> Option<(&'static str, String)> + Send + Sync> = {
+            let v = bearer(&access);
+            Arc::new(move |_| Some(("authorization", v.clone())))
+        };
         // Warm up every path.
         run(&ca, addr, jwt_h.clone()).await;
         run(&ca, addr, hit_h.clone()).await;
         run(&ca, addr, cookie_h.clone()).await;
+        run(&ca, addr, sso_h.clone()).await;
 
+        let mut sso_rates = Vec::new();
         let mut jwt_rates = Vec::new();
         let mut hit_rates = Vec::new();
         let mut cookie_rates = Vec::new();
@@ -196,6 +228,7 @@ fn main() {
             jwt_rates.push(run(&ca, addr, jwt_h.clone()).await.0);
             hit_rates.push(run(&ca, addr, hit_h.clone()).await.0);
             cookie_rates.push(run(&ca, addr, cookie_h.clone()).await.0);
+            sso_rates.push(run(&ca, addr, sso_h.clone()).await.0);
         }
         let miss_h: Arc<dyn Fn(usize) -> Option<(&'static str, String)> + Send + Sync> = {
             let t = miss_tokens.clone();
@@ -209,6 +242,7 @@ fn main() {
         };
         let (j, h) = (median(jwt_rates.clone()), median(hit_rates.clone()));
         let c = median(cookie_rates.clone());
+        let o = median(sso_rates.clone());
         println!(
             "authgate token_paths benchmark (gateway: 1 worker; {CONNECTIONS} TLS keep-alive connections; {}s phases)",
             PHASE.as_secs()
@@ -222,6 +256,10 @@ fn main() {
             "cookie session, in-process: {c:>8.0} req/s  (rounds {cookie_rates:.0?})  = {:.1}% of JWT",
             100.0 * c / j
         );
+        println!(
+            "provider access token:      {o:>8.0} req/s  (rounds {sso_rates:.0?})  = {:.1}% of JWT",
+            100.0 * o / j
+        );
         println!("API token, miss -> Redis:   {miss_rate:>8.0} req/s  ({miss_n} distinct tokens)");
         let gap = (j - h) / j;
         println!(
@@ -234,6 +272,12 @@ fn main() {
             "cookie-session gap to JWT: {:.1}% (target <= 5%: {})",
             100.0 * gap,
             if gap <= 0.05 { "met" } else { "NOT met" }
+        );
+        let gap = (j - o) / j;
+        println!(
+            "provider-bearer gap to JWT: {:.1}% (target <= 10%: {})",
+            100.0 * gap,
+            if gap <= 0.10 { "met" } else { "NOT met" }
         );
     });
     drop(gw);
