@@ -976,3 +976,30 @@ async fn signing_in_again_and_again_keeps_at_most_fifty_sessions_and_ends_the_ol
         .await;
     assert_eq!(r.status, 401, "the oldest session was ended");
 }
+
+#[tokio::test]
+async fn with_local_sign_in_off_the_page_has_no_password_form_and_refuses_one() {
+    let (_up, gw) = pair("[accounts]\nlocal_sign_in = false\n").await;
+    session(&gw, "nolocal").await;
+    let page = gw.client().get("/_auth/sign-in", &NAV).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(
+        !html.contains(r#"name="password""#) && !html.contains("/_auth/register"),
+        "{html}"
+    );
+    let mut jar = Jar::default();
+    navigate(&gw, &mut jar, "/_auth/sign-in").await;
+    let r = submit(
+        &gw,
+        &mut jar,
+        "/_auth/sign-in",
+        &[("username", "nolocal"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert!(jar.session.is_none());
+    assert_eq!(gw.client().get("/_auth/register", &NAV).await.status, 404);
+    // Programs keep /api/auth/login.
+    assert_eq!(login(&gw, "nolocal", PASSWORD).await.status, 200);
+}

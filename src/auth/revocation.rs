@@ -49,6 +49,27 @@ fn hex_jti(jti: &str) -> Option<[u8; 16]> {
         .map(u128::to_be_bytes)
 }
 
+/// Below this many loaded revocations a plain binary search is as good as the prefix index.
+const INDEX_FROM: usize = 1 << 14;
+
+/// The prefix index of a sorted array: 65,537 start positions, one per two-byte prefix and the
+/// end (256 KiB); empty for a small array (or one too large for `u32` positions).
+fn prefix_index(sorted: &[([u8; 16], u32)]) -> Vec<u32> {
+    if sorted.len() < INDEX_FROM || u32::try_from(sorted.len()).is_err() {
+        return Vec::new();
+    }
+    let mut index = Vec::with_capacity(65_537);
+    let mut at = 0usize;
+    for p in 0..=u16::MAX {
+        while at < sorted.len() && u16::from_be_bytes([sorted[at].0[0], sorted[at].0[1]]) < p {
+            at += 1;
+        }
+        index.push(at as u32);
+    }
+    index.push(sorted.len() as u32);
+    index
+}
+
 fn exp32(exp: u64) -> u32 {
     u32::try_from(exp).unwrap_or(u32::MAX)
 }
@@ -58,6 +79,10 @@ fn exp32(exp: u64) -> u32 {
 #[derive(Default)]
 pub struct Snapshot {
     loaded: Vec<([u8; 16], u32)>,
+    /// For a large `loaded`: where the entries whose first two bytes are `p` start
+    /// (`index[p]..index[p + 1]`), so a lookup binary-searches a few neighbours, in a cache line
+    /// or two, instead of touching ~20 far-apart entries of a 20 MB array. Empty when small.
+    index: Vec<u32>,
     hex: HexJtis,
     text: TextJtis,
     users: HashMap<Box<str>, UserGate, foldhash::fast::RandomState>,
@@ -99,6 +124,20 @@ impl Snapshot {
         self.loaded.sort_unstable_by_key(|e| e.0);
         self.loaded.dedup_by(|a, b| a.0 == b.0);
         self.loaded.shrink_to_fit();
+        self.index = prefix_index(&self.loaded);
+    }
+
+    /// Whether `k` is in the sorted array.
+    fn loaded_has(&self, k: &[u8; 16]) -> bool {
+        let range = match self.index.as_slice() {
+            [] => &self.loaded[..],
+            index => {
+                let p = usize::from(u16::from_be_bytes([k[0], k[1]]));
+                let (from, to) = (index[p] as usize, index[p + 1] as usize);
+                self.loaded.get(from..to).unwrap_or_default()
+            }
+        };
+        range.binary_search_by(|(e, _)| e.cmp(k)).is_ok()
     }
 
     pub fn set_user(&mut self, user_id: &str, gate: UserGate) {
@@ -111,10 +150,7 @@ impl Snapshot {
 
     fn is_revoked(&self, jti: &str) -> bool {
         match hex_jti(jti) {
-            Some(k) => {
-                (!self.hex.is_empty() && self.hex.contains_key(&k))
-                    || self.loaded.binary_search_by(|(e, _)| e.cmp(&k)).is_ok()
-            }
+            Some(k) => (!self.hex.is_empty() && self.hex.contains_key(&k)) || self.loaded_has(&k),
             None => !self.text.is_empty() && self.text.contains_key(jti),
         }
     }
@@ -389,6 +425,27 @@ mod tests {
         );
         assert_eq!(r.check("u1", &tok(&ids[0], 0)), Ok(()));
         assert_eq!(r.check("u1", &tok(&ids[1], 0)), Err(AuthFailure::Revoked));
+    }
+
+    #[test]
+    fn the_prefix_index_finds_exactly_what_a_binary_search_finds() {
+        let ids: Vec<[u8; 16]> = (0..40_000u128)
+            .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)).to_be_bytes())
+            .collect();
+        let mut s = Snapshot::new();
+        for k in ids.iter().step_by(2) {
+            s.loaded.push((*k, 1));
+        }
+        s.seal();
+        assert_eq!(s.index.len(), 65_537, "built for a large array");
+        for (i, k) in ids.iter().enumerate() {
+            assert_eq!(s.loaded_has(k), i % 2 == 0, "{i}");
+        }
+        assert!(!s.loaded_has(&[0xff; 16]), "past the last prefix");
+        let mut small = Snapshot::new();
+        small.loaded.push((ids[0], 1));
+        small.seal();
+        assert!(small.index.is_empty() && small.loaded_has(&ids[0]) && !small.loaded_has(&ids[1]));
     }
 
     #[test]
