@@ -83,12 +83,23 @@ fn main() {
         .unwrap();
     let redis = common::services::Redis::start();
     let up = load_rt.block_on(TestUpstream::start());
-    let listener = gateway_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = gateway_rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let port = listener.local_addr().unwrap().port();
     let provider = common::oidc::Provider::start(
         common::oidc::ProviderConfig::new()
-            .client(common::oidc::OidcClient::for_gateway("gw", PROVIDER_SECRET, port, "corp"))
-            .account(common::oidc::OidcAccount::new("sub-bench", "sso-bench", PROVIDER_PASSWORD)),
+            .client(common::oidc::OidcClient::for_gateway(
+                "gw",
+                PROVIDER_SECRET,
+                port,
+                "corp",
+            ))
+            .account(common::oidc::OidcAccount::new(
+                "sub-bench",
+                "sso-bench",
+                PROVIDER_PASSWORD,
+            )),
     );
     let extra = format!(
         "[redis]\nurl = \"{}\"\ntoken_ttl = \"1h\"\n[[oidc.providers]]\nid = \"corp\"\nissuer = \"{}\"\n\
@@ -209,7 +220,10 @@ fn main() {
         let start = common::oidc::Agent::gateway_url(&gw, "/_auth/oidc/corp/start?rd=%2F");
         let linked = agent.login_flow(&start, "sso-bench", PROVIDER_PASSWORD).await;
         assert_eq!(linked.status, 303, "{}", linked.text());
-        let access = provider.code_flow("gw", "sso-bench", PROVIDER_PASSWORD).await.access_token;
+        let access = provider
+            .code_flow("gw", "sso-bench", PROVIDER_PASSWORD)
+            .await
+            .access_token;
         let sso_h: Arc<dyn Fn(usize) -> Option<(&'static str, String)> + Send + Sync> = {
             let v = bearer(&access);
             Arc::new(move |_| Some(("authorization", v.clone())))
