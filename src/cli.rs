@@ -1,5 +1,6 @@
 //! Operator commands that work on the configured store or on key files, without serving:
-//! `user add|list|disable|enable`, `token create|revoke` and `keys generate`. The account rules
+//! `user add|list|disable|enable|role|groups`, `token create|revoke`, `policy explain` and
+//! `keys generate`. The account rules
 //! and changes are the account service's (`crate::accounts`), the same as the JSON API's.
 //!
 //! The rule this module keeps: a password is read from stdin or generated and shown once, never
@@ -72,6 +73,8 @@ impl From<AccountError> for CliError {
                     "email" => "--email",
                     "name" => "--name",
                     "expires_in" => "--expires-in",
+                    "role" => "ROLE",
+                    "group" => "GROUP",
                     other => other,
                 },
                 message,
@@ -196,6 +199,132 @@ pub async fn user_set_disabled(config: &Config, who: &str, disabled: bool) -> Re
         user.username,
         user.id
     );
+    Ok(())
+}
+
+/// `authgate user role NAME user|admin`. Running gateways drop what they hold of the user's role
+/// at once through the Redis bus when there is one, else at their next store sync.
+pub async fn user_role(config: &Config, who: &str, role: &str) -> Result<(), CliError> {
+    let role = crate::accounts::rules::role(role)?;
+    let accounts = accounts(config, true).await?;
+    let user = find_user(&accounts, who).await?;
+    let told = accounts.set_role(&user, role).await.map_err(|e| no_such_user(e, who))?;
+    warn_unless_told(told);
+    tracing::info!(target: "authgate::audit", event = "role_set", user_id = %user.id, role = role.as_str(), via = "cli");
+    println!("user {} ({}) now has role {}", user.username, user.id, role.as_str());
+    Ok(())
+}
+
+/// `authgate user groups NAME [add|remove GROUP]`: change a local group, then list the user's role
+/// and groups, each group with where it comes from (`local`, or `provider` for a single sign-on
+/// provider's claim).
+pub async fn user_groups(config: &Config, who: &str, change: Option<(bool, &str)>) -> Result<(), CliError> {
+    if let Some((_, group)) = change {
+        crate::accounts::rules::group_name(group)?;
+    }
+    let accounts = accounts(config, change.is_some()).await?;
+    let user = find_user(&accounts, who).await?;
+    if let Some((member, group)) = change {
+        let (changed, told) = accounts
+            .set_group(&user, group, member)
+            .await
+            .map_err(|e| no_such_user(e, who))?;
+        if changed {
+            warn_unless_told(told);
+            tracing::info!(target: "authgate::audit", event = if member { "group_added" } else { "group_removed" }, user_id = %user.id, group = group.trim(), via = "cli");
+        }
+        let verb = match (member, changed) {
+            (true, true) => "added to",
+            (true, false) => "was already in",
+            (false, true) => "removed from",
+            (false, false) => "was not in",
+        };
+        println!("user {} {verb} group {}", user.username, group.trim());
+    }
+    let access = accounts.access(&user.id).await.map_err(|e| no_such_user(e, who))?;
+    let local = accounts.local_groups(&user.id).await?;
+    println!("role: {}", access.role);
+    if access.groups.is_empty() {
+        println!("groups: (none)");
+    }
+    for g in &access.groups {
+        let from = if local.contains(g) { "local" } else { "provider" };
+        println!("group: {g} ({from})");
+    }
+    Ok(())
+}
+
+fn no_such_user(e: AccountError, who: &str) -> CliError {
+    match e {
+        AccountError::UnknownUser => CliError::NoSuchUser(who.to_owned()),
+        other => other.into(),
+    }
+}
+
+/// `authgate policy explain [--user NAME] METHOD PATH`: what the configured policy decides for this
+/// request, and which rule decides it. Without `--user`, for a caller with no credential.
+pub async fn policy_explain(config: &Config, who: Option<&str>, method: &str, target: &str) -> Result<(), CliError> {
+    use crate::policy::{Caller, Decided, FULL};
+    use crate::routes::RouteClass;
+    let method =
+        http::Method::from_bytes(method.trim().to_ascii_uppercase().as_bytes()).map_err(|_| CliError::Invalid {
+            flag: "METHOD",
+            message: "is not an HTTP method",
+        })?;
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    if let Err(e) = crate::routes::check_path(path) {
+        println!("decision: refused (400): {e}");
+        return Ok(());
+    }
+    let policy = &config.policy;
+    let decided = match crate::routes::classify(path, &config.public_paths, &config.web.prefix) {
+        RouteClass::Public => Decided::PublicPaths,
+        RouteClass::Protected => policy.matching(&method, path),
+        other => {
+            println!(
+                "decision: answered by the gateway itself ({} route); policies do not apply",
+                other.as_str()
+            );
+            return Ok(());
+        }
+    };
+    let rule = match decided {
+        Decided::Rule(i) => format!("{} (policy.rules, number {})", policy.label(decided), i + 1),
+        Decided::PublicPaths | Decided::Default => policy.label(decided).to_owned(),
+    };
+    let decision = if policy.is_public(decided) {
+        "public (forwarded without a credential or X-User-Id)".to_owned()
+    } else if let Some(who) = who {
+        let accounts = accounts(config, false).await?;
+        let user = find_user(&accounts, who).await?;
+        let access =
+            crate::auth::access::from_store(accounts.store().user_access(&user.id).await.map_err(CliError::Store)?);
+        let caller = Caller {
+            user_id: &user.id,
+            access: Some(&access),
+            scopes: FULL,
+        };
+        let verdict = if policy.allows(decided, &caller) {
+            "allow (forwarded with X-User-Id)"
+        } else {
+            "deny (403, not forwarded)"
+        };
+        let disabled = if user.disabled {
+            "; the user is disabled, so every credential of theirs gets 401 first"
+        } else {
+            ""
+        };
+        format!(
+            "{verdict} for {} ({}, role {}){disabled}",
+            user.username,
+            user.id,
+            access.role.as_str()
+        )
+    } else {
+        "401 without a credential (pass --user NAME to see a caller's decision)".to_owned()
+    };
+    println!("decision: {decision}");
+    println!("rule: {rule}");
     Ok(())
 }
 

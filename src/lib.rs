@@ -7,12 +7,12 @@
 //! The modules, top to bottom (a module uses only those below it):
 //! - `gateway`: builds every part and runs them (the only module that sees them all);
 //! - `server` (main listener, TLS, connection watcher, drain), `admin`, `cli`;
-//! - `proxy`: the request pipeline (route, authenticate, identity step, forward, log);
+//! - `proxy`: the request pipeline (route, authenticate, authorize, identity step, forward, log);
 //! - `api`: the `/api/auth/*` handlers;
 //! - `accounts`: account rules and changes, for the API and the CLI;
 //! - `auth`: who is calling (the `Authenticator`), keys, passwords, login limits;
 //! - `store`: SQL and Redis; `metrics`; `tls`; `config`; `telemetry`;
-//! - leaves: `routes`, `upgrade`, `username`, `error`, `clock`.
+//! - leaves: `policy` (rules -> public / allow / deny), `routes`, `upgrade`, `username`, `error`, `clock`.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -28,6 +28,7 @@ pub mod error;
 pub mod gateway;
 pub mod metrics;
 pub mod oidc;
+pub mod policy;
 pub mod proxy;
 pub mod routes;
 pub mod server;

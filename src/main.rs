@@ -37,6 +37,33 @@ enum Command {
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Who may reach what: the `[policy]` rules.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print what the policy decides for a request, and the rule that decides it.
+    Explain {
+        /// The caller (by username or id); without it, a caller with no credential.
+        #[arg(long)]
+        user: Option<String>,
+        /// e.g. GET
+        method: String,
+        /// e.g. /api/collections/1
+        path: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupsCommand {
+    /// Add the user to a local group.
+    Add { group: String },
+    /// Remove the user from a local group (a provider's groups come from its claim).
+    Remove { group: String },
+    /// List the user's role and groups (the default).
+    List,
 }
 
 #[derive(Subcommand)]
@@ -71,6 +98,14 @@ enum UserCommand {
     Disable { user: String },
     /// Enable a disabled user.
     Enable { user: String },
+    /// Set a user's role: user (the default) or admin.
+    Role { user: String, role: String },
+    /// List a user's role and groups, or add or remove a local group.
+    Groups {
+        user: String,
+        #[command(subcommand)]
+        change: Option<GroupsCommand>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -111,7 +146,19 @@ fn main() -> ExitCode {
                 UserCommand::List => authgate::cli::user_list(&config).await,
                 UserCommand::Disable { user } => authgate::cli::user_set_disabled(&config, &user, true).await,
                 UserCommand::Enable { user } => authgate::cli::user_set_disabled(&config, &user, false).await,
+                UserCommand::Role { user, role } => authgate::cli::user_role(&config, &user, &role).await,
+                UserCommand::Groups { user, change } => {
+                    let change = match &change {
+                        Some(GroupsCommand::Add { group }) => Some((true, group.as_str())),
+                        Some(GroupsCommand::Remove { group }) => Some((false, group.as_str())),
+                        Some(GroupsCommand::List) | None => None,
+                    };
+                    authgate::cli::user_groups(&config, &user, change).await
+                }
             }
+        }),
+        Command::Policy(PolicyCommand::Explain { user, method, path }) => operator(&cli.config, |config| async move {
+            authgate::cli::policy_explain(&config, user.as_deref(), &method, &path).await
         }),
         Command::Serve => {
             let config = match Config::load(&cli.config) {

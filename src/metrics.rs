@@ -35,6 +35,12 @@ struct SignInLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    rule: String,
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LookupLabels {
     result: &'static str,
 }
@@ -169,6 +175,7 @@ pub struct Metrics {
     session_lookups: Vec<Counter>,
     oidc_sign_ins: Family<SignInLabels, Counter>,
     oidc_provider_up: Family<ProviderLabels, Gauge>,
+    policy_decisions: Family<PolicyLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -310,6 +317,12 @@ impl Metrics {
             "1 while a single sign-on provider's metadata and keys are loaded, else 0",
             oidc_provider_up.clone(),
         );
+        let policy_decisions = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "policy_decisions",
+            "Policy decisions by the rule that decided (its description or #n) and decision (public, allow, deny)",
+            policy_decisions.clone(),
+        );
         registry.register("store_errors", "Store calls that failed", crate::store::ERRORS.clone());
         registry.register(
             "redis_errors",
@@ -334,7 +347,19 @@ impl Metrics {
             session_lookups,
             oidc_sign_ins,
             oidc_provider_up,
+            policy_decisions,
         }
+    }
+
+    /// The counter of one rule's decisions of one kind, made at start-up and kept by the caller
+    /// (a policy's rules are known then; counting takes no lock).
+    pub fn policy_decision(&self, rule: &str, decision: &'static str) -> Counter {
+        self.policy_decisions
+            .get_or_create(&PolicyLabels {
+                rule: rule.to_owned(),
+                decision,
+            })
+            .clone()
     }
 
     pub fn request(&self, route: Option<RouteClass>, status: u16, auth: AuthOutcome) {

@@ -198,11 +198,28 @@ impl PublicPaths {
     pub fn matches(&self, path: &str) -> bool {
         self.0.iter().any(|p| match p {
             Pattern::Exact(e) => path == e,
-            Pattern::Prefix(base) => path
-                .strip_prefix(base.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+            Pattern::Prefix(base) => under(path, base),
         })
     }
+
+    /// Whether every path `other` matches, this matches too (a policy rule shadowed by an earlier
+    /// one). Empty lists: nothing is covered by none, everything covers none.
+    pub fn covers(&self, other: &PublicPaths) -> bool {
+        other.0.iter().all(|p| match p {
+            Pattern::Exact(e) => self.matches(e),
+            Pattern::Prefix(b) => self.0.iter().any(|q| matches!(q, Pattern::Prefix(a) if under(b, a))),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `path` is `base` or below `base/`.
+fn under(path: &str, base: &str) -> bool {
+    path.strip_prefix(base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Classify a path that [`check_path`] accepted.

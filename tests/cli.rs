@@ -685,3 +685,121 @@ async fn the_access_line_names_request_status_user_peer_and_client_but_no_query_
         assert!(!l.contains("private-query-text") && !l.contains(&jwt), "{l}");
     }
 }
+
+#[tokio::test]
+async fn a_policy_names_its_rule_in_the_access_line_and_check_config_refuses_a_shadowed_rule() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dev_config(dir.path(), &up.url());
+    let mut toml = std::fs::read_to_string(dir.path().join("gateway.toml")).unwrap();
+    let rule =
+        "\n[[policy.rules]]\npaths = [\"/api/mine/*\"]\nallow = [\"user:policy-user\"]\ndescription = \"owner only\"\n";
+    toml.push_str(rule);
+    std::fs::write(dir.path().join("gateway.toml"), &toml).unwrap();
+
+    // A second rule the first covers entirely is refused, naming both and the key.
+    let shadowed =
+        format!("{toml}[[policy.rules]]\nmethods = [\"GET\"]\npaths = [\"/api/mine/a\"]\nallow = [\"role:admin\"]\n");
+    std::fs::write(dir.path().join("shadowed.toml"), shadowed).unwrap();
+    let out = authgate(dir.path())
+        .env("JWT_SECRET_KEY", SECRET)
+        .args(["check-config", "--config", "shadowed.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("policy.rules") && err.contains("rule 2 is shadowed by rule 1 (\"owner only\")"),
+        "{err}"
+    );
+
+    let mut cmd = authgate(dir.path());
+    cmd.env("JWT_SECRET_KEY", SECRET);
+    let run = spawn(cmd);
+    let c = Client::new(
+        &dir.path().join("certs/dev-cert.pem"),
+        run.listen.parse().unwrap(),
+        false,
+    );
+    let owner = bearer(&token("policy-user"));
+    let other = bearer(&token("someone-else"));
+    assert_eq!(c.get("/api/mine/1", &[("authorization", &owner)]).await.status, 200);
+    assert_eq!(up.seen.last().one("x-user-id").as_deref(), Some("policy-user"));
+    let refused = c.get("/api/mine/1", &[("authorization", &other)]).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.json()["error"], "forbidden");
+    assert_eq!(c.get("/api/other", &[("authorization", &other)]).await.status, 200);
+    assert_eq!(up.seen.count(), 2, "the refused request reached the backend");
+
+    let (lines, access) = run.json_lines("authgate::access", 3);
+    let rules: Vec<(&str, i64)> = access
+        .iter()
+        .map(|a| (a["rule"].as_str().unwrap_or("?"), a["status"].as_i64().unwrap_or(0)))
+        .collect();
+    assert_eq!(
+        rules,
+        [("owner only", 200), ("owner only", 403), ("default", 200)],
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn operator_cli_sets_roles_and_groups_and_explains_a_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("g.toml"),
+        "[server]\nplaintext = true\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n[store]\nurl = \"sqlite://data/ops.db?mode=rwc\"\n\
+         [policy]\ndefault = \"deny\"\n[[policy.rules]]\nmethods = [\"GET\"]\npaths = [\"/api/collections/*\"]\nallow = [\"group:research\"]\ndescription = \"research reads\"\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = authgate(dir.path())
+            .args(args)
+            .args(["--config", "g.toml"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(run(&["user", "add", "alice", "--email", "a@example.com"]).0, Some(0));
+    let explain = ["policy", "explain", "--user", "alice", "GET", "/api/collections/1"];
+    let (code, out, _) = run(&explain);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("decision: deny") && out.contains("rule: research reads"),
+        "{out}"
+    );
+
+    let (code, out, _) = run(&["user", "role", "alice", "admin"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("now has role admin"), "{out}");
+    let (code, _, err) = run(&["user", "role", "alice", "root"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("ROLE: must be user or admin"), "{err}");
+    let (code, out, _) = run(&["user", "groups", "alice", "add", "research"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("group: research (local)") && out.contains("role: admin"),
+        "{out}"
+    );
+
+    let (_, out, _) = run(&explain);
+    assert!(
+        out.contains("decision: allow") && out.contains("rule: research reads"),
+        "{out}"
+    );
+    let (_, out, _) = run(&["policy", "explain", "--user", "alice", "DELETE", "/api/collections/1"]);
+    assert!(out.contains("decision: deny") && out.contains("rule: default"), "{out}");
+    let (_, out, _) = run(&["policy", "explain", "GET", "/api/collections/1"]);
+    assert!(out.contains("401"), "{out}");
+
+    let (code, out, _) = run(&["user", "groups", "alice", "remove", "research"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("groups: (none)"), "{out}");
+    let (code, _, err) = run(&["user", "groups", "nobody"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no user `nobody`"), "{err}");
+}

@@ -665,3 +665,51 @@ async fn a_single_sign_on_session_works_on_both_replicas_and_back_channel_logout
     assert!(took < Duration::from_secs(1), "took {took:?}");
     assert_eq!(a.client().get("/x", &[("cookie", cookie.as_str())]).await.status, 401);
 }
+
+/// A role given on one replica, and a group taken away on the other, reach both within a second
+/// (the store sync is 5 s here: it went over the bus). What the backend saw says who passed.
+#[tokio::test]
+async fn role_and_group_changes_reach_every_replica_within_a_second() {
+    let pg = Postgres::start().await;
+    let redis = Redis::start();
+    let db = pg.fresh_db().await;
+    let up = TestUpstream::start().await;
+    let rules = "[policy]\ndefault = \"deny\"\n[[policy.rules]]\npaths = [\"/api/admin/*\"]\nallow = [\"role:admin\"]\n\
+                 [[policy.rules]]\npaths = [\"/api/research/*\"]\nallow = [\"group:research\"]\n";
+    let toml = replica_toml(&db, Some(&redis.url()), rules);
+    let a = replica(&up, &toml).await;
+    let b = replica(&up, &toml).await;
+    let (user_id, jwt) = session(&a, "policyuser").await;
+    let auth = bearer(&jwt);
+    let status =
+        async |gw: &TestGateway, path: &str| gw.client().get(path, &[("authorization", auth.as_str())]).await.status;
+    // Both replicas hold "role user, no groups" now.
+    for gw in [&a, &b] {
+        assert_eq!(status(gw, "/api/admin/x").await, 403);
+        assert_eq!(status(gw, "/api/research/x").await, 403);
+    }
+    assert_eq!(up.seen.count(), 0);
+
+    let accounts = a.gateway.accounts();
+    let user = accounts.find_user("policyuser").await.unwrap();
+    assert!(accounts.set_role(&user, authgate::policy::Role::Admin).await.unwrap());
+    assert!(accounts.set_group(&user, "research", true).await.unwrap().1);
+    let took = within(Duration::from_secs(1), "role on b", async || {
+        status(&b, "/api/admin/x").await == 200 && status(&b, "/api/research/x").await == 200
+    })
+    .await;
+    eprintln!("role and group reached b in {took:?}");
+    assert_eq!(up.seen.last().one("x-user-id").as_deref(), Some(user_id.as_str()));
+
+    // Taken away on b: a refuses within a second.
+    assert_eq!(status(&a, "/api/research/x").await, 200);
+    let (changed, told) = b.gateway.accounts().set_group(&user, "research", false).await.unwrap();
+    assert!(changed && told);
+    within(Duration::from_secs(1), "group removal on a", async || {
+        status(&a, "/api/research/x").await == 403
+    })
+    .await;
+    let before = up.seen.count();
+    assert_eq!(status(&a, "/api/research/x").await, 403);
+    assert_eq!(up.seen.count(), before, "a refused request reached the backend");
+}

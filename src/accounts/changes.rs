@@ -48,6 +48,11 @@ impl Changes {
         self.publish(Event::Token { hash }).await
     }
 
+    /// A user's role or groups changed (the store logged it): drop them here and on every replica.
+    pub async fn access_changed(&self, user_id: &str) -> bool {
+        self.publish(Event::Access { id: user_id.to_owned() }).await
+    }
+
     /// Whether this user is disabled, as far as this replica knows (the store may not say yet).
     pub fn locally_disabled(&self, user_id: &str) -> bool {
         self.local.as_ref().is_some_and(|a| a.is_disabled(user_id))

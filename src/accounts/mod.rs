@@ -6,6 +6,7 @@
 //! broadcast ([`changes`]). A wrong password and an unknown user are indistinguishable (same
 //! error, same argon2 work). Nothing here knows HTTP: callers map [`AccountError`] to their answer.
 
+mod access;
 pub mod changes;
 pub mod rules;
 mod sessions;

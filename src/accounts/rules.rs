@@ -63,6 +63,27 @@ pub fn token_name(raw: &str) -> Result<&str, AccountError> {
     Ok(name)
 }
 
+/// A role: `user` or `admin`.
+pub fn role(raw: &str) -> Result<crate::policy::Role, AccountError> {
+    crate::policy::Role::parse(raw.trim()).ok_or(AccountError::Invalid {
+        field: "role",
+        message: "must be user or admin",
+    })
+}
+
+/// A local group's name, trimmed: 1 to 64 visible ASCII characters, as `group:<name>` in a policy
+/// names it.
+pub fn group_name(raw: &str) -> Result<&str, AccountError> {
+    let name = raw.trim();
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(AccountError::Invalid {
+            field: "group",
+            message: "must be 1 to 64 visible ASCII characters, without spaces",
+        });
+    }
+    Ok(name)
+}
+
 /// An API token's lifetime in seconds, when it has one.
 pub fn token_lifetime(seconds: Option<u64>) -> Result<Option<u64>, AccountError> {
     match seconds {

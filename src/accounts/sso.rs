@@ -58,6 +58,8 @@ impl Accounts {
                 groups: who.groups.clone(),
             })
             .await?;
+        // The provider's groups may have changed with this sign-in.
+        self.changes.access_changed(&user.id).await;
         Ok(user)
     }
 

@@ -111,6 +111,9 @@ async fn current_user(ctx: &Ctx<'_>, p: &Principal) -> Result<User, GatewayError
 /// `GET /api/auth/me`.
 pub async fn me(ctx: &Ctx<'_>, p: &Principal) -> Result<ApiResponse, GatewayError> {
     let u = current_user(ctx, p).await?;
+    let access = ctx.api.accounts.access(&u.id).await.map_err(account_err)?;
+    // RAG Modulo reads `role` (`admin` or `user`); anything else stored reads as `user`.
+    let role = crate::policy::Role::parse(&access.role).unwrap_or_default();
     let created = std::time::UNIX_EPOCH + std::time::Duration::from_secs(u.created_at.max(0) as u64);
     Ok(json(
         StatusCode::OK,
@@ -121,7 +124,8 @@ pub async fn me(ctx: &Ctx<'_>, p: &Principal) -> Result<ApiResponse, GatewayErro
             "username": u.username,
             "email": u.email,
             "name": u.username,
-            "role": "user",
+            "role": role.as_str(),
+            "groups": access.groups,
             "created_at": humantime::format_rfc3339_seconds(created).to_string(),
         }),
     ))

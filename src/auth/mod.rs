@@ -6,6 +6,7 @@
 //! hostile input. Nothing here knows about proxying or the API handlers: callers get a
 //! [`Principal`] and a [`credential::Strip`], or a [`GatewayError`].
 
+pub mod access;
 pub mod api_token;
 pub mod credential;
 pub mod jwt;
@@ -94,6 +95,8 @@ pub struct Authenticator {
     cursor: tokio::sync::Mutex<sync::Cursor>,
     /// Tokens and sessions whose last use is due; written by [`record_token_use`].
     touches: tokio::sync::mpsc::Sender<Touch>,
+    /// Each user's role and groups, for policies.
+    access: access::AccessCache,
 }
 
 impl Authenticator {
@@ -117,6 +120,7 @@ impl Authenticator {
             token_lifetime: parts.token_lifetime,
             cursor: tokio::sync::Mutex::new(sync::Cursor::default()),
             touches,
+            access: access::AccessCache::default(),
         };
         (authn, touched)
     }
@@ -403,7 +407,30 @@ impl Authenticator {
                 },
             ),
             Event::Token { hash } => self.forget_credential(&hash),
+            Event::Access { id } => self.access.forget(&id),
         }
+    }
+
+    /// A user's role and groups: from memory, else from the store (then kept for
+    /// [`access::ACCESS_TTL`], or until a change drops them). A store that is down is 503.
+    pub async fn access(&self, user_id: &principal::UserId) -> Result<Arc<crate::policy::Access>, GatewayError> {
+        let id = user_id.as_str();
+        if let Some(found) = self.access.get(id) {
+            return Ok(found);
+        }
+        let generation = self.access.generation();
+        let found = self.store.user_access(id).await.map_err(|e| {
+            tracing::warn!(error = %e, "role and groups lookup failed: store unavailable");
+            GatewayError::StoreUnavailable
+        })?;
+        let found = Arc::new(access::from_store(found));
+        self.access.insert(id, found.clone(), generation);
+        Ok(found)
+    }
+
+    /// Forget a user's role and groups (they changed).
+    pub fn forget_access(&self, user_id: &str) {
+        self.access.forget(user_id);
     }
 
     /// Forget an opaque credential that is gone (an API token or a browser session, by hash).
@@ -426,6 +453,7 @@ impl Authenticator {
     pub fn forget_cached_tokens(&self) {
         self.api_tokens.clear();
         self.sessions.clear();
+        self.access.clear();
     }
 
     /// The newest revocation that may matter: `exp` plus the leeway, in seconds.

@@ -87,6 +87,8 @@ impl Authenticator {
         match self.read_all().await {
             Ok((head, fresh, rows)) => {
                 self.revocations.swap(fresh);
+                // Role and group changes before `head` are not replayed: drop what is held.
+                self.access.clear();
                 let now = Instant::now();
                 *cursor = Cursor {
                     loaded: true,
@@ -169,6 +171,7 @@ impl Authenticator {
                     .revocations
                     .revoke_jti(jti, u64::try_from(*expires_at).unwrap_or(0)),
                 Change::Token { hash } => self.forget_credential(hash),
+                Change::Access { id } => self.forget_access(id),
                 Change::User {
                     id, epoch, exempt_jti, ..
                 } => {

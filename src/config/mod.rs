@@ -35,6 +35,7 @@ mod log;
 mod login;
 mod oidc;
 mod password;
+mod policy;
 mod redis;
 mod server;
 mod store;
@@ -51,6 +52,7 @@ pub use log::{LogConfig, LogFormat, RawLog};
 pub use login::{LimiterConfig, RawLogin};
 pub use oidc::{ProviderConfig, RawOidc, RawProvider};
 pub use password::{PasswordConfig, PasswordParams, RawPassword};
+pub use policy::{RawPolicy, RawRule};
 pub use redis::{RawRedis, RedisConfig};
 pub use server::{RawServer, ServerConfig, valid_host};
 pub use store::{RawStore, StoreConfig};
@@ -180,6 +182,7 @@ pub struct RawConfig {
     pub session: RawSession,
     pub accounts: RawAccounts,
     pub oidc: RawOidc,
+    pub policy: RawPolicy,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -210,6 +213,8 @@ pub struct Config {
     pub local_sign_in: bool,
     /// `[[oidc.providers]]`.
     pub oidc: Vec<ProviderConfig>,
+    /// `[policy]`: who may reach what (`auth.public_paths` are matched before its rules).
+    pub policy: crate::policy::Policy,
 }
 
 /// The figment for a config file plus the process environment, in the documented priority order.
@@ -237,9 +242,9 @@ pub fn figment_for(path: &Path) -> Figment {
 }
 
 /// The config file's sections: the `<SECTION>` an `AUTHGATE_<SECTION>__<KEY>` variable may name.
-const SECTIONS: [&str; 16] = [
+const SECTIONS: [&str; 17] = [
     "server", "admin", "tls", "upstream", "jwt", "auth", "limits", "store", "redis", "login", "password", "log", "web",
-    "session", "accounts", "oidc",
+    "session", "accounts", "oidc", "policy",
 ];
 
 /// Whether an `AUTHGATE_`-prefixed variable (prefix stripped) is a `<SECTION>__<KEY>` setting of a
@@ -326,6 +331,7 @@ impl RawConfig {
             public_paths,
             identity_headers,
         } = auth::validate(&self.auth)?;
+        let policy = policy::validate(&self.policy, &public_paths)?;
         Ok(Config {
             server,
             admin_listen,
@@ -344,6 +350,7 @@ impl RawConfig {
             registration: accounts::validate(&self.accounts)?,
             local_sign_in: self.accounts.local_sign_in,
             oidc: oidc::validate(&self.oidc)?,
+            policy,
         })
     }
 }

@@ -202,6 +202,7 @@ impl Gateway {
             .with_sso(oidc.clone(), config.local_sign_in),
             identity: IdentityStep::new(asserter, store.clone()),
             upstream: upstream.clone(),
+            authz: crate::proxy::authorize::Authorizer::new(config.policy.clone(), &metrics),
             metrics: metrics.clone(),
             settings: Settings {
                 public_paths: config.public_paths.clone(),

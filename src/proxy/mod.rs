@@ -2,18 +2,22 @@
 //!
 //! 1. **parse**: refuse odd targets and ambiguous paths (400), classify the route;
 //! 2. **authenticate**: for a protected route, the [`Authenticator`] finds and verifies the one
-//!    credential (401 otherwise) and names the credential material to strip;
+//!    credential (401 otherwise) and names the credential material to strip; a route the policy
+//!    makes public skips this;
+//!    then **authorize** ([`authorize::Authorizer`], when `[policy]` has rules): the first matching
+//!    rule decides, and a caller it refuses gets 403;
 //! 3. **identity step** ([`identity::IdentityStep`]): strip that material, hop-by-hop and client
 //!    identity headers, then set ours (`X-User-Id`, and the assertion when configured);
 //! 4. **forward**: send to the pooled upstream, stream both bodies, tunnel an upgrade;
 //! 5. **log**: one line and the metrics, whatever the outcome.
 //!
 //! The rule this module keeps: a request reaches the backend only through [`forward`], and only
-//! after phase 2 said yes or the route is public. Nothing here buffers a body. The pipeline is a
+//! after phase 2 said yes (authenticated, and authorized) or the route is public. Nothing here buffers a body. The pipeline is a
 //! [`Proxy`]: the parts it is handed (authenticator, API handlers, identity step, upstream,
 //! metrics, settings), never the whole gateway.
 
 pub mod assertion;
+pub mod authorize;
 pub mod body;
 pub mod headers;
 pub mod identity;
@@ -36,6 +40,7 @@ use crate::auth::{Authenticated, Authenticator};
 use crate::config::LimitsConfig;
 use crate::error::GatewayError;
 use crate::metrics::{AuthOutcome, Metrics};
+use crate::policy::{Decided, Verdict};
 use crate::routes::{self, PublicPaths, RouteClass};
 
 /// The request pipeline and what it works with, built once at start-up: route, authenticate,
@@ -48,6 +53,8 @@ pub struct Proxy {
     pub identity: identity::IdentityStep,
     pub upstream: Arc<upstream::Upstream>,
     pub metrics: Arc<Metrics>,
+    /// `[policy]`; `None` without rules (every authenticated caller is allowed, as before).
+    pub authz: Option<authorize::Authorizer>,
     pub settings: Settings,
     /// The JWKS document served at `/.well-known/jwks.json`.
     pub jwks: Bytes,
@@ -78,6 +85,8 @@ struct Outcome {
     auth: AuthOutcome,
     /// Who, for the access line (kept only when it is written).
     user: Option<Principal>,
+    /// The policy rule that decided, when there is a policy.
+    rule: Option<Decided>,
     logged: bool,
 }
 
@@ -131,6 +140,7 @@ pub async fn handle(
         route: None,
         auth: AuthOutcome::None,
         user: None,
+        rule: None,
         logged: logged.is_some(),
     };
 
@@ -169,6 +179,7 @@ pub async fn handle(
         user_id = outcome.user.as_ref().map(|p| p.user_id.as_str()),
         auth_method = outcome.user.as_ref().map(|p| p.method.as_str()),
         route = outcome.route.map(RouteClass::as_str),
+        rule = outcome.rule.zip(proxy.authz.as_ref()).map(|(d, a)| a.policy.label(d)),
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         request_id = request_id_str(&request_id),
         peer = %peer.addr.ip(),
@@ -230,6 +241,10 @@ async fn route(
             Ok(resp)
         }
         RouteClass::Public => {
+            if let Some(authz) = &proxy.authz {
+                authz.count(Decided::PublicPaths, Verdict::Public);
+                outcome.rule = Some(Decided::PublicPaths);
+            }
             let strip = crate::auth::credential::strip(&req);
             forward(proxy, peer, req, None, strip, request_id).await
         }
@@ -246,6 +261,16 @@ async fn route(
             resp.map(|r| r.map(Either::Right))
         }
         RouteClass::Protected => {
+            let decided = proxy.authz.as_ref().map(|a| a.policy.matching(req.method(), path));
+            outcome.rule = decided;
+            if let (Some(authz), Some(d)) = (&proxy.authz, decided)
+                && authz.policy.is_public(d)
+            {
+                authz.count(d, Verdict::Public);
+                outcome.route = Some(RouteClass::Public);
+                let strip = crate::auth::credential::strip(&req);
+                return forward(proxy, peer, req, None, strip, request_id).await;
+            }
             let Authenticated { principal, strip } = match proxy.authn.authenticate(&req).await {
                 Ok(found) => found,
                 Err(GatewayError::Unauthenticated(reason)) if sign_in_first(&req) => {
@@ -259,6 +284,11 @@ async fn route(
             outcome.auth = AuthOutcome::from(principal.method);
             if outcome.logged {
                 outcome.user = Some(principal.clone());
+            }
+            if let (Some(authz), Some(d)) = (&proxy.authz, decided)
+                && !Box::pin(authz.allows(&proxy.authn, d, &principal)).await?
+            {
+                return Err(GatewayError::Forbidden("You may not reach this route"));
             }
             forward(proxy, peer, req, Some(principal), strip, request_id).await
         }

@@ -48,6 +48,8 @@ pub enum Event {
     },
     /// An opaque credential is gone (by hash): an API token was deleted or a browser session ended.
     Token { hash: String },
+    /// A user's role or groups changed: replicas drop what they hold of them.
+    Access { id: String },
 }
 
 /// An API token as cached in Redis.

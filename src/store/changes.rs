@@ -31,6 +31,8 @@ pub enum Change {
     },
     /// An API token was deleted or a browser session ended (by hash).
     Token { hash: String },
+    /// A user's role or groups changed: what replicas hold of them is dropped.
+    Access { id: String },
 }
 
 /// A change and its place in the log.
@@ -68,6 +70,7 @@ pub(super) async fn append(
             moved_at,
         } => ("user", id.as_str(), *disabled, *epoch, exempt_jti.as_deref(), *moved_at),
         Change::Token { hash } => ("token", hash.as_str(), false, 0, None, 0),
+        Change::Access { id } => ("access", id.as_str(), false, 0, None, 0),
     };
     sqlx::query(
         "INSERT INTO revocation_log (kind, subject, disabled, epoch, exempt, expires_at, at) \
@@ -107,6 +110,7 @@ fn logged_from_row(r: &AnyRow) -> Result<Option<Logged>, StoreError> {
             moved_at: number,
         },
         "token" => Change::Token { hash: subject },
+        "access" => Change::Access { id: subject },
         // A kind a newer replica wrote: skipped, never misread.
         _ => return Ok(None),
     };

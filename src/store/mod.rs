@@ -6,6 +6,7 @@
 //! The pool gives up on a connection after 3 s, so a store that is down fails fast (the gateway
 //! answers 503) instead of queueing requests.
 
+pub mod access;
 pub mod changes;
 pub mod identities;
 mod revocations;

@@ -122,6 +122,17 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     );
     ALTER TABLE sessions ADD COLUMN provider TEXT NULL;",
     ),
+    (
+        6,
+        // Roles and local groups (store::access), read by policies. A provider's groups stay in
+        // `identities.groups`; a user's groups are the union of both.
+        "ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'user';
+    CREATE TABLE IF NOT EXISTS user_groups (
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        PRIMARY KEY (user_id, name)
+    );",
+    ),
 ];
 
 /// A migration's SQL for one kind of database: `{SEQ_PK}` is an auto-incrementing 64-bit primary

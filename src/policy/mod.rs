@@ -1,0 +1,537 @@
+//! May they: the `[[policy.rules]]` that decide, per method and path, whether a request is public,
+//! allowed for this caller, or refused (403), and which rule decided.
+//!
+//! The rule this module keeps: rules are tried in order and the first whose methods and paths
+//! match decides alone (no fall-through); a caller matched by its `deny` is refused even when its
+//! `allow` names them too; paths are matched exactly as `auth.public_paths` are (the strict path,
+//! after `routes::check_path`), except that a rule which is not `public` sees the path as the most
+//! lenient backend would (escapes decoded, `;params` dropped, `//` read as `/`), so
+//! `/api/%61dmin/x`, `/api/admin;x/y` and `//api/admin/x` cannot slip past a deny. Nothing here
+//! does I/O: the caller's role and groups are handed in.
+
+use std::borrow::Cow;
+
+use http::Method;
+
+use crate::routes::PublicPaths;
+
+/// A user's one role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    #[default]
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "user" => Some(Role::User),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// What policies know of a user beyond their id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    pub role: Role,
+    /// Local and provider groups.
+    pub groups: Box<[Box<str>]>,
+}
+
+/// Who may: one entry of an `allow` or `deny` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// Anyone, with or without a credential (`allow` only, and alone).
+    Public,
+    /// Any authenticated caller.
+    Authenticated,
+    Role(Role),
+    Group(Box<str>),
+    User(Box<str>),
+    /// A credential's scope. Every credential holds `full` until scoped API tokens land.
+    Scope(Box<str>),
+}
+
+impl Subject {
+    /// `public`, `authenticated`, `role:admin`, `group:<name>`, `user:<id>` or `scope:<name>`.
+    pub fn parse(s: &str) -> Option<Subject> {
+        let named = |v: &str| -> Option<Box<str>> {
+            (!v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b))).then(|| v.into())
+        };
+        Some(match s.split_once(':') {
+            None if s == "public" => Subject::Public,
+            None if s == "authenticated" => Subject::Authenticated,
+            Some(("role", r)) => Subject::Role(Role::parse(r)?),
+            Some(("group", g)) => Subject::Group(named(g)?),
+            Some(("user", u)) => Subject::User(named(u)?),
+            Some(("scope", c)) => Subject::Scope(named(c)?),
+            _ => return None,
+        })
+    }
+
+    fn needs_access(&self) -> bool {
+        matches!(self, Subject::Role(_) | Subject::Group(_))
+    }
+
+    fn matches(&self, c: &Caller<'_>) -> bool {
+        match self {
+            Subject::Public | Subject::Authenticated => true,
+            Subject::Role(r) => c.access.is_some_and(|a| a.role == *r),
+            Subject::Group(g) => c.access.is_some_and(|a| a.groups.iter().any(|x| x == g)),
+            Subject::User(u) => c.user_id == &**u,
+            Subject::Scope(s) => c.scopes.iter().any(|x| x == &&**s),
+        }
+    }
+}
+
+/// An authenticated caller, as a rule sees them.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub user_id: &'a str,
+    /// Their role and groups: read only for a rule that names a role or group
+    /// ([`Policy::needs_access`]); `None` reads as neither.
+    pub access: Option<&'a Access>,
+    pub scopes: &'a [&'a str],
+}
+
+/// The scopes every credential holds today.
+pub const FULL: &[&str] = &["full"];
+
+/// `policy.default`: what a request no rule matches gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fallback {
+    /// Any authenticated caller (the behaviour without policies).
+    #[default]
+    Authenticated,
+    /// Refused (403) for every caller.
+    Deny,
+}
+
+/// One validated rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// `None`: every method.
+    pub methods: Option<Vec<Method>>,
+    pub paths: PublicPaths,
+    pub allow: Vec<Subject>,
+    pub deny: Vec<Subject>,
+    /// The description, or `#<n>` (1-based), at most 64 bytes: the access line's `rule` and the
+    /// metric's label.
+    pub label: Box<str>,
+}
+
+impl Rule {
+    pub fn matches(&self, method: &Method, path: &str) -> bool {
+        self.methods.as_ref().is_none_or(|m| m.contains(method)) && self.paths.matches(path)
+    }
+
+    /// Whether `earlier`, tried first, matches every request this rule matches.
+    pub fn shadowed_by(&self, earlier_methods: Option<&[Method]>, earlier_paths: &PublicPaths) -> bool {
+        let methods = match (earlier_methods, &self.methods) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(e), Some(m)) => m.iter().all(|x| e.contains(x)),
+        };
+        methods && earlier_paths.covers(&self.paths)
+    }
+
+    fn is_public(&self) -> bool {
+        self.allow.contains(&Subject::Public)
+    }
+}
+
+/// Which rule decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    /// `auth.public_paths` (the shorthand for `public` rules placed first).
+    PublicPaths,
+    /// `[[policy.rules]]`, 0-based.
+    Rule(usize),
+    Default,
+}
+
+/// What a decision was, for the metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Public,
+    Allow,
+    Deny,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 3] = [Verdict::Public, Verdict::Allow, Verdict::Deny];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Public => "public",
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
+/// The rules in order and the default.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+    pub default: Fallback,
+}
+
+impl Policy {
+    /// No rule and the default default: exactly the behaviour without policies, at no cost.
+    pub fn is_open(&self) -> bool {
+        self.rules.is_empty() && self.default == Fallback::Authenticated
+    }
+
+    /// The first rule whose methods and paths match, else the default. (`auth.public_paths` is
+    /// matched before this, by `routes::classify`.)
+    pub fn matching(&self, method: &Method, path: &str) -> Decided {
+        let lenient = lenient(path);
+        self.rules
+            .iter()
+            .position(|r| {
+                // `public` opens the exact path only; every other rule also catches its variants.
+                let seen = if r.is_public() { path } else { &lenient };
+                r.matches(method, seen)
+            })
+            .map_or(Decided::Default, Decided::Rule)
+    }
+
+    /// Whether `d` lets the request through without a credential.
+    pub fn is_public(&self, d: Decided) -> bool {
+        match d {
+            Decided::PublicPaths => true,
+            Decided::Rule(i) => self.rules.get(i).is_some_and(Rule::is_public),
+            Decided::Default => false,
+        }
+    }
+
+    /// Whether deciding `d` needs the caller's role and groups.
+    pub fn needs_access(&self, d: Decided) -> bool {
+        match d {
+            Decided::Rule(i) => self
+                .rules
+                .get(i)
+                .is_some_and(|r| r.allow.iter().chain(&r.deny).any(Subject::needs_access)),
+            Decided::PublicPaths | Decided::Default => false,
+        }
+    }
+
+    /// Whether `caller` may make the request `d` matched: not denied, and allowed.
+    pub fn allows(&self, d: Decided, caller: &Caller<'_>) -> bool {
+        match d {
+            Decided::PublicPaths => true,
+            Decided::Default => self.default == Fallback::Authenticated,
+            Decided::Rule(i) => self.rules.get(i).is_some_and(|r| {
+                !r.deny.iter().any(|s| s.matches(caller)) && r.allow.iter().any(|s| s.matches(caller))
+            }),
+        }
+    }
+
+    /// The name of what decided, for the access line and the metric.
+    pub fn label(&self, d: Decided) -> &str {
+        match d {
+            Decided::PublicPaths => "auth.public_paths",
+            Decided::Default => "default",
+            Decided::Rule(i) => self.rules.get(i).map_or("default", |r| &r.label),
+        }
+    }
+
+    /// Every label and decision the metric can see, for counters made at start-up.
+    pub fn all_decided(&self) -> impl Iterator<Item = Decided> + '_ {
+        [Decided::PublicPaths, Decided::Default]
+            .into_iter()
+            .chain((0..self.rules.len()).map(Decided::Rule))
+    }
+}
+
+/// `path` (already passed by `routes::check_path`, so no escape decodes to `/`, `\`, `.`, `;`
+/// or `%`, and the decoded bytes are UTF-8) as a lenient backend reads it: escapes decoded,
+/// each segment's `;params` dropped, empty segments collapsed. Borrowed when nothing changes.
+pub fn lenient(path: &str) -> Cow<'_, str> {
+    if !path.bytes().any(|b| b == b'%' || b == b';') && !path.contains("//") {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for segment in path.split('/').skip(1) {
+        let segment = segment.split(';').next().unwrap_or_default();
+        if segment.is_empty() {
+            continue;
+        }
+        out.push('/');
+        out.push_str(&decode(segment));
+    }
+    if out.is_empty() || path.ends_with('/') {
+        out.push('/');
+    }
+    Cow::Owned(out)
+}
+
+fn decode(segment: &str) -> Cow<'_, str> {
+    if !segment.contains('%') {
+        return Cow::Borrowed(segment);
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(methods: Option<&[&str]>, paths: &[&str], allow: &[&str], deny: &[&str]) -> Rule {
+        Rule {
+            methods: methods.map(|m| m.iter().map(|x| x.parse().unwrap()).collect()),
+            paths: PublicPaths::parse(&paths.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap(),
+            allow: allow.iter().map(|s| Subject::parse(s).unwrap()).collect(),
+            deny: deny.iter().map(|s| Subject::parse(s).unwrap()).collect(),
+            label: "r".into(),
+        }
+    }
+
+    fn access(role: Role, groups: &[&str]) -> Access {
+        Access {
+            role,
+            groups: groups.iter().map(|g| Box::from(*g)).collect(),
+        }
+    }
+
+    fn caller<'a>(id: &'a str, a: &'a Access) -> Caller<'a> {
+        Caller {
+            user_id: id,
+            access: Some(a),
+            scopes: FULL,
+        }
+    }
+
+    fn allowed(p: &Policy, method: &str, path: &str, c: &Caller<'_>) -> Option<bool> {
+        let d = p.matching(&method.parse().unwrap(), path);
+        (!p.is_public(d)).then(|| p.allows(d, c))
+    }
+
+    #[test]
+    fn the_vocabulary_parses_and_nothing_else_does() {
+        assert_eq!(Subject::parse("public"), Some(Subject::Public));
+        assert_eq!(Subject::parse("authenticated"), Some(Subject::Authenticated));
+        assert_eq!(Subject::parse("role:admin"), Some(Subject::Role(Role::Admin)));
+        assert_eq!(
+            Subject::parse("group:research"),
+            Some(Subject::Group("research".into()))
+        );
+        assert_eq!(Subject::parse("user:u-1"), Some(Subject::User("u-1".into())));
+        assert_eq!(Subject::parse("scope:read"), Some(Subject::Scope("read".into())));
+        for bad in [
+            "",
+            "admin",
+            "role:root",
+            "group:",
+            "group:a b",
+            "user:",
+            "everyone",
+            "Public",
+            "scope",
+        ] {
+            assert_eq!(Subject::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn first_match_wins_and_does_not_fall_through() {
+        let p = Policy {
+            rules: vec![
+                rule(None, &["/api/admin/*"], &["role:admin"], &[]),
+                rule(None, &["/api/*"], &["authenticated"], &[]),
+            ],
+            default: Fallback::Deny,
+        };
+        let user = access(Role::User, &[]);
+        let admin = access(Role::Admin, &[]);
+        assert_eq!(allowed(&p, "GET", "/api/admin/x", &caller("u", &user)), Some(false));
+        assert_eq!(allowed(&p, "GET", "/api/admin/x", &caller("a", &admin)), Some(true));
+        assert_eq!(allowed(&p, "GET", "/api/other", &caller("u", &user)), Some(true));
+        assert_eq!(p.matching(&Method::GET, "/api/admin"), Decided::Rule(0));
+        assert_eq!(p.matching(&Method::GET, "/api/adminx"), Decided::Rule(1));
+    }
+
+    #[test]
+    fn a_deny_catches_the_variants_a_lenient_backend_reads_as_its_path() {
+        assert_eq!(lenient("/api/x"), "/api/x");
+        assert!(matches!(lenient("/api/x"), Cow::Borrowed(_)));
+        assert_eq!(lenient("/api/%61dmin/x"), "/api/admin/x");
+        assert_eq!(lenient("/api/admin;jsessionid=1/x"), "/api/admin/x");
+        assert_eq!(lenient("//api//admin/"), "/api/admin/");
+        assert_eq!(lenient("/;x"), "/");
+        let p = Policy {
+            rules: vec![
+                rule(None, &["/open/*"], &["public"], &[]),
+                rule(None, &["/api/admin/*"], &["role:admin"], &[]),
+            ],
+            default: Fallback::Authenticated,
+        };
+        for path in ["/api/%61dmin/x", "/api/admin;x/y", "//api/admin/x", "/api//admin"] {
+            assert_eq!(p.matching(&Method::GET, path), Decided::Rule(1), "{path}");
+        }
+        // `public` opens the exact path only.
+        assert_eq!(p.matching(&Method::GET, "/open/x"), Decided::Rule(0));
+        assert_eq!(p.matching(&Method::GET, "//open/x"), Decided::Default);
+        assert_eq!(p.matching(&Method::GET, "/%6fpen/x"), Decided::Default);
+    }
+
+    #[test]
+    fn the_default_is_authenticated_or_deny() {
+        let user = access(Role::User, &[]);
+        let mut p = Policy::default();
+        assert!(p.is_open());
+        assert_eq!(allowed(&p, "GET", "/x", &caller("u", &user)), Some(true));
+        p.default = Fallback::Deny;
+        assert!(!p.is_open());
+        assert_eq!(p.matching(&Method::GET, "/x"), Decided::Default);
+        assert_eq!(allowed(&p, "GET", "/x", &caller("u", &user)), Some(false));
+        assert_eq!(p.label(Decided::Default), "default");
+    }
+
+    #[test]
+    fn each_allow_kind_matches_its_callers_only() {
+        let p = Policy {
+            rules: vec![
+                rule(None, &["/role"], &["role:admin"], &[]),
+                rule(None, &["/group"], &["group:research"], &[]),
+                rule(None, &["/user"], &["user:alice-id"], &[]),
+                rule(None, &["/scope"], &["scope:full"], &[]),
+                rule(None, &["/other-scope"], &["scope:read"], &[]),
+                rule(None, &["/any"], &["authenticated"], &[]),
+                rule(None, &["/open/*"], &["public"], &[]),
+            ],
+            default: Fallback::Deny,
+        };
+        let plain = access(Role::User, &["staff"]);
+        let admin = access(Role::Admin, &[]);
+        let researcher = access(Role::User, &["staff", "research"]);
+        let (bob, root, rae, alice) = (
+            caller("bob", &plain),
+            caller("root", &admin),
+            caller("rae", &researcher),
+            caller("alice-id", &plain),
+        );
+        for (path, who, expected) in [
+            ("/role", &root, true),
+            ("/role", &bob, false),
+            ("/group", &rae, true),
+            ("/group", &bob, false),
+            ("/group", &root, false),
+            ("/user", &alice, true),
+            ("/user", &bob, false),
+            ("/scope", &bob, true),
+            ("/other-scope", &bob, false),
+            ("/any", &bob, true),
+        ] {
+            assert_eq!(allowed(&p, "GET", path, who), Some(expected), "{path} {}", who.user_id);
+        }
+        assert_eq!(allowed(&p, "GET", "/open/x", &bob), None, "public needs no caller");
+        assert!(p.is_public(p.matching(&Method::POST, "/open")));
+        // Role and group rules need the caller's access; the others do not.
+        assert!(p.needs_access(Decided::Rule(0)) && p.needs_access(Decided::Rule(1)));
+        assert!(!p.needs_access(Decided::Rule(2)) && !p.needs_access(Decided::Default));
+        // Without access read, neither a role nor a group matches.
+        let unknown = Caller {
+            user_id: "root",
+            access: None,
+            scopes: FULL,
+        };
+        assert_eq!(allowed(&p, "GET", "/role", &unknown), Some(false));
+    }
+
+    #[test]
+    fn deny_overrides_allow() {
+        let p = Policy {
+            rules: vec![rule(
+                None,
+                &["/docs/*"],
+                &["authenticated", "role:admin"],
+                &["group:contractors", "user:mallory"],
+            )],
+            default: Fallback::Authenticated,
+        };
+        let admin_contractor = access(Role::Admin, &["contractors"]);
+        let plain = access(Role::User, &[]);
+        assert_eq!(
+            allowed(&p, "GET", "/docs/a", &caller("x", &admin_contractor)),
+            Some(false)
+        );
+        assert_eq!(allowed(&p, "GET", "/docs/a", &caller("mallory", &plain)), Some(false));
+        assert_eq!(allowed(&p, "GET", "/docs/a", &caller("bob", &plain)), Some(true));
+    }
+
+    #[test]
+    fn methods_narrow_a_rule() {
+        let p = Policy {
+            rules: vec![
+                rule(Some(&["GET", "HEAD"]), &["/api/collections/*"], &["authenticated"], &[]),
+                rule(None, &["/api/collections/*"], &["role:admin"], &[]),
+            ],
+            default: Fallback::Deny,
+        };
+        let user = access(Role::User, &[]);
+        let admin = access(Role::Admin, &[]);
+        assert_eq!(
+            allowed(&p, "GET", "/api/collections/1", &caller("u", &user)),
+            Some(true)
+        );
+        assert_eq!(
+            allowed(&p, "HEAD", "/api/collections/1", &caller("u", &user)),
+            Some(true)
+        );
+        assert_eq!(
+            allowed(&p, "DELETE", "/api/collections/1", &caller("u", &user)),
+            Some(false)
+        );
+        assert_eq!(
+            allowed(&p, "DELETE", "/api/collections/1", &caller("a", &admin)),
+            Some(true)
+        );
+        assert_eq!(p.matching(&Method::DELETE, "/api/collections/1"), Decided::Rule(1));
+    }
+
+    #[test]
+    fn a_rule_is_shadowed_only_when_an_earlier_one_covers_it_entirely() {
+        let paths = |p: &[&str]| PublicPaths::parse(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let get = [Method::GET];
+        let later = rule(Some(&["GET"]), &["/api/a", "/api/b/*"], &["authenticated"], &[]);
+        assert!(later.shadowed_by(None, &paths(&["/api/*"])));
+        assert!(later.shadowed_by(Some(&get), &paths(&["/api/a", "/api/b/*"])));
+        assert!(later.shadowed_by(None, &paths(&["/*"])));
+        assert!(!later.shadowed_by(Some(&[Method::POST]), &paths(&["/api/*"])));
+        assert!(!later.shadowed_by(None, &paths(&["/api/a"])), "/api/b/* is left");
+        assert!(
+            !later.shadowed_by(None, &paths(&["/api/b"])),
+            "an exact path covers no prefix"
+        );
+        let any_method = rule(None, &["/api/a"], &["authenticated"], &[]);
+        assert!(!any_method.shadowed_by(Some(&get), &paths(&["/api/*"])));
+    }
+}
