@@ -21,6 +21,7 @@ pub mod accounts;
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod body;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -18,7 +18,6 @@
 
 pub mod assertion;
 pub mod authorize;
-pub mod body;
 pub mod headers;
 pub mod identity;
 pub mod upstream;
@@ -373,7 +372,7 @@ async fn forward(
         // Refused on its honest Content-Length, before a byte of the body is read or forwarded.
         return Err(GatewayError::PayloadTooLarge);
     }
-    let (body, verdict) = body::ForwardBody::new(body, limit, limits.body_idle_timeout);
+    let (body, verdict) = crate::body::ForwardBody::new(body, limit, limits.body_idle_timeout);
     let upstream_req = Request::from_parts(parts, body);
     let sent = Instant::now();
     let mut resp = match proxy.upstream.send(upstream_req).await {

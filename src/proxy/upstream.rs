@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 use crate::config::UpstreamConfig;
 use crate::error::GatewayError;
 
-pub use crate::proxy::body::ForwardBody;
+pub use crate::body::ForwardBody;
 
 type Sender = SendRequest<ForwardBody>;
 

@@ -15,8 +15,8 @@ use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
 use crate::auth::session;
+use crate::body::{BodyError, ForwardBody};
 use crate::error::GatewayError;
-use crate::proxy::body::{BodyError, ForwardBody};
 
 /// The largest form body a page reads.
 pub const MAX_FORM_BYTES: usize = 16 * 1024;

@@ -1,5 +1,6 @@
-//! The request body forwarded upstream: streamed frame by frame, cut off at the route's limit, and
-//! abandoned when the client stops sending for `limits.body_idle_timeout` (slow POST).
+//! A client's request body, read through a bound: streamed frame by frame, cut off at a limit, and
+//! abandoned when the client stops sending for `limits.body_idle_timeout` (slow POST). The proxy
+//! forwards it upstream; the pages (`web::forms`) read their forms through it.
 //!
 //! The rule this module keeps: nothing is buffered; the verdict (too large, stalled) is recorded
 //! where the proxy can read it after the upstream call fails, so the client gets 413 or 408, not 502.
