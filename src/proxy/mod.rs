@@ -2,19 +2,19 @@
 //!
 //! 1. **parse**: refuse odd targets and ambiguous paths (400), classify the route;
 //! 2. **authenticate**: for a protected route, the [`Authenticator`] finds and verifies the one
-//!    credential (401 otherwise) and names the credential material to strip; a route the policy
-//!    makes public skips this;
-//!    then **authorize** ([`authorize::Authorizer`], when `[policy]` has rules): the first matching
-//!    rule decides, and a caller it refuses gets 403;
+//!    credential (401 otherwise) and names the credential material to strip (a route the policy
+//!    makes public skips this); then **authorize** ([`authorize::Authorizer`], when `[policy]` has
+//!    rules): the first matching rule decides, and a caller it refuses gets 403;
 //! 3. **identity step** ([`identity::IdentityStep`]): strip that material, hop-by-hop and client
 //!    identity headers, then set ours (`X-User-Id`, and the assertion when configured);
 //! 4. **forward**: send to the pooled upstream, stream both bodies, tunnel an upgrade;
 //! 5. **log**: one line and the metrics, whatever the outcome.
 //!
 //! The rule this module keeps: a request reaches the backend only through [`forward`], and only
-//! after phase 2 said yes (authenticated, and authorized) or the route is public. Nothing here buffers a body. The pipeline is a
-//! [`Proxy`]: the parts it is handed (authenticator, API handlers, identity step, upstream,
-//! metrics, settings), never the whole gateway.
+//! after phase 2 said yes (authenticated, and authorized) or the route is public. Nothing here
+//! buffers a body. The pipeline is a [`Proxy`]: the parts it is handed (authenticator, API
+//! handlers, pages, authorizer, identity step, upstream, metrics, settings), never the whole
+//! gateway.
 
 pub mod assertion;
 pub mod authorize;
