@@ -126,7 +126,11 @@ pub fn without_own(value: &[u8]) -> Option<Vec<u8>> {
 /// equal to `scheme://host` (the request's own `Host` or `:authority`). Neither is refused: a
 /// browser sends at least `Origin` on every cross-origin POST, so its absence is not vouched for.
 pub fn same_origin<B>(req: &http::Request<B>, scheme: &str) -> bool {
-    let headers = req.headers();
+    same_origin_head(req.headers(), req.uri(), scheme)
+}
+
+/// [`same_origin`] for a request's head alone (the pages read the body first).
+pub fn same_origin_head(headers: &HeaderMap, uri: &http::Uri, scheme: &str) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return site.as_bytes() == b"same-origin";
     }
@@ -136,7 +140,7 @@ pub fn same_origin<B>(req: &http::Request<B>, scheme: &str) -> bool {
     let host = headers
         .get(http::header::HOST)
         .map(http::HeaderValue::as_bytes)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().as_bytes()));
+        .or_else(|| uri.authority().map(|a| a.as_str().as_bytes()));
     let (Some(host), Some(rest)) = (host, origin.strip_prefix(scheme.as_bytes())) else {
         return false;
     };
