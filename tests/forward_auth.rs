@@ -339,64 +339,29 @@ async fn the_signed_assertion_is_answered_when_configured() {
     assert_eq!(claims["sub"], id.as_str());
 }
 
-/// The nginx configuration of the README's forward-auth section, for this gateway and backend.
+/// The nginx configuration of the README's forward-auth section, word for word but for the
+/// addresses of this gateway and backend and the gateway's certificate: the README shows what
+/// is tested.
 fn nginx_server(gw: &TestGateway, up: &TestUpstream) -> String {
-    format!(
-        r#"
-        # Every request is decided by authgate first; only a 2xx lets it through.
-        location / {{
-            auth_request /_authgate_verify;
-            auth_request_set $authgate_user $upstream_http_x_user_id;
-            auth_request_set $authgate_signin $upstream_http_location;
-            error_page 401 = @authgate_signin;
-            # The client's own X-User-Id is replaced (or removed, on a public path); its
-            # credentials are not the backend's to see.
-            proxy_set_header X-User-Id $authgate_user;
-            proxy_set_header Authorization "";
-            proxy_set_header X-API-Key "";
-            proxy_pass http://{backend};
-        }}
-
-        location = /_authgate_verify {{
-            internal;
-            proxy_pass https://{gateway}/_auth/verify;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Original-Method $request_method;
-            proxy_set_header X-Forwarded-Host $http_host;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_http_version 1.1;
-            proxy_ssl_server_name on;
-            proxy_ssl_name localhost;
-            proxy_ssl_verify on;
-            proxy_ssl_trusted_certificate {ca};
-        }}
-
-        # A browser without a session is sent to sign in; anything else keeps its 401.
-        location @authgate_signin {{
-            if ($authgate_signin = "") {{
-                return 401;
-            }}
-            return 302 $authgate_signin;
-        }}
-
-        # The sign-in pages and the auth API are authgate's own.
-        location /_auth/ {{
-            proxy_pass https://{gateway};
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_http_version 1.1;
-            proxy_ssl_server_name on;
-            proxy_ssl_name localhost;
-            proxy_ssl_verify on;
-            proxy_ssl_trusted_certificate {ca};
-        }}
-"#,
-        backend = up.addr,
-        gateway = gw.addr,
-        ca = gw.ca.display(),
-    )
+    let readme = include_str!("../README.md");
+    let section = &readme[readme
+        .find("## Forward-auth (nginx auth_request, Traefik ForwardAuth)")
+        .expect("the README's forward-auth section")..];
+    let start = section
+        .find("```nginx\n")
+        .expect("an nginx block in the forward-auth section")
+        + "```nginx\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    assert!(
+        block.contains("http://127.0.0.1:8000;")
+            && block.contains("https://127.0.0.1:8443")
+            && block.contains("/etc/authgate/cert.pem"),
+        "the README's nginx block changed its placeholders:\n{block}"
+    );
+    block
+        .replace("http://127.0.0.1:8000", &format!("http://{}", up.addr))
+        .replace("https://127.0.0.1:8443", &format!("https://{}", gw.addr))
+        .replace("/etc/authgate/cert.pem", &gw.ca.display().to_string())
 }
 
 #[tokio::test]
