@@ -114,12 +114,13 @@ impl AuthOutcome {
     }
 }
 
-const ROUTES: [RouteClass; 5] = [
+const ROUTES: [RouteClass; 6] = [
     RouteClass::AuthApi,
     RouteClass::Jwks,
     RouteClass::Public,
     RouteClass::Protected,
     RouteClass::Web,
+    RouteClass::Verify,
 ];
 const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 const REASONS: [AuthFailure; 14] = [
@@ -146,6 +147,7 @@ fn route_index(r: RouteClass) -> usize {
         RouteClass::Public => 2,
         RouteClass::Protected => 3,
         RouteClass::Web => 4,
+        RouteClass::Verify => 5,
     }
 }
 

@@ -21,6 +21,8 @@ pub enum RouteClass {
     Protected,
     /// The browser pages under `web.prefix` (`/_auth` by default), answered by the gateway.
     Web,
+    /// `{web.prefix}/verify`: forward-auth, the decision for a request an ingress proxies itself.
+    Verify,
 }
 
 impl RouteClass {
@@ -32,6 +34,7 @@ impl RouteClass {
             RouteClass::Public => "public",
             RouteClass::Protected => "protected",
             RouteClass::Web => "web",
+            RouteClass::Verify => "verify",
         }
     }
 }
@@ -224,12 +227,12 @@ fn under(path: &str, base: &str) -> bool {
 
 /// Classify a path that [`check_path`] accepted.
 pub fn classify(path: &str, public: &PublicPaths, web_prefix: &str) -> RouteClass {
+    let under_prefix = path.strip_prefix(web_prefix);
     if path == "/api/auth" || path.starts_with("/api/auth/") {
         RouteClass::AuthApi
-    } else if path
-        .strip_prefix(web_prefix)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    {
+    } else if under_prefix == Some("/verify") {
+        RouteClass::Verify
+    } else if under_prefix.is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {
         RouteClass::Web
     } else if path == "/.well-known/jwks.json" {
         RouteClass::Jwks
@@ -321,6 +324,9 @@ mod tests {
         assert_eq!(classify("/api/search", &p, "/_auth"), RouteClass::Protected);
         assert_eq!(classify("/_auth/sign-in", &p, "/_auth"), RouteClass::Web);
         assert_eq!(classify("/_auth", &p, "/_auth"), RouteClass::Web);
+        assert_eq!(classify("/_auth/verify", &p, "/_auth"), RouteClass::Verify);
+        assert_eq!(classify("/_auth/verify/", &p, "/_auth"), RouteClass::Web);
+        assert_eq!(classify("/_auth/verifyx", &p, "/_auth"), RouteClass::Web);
         assert_eq!(classify("/_authx/sign-in", &p, "/_auth"), RouteClass::Protected);
     }
 

@@ -99,6 +99,7 @@ pub fn check(data: &[u8], public: &PublicPaths) {
             backend_view(&bytes)
         ),
         RouteClass::Web => assert!(path == "/_auth" || path.starts_with("/_auth/"), "{path:?}"),
+        RouteClass::Verify => assert_eq!(path, "/_auth/verify"),
         RouteClass::Protected => {}
     }
 }

@@ -129,6 +129,13 @@ impl Authenticator {
     /// header credential wins over a session cookie; a cookie session's unsafe request or
     /// WebSocket handshake must come from the gateway's own origin (403 otherwise).
     pub async fn authenticate<B>(&self, req: &Request<B>) -> Result<Authenticated, GatewayError> {
+        self.authenticate_at(req, self.scheme).await
+    }
+
+    /// [`Self::authenticate`] for a request whose client spoke `scheme` (`https` or `http`) to
+    /// whoever received it: forward-auth decides for an ingress that may have ended TLS itself,
+    /// and the cross-site check compares `Origin` with that scheme.
+    pub async fn authenticate_at<B>(&self, req: &Request<B>, scheme: &str) -> Result<Authenticated, GatewayError> {
         let strip = credential::strip(req);
         let principal = match credential::extract(req) {
             Ok(token) if token.starts_with(api_token::PREFIX) => self.api_token(token).await?,
@@ -147,7 +154,7 @@ impl Authenticator {
                 // A WebSocket handshake is a GET whose answer another origin can read (no CORS),
                 // and a same-site page gets the Lax cookie sent with it: checked like a POST.
                 let checked = !req.method().is_safe() || crate::upgrade::is_websocket(req);
-                if checked && !session::same_origin(req, self.scheme) {
+                if checked && !session::same_origin(req, scheme) {
                     return Err(GatewayError::Forbidden(
                         "A cookie session's request from another site is refused",
                     ));

@@ -212,7 +212,7 @@ fn strip_own_cookies(headers: &mut HeaderMap) {
 
 /// The scheme a trusted proxy reports: the last entry of its `X-Forwarded-Proto`, the one it wrote
 /// itself, when that is `http` or `https`.
-fn forwarded_proto(headers: &HeaderMap) -> Option<&'static str> {
+pub fn forwarded_proto(headers: &HeaderMap) -> Option<&'static str> {
     let last = headers.get_all(&X_FORWARDED_PROTO).iter().next_back()?;
     let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
     if entry.eq_ignore_ascii_case("https") {

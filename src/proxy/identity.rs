@@ -9,7 +9,7 @@
 //! counted (`authgate_identity_headers_stripped_total`) and logged; credentials are removed
 //! silently, since every authenticated request carries one.
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::PathAndQuery;
 
@@ -76,8 +76,18 @@ impl IdentityStep {
     /// Add the signed assertion for `p`, when one is configured (`X-User-Id` is written by the
     /// header pass, after its removals).
     async fn insert(&self, headers: &mut HeaderMap, p: &Principal) -> Result<(), GatewayError> {
+        if let Some((name, value)) = self.assertion(p).await? {
+            headers.insert(name, value);
+        }
+        Ok(())
+    }
+
+    /// The signed assertion for `p` and the header it goes in (`X-Auth-Assertion`, or
+    /// `Authorization` in bearer mode), when one is configured; forward-auth answers it to the
+    /// ingress.
+    pub async fn assertion(&self, p: &Principal) -> Result<Option<(HeaderName, HeaderValue)>, GatewayError> {
         let Some(asserter) = &self.asserter else {
-            return Ok(());
+            return Ok(None);
         };
         let value = Box::pin(asserter.assertion(&self.store, &p.user_id))
             .await
@@ -89,7 +99,6 @@ impl IdentityStep {
             AssertionMode::Header => headers::X_AUTH_ASSERTION.clone(),
             AssertionMode::Bearer => header::AUTHORIZATION,
         };
-        headers.insert(name, value);
-        Ok(())
+        Ok(Some((name, value)))
     }
 }

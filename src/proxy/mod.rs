@@ -10,6 +10,10 @@
 //! 4. **forward**: send to the pooled upstream, stream both bodies, tunnel an upgrade;
 //! 5. **log**: one line and the metrics, whatever the outcome.
 //!
+//! Forward-auth (`{web.prefix}/verify`, `verify`) runs phases 1 and 2 on the request an ingress
+//! describes and answers the decision instead of forwarding; phase 2 is one function, `admit`, for
+//! both.
+//!
 //! The rule this module keeps: a request reaches the backend only through [`forward`], and only
 //! after phase 2 said yes (authenticated, and authorized) or the route is public. Nothing here
 //! buffers a body. The pipeline is a [`Proxy`]: the parts it is handed (authenticator, API
@@ -21,6 +25,7 @@ pub mod authorize;
 pub mod headers;
 pub mod identity;
 pub mod upstream;
+mod verify;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -86,6 +91,9 @@ struct Outcome {
     user: Option<Principal>,
     /// The policy rule that decided, when there is a policy.
     rule: Option<Decided>,
+    /// For forward-auth, the method and path (never the query) it decided on; kept only when the
+    /// access line is written.
+    original: Option<(Method, Box<str>)>,
     logged: bool,
 }
 
@@ -140,6 +148,7 @@ pub async fn handle(
         auth: AuthOutcome::None,
         user: None,
         rule: None,
+        original: None,
         logged: logged.is_some(),
     };
 
@@ -179,6 +188,8 @@ pub async fn handle(
         auth_method = outcome.user.as_ref().map(|p| p.method.as_str()),
         route = outcome.route.map(RouteClass::as_str),
         rule = outcome.rule.zip(proxy.authz.as_ref()).map(|(d, a)| a.policy.label(d)),
+        original_method = outcome.original.as_ref().map(|(m, _)| m.as_str()),
+        original_path = outcome.original.as_ref().map(|(_, p)| &**p),
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
         request_id = request_id_str(&request_id),
         peer = %peer.addr.ip(),
@@ -259,39 +270,73 @@ async fn route(
             }
             resp.map(|r| r.map(Either::Right))
         }
-        RouteClass::Protected => {
-            let decided = proxy.authz.as_ref().map(|a| a.policy.matching(req.method(), path));
-            outcome.rule = decided;
-            if let (Some(authz), Some(d)) = (&proxy.authz, decided)
-                && authz.policy.is_public(d)
-            {
-                authz.count(d, Verdict::Public);
+        RouteClass::Protected => match admit(proxy, &req, proxy.settings.scheme, outcome).await? {
+            Admission::Public => {
                 outcome.route = Some(RouteClass::Public);
                 let strip = crate::auth::credential::strip(&req);
-                return forward(proxy, peer, req, None, strip, request_id).await;
+                forward(proxy, peer, req, None, strip, request_id).await
             }
-            let Authenticated { principal, strip } = match proxy.authn.authenticate(&req).await {
-                Ok(found) => found,
-                Err(GatewayError::Unauthenticated(reason)) if sign_in_first(&req) => {
-                    // A person's browser: sent to sign in and back, not shown a JSON 401.
-                    proxy.metrics.auth_failure(reason);
-                    outcome.auth = AuthOutcome::Failed;
-                    return Ok(to_sign_in(proxy, &req));
-                }
-                Err(e) => return Err(e),
-            };
-            outcome.auth = AuthOutcome::from(principal.method);
-            if outcome.logged {
-                outcome.user = Some(principal.clone());
+            // A person's browser: sent to sign in and back, not shown a JSON 401.
+            Admission::SignIn(_) => Ok(to_sign_in(proxy, &req)),
+            Admission::Caller(Authenticated { principal, strip }) => {
+                forward(proxy, peer, req, Some(principal), strip, request_id).await
             }
-            if let (Some(authz), Some(d)) = (&proxy.authz, decided)
-                && !Box::pin(authz.allows(&proxy.authn, d, &principal)).await?
-            {
-                return Err(GatewayError::Forbidden("You may not reach this route"));
-            }
-            forward(proxy, peer, req, Some(principal), strip, request_id).await
-        }
+        },
+        RouteClass::Verify => Box::pin(verify::answer(proxy, peer, req, outcome)).await,
     }
+}
+
+/// What phase 2 decided for a request that `auth.public_paths` does not open.
+enum Admission {
+    /// A `public` policy rule: no credential is needed, and no identity is given.
+    Public,
+    /// A browser navigation without a working header credential: it is sent to sign in.
+    SignIn(crate::error::AuthFailure),
+    /// Authenticated, and allowed by the policy.
+    Caller(Authenticated),
+}
+
+/// Phase 2, authenticate and authorize, for `req` as its client sent it (forward-auth hands in
+/// the request the ingress describes): the policy's rule for its method and path, then its one
+/// credential (the cross-site check against `scheme`), then the rule's verdict on the caller. A
+/// refusal is the error to answer: 401, or 403 when the policy refuses the caller. The proxy and
+/// forward-auth both decide here, so the two can never disagree.
+async fn admit<B>(
+    proxy: &Proxy,
+    req: &Request<B>,
+    scheme: &str,
+    outcome: &mut Outcome,
+) -> Result<Admission, GatewayError> {
+    let decided = proxy
+        .authz
+        .as_ref()
+        .map(|a| a.policy.matching(req.method(), req.uri().path()));
+    outcome.rule = decided;
+    if let (Some(authz), Some(d)) = (&proxy.authz, decided)
+        && authz.policy.is_public(d)
+    {
+        authz.count(d, Verdict::Public);
+        return Ok(Admission::Public);
+    }
+    let found = match proxy.authn.authenticate_at(req, scheme).await {
+        Ok(found) => found,
+        Err(GatewayError::Unauthenticated(reason)) if sign_in_first(req) => {
+            proxy.metrics.auth_failure(reason);
+            outcome.auth = AuthOutcome::Failed;
+            return Ok(Admission::SignIn(reason));
+        }
+        Err(e) => return Err(e),
+    };
+    outcome.auth = AuthOutcome::from(found.principal.method);
+    if outcome.logged {
+        outcome.user = Some(found.principal.clone());
+    }
+    if let (Some(authz), Some(d)) = (&proxy.authz, decided)
+        && !Box::pin(authz.allows(&proxy.authn, d, &found.principal)).await?
+    {
+        return Err(GatewayError::Forbidden("You may not reach this route"));
+    }
+    Ok(Admission::Caller(found))
 }
 
 /// Whether an unauthenticated request is a browser navigation with no header credential: it is

@@ -1,5 +1,6 @@
 //! The browser half of the gateway: the pages under `web.prefix` (`/_auth` by default), answered
-//! by the gateway and never forwarded. Sign-in and registration start a cookie session
+//! by the gateway and never forwarded (but `{web.prefix}/verify`, forward-auth, which is
+//! `proxy::verify`'s). Sign-in and registration start a cookie session
 //! (`__Host-authgate`); the account page manages API tokens, sessions and the password; sign-out
 //! ends the session.
 //!

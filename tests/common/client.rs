@@ -2,7 +2,7 @@
 //! raw byte exchanges for requests no well-behaved client would send.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,8 +60,28 @@ pub async fn tls_connect_alpn(
 }
 
 async fn connect_with(config: rustls::ClientConfig, addr: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
+    connect_from(config, addr, None).await
+}
+
+/// Open a TLS connection from the local address `local` (another loopback address, say
+/// 127.0.0.2, is a peer that `server.trusted_proxies` may leave out), or from any.
+async fn connect_from(
+    config: rustls::ClientConfig,
+    addr: SocketAddr,
+    local: Option<IpAddr>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tcp = match local {
+        None => TcpStream::connect(addr).await.unwrap(),
+        Some(ip) => {
+            let socket = match ip {
+                IpAddr::V4(_) => tokio::net::TcpSocket::new_v4().unwrap(),
+                IpAddr::V6(_) => tokio::net::TcpSocket::new_v6().unwrap(),
+            };
+            socket.bind(SocketAddr::new(ip, 0)).unwrap();
+            socket.connect(addr).await.unwrap()
+        }
+    };
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     connector.connect(name, tcp).await.unwrap()
 }
@@ -88,6 +108,8 @@ pub struct Client {
     ca: PathBuf,
     addr: SocketAddr,
     h2: bool,
+    /// The local address it connects from, when not any.
+    local: Option<IpAddr>,
 }
 
 pub type ClientBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -98,11 +120,19 @@ impl Client {
             ca: ca.to_owned(),
             addr,
             h2,
+            local: None,
         }
     }
 
+    /// The same client, connecting from the local address `ip` (say 127.0.0.2, a peer outside
+    /// `server.trusted_proxies = ["127.0.0.1/32"]`).
+    pub fn bound_to(mut self, ip: IpAddr) -> Client {
+        self.local = Some(ip);
+        self
+    }
+
     pub async fn send(&self, req: Request<ClientBody>) -> Response<Incoming> {
-        let tls = tls_connect(&self.ca, self.addr, self.h2).await;
+        let tls = connect_from(tls_client_config(&self.ca, self.h2), self.addr, self.local).await;
         if self.h2 {
             let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
                 .await

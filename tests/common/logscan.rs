@@ -38,6 +38,15 @@ pub fn init() {
     });
 }
 
+/// The lines this process has logged so far that contain every one of `needles`.
+pub fn lines_with(needles: &[&str]) -> Vec<String> {
+    let log = std::fs::read_to_string(dir().join(format!("{}.log", stem()))).unwrap_or_default();
+    log.lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Remember a secret the suite sent or received (short strings are not secrets worth matching).
 pub fn secret(s: &str) {
     let s = s.trim();

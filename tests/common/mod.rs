@@ -1,8 +1,9 @@
 //! Test harness: a recording upstream, an in-process gateway on 127.0.0.1:0, real TLS clients, a real
-//! browser (`browser`: headless Chromium) and a real OpenID Provider (`oidc`: panva's oidc-provider
-//! under Node.js), one file per job. Test files `use common::*` and get everything re-exported here;
-//! the job modules stay private so their names (`h2`, `client`) never shadow a crate in a test file
-//! (`browser`, `logscan`, `oidc` and `services` are used by their path).
+//! browser (`browser`: headless Chromium), a real OpenID Provider (`oidc`: panva's oidc-provider
+//! under Node.js) and a real nginx (`nginx`: Debian's, with `auth_request`), one file per job. Test
+//! files `use common::*` and get everything re-exported here; the job modules stay private so their
+//! names (`h2`, `client`) never shadow a crate in a test file (`browser`, `logscan`, `nginx`, `oidc`
+//! and `services` are used by their path).
 //!
 //! Each test file is its own crate and uses part of the harness, so unused items and re-exports
 //! are allowed here (`dead_code` for the whole harness, `unused_imports` for the re-exports).
@@ -10,6 +11,7 @@
 
 pub mod browser;
 pub mod logscan;
+pub mod nginx;
 pub mod oidc;
 pub mod services;
 
