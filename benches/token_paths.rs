@@ -165,6 +165,7 @@ fn main() {
             .unwrap();
         assert!(cache.connect().await);
         let mut miss_tokens = Vec::with_capacity(MISS_TOKENS);
+        let full = ["full".to_owned()];
         for i in 0..MISS_TOKENS {
             let token = authgate::auth::api_token::generate();
             let hash = authgate::auth::api_token::hash(&token);
@@ -177,6 +178,7 @@ fn main() {
                     token_hash: &hash,
                     created_at: 0,
                     expires_at: None,
+                    scopes: &full,
                 })
                 .await
                 .unwrap();
@@ -187,6 +189,7 @@ fn main() {
                         id,
                         user_id: user_id.clone(),
                         expires_at: None,
+                        scopes: full.to_vec(),
                     },
                 )
                 .await;

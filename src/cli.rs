@@ -1,5 +1,5 @@
 //! Operator commands that work on the configured store or on key files, without serving:
-//! `user add|list|disable|enable|role|groups`, `token create|revoke`, `policy explain` and
+//! `user add|list|disable|enable|role|groups`, `token create|list|revoke`, `policy explain` and
 //! `keys generate`. The account rules
 //! and changes are the account service's (`crate::accounts`), the same as the JSON API's.
 //!
@@ -73,6 +73,7 @@ impl From<AccountError> for CliError {
                     "email" => "--email",
                     "name" => "--name",
                     "expires_in" => "--expires-in",
+                    "scopes" => "--scope",
                     "role" => "ROLE",
                     "group" => "GROUP",
                     other => other,
@@ -261,16 +262,30 @@ fn no_such_user(e: AccountError, who: &str) -> CliError {
     }
 }
 
-/// `authgate policy explain [--user NAME] METHOD PATH`: what the configured policy decides for this
-/// request, and which rule decides it. Without `--user`, for a caller with no credential.
-pub async fn policy_explain(config: &Config, who: Option<&str>, method: &str, target: &str) -> Result<(), CliError> {
-    use crate::policy::{Caller, Decided, FULL};
+/// `authgate policy explain [--user NAME [--scope S]...] METHOD PATH`: what the configured policy
+/// decides for this request, and which rule decides it. Without `--user`, for a caller with no
+/// credential; without `--scope`, for a credential holding `full` (a login).
+pub async fn policy_explain(
+    config: &Config,
+    who: Option<&str>,
+    scopes: &[String],
+    method: &str,
+    target: &str,
+) -> Result<(), CliError> {
+    use crate::policy::{Caller, Decided, Effect, Scopes};
     use crate::routes::RouteClass;
     let method =
         http::Method::from_bytes(method.trim().to_ascii_uppercase().as_bytes()).map_err(|_| CliError::Invalid {
             flag: "METHOD",
             message: "is not an HTTP method",
         })?;
+    let scopes = match scopes {
+        [] => Scopes::FULL,
+        given => {
+            let given: Vec<&str> = given.iter().map(String::as_str).collect();
+            Scopes::from_names(&crate::accounts::rules::token_scopes(Some(&given))?)
+        }
+    };
     let path = target.split_once('?').map_or(target, |(p, _)| p);
     if let Err(e) = crate::routes::check_path(path) {
         println!("decision: refused (400): {e}");
@@ -302,10 +317,12 @@ pub async fn policy_explain(config: &Config, who: Option<&str>, method: &str, ta
         let caller = Caller {
             user_id: &user.id,
             access: Some(&access),
-            scopes: FULL,
+            scopes: &scopes,
         };
-        let verdict = if policy.allows(decided, &caller) {
+        let verdict = if policy.allows(decided, &caller, Effect::of(&method, false)) {
             "allow (forwarded with X-User-Id)"
+        } else if !policy.within_scopes(decided, &scopes, Effect::of(&method, false)) {
+            "deny (403, not forwarded): outside the credential's scopes"
         } else {
             "deny (403, not forwarded)"
         };
@@ -315,10 +332,11 @@ pub async fn policy_explain(config: &Config, who: Option<&str>, method: &str, ta
             ""
         };
         format!(
-            "{verdict} for {} ({}, role {}){disabled}",
+            "{verdict} for {} ({}, role {}, scopes {}){disabled}",
             user.username,
             user.id,
-            access.role.as_str()
+            access.role.as_str(),
+            scopes.names().collect::<Vec<_>>().join(",")
         )
     } else {
         "401 without a credential (pass --user NAME to see a caller's decision)".to_owned()
@@ -328,24 +346,68 @@ pub async fn policy_explain(config: &Config, who: Option<&str>, method: &str, ta
     Ok(())
 }
 
-/// `authgate token create --user U --name N [--expires-in SECS]`: the token goes to stdout once.
-pub async fn token_create(config: &Config, who: &str, name: &str, expires_in: Option<u64>) -> Result<(), CliError> {
+/// What `token create` makes.
+pub struct NewTokenArgs<'a> {
+    /// The owner, by username or id.
+    pub user: &'a str,
+    pub name: &'a str,
+    pub expires_in: Option<u64>,
+    /// Each `--scope`, commas already split; empty: `full`.
+    pub scopes: &'a [String],
+}
+
+/// `authgate token create --user U --name N [--expires-in SECS] [--scope S]...`: the token goes to
+/// stdout once.
+pub async fn token_create(config: &Config, args: &NewTokenArgs<'_>) -> Result<(), CliError> {
     // The rules first, so a bad flag is refused before the store is opened.
-    let name = crate::accounts::rules::token_name(name)?;
-    crate::accounts::rules::token_lifetime(expires_in)?;
+    let name = crate::accounts::rules::token_name(args.name)?;
+    crate::accounts::rules::token_lifetime(args.expires_in)?;
+    let scopes: Vec<&str> = args.scopes.iter().map(String::as_str).collect();
+    let scopes = (!scopes.is_empty()).then_some(&scopes[..]);
+    crate::accounts::rules::token_scopes(scopes)?;
     let accounts = accounts(config, false).await?;
-    let user = find_user(&accounts, who).await?;
+    let user = find_user(&accounts, args.user).await?;
     if user.disabled {
         return Err(CliError::UserDisabled(user.username));
     }
-    let made = accounts.create_token(&user.id, name, expires_in).await?;
+    let made = accounts.create_token(&user.id, name, args.expires_in, scopes).await?;
     let row = made.row;
-    tracing::info!(target: "authgate::audit", event = "token_created", user_id = %user.id, token_id = %row.id, via = "cli");
+    let scopes = row.scopes.join(",");
+    tracing::info!(target: "authgate::audit", event = "token_created", user_id = %user.id, token_id = %row.id, scopes = %scopes, via = "cli");
     eprintln!(
-        "created API token {} ({name}) for {}; it is shown once:",
+        "created API token {} ({name}, scopes {scopes}) for {}; it is shown once:",
         row.id, user.username
     );
     println!("{}", made.secret);
+    Ok(())
+}
+
+/// `authgate token list --user U`: one line per token, oldest first, never a secret.
+pub async fn token_list(config: &Config, who: &str) -> Result<(), CliError> {
+    let accounts = accounts(config, false).await?;
+    let user = find_user(&accounts, who).await?;
+    let tokens = accounts.list_tokens(&user.id).await?;
+    if tokens.is_empty() {
+        println!("user {} has no API tokens", user.username);
+    }
+    let when = |secs: Option<i64>| match secs.and_then(|s| u64::try_from(s).ok()) {
+        Some(s) => {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+            humantime::format_rfc3339_seconds(t).to_string()
+        }
+        None => "-".to_owned(),
+    };
+    for t in &tokens {
+        println!(
+            "{}\t{}\tscopes={}\tcreated={}\texpires={}\tlast_used={}",
+            t.id,
+            t.name,
+            t.scopes.join(","),
+            when(Some(t.created_at)),
+            when(t.expires_at),
+            when(t.last_used_at)
+        );
+    }
     Ok(())
 }
 

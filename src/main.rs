@@ -49,6 +49,9 @@ enum PolicyCommand {
         /// The caller (by username or id); without it, a caller with no credential.
         #[arg(long)]
         user: Option<String>,
+        /// The credential's scopes (repeat, or comma-separated); without it, `full` (a login).
+        #[arg(long = "scope", value_delimiter = ',', requires = "user")]
+        scopes: Vec<String>,
         /// e.g. GET
         method: String,
         /// e.g. /api/collections/1
@@ -77,6 +80,16 @@ enum TokenCommand {
         /// Lifetime in seconds (default: no expiry).
         #[arg(long)]
         expires_in: Option<u64>,
+        /// What the token may do within the user's rights: `read` (GET and HEAD), `full`, or a
+        /// name that policy rules grant with `scope:<name>`. Repeat, or comma-separate; default
+        /// `full`.
+        #[arg(long = "scope", value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
+    /// List a user's API tokens (by username or id), with their scopes; never a secret.
+    List {
+        #[arg(long)]
+        user: String,
     },
     /// Revoke an API token by id, whoever owns it; running gateways refuse it at once with Redis.
     Revoke { id: String },
@@ -130,9 +143,21 @@ fn main() -> ExitCode {
         }
         Command::Token(cmd) => operator(&cli.config, |config| async move {
             match cmd {
-                TokenCommand::Create { user, name, expires_in } => {
-                    authgate::cli::token_create(&config, &user, &name, expires_in).await
+                TokenCommand::Create {
+                    user,
+                    name,
+                    expires_in,
+                    scopes,
+                } => {
+                    let args = authgate::cli::NewTokenArgs {
+                        user: &user,
+                        name: &name,
+                        expires_in,
+                        scopes: &scopes,
+                    };
+                    authgate::cli::token_create(&config, &args).await
                 }
+                TokenCommand::List { user } => authgate::cli::token_list(&config, &user).await,
                 TokenCommand::Revoke { id } => authgate::cli::token_revoke(&config, &id).await,
             }
         }),
@@ -157,8 +182,13 @@ fn main() -> ExitCode {
                 }
             }
         }),
-        Command::Policy(PolicyCommand::Explain { user, method, path }) => operator(&cli.config, |config| async move {
-            authgate::cli::policy_explain(&config, user.as_deref(), &method, &path).await
+        Command::Policy(PolicyCommand::Explain {
+            user,
+            scopes,
+            method,
+            path,
+        }) => operator(&cli.config, |config| async move {
+            authgate::cli::policy_explain(&config, user.as_deref(), &scopes, &method, &path).await
         }),
         Command::Serve => {
             let config = match Config::load(&cli.config) {

@@ -49,7 +49,12 @@ async fn a_created_token_is_shown_once_and_works_through_bearer_and_x_api_key() 
     assert_eq!(list[0]["id"], id.as_str());
     assert!(!r.text().contains(&token[4..]));
     let keys: Vec<&String> = list[0].as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["created_at", "expires_at", "id", "last_used_at", "name"]);
+    assert_eq!(
+        keys,
+        ["created_at", "expires_at", "id", "last_used_at", "name", "scopes"]
+    );
+    assert_eq!(list[0]["scopes"], json!(["full"]));
+    assert_eq!(created["scopes"], json!(["full"]));
 
     // last_used_at is recorded off the request path, soon after use.
     let started = Instant::now();

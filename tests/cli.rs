@@ -803,3 +803,127 @@ fn operator_cli_sets_roles_and_groups_and_explains_a_decision() {
     assert_eq!(code, Some(1));
     assert!(err.contains("no user `nobody`"), "{err}");
 }
+
+#[tokio::test]
+async fn operator_cli_makes_scoped_tokens_that_a_running_gateway_enforces() {
+    let up = TestUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dev_config(dir.path(), &up.url());
+    let run_cli = |args: &[&str]| {
+        let out = authgate(dir.path())
+            .env("JWT_SECRET_KEY", SECRET)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        run_cli(&["user", "add", "scoper", "--email", "s@example.com"]).0,
+        Some(0)
+    );
+    let create = ["token", "create", "--user", "scoper", "--name"];
+    let (code, read, err) = run_cli(&[&create[..], &["ro", "--scope", "read"]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("scopes read"), "{err}");
+    let read = read.trim().to_owned();
+    logscan::secret(&read);
+    // Repeated and comma-separated, duplicates dropped.
+    let (code, _, err) = run_cli(
+        &[
+            &create[..],
+            &[
+                "mixed",
+                "--scope",
+                "ingest,read",
+                "--scope",
+                "docs:write",
+                "--scope",
+                "read",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("scopes ingest,read,docs:write"), "{err}");
+    let (code, full, _) = run_cli(&[&create[..], &["plain"]].concat());
+    assert_eq!(code, Some(0));
+    logscan::secret(full.trim());
+    // Bad names are refused before the store is touched, naming the flag.
+    for bad in ["Read", "read,", "a b", &"x".repeat(65)] {
+        let (code, _, err) = run_cli(&[&create[..], &["bad", "--scope", bad]].concat());
+        assert_eq!(code, Some(1), "{bad}");
+        assert!(
+            err.contains("--scope: must each be 1 to 64 of a-z 0-9 _ . : -"),
+            "{bad}: {err}"
+        );
+    }
+    let (code, listed, _) = run_cli(&["token", "list", "--user", "scoper"]);
+    assert_eq!(code, Some(0));
+    let mut scopes: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split('\t').find_map(|f| f.strip_prefix("scopes=")))
+        .collect();
+    scopes.sort_unstable();
+    assert_eq!(scopes, ["full", "ingest,read,docs:write", "read"], "{listed}");
+    assert!(!listed.contains(&read[4..]) && !listed.contains("bad"), "{listed}");
+
+    // policy explain with --scope: the read scope allows GET and refuses POST.
+    let (_, out, _) = run_cli(&[
+        "policy", "explain", "--user", "scoper", "--scope", "read", "GET", "/api/x",
+    ]);
+    assert!(out.contains("decision: allow") && out.contains("scopes read"), "{out}");
+    let (_, out, _) = run_cli(&[
+        "policy", "explain", "--user", "scoper", "--scope", "read", "POST", "/api/x",
+    ]);
+    assert!(
+        out.contains("decision: deny") && out.contains("outside the credential's scopes"),
+        "{out}"
+    );
+    let (_, out, _) = run_cli(&["policy", "explain", "--user", "scoper", "POST", "/api/x"]);
+    assert!(out.contains("decision: allow"), "{out}");
+
+    // A running gateway on the same store: the read token reads, and only reads.
+    let (_, users, _) = run_cli(&["user", "list"]);
+    let mut cmd = authgate(dir.path());
+    cmd.env("JWT_SECRET_KEY", SECRET);
+    let running = spawn(cmd);
+    let c = Client::new(
+        &dir.path().join("certs/dev-cert.pem"),
+        running.listen.parse().unwrap(),
+        false,
+    );
+    let auth = bearer(&read);
+    let ok = c.get("/api/x", &[("authorization", &auth)]).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let id = up.seen.last().one("x-user-id").unwrap();
+    assert!(
+        users.lines().any(|l| l.starts_with(&id) && l.contains("scoper")),
+        "{users}"
+    );
+    let refused = c
+        .call("POST", "/api/x", &[("authorization", &auth)], Some(b"{}".to_vec()))
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.json()["error"], "forbidden");
+    assert_eq!(up.seen.count(), 1, "the refused POST reached the backend");
+    let ok = c
+        .call("POST", "/api/x", &[("authorization", &bearer(full.trim()))], None)
+        .await;
+    assert_eq!(ok.status, 200);
+    // Without rules, a scoped token's decisions name the default in the access line; a full
+    // credential's name no rule.
+    let (lines, access) = running.json_lines("authgate::access", 3);
+    let rules: Vec<(Option<&str>, i64)> = access
+        .iter()
+        .map(|a| (a["rule"].as_str(), a["status"].as_i64().unwrap_or(0)))
+        .collect();
+    assert_eq!(
+        rules,
+        [(Some("default"), 200), (Some("default"), 403), (None, 200)],
+        "{lines:?}"
+    );
+}

@@ -713,3 +713,75 @@ async fn role_and_group_changes_reach_every_replica_within_a_second() {
     assert_eq!(status(&a, "/api/research/x").await, 403);
     assert_eq!(up.seen.count(), before, "a refused request reached the backend");
 }
+
+/// A read-scoped API token on two replicas (PostgreSQL, Redis): it reads where its owner's group
+/// lets them on both, and only reads; when the owner loses the group on one replica, the token
+/// loses the route on both within a second (the store sync is 5 s: it went over the bus). The
+/// second replica first reads the token from Redis, scopes and all.
+#[tokio::test]
+async fn a_scoped_tokens_access_follows_its_owners_groups_on_every_replica() {
+    let pg = Postgres::start().await;
+    let redis = Redis::start();
+    let db = pg.fresh_db().await;
+    let up = TestUpstream::start().await;
+    let rules = "[policy]\ndefault = \"deny\"\n[[policy.rules]]\npaths = [\"/api/research/*\"]\n\
+                 allow = [\"group:research\"]\ndescription = \"research\"\n";
+    let toml = replica_toml(&db, Some(&redis.url()), rules);
+    let a = replica(&up, &toml).await;
+    let b = replica(&up, &toml).await;
+    let (user_id, jwt) = session(&a, "scopeduser").await;
+    let accounts = a.gateway.accounts();
+    let user = accounts.find_user("scopeduser").await.unwrap();
+    assert!(accounts.set_group(&user, "research", true).await.unwrap().1);
+    let r = a
+        .post_json(
+            "/api/auth/tokens",
+            json!({"name": "ro", "scopes": ["read"]}),
+            Some(&jwt),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["scopes"], json!(["read"]));
+    let read = bearer(r.json()["token"].as_str().unwrap());
+    let call = async |gw: &TestGateway, method: &str| {
+        gw.client()
+            .call(method, "/api/research/x", &[("authorization", read.as_str())], None)
+            .await
+            .status
+    };
+    for gw in [&a, &b] {
+        within(Duration::from_secs(1), "the group on both", async || {
+            call(gw, "GET").await == 200
+        })
+        .await;
+        let seen = up.seen.last();
+        assert_eq!(
+            (seen.method.as_str(), seen.one("x-user-id")),
+            ("GET", Some(user_id.clone()))
+        );
+        let before = up.seen.count();
+        for method in ["POST", "PUT", "DELETE"] {
+            assert_eq!(call(gw, method).await, 403, "{method}");
+        }
+        assert_eq!(up.seen.count(), before, "a refused write reached the backend");
+    }
+    let lookups = scrape(&b).await;
+    assert_eq!(
+        lookups.get(r#"authgate_api_token_lookups_total{result="redis_hit"}"#),
+        Some(&1.0),
+        "{lookups:?}"
+    );
+
+    // Taken away on b: both replicas refuse the token within a second.
+    let (changed, told) = b.gateway.accounts().set_group(&user, "research", false).await.unwrap();
+    assert!(changed && told);
+    for (name, gw) in [("b", &b), ("a", &a)] {
+        let took = within(Duration::from_secs(1), name, async || call(gw, "GET").await == 403).await;
+        eprintln!("the group's removal reached {name} in {took:?}");
+    }
+    let before = up.seen.count();
+    for gw in [&a, &b] {
+        assert_eq!(call(gw, "GET").await, 403);
+    }
+    assert_eq!(up.seen.count(), before, "a refused request reached the backend");
+}

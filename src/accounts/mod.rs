@@ -314,15 +314,18 @@ impl Accounts {
         Ok(told)
     }
 
-    /// Make an API token for `user_id`; the secret is returned once, only its hash is stored.
+    /// Make an API token for `user_id` with these scopes (`None`: `full`); the secret is returned
+    /// once, only its hash is stored.
     pub async fn create_token(
         &self,
         user_id: &str,
         name: &str,
         expires_in: Option<u64>,
+        scopes: Option<&[&str]>,
     ) -> Result<NewToken, AccountError> {
         let name = rules::token_name(name)?;
         let expires_in = rules::token_lifetime(expires_in)?;
+        let scopes = rules::token_scopes(scopes)?;
         let secret = api_token::generate();
         let now = crate::clock::now_secs() as i64;
         let row = self
@@ -334,6 +337,7 @@ impl Accounts {
                 token_hash: &api_token::hash(&secret),
                 created_at: now,
                 expires_at: expires_in.map(|n| now + n as i64),
+                scopes: &scopes,
             })
             .await?;
         Ok(NewToken { row, secret })

@@ -1,5 +1,5 @@
 //! The account rules, written once for the JSON API and the CLI (and the browser pages to come): what a username,
-//! an email address, a password, an API token's name and its lifetime may be.
+//! an email address, a password, an API token's name, lifetime and scopes may be.
 //!
 //! The rule this module keeps: every check is a pure function that answers with the field and a
 //! short message, never with the refused value (it may be a password).
@@ -84,6 +84,38 @@ pub fn group_name(raw: &str) -> Result<&str, AccountError> {
     Ok(name)
 }
 
+/// An API token's scopes, as given (no trimming, no case folding): 1 to
+/// [`MAX_SCOPES`](crate::policy::scopes::MAX_SCOPES) names, each 1 to 64 of `a-z 0-9 _ . : -`,
+/// duplicates dropped in order. `None` (not given) is `["full"]`, what every token did before.
+pub fn token_scopes(raw: Option<&[&str]>) -> Result<Vec<String>, AccountError> {
+    use crate::policy::scopes;
+    let Some(raw) = raw else {
+        return Ok(vec![scopes::FULL.to_owned()]);
+    };
+    let invalid = |message| AccountError::Invalid {
+        field: "scopes",
+        message,
+    };
+    if raw.is_empty() {
+        return Err(invalid(
+            "must name at least one scope: read, full, or a name a policy rule grants",
+        ));
+    }
+    if raw.len() > scopes::MAX_SCOPES {
+        return Err(invalid("may name at most 16 scopes"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    for name in raw {
+        if !scopes::is_name(name) {
+            return Err(invalid("must each be 1 to 64 of a-z 0-9 _ . : -"));
+        }
+        if !out.iter().any(|n| n == name) {
+            out.push((*name).to_owned());
+        }
+    }
+    Ok(out)
+}
+
 /// An API token's lifetime in seconds, when it has one.
 pub fn token_lifetime(seconds: Option<u64>) -> Result<Option<u64>, AccountError> {
     match seconds {
@@ -137,6 +169,31 @@ mod tests {
         );
         for bad in [0, MAX_TOKEN_LIFETIME + 1] {
             assert_eq!(field(token_lifetime(Some(bad)).unwrap_err()), "expires_in");
+        }
+    }
+
+    #[test]
+    fn token_scopes_are_checked_strictly_and_default_to_full() {
+        assert_eq!(token_scopes(None).unwrap(), ["full"]);
+        assert_eq!(
+            token_scopes(Some(&["read", "ingest", "read", "docs:write"])).unwrap(),
+            ["read", "ingest", "docs:write"]
+        );
+        let many: Vec<String> = (0..17).map(|i| format!("s{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(token_scopes(Some(&many[..16])).is_ok());
+        let long = "x".repeat(65);
+        for bad in [
+            &[][..],
+            &many[..],
+            &[""],
+            &[" read"],
+            &["Read"],
+            &["a b"],
+            &[long.as_str()],
+            &["ré"],
+        ] {
+            assert_eq!(field(token_scopes(Some(bad)).unwrap_err()), "scopes", "{bad:?}");
         }
     }
 }

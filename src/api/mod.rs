@@ -2,7 +2,9 @@
 //!
 //! The rule this module keeps: bodies are JSON, at most 64 KiB (an honest `Content-Length` over
 //! that is refused before any byte is read), and every handler answers with JSON or an empty 204.
-//! Register and login ignore any `Authorization` header; every other endpoint needs a credential.
+//! Register and login ignore any `Authorization` header; every other endpoint needs a credential,
+//! and a scoped API token (one without `full`) may at most read here, with `read`: `GET /me` and
+//! `GET /tokens`. It never refreshes into a JWT, ends sessions, or makes or deletes a token.
 
 mod accounts;
 pub mod strict_json;
@@ -66,38 +68,37 @@ pub async fn handle(
     let endpoint = path.strip_prefix("/api/auth").unwrap_or(path);
     let method = req.method().clone();
     // Every endpoint but register and login needs a credential; those two ignore any.
-    let caller = |req| caller(ctx.api, req);
     match (endpoint, &method) {
         ("/register", &Method::POST) => accounts::register(ctx, read_json(req).await?).await,
         ("/login", &Method::POST) => accounts::login(ctx, read_json(req).await?).await,
         ("/me", &Method::GET) => {
-            let p = authenticated.insert(caller(&req).await?);
+            let p = caller(ctx.api, &req, authenticated).await?;
             accounts::me(ctx, p).await
         }
         ("/refresh", &Method::POST) => {
-            let p = session_only(authenticated.insert(caller(&req).await?))?;
+            let p = session_only(caller(ctx.api, &req, authenticated).await?)?;
             accounts::refresh(ctx, p).await
         }
         ("/logout", &Method::POST) => {
-            let p = session_only(authenticated.insert(caller(&req).await?))?;
+            let p = session_only(caller(ctx.api, &req, authenticated).await?)?;
             let body = read_optional_json(req).await?;
             accounts::logout(ctx, p, &body).await
         }
         ("/password", &Method::POST) => {
-            let p = session_only(authenticated.insert(caller(&req).await?))?;
+            let p = session_only(caller(ctx.api, &req, authenticated).await?)?;
             accounts::change_password(ctx, p, read_json(req).await?).await
         }
         ("/tokens", &Method::POST) => {
-            let p = session_only(authenticated.insert(caller(&req).await?))?;
+            let p = session_only(caller(ctx.api, &req, authenticated).await?)?;
             tokens::create(ctx, p, read_json(req).await?).await
         }
         ("/tokens", &Method::GET) => {
-            let p = authenticated.insert(caller(&req).await?);
+            let p = caller(ctx.api, &req, authenticated).await?;
             tokens::list(ctx, p).await
         }
         (e, &Method::DELETE) if e.starts_with("/tokens/") => {
             let id = e.trim_start_matches("/tokens/").to_owned();
-            let p = authenticated.insert(caller(&req).await?);
+            let p = caller(ctx.api, &req, authenticated).await?;
             tokens::delete(ctx, p, &id).await
         }
         ("/register" | "/login" | "/me" | "/refresh" | "/logout" | "/password" | "/tokens", _) => {
@@ -107,9 +108,27 @@ pub async fn handle(
     }
 }
 
-/// The caller of an endpoint that needs a credential.
-async fn caller(api: &Api, req: &Request<Incoming>) -> Result<Principal, GatewayError> {
-    api.authn.authenticate(req).await.map(|a| a.principal)
+/// The caller of an endpoint that needs a credential, kept in `who` for the access line, and
+/// refused unless this request is within their scopes.
+async fn caller<'w>(
+    api: &Api,
+    req: &Request<Incoming>,
+    who: &'w mut Option<Principal>,
+) -> Result<&'w Principal, GatewayError> {
+    let p = api.authn.authenticate(req).await?.principal;
+    within_scopes(who.insert(p), req.method())
+}
+
+/// A scoped credential here: every endpoint that takes one is read-only (GET) or acts on the login
+/// and its tokens, so `read` permits the first kind and only `full` the second; no rule can grant
+/// a custom scope on `/api/auth/*`.
+fn within_scopes<'p>(p: &'p Principal, method: &Method) -> Result<&'p Principal, GatewayError> {
+    if p.scopes.permits(crate::policy::Effect::of(method, false)) {
+        return Ok(p);
+    }
+    Err(GatewayError::Forbidden(
+        "This API token's scopes do not permit it here: with read it may only GET /api/auth/me and /api/auth/tokens; refresh, logout, password, and making or deleting tokens need a login session",
+    ))
 }
 
 /// Refresh, logout (one or all), password change and token creation act on the login itself, so

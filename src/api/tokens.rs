@@ -3,7 +3,8 @@
 //!
 //! The rule this module keeps: the secret is returned once, at creation, and never again; only its
 //! SHA-256 is stored. Tokens are created from an interactive session (a JWT), not by another API
-//! token, and a user only ever sees or deletes their own (another user's token is a 404).
+//! token (so a token can never make one with more scopes than its own), and a user only ever sees
+//! or deletes their own (another user's token is a 404).
 
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -30,10 +31,30 @@ fn listed(row: &ApiTokenRow) -> Value {
         "created_at": time(Some(row.created_at)),
         "last_used_at": time(row.last_used_at),
         "expires_at": time(row.expires_at),
+        "scopes": row.scopes,
     })
 }
 
-/// `POST /api/auth/tokens {name, expires_in?}` → 201 `{id, name, token, created_at, expires_at}`.
+/// The optional `scopes` field: an array of names; absent or `null` is `["full"]`. The names
+/// themselves are checked by `accounts::rules::token_scopes`.
+fn scopes_field(body: &Value) -> Result<Option<Vec<&str>>, GatewayError> {
+    let not_names = GatewayError::InvalidField {
+        field: "scopes",
+        message: "must be an array of scope names, such as [\"read\"]",
+    };
+    match body.get("scopes") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| not_names.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(not_names),
+    }
+}
+
+/// `POST /api/auth/tokens {name, expires_in?, scopes?}` → 201 `{id, name, token, created_at,
+/// expires_at, scopes}`.
 pub async fn create(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Result<ApiResponse, GatewayError> {
     // `api::session_only` refused API tokens already; checked again where the token is made.
     if p.method != AuthMethod::Jwt {
@@ -47,10 +68,11 @@ pub async fn create(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Result<ApiResp
         // Not a whole number of seconds at all: refused with the lifetime rule's own message.
         Some(v) => Some(v.as_u64().unwrap_or(0)),
     };
+    let scopes = scopes_field(&body)?;
     let made = ctx
         .api
         .accounts
-        .create_token(p.user_id.as_str(), name, expires_in)
+        .create_token(p.user_id.as_str(), name, expires_in, scopes.as_deref())
         .await
         .map_err(account_err)?;
     let (row, token) = (made.row, made.secret);
@@ -59,6 +81,7 @@ pub async fn create(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Result<ApiResp
         event = "token_created",
         user_id = p.user_id.as_str(),
         token_id = %row.id,
+        scopes = %row.scopes.join(","),
         peer = %ctx.peer,
         client = %ctx.client,
         request_id = ctx.request_id.to_str().unwrap_or("-"),
@@ -71,11 +94,13 @@ pub async fn create(ctx: &Ctx<'_>, p: &Principal, body: Value) -> Result<ApiResp
             "token": token,
             "created_at": time(Some(row.created_at)),
             "expires_at": time(row.expires_at),
+            "scopes": row.scopes,
         }),
     ))
 }
 
-/// `GET /api/auth/tokens` → 200 `[{id, name, created_at, last_used_at, expires_at}]`, no secrets.
+/// `GET /api/auth/tokens` → 200 `[{id, name, created_at, last_used_at, expires_at, scopes}]`, no
+/// secrets.
 pub async fn list(ctx: &Ctx<'_>, p: &Principal) -> Result<ApiResponse, GatewayError> {
     let rows = ctx
         .api

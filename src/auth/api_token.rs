@@ -55,6 +55,8 @@ pub struct TokenOwner {
     pub user_id: UserId,
     /// Unix seconds; `None` never expires.
     pub expires_at: Option<u64>,
+    /// What the token may do within its owner's rights.
+    pub scopes: crate::policy::Scopes,
 }
 
 struct Entry<V> {
@@ -180,6 +182,7 @@ mod tests {
             token_id: "t".into(),
             user_id: UserId::parse("u").unwrap(),
             expires_at: None,
+            scopes: crate::policy::Scopes::FULL,
         };
         c.insert("h".into(), owner.clone());
         assert!(c.get("h").is_some());

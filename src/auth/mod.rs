@@ -28,6 +28,7 @@ use crate::auth::principal::{AuthMethod, Principal};
 use crate::auth::revocation::{Revocations, UserGate};
 use crate::error::{AuthFailure, GatewayError};
 use crate::metrics::{Metrics, TokenLookup};
+use crate::policy::Scopes;
 use crate::store::Store;
 use crate::store::cache::{Event, Redis};
 
@@ -195,6 +196,7 @@ impl Authenticator {
                     user_id: principal::UserId::parse(&linked.user_id)
                         .ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))?,
                     expires_at: exp,
+                    scopes: Scopes::FULL,
                 };
                 self.provider_bearers.insert(hash, owner.clone());
                 owner
@@ -215,6 +217,7 @@ impl Authenticator {
             jti: None,
             iat: None,
             exp: owner.expires_at,
+            scopes: Scopes::FULL,
         })
     }
 
@@ -250,6 +253,7 @@ impl Authenticator {
             jti: Some(owner.session_id),
             iat: None,
             exp: u64::try_from(owner.expires_at).ok(),
+            scopes: Scopes::FULL,
         })
     }
 
@@ -315,6 +319,7 @@ impl Authenticator {
             jti: verified.jti,
             iat: verified.iat,
             exp: Some(verified.exp),
+            scopes: Scopes::FULL,
         })
     }
 
@@ -350,6 +355,7 @@ impl Authenticator {
             jti: None,
             iat: None,
             exp: owner.expires_at,
+            scopes: owner.scopes,
         })
     }
 
@@ -378,6 +384,7 @@ impl Authenticator {
                     id: row.id,
                     user_id: row.user_id,
                     expires_at: row.expires_at.map(|e| u64::try_from(e).unwrap_or(0)),
+                    scopes: row.scopes,
                 };
                 (token, true)
             }
@@ -390,6 +397,7 @@ impl Authenticator {
                 .ok_or(GatewayError::Unauthenticated(AuthFailure::UnknownToken))?,
             token_id: token.id,
             expires_at: token.expires_at,
+            scopes: Scopes::from_names(&token.scopes),
         };
         self.api_tokens.insert(hash, owner.clone());
         Ok(owner)

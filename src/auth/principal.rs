@@ -4,6 +4,8 @@ use std::fmt;
 
 use http::HeaderValue;
 
+use crate::policy::Scopes;
+
 /// A user id as the backend receives it in `X-User-Id`.
 ///
 /// Construction checks it is 1 to 256 visible ASCII bytes, so it is always a valid header value
@@ -82,6 +84,9 @@ pub struct Principal {
     pub iat: Option<u64>,
     /// The JWT's `exp`.
     pub exp: Option<u64>,
+    /// What this credential may do within its owner's rights: [`Scopes::FULL`] for a JWT, a
+    /// cookie session or a provider's bearer; an API token's own scopes.
+    pub scopes: Scopes,
 }
 
 #[cfg(test)]

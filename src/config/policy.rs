@@ -41,7 +41,7 @@ pub struct RawRule {
     pub description: Option<String>,
 }
 
-const FIX_SUBJECT: &str = "use public, authenticated, role:admin, role:user, group:<name>, user:<id> or scope:<name>";
+const FIX_SUBJECT: &str = "use public, authenticated, role:admin, role:user, group:<name>, user:<id> or scope:<name> (a name of 1 to 64 of a-z 0-9 _ . : -)";
 
 /// How a rule is named in an error: its number (1-based) and description.
 fn name(i: usize, r: &RawRule) -> String {

@@ -8,10 +8,19 @@
 //! lenient backend would (escapes decoded, `;params` dropped, `//` read as `/`), so
 //! `/api/%61dmin/x`, `/api/admin;x/y` and `//api/admin/x` cannot slip past a deny. Nothing here
 //! does I/O: the caller's role and groups are handed in.
+//!
+//! A credential's scopes narrow what its owner may do, never widen it ([`Policy::allows`]): the
+//! rule (or default) must allow the caller, and a credential without `full` must also be within its
+//! scopes: `read` permits reads, and a scope `X` permits a request whose rule names `scope:X` in
+//! its `allow`.
+
+pub mod scopes;
 
 use std::borrow::Cow;
 
 use http::Method;
+
+pub use scopes::{Effect, Scopes};
 
 use crate::routes::PublicPaths;
 
@@ -58,7 +67,7 @@ pub enum Subject {
     Role(Role),
     Group(Box<str>),
     User(Box<str>),
-    /// A credential's scope. Every credential holds `full` until scoped API tokens land.
+    /// A credential's scope: in `allow`, held or `full`; in `deny`, held as named.
     Scope(Box<str>),
 }
 
@@ -74,7 +83,7 @@ impl Subject {
             Some(("role", r)) => Subject::Role(Role::parse(r)?),
             Some(("group", g)) => Subject::Group(named(g)?),
             Some(("user", u)) => Subject::User(named(u)?),
-            Some(("scope", c)) => Subject::Scope(named(c)?),
+            Some(("scope", c)) => Subject::Scope(scopes::is_name(c).then(|| c.into())?),
             _ => return None,
         })
     }
@@ -83,13 +92,38 @@ impl Subject {
         matches!(self, Subject::Role(_) | Subject::Group(_))
     }
 
-    fn matches(&self, c: &Caller<'_>) -> bool {
+    /// Whether an `allow` entry lets `c` in: `scope:X` matches a credential holding `X` or `full`.
+    fn allows(&self, c: &Caller<'_>) -> bool {
+        match self {
+            Subject::Scope(s) => c.scopes.is_full() || c.scopes.holds(s),
+            other => other.is_caller(c),
+        }
+    }
+
+    /// Whether a `deny` entry keeps `c` out: `scope:X` matches only a credential holding `X` itself,
+    /// so `deny = ["scope:read"]` keeps read-only tokens out without refusing every login.
+    fn denies(&self, c: &Caller<'_>) -> bool {
+        match self {
+            Subject::Scope(s) => c.scopes.holds(s),
+            other => other.is_caller(c),
+        }
+    }
+
+    fn is_caller(&self, c: &Caller<'_>) -> bool {
         match self {
             Subject::Public | Subject::Authenticated => true,
             Subject::Role(r) => c.access.is_some_and(|a| a.role == *r),
             Subject::Group(g) => c.access.is_some_and(|a| a.groups.iter().any(|x| x == g)),
             Subject::User(u) => c.user_id == &**u,
-            Subject::Scope(s) => c.scopes.iter().any(|x| x == &&**s),
+            Subject::Scope(_) => false,
+        }
+    }
+
+    /// The custom scope this `allow` entry grants, if it is one (`read` and `full` are not).
+    fn grants(&self) -> Option<&str> {
+        match self {
+            Subject::Scope(s) if !scopes::is_builtin(s) => Some(s),
+            _ => None,
         }
     }
 }
@@ -101,11 +135,9 @@ pub struct Caller<'a> {
     /// Their role and groups: read only for a rule that names a role or group
     /// ([`Policy::needs_access`]); `None` reads as neither.
     pub access: Option<&'a Access>,
-    pub scopes: &'a [&'a str],
+    /// The credential's scopes ([`Scopes::FULL`] for all but scoped API tokens).
+    pub scopes: &'a Scopes,
 }
-
-/// The scopes every credential holds today.
-pub const FULL: &[&str] = &["full"];
 
 /// `policy.default`: what a request no rule matches gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -227,14 +259,37 @@ impl Policy {
         }
     }
 
-    /// Whether `caller` may make the request `d` matched: not denied, and allowed.
-    pub fn allows(&self, d: Decided, caller: &Caller<'_>) -> bool {
+    /// Whether `caller` may make the request `d` matched, doing `effect`: the rule admits them
+    /// (not denied, and allowed), and the request is within their credential's scopes.
+    pub fn allows(&self, d: Decided, caller: &Caller<'_>, effect: Effect) -> bool {
+        self.admits(d, caller) && self.within_scopes(d, caller.scopes, effect)
+    }
+
+    /// Whether the rule `d` (or the default) admits `caller`: not denied, and allowed.
+    fn admits(&self, d: Decided, caller: &Caller<'_>) -> bool {
         match d {
             Decided::PublicPaths => true,
             Decided::Default => self.default == Fallback::Authenticated,
-            Decided::Rule(i) => self.rules.get(i).is_some_and(|r| {
-                !r.deny.iter().any(|s| s.matches(caller)) && r.allow.iter().any(|s| s.matches(caller))
-            }),
+            Decided::Rule(i) => self
+                .rules
+                .get(i)
+                .is_some_and(|r| !r.deny.iter().any(|s| s.denies(caller)) && r.allow.iter().any(|s| s.allows(caller))),
+        }
+    }
+
+    /// Whether a request `d` matched, doing `effect`, is within `scopes`: always with `full` or on
+    /// a public route; a read with `read`; otherwise only where the matched rule's `allow` names
+    /// `scope:X` for a custom scope `X` they hold.
+    pub fn within_scopes(&self, d: Decided, scopes: &Scopes, effect: Effect) -> bool {
+        if scopes.permits(effect) || self.is_public(d) {
+            return true;
+        }
+        match d {
+            Decided::Rule(i) => self
+                .rules
+                .get(i)
+                .is_some_and(|r| r.allow.iter().filter_map(Subject::grants).any(|s| scopes.holds(s))),
+            Decided::PublicPaths | Decided::Default => false,
         }
     }
 
@@ -325,13 +380,14 @@ mod tests {
         Caller {
             user_id: id,
             access: Some(a),
-            scopes: FULL,
+            scopes: &Scopes::FULL,
         }
     }
 
     fn allowed(p: &Policy, method: &str, path: &str, c: &Caller<'_>) -> Option<bool> {
-        let d = p.matching(&method.parse().unwrap(), path);
-        (!p.is_public(d)).then(|| p.allows(d, c))
+        let method = method.parse().unwrap();
+        let d = p.matching(&method, path);
+        (!p.is_public(d)).then(|| p.allows(d, c, Effect::of(&method, false)))
     }
 
     #[test]
@@ -345,6 +401,10 @@ mod tests {
         );
         assert_eq!(Subject::parse("user:u-1"), Some(Subject::User("u-1".into())));
         assert_eq!(Subject::parse("scope:read"), Some(Subject::Scope("read".into())));
+        assert_eq!(
+            Subject::parse("scope:docs:write"),
+            Some(Subject::Scope("docs:write".into()))
+        );
         for bad in [
             "",
             "admin",
@@ -355,6 +415,9 @@ mod tests {
             "everyone",
             "Public",
             "scope",
+            "scope:",
+            "scope:Read",
+            "scope:a*",
         ] {
             assert_eq!(Subject::parse(bad), None, "{bad}");
         }
@@ -447,7 +510,8 @@ mod tests {
             ("/user", &alice, true),
             ("/user", &bob, false),
             ("/scope", &bob, true),
-            ("/other-scope", &bob, false),
+            // `full` holds every scope an `allow` names.
+            ("/other-scope", &bob, true),
             ("/any", &bob, true),
         ] {
             assert_eq!(allowed(&p, "GET", path, who), Some(expected), "{path} {}", who.user_id);
@@ -461,7 +525,7 @@ mod tests {
         let unknown = Caller {
             user_id: "root",
             access: None,
-            scopes: FULL,
+            scopes: &Scopes::FULL,
         };
         assert_eq!(allowed(&p, "GET", "/role", &unknown), Some(false));
     }
@@ -533,5 +597,97 @@ mod tests {
         );
         let any_method = rule(None, &["/api/a"], &["authenticated"], &[]);
         assert!(!any_method.shadowed_by(Some(&get), &paths(&["/api/*"])));
+    }
+
+    fn scoped<'a>(id: &'a str, a: &'a Access, scopes: &'a Scopes) -> Caller<'a> {
+        Caller {
+            user_id: id,
+            access: Some(a),
+            scopes,
+        }
+    }
+
+    #[test]
+    fn read_permits_only_reads_wherever_the_owner_may_go() {
+        let p = Policy {
+            rules: vec![
+                rule(None, &["/research/*"], &["group:research"], &[]),
+                rule(None, &["/readers/*"], &["scope:read"], &[]),
+            ],
+            default: Fallback::Authenticated,
+        };
+        let read = Scopes::from_names(&["read"]);
+        let member = access(Role::User, &["research"]);
+        let outsider = access(Role::User, &[]);
+        for (method, path, who, expected) in [
+            ("GET", "/x", &member, true),
+            ("HEAD", "/x", &member, true),
+            ("POST", "/x", &member, false),
+            ("PUT", "/x", &member, false),
+            ("DELETE", "/x", &member, false),
+            ("GET", "/research/a", &member, true),
+            ("POST", "/research/a", &member, false),
+            // The owner's groups still decide: the token is no more than its owner.
+            ("GET", "/research/a", &outsider, false),
+            // A rule naming `scope:read` admits it, and it still only reads.
+            ("GET", "/readers/a", &outsider, true),
+            ("POST", "/readers/a", &outsider, false),
+        ] {
+            assert_eq!(
+                allowed(&p, method, path, &scoped("u", who, &read)),
+                Some(expected),
+                "{method} {path}"
+            );
+        }
+        // A WebSocket handshake is not a read.
+        let d = p.matching(&Method::GET, "/x");
+        assert!(!p.allows(d, &scoped("u", &member, &read), Effect::of(&Method::GET, true)));
+        assert!(p.allows(d, &scoped("u", &member, &Scopes::FULL), Effect::of(&Method::GET, true)));
+    }
+
+    #[test]
+    fn a_custom_scope_passes_only_where_a_rule_names_it() {
+        let p = Policy {
+            rules: vec![
+                rule(Some(&["POST"]), &["/ingest/*"], &["scope:ingest"], &[]),
+                rule(None, &["/docs/*"], &["authenticated"], &[]),
+                rule(None, &["/both/*"], &["group:research", "scope:ingest"], &[]),
+            ],
+            default: Fallback::Authenticated,
+        };
+        let ingest = Scopes::from_names(&["ingest"]);
+        let other = Scopes::from_names(&["export"]);
+        let read = Scopes::from_names(&["read"]);
+        let plain = access(Role::User, &[]);
+        let yes = |m, path, s| allowed(&p, m, path, &scoped("u", &plain, s));
+        assert_eq!(yes("POST", "/ingest/a", &ingest), Some(true));
+        assert_eq!(yes("POST", "/ingest/a", &Scopes::FULL), Some(true));
+        assert_eq!(yes("POST", "/ingest/a", &other), Some(false));
+        assert_eq!(yes("POST", "/ingest/a", &read), Some(false));
+        // Nowhere that does not name it: not a rule of `authenticated`, not the default, not GET.
+        assert_eq!(yes("POST", "/docs/a", &ingest), Some(false));
+        assert_eq!(yes("GET", "/docs/a", &ingest), Some(false));
+        assert_eq!(yes("GET", "/elsewhere", &ingest), Some(false));
+        assert_eq!(yes("GET", "/elsewhere", &Scopes::FULL), Some(true));
+        assert_eq!(yes("DELETE", "/both/a", &ingest), Some(true));
+        // Holding nothing (unreadable scopes) permits nothing.
+        let none = Scopes::from_names::<&str>(&[]);
+        assert_eq!(yes("GET", "/docs/a", &none), Some(false));
+    }
+
+    #[test]
+    fn a_scope_in_deny_matches_only_its_holders() {
+        let p = Policy {
+            rules: vec![rule(None, &["/admin/*"], &["authenticated"], &["scope:read"])],
+            default: Fallback::Authenticated,
+        };
+        let plain = access(Role::User, &[]);
+        let read = Scopes::from_names(&["read"]);
+        assert_eq!(allowed(&p, "GET", "/admin/x", &scoped("u", &plain, &read)), Some(false));
+        assert_eq!(
+            allowed(&p, "GET", "/admin/x", &scoped("u", &plain, &Scopes::FULL)),
+            Some(true)
+        );
+        assert_eq!(allowed(&p, "GET", "/other", &scoped("u", &plain, &read)), Some(true));
     }
 }

@@ -3,8 +3,9 @@
 //! 1. **parse**: refuse odd targets and ambiguous paths (400), classify the route;
 //! 2. **authenticate**: for a protected route, the [`Authenticator`] finds and verifies the one
 //!    credential (401 otherwise) and names the credential material to strip (a route the policy
-//!    makes public skips this); then **authorize** ([`authorize::Authorizer`], when `[policy]` has
-//!    rules): the first matching rule decides, and a caller it refuses gets 403;
+//!    makes public skips this); then **authorize** ([`authorize::Authorizer`]): the first matching
+//!    rule decides, and the request must be within the credential's scopes; a caller refused
+//!    either way gets 403;
 //! 3. **identity step** ([`identity::IdentityStep`]): strip that material, hop-by-hop and client
 //!    identity headers, then set ours (`X-User-Id`, and the assertion when configured);
 //! 4. **forward**: send to the pooled upstream, stream both bodies, tunnel an upgrade;
@@ -44,7 +45,7 @@ use crate::auth::{Authenticated, Authenticator};
 use crate::config::LimitsConfig;
 use crate::error::GatewayError;
 use crate::metrics::{AuthOutcome, Metrics};
-use crate::policy::{Decided, Verdict};
+use crate::policy::{Decided, Effect, Verdict};
 use crate::routes::{self, PublicPaths, RouteClass};
 
 /// The request pipeline and what it works with, built once at start-up: route, authenticate,
@@ -57,8 +58,9 @@ pub struct Proxy {
     pub identity: identity::IdentityStep,
     pub upstream: Arc<upstream::Upstream>,
     pub metrics: Arc<Metrics>,
-    /// `[policy]`; `None` without rules (every authenticated caller is allowed, as before).
-    pub authz: Option<authorize::Authorizer>,
+    /// `[policy]` and the credentials' scopes; without rules, every authenticated caller is
+    /// allowed within their scopes.
+    pub authz: authorize::Authorizer,
     pub settings: Settings,
     /// The JWKS document served at `/.well-known/jwks.json`.
     pub jwks: Bytes,
@@ -187,7 +189,7 @@ pub async fn handle(
         user_id = outcome.user.as_ref().map(|p| p.user_id.as_str()),
         auth_method = outcome.user.as_ref().map(|p| p.method.as_str()),
         route = outcome.route.map(RouteClass::as_str),
-        rule = outcome.rule.zip(proxy.authz.as_ref()).map(|(d, a)| a.policy.label(d)),
+        rule = outcome.rule.map(|d| proxy.authz.policy.label(d)),
         original_method = outcome.original.as_ref().map(|(m, _)| m.as_str()),
         original_path = outcome.original.as_ref().map(|(_, p)| &**p),
         duration_ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -251,8 +253,8 @@ async fn route(
             Ok(resp)
         }
         RouteClass::Public => {
-            if let Some(authz) = &proxy.authz {
-                authz.count(Decided::PublicPaths, Verdict::Public);
+            if !proxy.authz.is_open() {
+                proxy.authz.count(Decided::PublicPaths, Verdict::Public);
                 outcome.rule = Some(Decided::PublicPaths);
             }
             let strip = crate::auth::credential::strip(&req);
@@ -307,15 +309,13 @@ async fn admit<B>(
     scheme: &str,
     outcome: &mut Outcome,
 ) -> Result<Admission, GatewayError> {
-    let decided = proxy
-        .authz
-        .as_ref()
-        .map(|a| a.policy.matching(req.method(), req.uri().path()));
-    outcome.rule = decided;
-    if let (Some(authz), Some(d)) = (&proxy.authz, decided)
-        && authz.policy.is_public(d)
-    {
-        authz.count(d, Verdict::Public);
+    let authz = &proxy.authz;
+    let decided = authz.matching(req.method(), req.uri().path());
+    if !authz.is_open() {
+        outcome.rule = Some(decided);
+    }
+    if authz.policy.is_public(decided) {
+        authz.count(decided, Verdict::Public);
         return Ok(Admission::Public);
     }
     let found = match proxy.authn.authenticate_at(req, scheme).await {
@@ -331,9 +331,11 @@ async fn admit<B>(
     if outcome.logged {
         outcome.user = Some(found.principal.clone());
     }
-    if let (Some(authz), Some(d)) = (&proxy.authz, decided)
-        && !Box::pin(authz.allows(&proxy.authn, d, &found.principal)).await?
-    {
+    if authz.decides(&found.principal) {
+        outcome.rule = Some(decided);
+    }
+    let effect = Effect::of(req.method(), crate::upgrade::is_websocket(req));
+    if !Box::pin(authz.allows(&proxy.authn, decided, effect, &found.principal)).await? {
         return Err(GatewayError::Forbidden("You may not reach this route"));
     }
     Ok(Admission::Caller(found))

@@ -108,8 +108,8 @@ pub(super) async fn answer(
         &proxy.web.config.prefix,
     );
     if class == RouteClass::Public {
-        if let Some(authz) = &proxy.authz {
-            authz.count(Decided::PublicPaths, Verdict::Public);
+        if !proxy.authz.is_open() {
+            proxy.authz.count(Decided::PublicPaths, Verdict::Public);
             outcome.rule = Some(Decided::PublicPaths);
         }
         return Ok(allowed());

@@ -58,6 +58,9 @@ pub struct CachedToken {
     pub id: String,
     pub user_id: String,
     pub expires_at: Option<u64>,
+    /// The token's scopes, as stored. Required: an entry written before scopes existed does not
+    /// parse, so it is looked up in the store again instead of being read as `full`.
+    pub scopes: Vec<String>,
 }
 
 /// A browser session as cached in Redis (`store::sessions::SessionRow` without its secret's hash,

@@ -277,6 +277,7 @@ mod tests {
             token_hash: "h1",
             created_at: 1,
             expires_at: None,
+            scopes: &[],
         };
         store.create_api_token(&token).await.unwrap();
         store.delete_api_token(&id, "t1").await.unwrap();

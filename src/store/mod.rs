@@ -105,6 +105,9 @@ pub struct ApiTokenRow {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
+    /// Its scopes, as created (`["full"]` for a token made before scopes existed). A stored value
+    /// that cannot be read is an empty list: a token that may do nothing.
+    pub scopes: Vec<String>,
 }
 
 /// An API token to insert; `last_used_at` starts empty.
@@ -115,6 +118,8 @@ pub struct NewApiToken<'a> {
     pub token_hash: &'a str,
     pub created_at: i64,
     pub expires_at: Option<i64>,
+    /// Checked already (`accounts::rules::scopes`).
+    pub scopes: &'a [String],
 }
 
 /// Store calls that failed (not "not found" or "already exists"), exported as
@@ -139,7 +144,7 @@ impl fmt::Debug for Store {
 }
 
 const USER_COLUMNS: &str = "id, username, username_norm, email, password_hash, created_at, disabled, token_epoch";
-const TOKEN_COLUMNS: &str = "id, user_id, name, token_hash, created_at, expires_at, last_used_at";
+const TOKEN_COLUMNS: &str = "id, user_id, name, token_hash, created_at, expires_at, last_used_at, scopes";
 
 impl Store {
     /// Connect to `url` (`sqlite:…` or `postgres://…`) and apply pending migrations.
@@ -217,6 +222,7 @@ fn token_from_row(r: &AnyRow) -> Result<ApiTokenRow, StoreError> {
         created_at: r.try_get("created_at").map_err(db_err)?,
         expires_at: r.try_get("expires_at").map_err(db_err)?,
         last_used_at: r.try_get("last_used_at").map_err(db_err)?,
+        scopes: serde_json::from_str(&r.try_get::<String, _>("scopes").map_err(db_err)?).unwrap_or_default(),
     })
 }
 
@@ -417,6 +423,7 @@ mod tests {
             token_hash: hash,
             created_at: 100,
             expires_at,
+            scopes: &[],
         }
     }
 
@@ -629,6 +636,44 @@ mod tests {
         store.set_disabled("u2", false).await.unwrap();
         assert!(!store.user_by_id("u2").await.unwrap().unwrap().disabled);
         assert_eq!(gates(&store).await, [("u1".to_owned(), false, 2)]);
+    }
+
+    #[tokio::test]
+    async fn a_token_keeps_its_scopes_and_one_made_before_scopes_is_full() {
+        let (_dir, store) = temp_store().await;
+        store.create_user(&new_user("u1", "alice", 1)).await.unwrap();
+        let scopes = ["read".to_owned(), "ingest".to_owned()];
+        let made = store
+            .create_api_token(&NewApiToken {
+                scopes: &scopes,
+                ..new_token("t1", "u1", "h1", None)
+            })
+            .await
+            .unwrap();
+        assert_eq!(made.scopes, scopes);
+        assert_eq!(store.api_token_by_hash("h1").await.unwrap().unwrap().scopes, scopes);
+        // A row written without the column (as before migration 7) reads as `full`.
+        sqlx::query(
+            "INSERT INTO api_tokens (id, user_id, name, token_hash, created_at) VALUES ('t0', 'u1', 'old', 'h0', 1)",
+        )
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(store.api_token_by_hash("h0").await.unwrap().unwrap().scopes, ["full"]);
+        // A value that cannot be read is no scope at all, never `full`.
+        sqlx::query("UPDATE api_tokens SET scopes = 'not json' WHERE id = 't0'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert!(store.api_token_by_hash("h0").await.unwrap().unwrap().scopes.is_empty());
+        let listed: Vec<Vec<String>> = store
+            .list_api_tokens("u1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.scopes)
+            .collect();
+        assert_eq!(listed, [vec![], scopes.to_vec()]);
     }
 
     #[tokio::test]

@@ -133,6 +133,12 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (user_id, name)
     );",
     ),
+    (
+        7,
+        // Scoped API tokens: what each may do within its owner's rights, a JSON array of names as
+        // `identities.groups` is. Tokens made before scopes existed keep doing everything.
+        "ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT '[\"full\"]';",
+    ),
 ];
 
 /// A migration's SQL for one kind of database: `{SEQ_PK}` is an auto-incrementing 64-bit primary

@@ -9,9 +9,11 @@ impl Store {
     /// Insert an API token. A taken id or hash is [`StoreError::Conflict`]; an unknown user is
     /// [`StoreError::NotFound`].
     pub async fn create_api_token(&self, t: &NewApiToken<'_>) -> Result<ApiTokenRow, StoreError> {
+        // As `identities.groups`: a JSON array; what cannot be encoded is stored as no scope at all.
+        let scopes = serde_json::to_string(t.scopes).unwrap_or_else(|_| "[]".into());
         sqlx::query(
-            "INSERT INTO api_tokens (id, user_id, name, token_hash, created_at, expires_at, last_used_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+            "INSERT INTO api_tokens (id, user_id, name, token_hash, created_at, expires_at, last_used_at, scopes) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)",
         )
         .bind(t.id)
         .bind(t.user_id)
@@ -19,6 +21,7 @@ impl Store {
         .bind(t.token_hash)
         .bind(t.created_at)
         .bind(t.expires_at)
+        .bind(scopes)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
@@ -30,6 +33,7 @@ impl Store {
             created_at: t.created_at,
             expires_at: t.expires_at,
             last_used_at: None,
+            scopes: t.scopes.to_vec(),
         })
     }
 

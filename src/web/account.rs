@@ -181,7 +181,7 @@ pub async fn act(
             };
             match web
                 .accounts
-                .create_token(uid, form.get("name").trim(), expires_in)
+                .create_token(uid, form.get("name").trim(), expires_in, None)
                 .await
             {
                 Ok(made) => {

@@ -354,6 +354,7 @@ async fn start(
         jti: Some(made.row.id),
         iat: None,
         exp: None,
+        scopes: crate::policy::Scopes::FULL,
     });
     let mut resp = see_other(return_to);
     resp.headers_mut().append(
