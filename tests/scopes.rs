@@ -26,6 +26,10 @@ description = "research"
 paths = ["/api/admin/*"]
 allow = ["role:admin"]
 description = "admins"
+[[policy.rules]]
+paths = ["/api/curated/*"]
+allow = ["group:research", "scope:ingest"]
+description = "curated"
 "#;
 
 /// A token made by `jwt`'s owner with these scopes (`None`: the field left out); its (id, secret).
@@ -253,6 +257,12 @@ async fn a_token_is_never_more_than_its_owner() {
             "GET",
             "/api/research/x",
         );
+        // Nor the rule for research members' `ingest` tokens: the scope names no one.
+        refused(
+            &both(&gw, &up, "POST", "/api/curated/x", credential).await,
+            "POST",
+            "/api/curated/x",
+        );
     }
     let accounts = gw.gateway.accounts();
     let user = accounts.find_user("outsider").await.unwrap();
@@ -272,6 +282,12 @@ async fn a_token_is_never_more_than_its_owner() {
         "POST",
         "/api/research/x",
     );
+    // A member's `ingest` token writes where the rule names research and `ingest`.
+    for (status, seen) in both(&gw, &up, "POST", "/api/curated/x", &both_scopes).await {
+        assert_eq!(status, 200);
+        let seen = seen.expect("the backend saw the curated POST");
+        assert_eq!(seen.one("x-user-id").as_deref(), Some(id.as_str()));
+    }
 }
 
 #[tokio::test]

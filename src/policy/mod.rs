@@ -273,7 +273,7 @@ impl Policy {
             Decided::Rule(i) => self
                 .rules
                 .get(i)
-                .is_some_and(|r| !r.deny.iter().any(|s| s.denies(caller)) && r.allow.iter().any(|s| s.allows(caller))),
+                .is_some_and(|r| !r.deny.iter().any(|s| s.denies(caller)) && allowed_by(&r.allow, caller)),
         }
     }
 
@@ -308,6 +308,19 @@ impl Policy {
             .into_iter()
             .chain((0..self.rules.len()).map(Decided::Rule))
     }
+}
+
+/// Whether an `allow` list lets `caller` in. Its entries that name people (`authenticated`, a
+/// role, a group, a user) decide who; its `scope:` entries say which of their credentials may
+/// ([`Policy::within_scopes`]), so `["group:research", "scope:ingest"]` admits research members,
+/// with a login or an `ingest` token, and nobody else. A list of scopes alone names no one: it
+/// admits any caller whose credential holds one of them or `full`.
+fn allowed_by(allow: &[Subject], caller: &Caller<'_>) -> bool {
+    let names_people = allow.iter().any(|s| !matches!(s, Subject::Scope(_)));
+    allow
+        .iter()
+        .filter(|s| names_people != matches!(s, Subject::Scope(_)))
+        .any(|s| s.allows(caller))
 }
 
 /// `path` (already passed by `routes::check_path`, so no escape decodes to `/`, `\`, `.`, `;`
@@ -669,7 +682,15 @@ mod tests {
         assert_eq!(yes("GET", "/docs/a", &ingest), Some(false));
         assert_eq!(yes("GET", "/elsewhere", &ingest), Some(false));
         assert_eq!(yes("GET", "/elsewhere", &Scopes::FULL), Some(true));
-        assert_eq!(yes("DELETE", "/both/a", &ingest), Some(true));
+        // A rule naming people and a scope: its people, with a login or that scope's token; an
+        // `ingest` token of anyone else is refused, as its owner would be.
+        assert_eq!(yes("DELETE", "/both/a", &ingest), Some(false));
+        assert_eq!(yes("DELETE", "/both/a", &Scopes::FULL), Some(false));
+        let research = access(Role::User, &["research"]);
+        let member = |s| allowed(&p, "DELETE", "/both/a", &scoped("u", &research, s));
+        assert_eq!(member(&ingest), Some(true));
+        assert_eq!(member(&Scopes::FULL), Some(true));
+        assert_eq!(member(&other), Some(false));
         // Holding nothing (unreadable scopes) permits nothing.
         let none = Scopes::from_names::<&str>(&[]);
         assert_eq!(yes("GET", "/docs/a", &none), Some(false));
