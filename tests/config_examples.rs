@@ -13,6 +13,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use authgate::config::{Config, ConfigError, SecretSource};
+use authgate::policy::scopes::{Effect, Scopes};
+use authgate::policy::{Access, Caller, Role};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::Deserialize;
@@ -732,4 +734,190 @@ fn systemd_unit_runs_the_production_example_with_room_to_drain() {
             etc.display()
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// config/policy-*.toml: the README's worked examples for RAG Modulo and RAGFlow
+// ---------------------------------------------------------------------------------------------
+
+/// What `config` decides for a caller with `role` and `groups` holding `scopes`: the deciding
+/// rule's name, and whether the request is forwarded.
+fn decide(config: &Config, who: &Who, method: &str, path: &str) -> (String, bool) {
+    let policy = &config.policy;
+    let access = Access {
+        role: who.0,
+        groups: who.1.iter().map(|g| Box::from(*g)).collect(),
+    };
+    let scopes = Scopes::from_names(who.2);
+    let caller = Caller {
+        user_id: "u-1",
+        access: Some(&access),
+        scopes: &scopes,
+    };
+    let method: http::Method = method.parse().unwrap();
+    let d = policy.matching(&method, path);
+    let allowed = policy.allows(d, &caller, Effect::of(&method, false));
+    (policy.label(d).to_owned(), allowed)
+}
+
+/// A caller: role, groups, and the credential's scopes (`["full"]` for a login).
+type Who = (Role, &'static [&'static str], &'static [&'static str]);
+/// Each case: who, method, path, the rule that decides, forwarded or not.
+type Case = (Who, &'static str, &'static str, &'static str, bool);
+
+const USER: Who = (Role::User, &[], &["full"]);
+const ADMIN: Who = (Role::Admin, &[], &["full"]);
+
+fn check_cases(file: &str, cases: &[Case]) {
+    let config = load_example(file);
+    for (who, method, path, rule, forwarded) in cases {
+        let got = decide(&config, who, method, path);
+        assert_eq!(
+            got,
+            (rule.to_string(), *forwarded),
+            "config/{file}: {who:?} {method} {path}"
+        );
+    }
+}
+
+#[test]
+fn the_rag_modulo_example_keeps_its_rbac_mapping() {
+    let read_token: Who = (Role::Admin, &[], &["read"]);
+    check_cases(
+        "policy-rag-modulo.toml",
+        &[
+            (
+                USER,
+                "GET",
+                "/api/collections/7",
+                "collections: everyone signed in reads",
+                true,
+            ),
+            (
+                USER,
+                "GET",
+                "/api/collections",
+                "collections: everyone signed in reads",
+                true,
+            ),
+            (USER, "DELETE", "/api/collections/7", "collections: admins write", false),
+            (USER, "PUT", "/api/%63ollections/7", "collections: admins write", false),
+            (ADMIN, "DELETE", "/api/collections/7", "collections: admins write", true),
+            (
+                read_token,
+                "DELETE",
+                "/api/collections/7",
+                "collections: admins write",
+                false,
+            ),
+            (read_token, "GET", "/api/dashboard/stats", "operators only", true),
+            (USER, "POST", "/api/users/u-1/pipelines", "a user's own resources", true),
+            (
+                USER,
+                "DELETE",
+                "/api/user-collections/u-1/c-2",
+                "a user's own resources",
+                true,
+            ),
+            (USER, "POST", "/api/search", "search, chat and conversations", true),
+            (USER, "GET", "/api/dashboard/stats", "operators only", false),
+            (ADMIN, "GET", "/api/dashboard/stats", "operators only", true),
+            (USER, "GET", "/api/unlisted", "default", false),
+            (ADMIN, "GET", "/api/unlisted", "default", false),
+        ],
+    );
+}
+
+#[test]
+fn the_ragflow_example_splits_by_group_role_and_scope() {
+    let curator: Who = (Role::User, &["knowledge"], &["full"]);
+    let curator_read: Who = (Role::User, &["knowledge"], &["read"]);
+    let loader: Who = (Role::User, &["knowledge"], &["ingest"]);
+    let outsider_loader: Who = (Role::User, &[], &["ingest"]);
+    check_cases(
+        "policy-ragflow.toml",
+        &[
+            (
+                USER,
+                "GET",
+                "/api/v1/datasets",
+                "datasets: everyone signed in reads",
+                true,
+            ),
+            (
+                USER,
+                "POST",
+                "/api/v1/datasets",
+                "datasets: the knowledge group curates",
+                false,
+            ),
+            (
+                curator,
+                "POST",
+                "/api/v1/datasets",
+                "datasets: the knowledge group curates",
+                true,
+            ),
+            (
+                curator,
+                "DELETE",
+                "/api/v1//datasets",
+                "datasets: the knowledge group curates",
+                true,
+            ),
+            (
+                curator_read,
+                "GET",
+                "/api/v1/datasets/d-1",
+                "datasets: everyone signed in reads",
+                true,
+            ),
+            (
+                curator_read,
+                "POST",
+                "/api/v1/datasets",
+                "datasets: the knowledge group curates",
+                false,
+            ),
+            (
+                ADMIN,
+                "PUT",
+                "/api/v1/datasets/d-1",
+                "datasets: the knowledge group curates",
+                true,
+            ),
+            (
+                loader,
+                "POST",
+                "/api/v1/datasets/d-1/documents",
+                "datasets: the knowledge group curates",
+                true,
+            ),
+            (
+                outsider_loader,
+                "POST",
+                "/api/v1/datasets/d-1/documents",
+                "datasets: the knowledge group curates",
+                false,
+            ),
+            (
+                loader,
+                "POST",
+                "/api/v1/chats/c-1/completions",
+                "chats, agents and retrieval",
+                false,
+            ),
+            (
+                USER,
+                "POST",
+                "/api/v1/chats/c-1/completions",
+                "chats, agents and retrieval",
+                true,
+            ),
+            (curator, "POST", "/api/v1/system/tokens", "administration", false),
+            (ADMIN, "POST", "/api/v1/system/tokens", "administration", true),
+            (USER, "POST", "/api/v1/system/ping", "administration", false),
+            (USER, "GET", "/api/v1/files", "default", false),
+        ],
+    );
 }
