@@ -217,6 +217,14 @@ impl PublicPaths {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Each pattern's path, and whether it is a `prefix/*` (stored without the `/*`).
+    pub fn patterns(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.0.iter().map(|p| match p {
+            Pattern::Exact(e) => (e.as_str(), false),
+            Pattern::Prefix(b) => (b.as_str(), true),
+        })
+    }
 }
 
 /// `path` is `base` or below `base/`.

@@ -191,7 +191,7 @@ pub(super) fn validate(raw: &RawPolicy, public_paths: &PublicPaths) -> Result<Po
         }
         rules.push(rule);
     }
-    Ok(Policy { rules, default })
+    Ok(Policy::new(rules, default))
 }
 
 #[cfg(test)]
@@ -212,10 +212,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.default, Fallback::Deny);
-        assert_eq!(p.rules.len(), 2);
-        assert_eq!(p.rules[0].methods.as_deref(), Some(&[Method::GET][..]));
-        assert_eq!(&*p.rules[0].label, "admins");
-        assert_eq!(&*p.rules[1].label, "#2");
+        assert_eq!(p.rules().len(), 2);
+        assert_eq!(p.rules()[0].methods.as_deref(), Some(&[Method::GET][..]));
+        assert_eq!(&*p.rules()[0].label, "admins");
+        assert_eq!(&*p.rules()[1].label, "#2");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! scopes: `read` permits reads, and a scope `X` permits a request whose rule names `scope:X` in
 //! its `allow`.
 
+mod index;
 pub mod scopes;
 
 use std::borrow::Cow;
@@ -164,7 +165,11 @@ pub struct Rule {
 
 impl Rule {
     pub fn matches(&self, method: &Method, path: &str) -> bool {
-        self.methods.as_ref().is_none_or(|m| m.contains(method)) && self.paths.matches(path)
+        self.allows_method(method) && self.paths.matches(path)
+    }
+
+    fn allows_method(&self, method: &Method) -> bool {
+        self.methods.as_ref().is_none_or(|m| m.contains(method))
     }
 
     /// Whether `earlier`, tried first, matches every request this rule matches.
@@ -213,13 +218,31 @@ impl Verdict {
 }
 
 /// The rules in order and the default.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Policy {
-    pub rules: Vec<Rule>,
+    rules: Vec<Rule>,
     pub default: Fallback,
+    /// The rules' paths, for [`Policy::matching`].
+    index: index::PathIndex,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::new(Vec::new(), Fallback::default())
+    }
 }
 
 impl Policy {
+    pub fn new(rules: Vec<Rule>, default: Fallback) -> Policy {
+        let index = index::PathIndex::new(&rules);
+        Policy { rules, default, index }
+    }
+
+    /// The rules, in the order they are tried.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
     /// No rule and the default default: exactly the behaviour without policies, at no cost.
     pub fn is_open(&self) -> bool {
         self.rules.is_empty() && self.default == Fallback::Authenticated
@@ -228,14 +251,13 @@ impl Policy {
     /// The first rule whose methods and paths match, else the default. (`auth.public_paths` is
     /// matched before this, by `routes::classify`.)
     pub fn matching(&self, method: &Method, path: &str) -> Decided {
+        if self.rules.is_empty() {
+            return Decided::Default;
+        }
+        // `public` opens the exact path only; every other rule also catches its variants.
         let lenient = lenient(path);
-        self.rules
-            .iter()
-            .position(|r| {
-                // `public` opens the exact path only; every other rule also catches its variants.
-                let seen = if r.is_public() { path } else { &lenient };
-                r.matches(method, seen)
-            })
+        self.index
+            .first(&self.rules, method, path, &lenient)
             .map_or(Decided::Default, Decided::Rule)
     }
 
@@ -438,13 +460,13 @@ mod tests {
 
     #[test]
     fn first_match_wins_and_does_not_fall_through() {
-        let p = Policy {
-            rules: vec![
+        let p = Policy::new(
+            vec![
                 rule(None, &["/api/admin/*"], &["role:admin"], &[]),
                 rule(None, &["/api/*"], &["authenticated"], &[]),
             ],
-            default: Fallback::Deny,
-        };
+            Fallback::Deny,
+        );
         let user = access(Role::User, &[]);
         let admin = access(Role::Admin, &[]);
         assert_eq!(allowed(&p, "GET", "/api/admin/x", &caller("u", &user)), Some(false));
@@ -462,13 +484,13 @@ mod tests {
         assert_eq!(lenient("/api/admin;jsessionid=1/x"), "/api/admin/x");
         assert_eq!(lenient("//api//admin/"), "/api/admin/");
         assert_eq!(lenient("/;x"), "/");
-        let p = Policy {
-            rules: vec![
+        let p = Policy::new(
+            vec![
                 rule(None, &["/open/*"], &["public"], &[]),
                 rule(None, &["/api/admin/*"], &["role:admin"], &[]),
             ],
-            default: Fallback::Authenticated,
-        };
+            Fallback::Authenticated,
+        );
         for path in ["/api/%61dmin/x", "/api/admin;x/y", "//api/admin/x", "/api//admin"] {
             assert_eq!(p.matching(&Method::GET, path), Decided::Rule(1), "{path}");
         }
@@ -493,8 +515,8 @@ mod tests {
 
     #[test]
     fn each_allow_kind_matches_its_callers_only() {
-        let p = Policy {
-            rules: vec![
+        let p = Policy::new(
+            vec![
                 rule(None, &["/role"], &["role:admin"], &[]),
                 rule(None, &["/group"], &["group:research"], &[]),
                 rule(None, &["/user"], &["user:alice-id"], &[]),
@@ -503,8 +525,8 @@ mod tests {
                 rule(None, &["/any"], &["authenticated"], &[]),
                 rule(None, &["/open/*"], &["public"], &[]),
             ],
-            default: Fallback::Deny,
-        };
+            Fallback::Deny,
+        );
         let plain = access(Role::User, &["staff"]);
         let admin = access(Role::Admin, &[]);
         let researcher = access(Role::User, &["staff", "research"]);
@@ -545,15 +567,15 @@ mod tests {
 
     #[test]
     fn deny_overrides_allow() {
-        let p = Policy {
-            rules: vec![rule(
+        let p = Policy::new(
+            vec![rule(
                 None,
                 &["/docs/*"],
                 &["authenticated", "role:admin"],
                 &["group:contractors", "user:mallory"],
             )],
-            default: Fallback::Authenticated,
-        };
+            Fallback::Authenticated,
+        );
         let admin_contractor = access(Role::Admin, &["contractors"]);
         let plain = access(Role::User, &[]);
         assert_eq!(
@@ -566,13 +588,13 @@ mod tests {
 
     #[test]
     fn methods_narrow_a_rule() {
-        let p = Policy {
-            rules: vec![
+        let p = Policy::new(
+            vec![
                 rule(Some(&["GET", "HEAD"]), &["/api/collections/*"], &["authenticated"], &[]),
                 rule(None, &["/api/collections/*"], &["role:admin"], &[]),
             ],
-            default: Fallback::Deny,
-        };
+            Fallback::Deny,
+        );
         let user = access(Role::User, &[]);
         let admin = access(Role::Admin, &[]);
         assert_eq!(
@@ -622,13 +644,13 @@ mod tests {
 
     #[test]
     fn read_permits_only_reads_wherever_the_owner_may_go() {
-        let p = Policy {
-            rules: vec![
+        let p = Policy::new(
+            vec![
                 rule(None, &["/research/*"], &["group:research"], &[]),
                 rule(None, &["/readers/*"], &["scope:read"], &[]),
             ],
-            default: Fallback::Authenticated,
-        };
+            Fallback::Authenticated,
+        );
         let read = Scopes::from_names(&["read"]);
         let member = access(Role::User, &["research"]);
         let outsider = access(Role::User, &[]);
@@ -660,14 +682,14 @@ mod tests {
 
     #[test]
     fn a_custom_scope_passes_only_where_a_rule_names_it() {
-        let p = Policy {
-            rules: vec![
+        let p = Policy::new(
+            vec![
                 rule(Some(&["POST"]), &["/ingest/*"], &["scope:ingest"], &[]),
                 rule(None, &["/docs/*"], &["authenticated"], &[]),
                 rule(None, &["/both/*"], &["group:research", "scope:ingest"], &[]),
             ],
-            default: Fallback::Authenticated,
-        };
+            Fallback::Authenticated,
+        );
         let ingest = Scopes::from_names(&["ingest"]);
         let other = Scopes::from_names(&["export"]);
         let read = Scopes::from_names(&["read"]);
@@ -698,10 +720,10 @@ mod tests {
 
     #[test]
     fn a_scope_in_deny_matches_only_its_holders() {
-        let p = Policy {
-            rules: vec![rule(None, &["/admin/*"], &["authenticated"], &["scope:read"])],
-            default: Fallback::Authenticated,
-        };
+        let p = Policy::new(
+            vec![rule(None, &["/admin/*"], &["authenticated"], &["scope:read"])],
+            Fallback::Authenticated,
+        );
         let plain = access(Role::User, &[]);
         let read = Scopes::from_names(&["read"]);
         assert_eq!(allowed(&p, "GET", "/admin/x", &scoped("u", &plain, &read)), Some(false));
