@@ -24,6 +24,8 @@
 #   CONNS=8             TLS keep-alive connections
 #   ROUNDS=1            runs per binary (the binaries take turns); each figure is the median
 #   KEEP_TMP=1          keep the temp dir (configs, logs, callgrind dumps for callgrind_annotate)
+#   POLICY=FILE         TOML appended to every binary's config, say bench/policy-50.toml (50 rules,
+#                       the request matching the last); run once without and once with to compare
 #
 # Loopback only. Installs valgrind, nginx, nghttp2-client (h2load), curl and openssl with apt-get
 # when missing. Every process it starts is stopped on exit.
@@ -122,6 +124,7 @@ measure() {
         PORT="$PORT" ADMIN_PORT="$admin" PLAINTEXT="" TLS="[tls]
 cert = \"$TMP/cert.pem\"
 key = \"$TMP/key.pem\""
+    [ -z "${POLICY:-}" ] || cat "$POLICY" >>"$dir/authgate.toml"
     # RUST_LOG would override the config's log level (and so whether access lines are written).
     start "authgate$run" "$PROXY_CPU" env -u RUST_LOG TOKIO_WORKER_THREADS=1 JWT_SECRET_KEY="$JWT_SECRET" \
         valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" "$bin" --config "$dir/authgate.toml"
@@ -176,7 +179,7 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { printf "%.1f
 
 echo
 echo "authgate instructions per proxied TLS request (callgrind Ir / $REQUESTS; h2load --h1 -t1 -c$CONNS" \
-    "-n$REQUESTS after $WARMUP warm-up; JWT HS256; $(valgrind --version); $(h2load --version | head -1);" \
+    "-n$REQUESTS after $WARMUP warm-up; JWT HS256; policy: ${POLICY:-none}; $(valgrind --version); $(h2load --version | head -1);" \
     "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') of bench/)"
 echo
 # shellcheck disable=SC2086 # IRS[i] is a list of numbers, split on purpose
