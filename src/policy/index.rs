@@ -203,7 +203,7 @@ mod tests {
         let propfind = Method::from_bytes(b"PROPFIND").unwrap();
         let rules = vec![
             rule(&[Method::POST], &["/api/a/*".into()], false),
-            rule(&[propfind.clone()], &["/api/*".into()], false),
+            rule(std::slice::from_ref(&propfind), &["/api/*".into()], false),
             rule(&[], &["/api/a".into(), "/api/a/b".into()], false),
             rule(&[], &["/*".into()], true),
         ];
