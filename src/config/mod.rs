@@ -24,7 +24,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::routes::PublicPaths;
+use crate::routes::{ApiPaths, PublicPaths};
 
 mod accounts;
 mod admin;
@@ -196,6 +196,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub upstream: UpstreamConfig,
     pub jwt: JwtConfig,
+    /// `auth.api_prefix` and `auth.backend_paths`: where the gateway answers its JSON API.
+    pub api_paths: ApiPaths,
     pub public_paths: PublicPaths,
     /// `auth.identity_headers`, normalised (lowercase, `_` as `-`).
     pub identity_headers: Vec<Box<str>>,
@@ -327,17 +329,20 @@ impl RawConfig {
         let tls = tls::validate(self.tls.as_ref(), self.server.plaintext)?;
         let upstream = upstream::validate(&self.upstream, self.jwt.issuer.as_deref())?;
         let jwt = jwt::validate(self.jwt)?;
+        let web = web::validate(&self.web, &self.session)?;
         let AuthConfig {
+            api_paths,
             public_paths,
             identity_headers,
-        } = auth::validate(&self.auth)?;
-        let policy = policy::validate(&self.policy, &public_paths)?;
+        } = auth::validate(&self.auth, &web.prefix)?;
+        let policy = policy::validate(&self.policy, &api_paths, &public_paths)?;
         Ok(Config {
             server,
             admin_listen,
             tls,
             upstream,
             jwt,
+            api_paths,
             public_paths,
             identity_headers,
             limits: limits::validate(&self.limits)?,
@@ -346,7 +351,7 @@ impl RawConfig {
             login: login::validate(&self.login)?,
             password: password::validate(&self.password)?,
             log: log::validate(&self.log)?,
-            web: web::validate(&self.web, &self.session)?,
+            web,
             registration: accounts::validate(&self.accounts)?,
             local_sign_in: self.accounts.local_sign_in,
             oidc: oidc::validate(&self.oidc)?,
@@ -484,6 +489,85 @@ mod tests {
             };
             assert!(err.contains(key), "{snippet}: {err}");
         }
+    }
+
+    #[test]
+    fn the_api_prefix_and_backend_paths_are_checked() {
+        let c = Config::from_toml_str(&base(
+            "[auth]\napi_prefix = \"/gw/auth\"\nbackend_paths = [\"/gw/auth/callback\"]\n",
+        ))
+        .unwrap();
+        assert_eq!(c.api_paths.prefix(), "/gw/auth");
+        assert!(!c.api_paths.answers("/gw/auth/callback") && c.api_paths.answers("/gw/auth/login"));
+        assert_eq!(
+            Config::from_toml_str(&base("")).unwrap().api_paths.prefix(),
+            "/api/auth"
+        );
+        // A backend path below the prefix may be public (RAG Modulo's discovery needs no credential);
+        // `login/*` takes the login endpoint itself.
+        Config::from_toml_str(&base(
+            "[auth]\nbackend_paths = [\"/api/auth/login/*\"]\npublic_paths = [\"/api/auth/oidc-config\"]\n",
+        ))
+        .unwrap_err();
+        Config::from_toml_str(&base(
+            "[auth]\nbackend_paths = [\"/api/auth/oidc-config\"]\npublic_paths = [\"/api/auth/oidc-config\"]\n",
+        ))
+        .unwrap();
+        for (auth, needles) in [
+            (
+                "api_prefix = \"gw/auth\"",
+                &["auth.api_prefix", "not a clean absolute path"][..],
+            ),
+            ("api_prefix = \"/gw/auth/\"", &["auth.api_prefix", "clean"]),
+            ("api_prefix = \"/gw/../auth\"", &["auth.api_prefix", "clean"]),
+            ("api_prefix = \"/gw//auth\"", &["auth.api_prefix", "clean"]),
+            ("api_prefix = \"/\"", &["auth.api_prefix", "clean"]),
+            ("api_prefix = \"/_auth\"", &["auth.api_prefix", "web.prefix"]),
+            ("api_prefix = \"/_auth/api\"", &["auth.api_prefix", "web.prefix"]),
+            ("api_prefix = \"/.well-known\"", &["auth.api_prefix", "/.well-known"]),
+            (
+                "backend_paths = [\"/api/other\"]",
+                &["auth.backend_paths", "below auth.api_prefix"],
+            ),
+            (
+                "backend_paths = [\"/api/auth/login\"]",
+                &[
+                    "auth.backend_paths",
+                    "endpoint /api/auth/login",
+                    "auth.api_prefix",
+                    "/gw/auth",
+                ],
+            ),
+            (
+                "backend_paths = [\"/api/auth/*\"]",
+                &["auth.backend_paths", "endpoint /api/auth/register"],
+            ),
+            (
+                "backend_paths = [\"/api/auth/tokens/x\"]",
+                &["auth.backend_paths", "endpoint /api/auth/tokens/{id}"],
+            ),
+            (
+                "api_prefix = \"/gw/auth\"\nbackend_paths = [\"/api/auth/callback\"]",
+                &["auth.backend_paths", "below auth.api_prefix"],
+            ),
+            (
+                "public_paths = [\"/api/auth/me\"]",
+                &["auth.public_paths", "auth.backend_paths"],
+            ),
+        ] {
+            let err = Config::from_toml_str(&base(&format!("[auth]\n{auth}\n")))
+                .err()
+                .unwrap_or_else(|| panic!("{auth} was accepted"))
+                .to_string();
+            for needle in needles {
+                assert!(err.contains(needle), "{auth}: {needle} not in {err}");
+            }
+        }
+        let err = Config::from_toml_str(&base("[web]\nprefix = \"/api/auth/pages\"\n"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("web.prefix"), "{err}");
     }
 
     #[test]

@@ -190,6 +190,7 @@ impl Gateway {
                     audience: config.jwt.audience.clone(),
                 },
                 registration: config.registration,
+                prefix: config.api_paths.prefix().into(),
             },
             web: crate::web::Web::new(
                 accounts.clone(),
@@ -205,6 +206,7 @@ impl Gateway {
             authz: crate::proxy::authorize::Authorizer::new(config.policy.clone(), &metrics),
             metrics: metrics.clone(),
             settings: Settings {
+                api_paths: config.api_paths.clone(),
                 public_paths: config.public_paths.clone(),
                 limits: config.limits,
                 trusted_proxies: config.server.trusted_proxies.clone(),
