@@ -252,6 +252,27 @@ fn check_config_refuses_a_backend_path_that_takes_the_gateways_login() {
 }
 
 #[test]
+fn check_config_masks_rag_modulos_secret_read_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("g.toml"),
+        "[server]\nplaintext = true\n[jwt]\nsecret = \"file-secret-file-secret-file-secret-xx\"\n[upstream]\nprofile = \"rag_modulo\"\n",
+    )
+    .unwrap();
+    let secret = "rag-modulo-secret-from-the-environment-0123456789";
+    let out = authgate(dir.path())
+        .args(["check-config", "--config", "g.toml"])
+        .env("AUTHGATE_UPSTREAM__RAG_MODULO__JWT_SECRET", secret)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains(secret), "{stdout}");
+    assert!(stdout.contains("profile = \"rag_modulo\""), "{stdout}");
+    assert!(stdout.contains("jwt_secret = \"***\""), "{stdout}");
+}
+
+#[test]
 fn authgate_variables_that_are_not_config_keys_are_ignored() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

@@ -6,6 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use serde_json::json;
 
 /// The virtualenv's Python (`scripts/test` builds it): `DIFF_TEST_PYTHON`, else `target/pyenv/bin/python`.
 fn pyenv_python() -> PathBuf {
@@ -90,4 +91,173 @@ async fn ragflow_sdk_raises_the_gateways_message_for_an_unknown_token() {
     assert_eq!(v["type"], "Exception", "{v}");
     assert_eq!(v["text"], "Invalid token", "{v}");
     assert_eq!(up.seen.count(), 0, "the bogus token reaches nothing");
+}
+
+/// RAG Modulo's `JWT_SECRET_KEY` in these tests.
+const RAG_MODULO_SECRET: &str = "rag-modulo-jwt-secret-for-the-tests-0123456789";
+
+/// `tests/backends/rag_modulo_backend.py`: decodes the bearer as RAG Modulo does and applies its
+/// default `RBAC_MAPPING`. Killed on drop.
+struct RagModuloBackend {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RagModuloBackend {
+    fn start() -> RagModuloBackend {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/backends/rag_modulo_backend.py");
+        let mut child = std::process::Command::new(pyenv_python())
+            .arg(script)
+            .arg(RAG_MODULO_SECRET)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the virtualenv's python runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("backend said {line:?}"));
+        RagModuloBackend { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RagModuloBackend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn rag_modulo_gateway(backend: &RagModuloBackend) -> TestGateway {
+    common::logscan::secret(RAG_MODULO_SECRET);
+    TestGateway::builder(&backend.url())
+        .extra(&format!(
+            "[upstream]\nprofile = \"rag_modulo\"\n[upstream.rag_modulo]\njwt_secret = \"{RAG_MODULO_SECRET}\"\n"
+        ))
+        .start()
+        .await
+}
+
+async fn make_admin(gw: &TestGateway, name: &str) {
+    let accounts = gw.gateway.accounts();
+    let user = accounts.find_user(name).await.unwrap();
+    accounts.set_role(&user, authgate::policy::Role::Admin).await.unwrap();
+}
+
+/// What the backend answered (it echoes what it saw), for `method path` with these headers.
+async fn ask(gw: &TestGateway, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let r = gw.client().call(method, path, headers, None).await;
+    (r.status, r.json())
+}
+
+#[tokio::test]
+async fn rag_modulo_profile_a_user_reaches_user_routes_and_is_refused_admin_ones() {
+    let backend = RagModuloBackend::start();
+    let gw = rag_modulo_gateway(&backend).await;
+    let (id, jwt) = session_with_email(&gw, "ursula", "ursula@example.com").await;
+    let auth = bearer(&jwt);
+    let h = [("authorization", auth.as_str())];
+
+    let (status, seen) = ask(&gw, "GET", "/api/collections/c1", &h).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(
+        seen["user"],
+        json!({"sub": id, "uuid": id, "email": "ursula@example.com", "name": "ursula", "role": "user"})
+    );
+    assert_eq!(seen["signed_with_secret"], true, "{seen}");
+    let sent = seen["authorization"][0].as_str().unwrap();
+    assert_ne!(sent, auth, "the client's own bearer never reaches RAG Modulo");
+    assert_eq!(seen["authorization"].as_array().unwrap().len(), 1);
+    let (status, seen) = ask(&gw, "GET", &format!("/api/users/{id}/pipelines"), &h).await;
+    assert_eq!((status, seen["detail"].as_str()), (200, Some("authorized")));
+
+    // RAG Modulo's admin routes: refused by its RBAC, from the role authgate asserted.
+    for method in ["DELETE", "PUT", "POST"] {
+        let (status, seen) = ask(&gw, method, "/api/collections/c1", &h).await;
+        assert_eq!(status, 403, "{method}: {seen}");
+        assert_eq!(seen["user"]["role"], "user");
+    }
+    let (status, _) = ask(&gw, "GET", "/api/users/u2/profile", &h).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn rag_modulo_profile_an_admin_reaches_both() {
+    let backend = RagModuloBackend::start();
+    let gw = rag_modulo_gateway(&backend).await;
+    let (id, jwt) = session_with_email(&gw, "ada", "ada@example.com").await;
+    make_admin(&gw, "ada").await;
+    // Tokens are reused for at most rag_modulo::REUSE_MAX_SECS; this user has none yet.
+    let auth = bearer(&jwt);
+    let h = [("authorization", auth.as_str())];
+    for (method, path) in [
+        ("GET", "/api/collections/c1"),
+        ("DELETE", "/api/collections/c1"),
+        ("PUT", "/api/collections/c1"),
+        ("GET", "/api/users/u2/profile"),
+    ] {
+        let (status, seen) = ask(&gw, method, path, &h).await;
+        assert_eq!(status, 200, "{method} {path}: {seen}");
+        assert_eq!(seen["user"]["role"], "admin");
+        assert_eq!(seen["user"]["uuid"], id.as_str());
+        assert_eq!(seen["signed_with_secret"], true);
+    }
+}
+
+#[tokio::test]
+async fn rag_modulo_profile_never_forwards_the_clients_bearer() {
+    let backend = RagModuloBackend::start();
+    let gw = rag_modulo_gateway(&backend).await;
+    let (id, jwt) = session(&gw, "mallory").await;
+    let r = gw
+        .post_json("/api/auth/tokens", json!({"name": "sdk"}), Some(&jwt))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    common::logscan::secret(&token);
+
+    // The mock token alone: not a credential authgate knows, refused before RAG Modulo.
+    let mock = [("authorization", "Bearer mock_token_for_testing")];
+    let r = gw.client().call("DELETE", "/api/collections/c1", &mock, None).await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("invalid_token")));
+
+    // The mock token beside a valid API token: two credentials, refused, nothing forwarded
+    // (the backend would have answered with what it saw).
+    let both = [
+        ("authorization", "Bearer mock_token_for_testing"),
+        ("x-api-key", token.as_str()),
+    ];
+    let r = gw.client().call("DELETE", "/api/collections/c1", &both, None).await;
+    assert_eq!((r.status, r.json()["error"].as_str()), (401, Some("invalid_token")));
+
+    // The API token as the bearer, with RAG Modulo's own override headers: the backend sees
+    // authgate's JWT for this user, never the agt_ token, and none of the headers.
+    let forged = [
+        ("authorization", &*format!("Bearer {token}")),
+        ("x-user-role", "admin"),
+        ("x-user-uuid", "00000000-0000-0000-0000-000000000000"),
+    ];
+    let (status, seen) = ask(&gw, "GET", "/api/collections/c1", &forged).await;
+    assert_eq!(status, 200, "{seen}");
+    let sent = seen["authorization"][0].as_str().unwrap();
+    assert!(!sent.contains(&token) && !sent.contains("mock_token"), "{sent}");
+    assert_eq!(seen["user"]["sub"], id.as_str());
+    assert_eq!(seen["user"]["role"], "user");
+    assert_eq!(
+        (seen["x_user_role"].clone(), seen["x_user_uuid"].clone()),
+        (json!(null), json!(null))
+    );
+    let (status, _) = ask(&gw, "DELETE", "/api/collections/c1", &forged).await;
+    assert_eq!(status, 403, "the forged role header made no admin");
+
+    // A public path: a client's bearer is removed all the same (RAG Modulo reads any it gets).
+    let (status, seen) = ask(&gw, "GET", "/api/health", &mock).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["authorization"], json!([]), "{seen}");
+    assert_eq!(seen["detail"], "open path");
 }

@@ -57,7 +57,10 @@ pub use redis::{RawRedis, RedisConfig};
 pub use server::{RawServer, ServerConfig, valid_host};
 pub use store::{RawStore, StoreConfig};
 pub use tls::{RawTls, TlsConfig};
-pub use upstream::{AssertionMode, IdentityConfig, RawIdentity, RawUpstream, UpstreamConfig};
+pub use upstream::{
+    AssertionMode, IdentityConfig, ProfileConfig, RagModuloConfig, RawIdentity, RawRagModulo, RawUpstream,
+    UpstreamConfig,
+};
 pub use web::{RawSession, RawWeb, WebConfig};
 
 /// A configuration error: which key, what is wrong, how to fix it.
@@ -568,6 +571,59 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("web.prefix"), "{err}");
+    }
+
+    #[test]
+    fn the_rag_modulo_profile_needs_its_secret_and_no_other_assertion() {
+        let secret = "rag-modulo-secret-rag-modulo-secret-0123";
+        let c = Config::from_toml_str(&base(&format!(
+            "[upstream]\nprofile = \"rag_modulo\"\n[upstream.rag_modulo]\njwt_secret = \"{secret}\"\n"
+        )))
+        .unwrap();
+        match &c.upstream.profile {
+            ProfileConfig::RagModulo(rm) => {
+                assert_eq!(rm.jwt_secret.expose(), secret);
+                assert_eq!(rm.ttl, Duration::from_secs(60));
+                assert!(!format!("{c:?}").contains(secret), "Debug masks the secret");
+            }
+            ProfileConfig::Header => panic!("profile not read"),
+        }
+        assert!(matches!(
+            Config::from_toml_str(&base("")).unwrap().upstream.profile,
+            ProfileConfig::Header
+        ));
+        for (upstream, needles) in [
+            ("profile = \"ragflow\"", &["upstream.profile", "ragflow"][..]),
+            (
+                "profile = \"rag_modulo\"",
+                &["upstream.rag_modulo.jwt_secret", "is missing"],
+            ),
+            (
+                "profile = \"rag_modulo\"\n[upstream.rag_modulo]\njwt_secret = \"short\"",
+                &["upstream.rag_modulo.jwt_secret", "32 bytes"],
+            ),
+            (
+                "profile = \"rag_modulo\"\n[upstream.rag_modulo]\njwt_secret = \"rag-modulo-secret-rag-modulo-secret-0123\"\nttl = \"1s\"",
+                &["upstream.rag_modulo.ttl"],
+            ),
+            (
+                "profile = \"rag_modulo\"\n[upstream.rag_modulo]\njwt_secret = \"rag-modulo-secret-rag-modulo-secret-0123\"\n[upstream.identity]\nmode = \"bearer\"\nalgorithm = \"ES256\"\nprivate_key = \"k.pem\"",
+                &["upstream.identity", "rag_modulo"],
+            ),
+            (
+                "[upstream.rag_modulo]\njwt_secret = \"rag-modulo-secret-rag-modulo-secret-0123\"",
+                &["upstream.rag_modulo", "upstream.profile"],
+            ),
+        ] {
+            let err = Config::from_toml_str(&base(&format!("[upstream]\n{upstream}\n")))
+                .err()
+                .unwrap_or_else(|| panic!("{upstream} was accepted"))
+                .to_string();
+            assert!(!err.contains("rag-modulo-secret"), "{err}");
+            for needle in needles {
+                assert!(err.contains(needle), "{upstream}: {needle} not in {err}");
+            }
+        }
     }
 
     #[test]

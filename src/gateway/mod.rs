@@ -201,7 +201,11 @@ impl Gateway {
                 config.limits.body_idle_timeout,
             )
             .with_sso(oidc.clone(), config.local_sign_in),
-            identity: IdentityStep::new(asserter, store.clone()),
+            identity: IdentityStep::new(
+                asserter,
+                crate::proxy::profiles::Profile::new(&config.upstream.profile),
+                store.clone(),
+            ),
             upstream: upstream.clone(),
             authz: crate::proxy::authorize::Authorizer::new(config.policy.clone(), &metrics),
             metrics: metrics.clone(),
@@ -317,6 +321,7 @@ impl Gateway {
                 AssertionMode::Header => "X-Auth-Assertion",
                 AssertionMode::Bearer => "Authorization: Bearer",
             }),
+            profile = self.front.proxy.identity.profile(),
             "authgate starting"
         );
     }

@@ -24,6 +24,7 @@ pub mod assertion;
 pub mod authorize;
 pub mod headers;
 pub mod identity;
+pub mod profiles;
 pub mod upstream;
 mod verify;
 
