@@ -292,7 +292,7 @@ pub async fn policy_explain(
         return Ok(());
     }
     let policy = &config.policy;
-    let decided = match crate::routes::classify(path, &config.public_paths, &config.web.prefix) {
+    let decided = match crate::routes::classify(path, &config.api_paths, &config.public_paths, &config.web.prefix) {
         RouteClass::Public => Decided::PublicPaths,
         RouteClass::Protected => policy.matching(&method, path),
         other => {

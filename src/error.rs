@@ -1,7 +1,9 @@
 //! The one place where an error becomes a status code and a JSON body.
 //!
-//! Every answer the gateway gives for itself has the shape `{"error": "<code>", "detail": "<message>"}`:
-//! `detail` is what FastAPI clients read, `error` is the stable machine code. The mapping is one
+//! Every answer the gateway gives for itself has the shape
+//! `{"error": "<code>", "detail": "<text>", "message": "<text>", "code": <status>}`: `detail` is what
+//! FastAPI clients read, `message` and `code` what RAGFlow's SDK reads (the same text, and the HTTP
+//! status as a number), `error` is the stable machine code. The mapping is one
 //! exhaustive `match` with no catch-all arm, pinned by the tests below for every variant. Who caused
 //! an error follows from its status: 4xx the client, 502 and 504 the upstream, 500 and 503 the
 //! gateway (the requests metric counts by status class).
@@ -199,6 +201,9 @@ impl GatewayError {
             body["detail"] = serde_json::Value::from(format!("the member `{name}` appears more than once"));
             body["field"] = serde_json::Value::from(&**name);
         }
+        // RAG clients read `message` and `code` (ragflow-sdk raises `KeyError('message')` without them).
+        body["message"] = body["detail"].clone();
+        body["code"] = serde_json::Value::from(status.as_u16());
         let mut resp = json_response(status, &body);
         let headers = resp.headers_mut();
         match self {
@@ -332,6 +337,36 @@ mod tests {
             GatewayError::Unavailable(_) => 17,
             GatewayError::StoreUnavailable => 18,
             GatewayError::Internal => 19,
+        }
+    }
+
+    async fn body_of(err: &GatewayError) -> serde_json::Value {
+        use http_body_util::BodyExt;
+        let bytes = err.to_response().into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_body_carries_error_detail_message_and_code() {
+        let field = GatewayError::InvalidField {
+            field: "username",
+            message: "is too long",
+        };
+        for err in [
+            GatewayError::Unauthenticated(AuthFailure::Missing),
+            GatewayError::Forbidden("no"),
+            GatewayError::NotFound,
+            GatewayError::PayloadTooLarge,
+            GatewayError::DuplicateMember("k".into()),
+            field,
+            GatewayError::Internal,
+        ] {
+            let body = body_of(&err).await;
+            let (status, code, _) = err.parts();
+            assert_eq!(body["error"], code, "{err:?}");
+            assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{err:?}");
+            assert_eq!(body["message"], body["detail"], "{err:?}");
+            assert_eq!(body["code"], status.as_u16(), "{err:?}");
         }
     }
 

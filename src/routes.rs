@@ -11,7 +11,8 @@ use std::fmt;
 /// Where a request goes after its path is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteClass {
-    /// `/api/auth/*`: answered by the gateway itself, never forwarded.
+    /// `auth.api_prefix` and below (`/api/auth/*` by default), except `auth.backend_paths`: answered
+    /// by the gateway itself, never forwarded.
     AuthApi,
     /// `/.well-known/jwks.json`: the gateway's public keys.
     Jwks,
@@ -166,8 +167,10 @@ pub enum PatternError {
         "`{0}` is not an exact path or a `prefix/*` pattern (it must start with /, hold no *, ?, dot segment or escape)"
     )]
     NotAPattern(String),
-    #[error("`{0}` overlaps /api/auth/*, which the gateway answers itself")]
-    AuthApi(String),
+    #[error(
+        "`{pattern}` is under {prefix}, which the gateway answers itself, and auth.backend_paths does not give it to the backend"
+    )]
+    AuthApi { pattern: String, prefix: Box<str> },
 }
 
 /// The `auth.public_paths` patterns.
@@ -186,9 +189,6 @@ impl PublicPaths {
             if base.contains('*') || base.contains('?') || check_path(checked).is_err() {
                 return Err(PatternError::NotAPattern(p.clone()));
             }
-            if base.starts_with("/api/auth") {
-                return Err(PatternError::AuthApi(p.clone()));
-            }
             out.push(if prefix {
                 Pattern::Prefix(base.to_owned())
             } else {
@@ -199,10 +199,7 @@ impl PublicPaths {
     }
 
     pub fn matches(&self, path: &str) -> bool {
-        self.0.iter().any(|p| match p {
-            Pattern::Exact(e) => path == e,
-            Pattern::Prefix(base) => under(path, base),
-        })
+        self.0.iter().any(|p| p.matches(path))
     }
 
     /// Whether every path `other` matches, this matches too (a policy rule shadowed by an earlier
@@ -227,6 +224,148 @@ impl PublicPaths {
     }
 }
 
+/// The endpoints `api::handle` answers, below `auth.api_prefix` (`/tokens/{id}` stands for every
+/// path below `/tokens/`). `check-config` refuses a backend path that takes one of them.
+pub const API_ENDPOINTS: [&str; 8] = [
+    "/register",
+    "/login",
+    "/me",
+    "/refresh",
+    "/logout",
+    "/password",
+    "/tokens",
+    "/tokens/{id}",
+];
+
+/// Where the gateway's own JSON API lives: `auth.api_prefix` and below, less `auth.backend_paths`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiPaths {
+    prefix: Box<str>,
+    backend: PublicPaths,
+}
+
+impl Default for ApiPaths {
+    fn default() -> Self {
+        ApiPaths {
+            prefix: DEFAULT_API_PREFIX.into(),
+            backend: PublicPaths::default(),
+        }
+    }
+}
+
+/// `auth.api_prefix` unless configured: where the seed documents register, login and me.
+pub const DEFAULT_API_PREFIX: &str = "/api/auth";
+
+/// Why `auth.api_prefix` or `auth.backend_paths` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiPathsError {
+    #[error("`{0}` is not a backend path below auth.api_prefix (`{1}`)")]
+    Outside(String, Box<str>),
+    #[error("`{pattern}` would take authgate's own endpoint {endpoint}")]
+    TakesEndpoint { pattern: String, endpoint: String },
+}
+
+impl ApiPaths {
+    /// `prefix` must be [`is_plain_prefix`]; `backend` are exact paths or `prefix/*` patterns
+    /// below it, none matching an endpoint of [`API_ENDPOINTS`].
+    pub fn new(prefix: &str, backend: PublicPaths) -> Result<Self, ApiPathsError> {
+        for p in &backend.0 {
+            // `{prefix}/*` is below it, and then refused for taking every endpoint.
+            let outside = match p {
+                Pattern::Exact(e) => e.as_str() == prefix || !under(e, prefix),
+                Pattern::Prefix(b) => !under(b, prefix),
+            };
+            if outside {
+                return Err(ApiPathsError::Outside(p.to_string(), prefix.into()));
+            }
+        }
+        for endpoint in API_ENDPOINTS {
+            let takes: Box<dyn Fn(&Pattern) -> bool> = match endpoint.strip_suffix("/{id}") {
+                // Every path below it: a pattern reaching below it takes some.
+                Some(parent) => {
+                    let parent = format!("{prefix}{parent}");
+                    Box::new(move |p: &Pattern| {
+                        let (Pattern::Exact(b) | Pattern::Prefix(b)) = p;
+                        p.matches(&format!("{parent}/x")) || (b.as_str() != parent && under(b, &parent))
+                    })
+                }
+                None => {
+                    let path = format!("{prefix}{endpoint}");
+                    Box::new(move |p: &Pattern| p.matches(&path))
+                }
+            };
+            if let Some(p) = backend.0.iter().find(|p| takes(p)) {
+                return Err(ApiPathsError::TakesEndpoint {
+                    pattern: p.to_string(),
+                    endpoint: format!("{prefix}{endpoint}"),
+                });
+            }
+        }
+        Ok(ApiPaths {
+            prefix: prefix.into(),
+            backend,
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether the gateway answers `path` itself.
+    pub fn answers(&self, path: &str) -> bool {
+        under(path, &self.prefix) && !self.backend.matches(path)
+    }
+
+    /// Refuse a pattern list (`auth.public_paths`, a policy rule's paths) that opens a path the
+    /// gateway answers itself. A pattern above the prefix (`/api/*`) is fine: the API is matched first.
+    pub fn check_outside(&self, patterns: &PublicPaths) -> Result<(), PatternError> {
+        for p in &patterns.0 {
+            let open = match p {
+                Pattern::Exact(e) => self.answers(e),
+                Pattern::Prefix(b) => under(b, &self.prefix) && !self.backend.covers(&PublicPaths(vec![p.clone()])),
+            };
+            if open {
+                return Err(PatternError::AuthApi {
+                    pattern: p.to_string(),
+                    prefix: self.prefix.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A prefix the gateway can own (`web.prefix`, `auth.api_prefix`): a leading `/`, no trailing
+/// `/`, letters, digits, `_ - .` and `/`, and no dot segment.
+pub fn is_plain_prefix(prefix: &str) -> bool {
+    prefix.len() > 1
+        && prefix.starts_with('/')
+        && !prefix.ends_with('/')
+        && !prefix.contains("//")
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'))
+        && check_path(prefix).is_ok()
+}
+
+impl Pattern {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            Pattern::Exact(e) => path == e,
+            Pattern::Prefix(base) => under(path, base),
+        }
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pattern::Exact(e) => f.write_str(e),
+            Pattern::Prefix(b) => write!(f, "{b}/*"),
+        }
+    }
+}
+
 /// `path` is `base` or below `base/`.
 fn under(path: &str, base: &str) -> bool {
     path.strip_prefix(base)
@@ -234,9 +373,9 @@ fn under(path: &str, base: &str) -> bool {
 }
 
 /// Classify a path that [`check_path`] accepted.
-pub fn classify(path: &str, public: &PublicPaths, web_prefix: &str) -> RouteClass {
+pub fn classify(path: &str, api: &ApiPaths, public: &PublicPaths, web_prefix: &str) -> RouteClass {
     let under_prefix = path.strip_prefix(web_prefix);
-    if path == "/api/auth" || path.starts_with("/api/auth/") {
+    if api.answers(path) {
         RouteClass::AuthApi
     } else if under_prefix == Some("/verify") {
         RouteClass::Verify
@@ -326,6 +465,7 @@ mod tests {
     #[test]
     fn auth_api_is_gateway_owned() {
         let p = public(&[]);
+        let classify = |path, p, w| classify(path, &ApiPaths::default(), p, w);
         assert_eq!(classify("/api/auth/login", &p, "/_auth"), RouteClass::AuthApi);
         assert_eq!(classify("/api/auth", &p, "/_auth"), RouteClass::AuthApi);
         assert_eq!(classify("/api/authx", &p, "/_auth"), RouteClass::Protected);
@@ -340,8 +480,91 @@ mod tests {
 
     #[test]
     fn bad_public_patterns_are_refused() {
-        for p in ["docs", "/docs*", "/a/*/b", "/a/../b", "/api/auth/*"] {
+        for p in ["docs", "/docs*", "/a/*/b", "/a/../b"] {
             assert!(PublicPaths::parse(&[p.to_string()]).is_err(), "{p}");
+        }
+    }
+
+    fn api(prefix: &str, backend: &[&str]) -> Result<ApiPaths, ApiPathsError> {
+        ApiPaths::new(prefix, public(backend))
+    }
+
+    #[test]
+    fn backend_paths_under_the_api_prefix_are_forwarded() {
+        let a = api("/api/auth", &["/api/auth/callback", "/api/auth/cli/*"]).unwrap();
+        let p = public(&[]);
+        assert_eq!(classify("/api/auth/login", &a, &p, "/_auth"), RouteClass::AuthApi);
+        assert_eq!(classify("/api/auth/callback", &a, &p, "/_auth"), RouteClass::Protected);
+        assert_eq!(classify("/api/auth/callback/x", &a, &p, "/_auth"), RouteClass::AuthApi);
+        assert_eq!(classify("/api/auth/cli", &a, &p, "/_auth"), RouteClass::Protected);
+        assert_eq!(classify("/api/auth/cli/token", &a, &p, "/_auth"), RouteClass::Protected);
+        let open = public(&["/api/auth/callback"]);
+        assert_eq!(classify("/api/auth/callback", &a, &open, "/_auth"), RouteClass::Public);
+
+        let moved = api("/gw/auth", &[]).unwrap();
+        assert_eq!(classify("/gw/auth/login", &moved, &p, "/_auth"), RouteClass::AuthApi);
+        assert_eq!(classify("/api/auth/login", &moved, &p, "/_auth"), RouteClass::Protected);
+    }
+
+    #[test]
+    fn backend_paths_that_take_an_endpoint_or_leave_the_prefix_are_refused() {
+        for (backend, endpoint) in [
+            ("/api/auth/login", "/api/auth/login"),
+            ("/api/auth/*", "/api/auth/register"),
+            ("/api/auth/tokens/*", "/api/auth/tokens"),
+            ("/api/auth/tokens/abc", "/api/auth/tokens/{id}"),
+        ] {
+            let err = api("/api/auth", &[backend]).unwrap_err();
+            assert_eq!(
+                err,
+                ApiPathsError::TakesEndpoint {
+                    pattern: backend.into(),
+                    endpoint: endpoint.into()
+                }
+            );
+        }
+        for outside in ["/api/callback", "/api/authx/y", "/api/auth"] {
+            assert!(
+                matches!(api("/api/auth", &[outside]), Err(ApiPathsError::Outside(..))),
+                "{outside}"
+            );
+        }
+    }
+
+    #[test]
+    fn public_paths_may_not_open_the_gateways_api() {
+        let a = api("/api/auth", &["/api/auth/callback", "/api/auth/cli/*"]).unwrap();
+        for ok in [
+            "/api/*",
+            "/api/auth/callback",
+            "/api/auth/cli/*",
+            "/api/auth/cli/x",
+            "/api/authx",
+        ] {
+            assert_eq!(a.check_outside(&public(&[ok])), Ok(()), "{ok}");
+        }
+        for bad in ["/api/auth/*", "/api/auth/login", "/api/auth", "/api/auth/callback/*"] {
+            assert!(a.check_outside(&public(&[bad])).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plain_prefixes() {
+        for ok in ["/api/auth", "/gw/auth", "/_auth", "/a.b-c_d"] {
+            assert!(is_plain_prefix(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "/",
+            "api/auth",
+            "/api/auth/",
+            "/api//auth",
+            "/api/../auth",
+            "/api/a*",
+            "/api/a%2e",
+            "/a b",
+        ] {
+            assert!(!is_plain_prefix(bad), "{bad}");
         }
     }
 }

@@ -215,6 +215,64 @@ fn jwt_env_overrides_authgate_env_which_overrides_the_file() {
 }
 
 #[test]
+fn check_config_refuses_a_backend_path_that_takes_the_gateways_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "[server]\nplaintext = true\n[jwt]\nsecret = \"file-secret-file-secret-file-secret-xx\"\n[auth]\n";
+    for (auth, needles) in [
+        (
+            "backend_paths = [\"/api/auth/login\"]",
+            &["auth.backend_paths", "/api/auth/login", "auth.api_prefix"][..],
+        ),
+        ("api_prefix = \"/_auth\"", &["auth.api_prefix", "web.prefix"]),
+        (
+            "api_prefix = \"/gw/auth\"\nbackend_paths = [\"/api/auth/callback\"]",
+            &["auth.backend_paths", "below"],
+        ),
+    ] {
+        std::fs::write(dir.path().join("g.toml"), format!("{head}{auth}\n")).unwrap();
+        let out = authgate(dir.path())
+            .args(["check-config", "--config", "g.toml"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{auth} was accepted");
+        for needle in needles {
+            assert!(stderr.contains(needle), "{auth}: {needle} not in {stderr}");
+        }
+    }
+    let ok = "api_prefix = \"/gw/auth\"\nbackend_paths = [\"/gw/auth/callback\"]\n";
+    std::fs::write(dir.path().join("g.toml"), format!("{head}{ok}")).unwrap();
+    let out = authgate(dir.path())
+        .args(["check-config", "--config", "g.toml"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("api_prefix = \"/gw/auth\""), "{stdout}");
+}
+
+#[test]
+fn check_config_masks_rag_modulos_secret_read_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("g.toml"),
+        "[server]\nplaintext = true\n[jwt]\nsecret = \"file-secret-file-secret-file-secret-xx\"\n[upstream]\nprofile = \"rag_modulo\"\n",
+    )
+    .unwrap();
+    let secret = "rag-modulo-secret-from-the-environment-0123456789";
+    let out = authgate(dir.path())
+        .args(["check-config", "--config", "g.toml"])
+        .env("AUTHGATE_UPSTREAM__RAG_MODULO__JWT_SECRET", secret)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!stdout.contains(secret), "{stdout}");
+    assert!(stdout.contains("profile = \"rag_modulo\""), "{stdout}");
+    assert!(stdout.contains("jwt_secret = \"***\""), "{stdout}");
+}
+
+#[test]
 fn authgate_variables_that_are_not_config_keys_are_ignored() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

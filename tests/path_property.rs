@@ -4,7 +4,7 @@
 //! decoding, normalising backend would route somewhere protected; for plain paths the two
 //! decisions agree.
 
-use authgate::routes::{PublicPaths, RouteClass, check_path, classify};
+use authgate::routes::{ApiPaths, PublicPaths, RouteClass, check_path, classify};
 use proptest::prelude::*;
 
 const PUBLIC: [&str; 3] = ["/api/health", "/docs/*", "/openapi.json"];
@@ -162,7 +162,7 @@ proptest! {
     #[test]
     fn a_public_decision_is_never_an_escalation(p in path()) {
         let public = public();
-        if check_path(&p).is_ok() && classify(&p, &public, "/_auth") == RouteClass::Public {
+        if check_path(&p).is_ok() && classify(&p, &ApiPaths::default(), &public, "/_auth") == RouteClass::Public {
             prop_assert!(backend_is_public(&p), "gateway says public, backend routes {p} elsewhere");
         }
     }
@@ -174,7 +174,7 @@ proptest! {
         // Plain paths: no encodings, no empty or dot segments, no parameters, lower case.
         prop_assume!(segs.iter().all(|s| s != "." && s != ".."));
         prop_assert!(check_path(&p).is_ok());
-        let gateway_public = classify(&p, &public, "/_auth") == RouteClass::Public;
+        let gateway_public = classify(&p, &ApiPaths::default(), &public, "/_auth") == RouteClass::Public;
         prop_assert_eq!(gateway_public, backend_is_public(&p), "{}", p);
     }
 

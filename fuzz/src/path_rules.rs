@@ -6,7 +6,7 @@
 //! `;params` are stripped, and no `/`, `\`, `%` or `;` that came from an escape. A path the gateway
 //! treats as public must also be public to a backend that normalises it.
 
-use authgate::routes::{PublicPaths, RouteClass, check_path, classify};
+use authgate::routes::{ApiPaths, PublicPaths, RouteClass, check_path, classify};
 
 /// The public paths the classification oracle runs with.
 pub const PUBLIC: [&str; 3] = ["/api/health", "/docs/*", "/openapi.json"];
@@ -67,7 +67,7 @@ pub fn check(data: &[u8], public: &PublicPaths) {
     if check_path(path).is_err() {
         return;
     }
-    let class = classify(path, public, "/_auth");
+    let class = classify(path, &ApiPaths::default(), public, "/_auth");
     let decoded = decode_once(path);
     let bytes: Vec<u8> = decoded.iter().map(|(b, _)| *b).collect();
     assert!(

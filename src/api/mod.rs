@@ -1,4 +1,5 @@
-//! The `/api/auth/*` endpoints, answered by the gateway itself and never forwarded.
+//! The JSON API under `auth.api_prefix` (`/api/auth/*` by default), answered by the gateway itself
+//! and never forwarded. The endpoints are listed in `routes::API_ENDPOINTS` too.
 //!
 //! The rule this module keeps: bodies are JSON, at most 64 KiB (an honest `Content-Length` over
 //! that is refused before any byte is read), and every handler answers with JSON or an empty 204.
@@ -35,6 +36,8 @@ pub struct Api {
     pub sessions: Sessions,
     /// `accounts.registration`: whether `POST /api/auth/register` is open.
     pub registration: crate::config::Registration,
+    /// `auth.api_prefix`: the path the endpoints are below.
+    pub prefix: Box<str>,
 }
 
 /// How a login session's access token is made: the signing key and the `[jwt]` claims.
@@ -65,7 +68,7 @@ pub async fn handle(
     authenticated: &mut Option<Principal>,
 ) -> Result<ApiResponse, GatewayError> {
     let path = req.uri().path().trim_end_matches('/');
-    let endpoint = path.strip_prefix("/api/auth").unwrap_or(path);
+    let endpoint = path.strip_prefix(ctx.api.prefix.as_ref()).unwrap_or(path);
     let method = req.method().clone();
     // Every endpoint but register and login needs a credential; those two ignore any.
     match (endpoint, &method) {
@@ -140,7 +143,7 @@ fn session_only(p: &Principal) -> Result<&Principal, GatewayError> {
     match p.method {
         AuthMethod::Jwt | AuthMethod::Session => Ok(p),
         AuthMethod::ApiToken => Err(GatewayError::Forbidden(
-            "This endpoint needs a login session (a JWT from /api/auth/login); an API token cannot refresh, log out, change the password or create tokens",
+            "This endpoint needs a login session (a JWT from login); an API token cannot refresh, log out, change the password or create tokens",
         )),
     }
 }
@@ -233,7 +236,7 @@ pub fn account_err(e: AccountError) -> GatewayError {
         AccountError::UnknownUser => GatewayError::Unauthenticated(AuthFailure::UnknownToken),
         AccountError::NoSuchToken | AccountError::NoSuchSession => GatewayError::NotFound,
         AccountError::NoSession => GatewayError::InvalidRequest(
-            "This credential has no session to end; revoke API tokens with DELETE /api/auth/tokens/{id}",
+            "This credential has no session to end; revoke API tokens with DELETE on tokens/{id}",
         ),
         AccountError::Busy => GatewayError::Unavailable("Too many password checks in progress; retry"),
         AccountError::Hashing => GatewayError::Internal,

@@ -24,7 +24,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::routes::PublicPaths;
+use crate::routes::{ApiPaths, PublicPaths};
 
 mod accounts;
 mod admin;
@@ -57,7 +57,10 @@ pub use redis::{RawRedis, RedisConfig};
 pub use server::{RawServer, ServerConfig, valid_host};
 pub use store::{RawStore, StoreConfig};
 pub use tls::{RawTls, TlsConfig};
-pub use upstream::{AssertionMode, IdentityConfig, RawIdentity, RawUpstream, UpstreamConfig};
+pub use upstream::{
+    AssertionMode, IdentityConfig, ProfileConfig, RagModuloConfig, RawIdentity, RawRagModulo, RawUpstream,
+    UpstreamConfig,
+};
 pub use web::{RawSession, RawWeb, WebConfig};
 
 /// A configuration error: which key, what is wrong, how to fix it.
@@ -196,6 +199,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub upstream: UpstreamConfig,
     pub jwt: JwtConfig,
+    /// `auth.api_prefix` and `auth.backend_paths`: where the gateway answers its JSON API.
+    pub api_paths: ApiPaths,
     pub public_paths: PublicPaths,
     /// `auth.identity_headers`, normalised (lowercase, `_` as `-`).
     pub identity_headers: Vec<Box<str>>,
@@ -327,17 +332,20 @@ impl RawConfig {
         let tls = tls::validate(self.tls.as_ref(), self.server.plaintext)?;
         let upstream = upstream::validate(&self.upstream, self.jwt.issuer.as_deref())?;
         let jwt = jwt::validate(self.jwt)?;
+        let web = web::validate(&self.web, &self.session)?;
         let AuthConfig {
+            api_paths,
             public_paths,
             identity_headers,
-        } = auth::validate(&self.auth)?;
-        let policy = policy::validate(&self.policy, &public_paths)?;
+        } = auth::validate(&self.auth, &web.prefix)?;
+        let policy = policy::validate(&self.policy, &api_paths, &public_paths)?;
         Ok(Config {
             server,
             admin_listen,
             tls,
             upstream,
             jwt,
+            api_paths,
             public_paths,
             identity_headers,
             limits: limits::validate(&self.limits)?,
@@ -346,7 +354,7 @@ impl RawConfig {
             login: login::validate(&self.login)?,
             password: password::validate(&self.password)?,
             log: log::validate(&self.log)?,
-            web: web::validate(&self.web, &self.session)?,
+            web,
             registration: accounts::validate(&self.accounts)?,
             local_sign_in: self.accounts.local_sign_in,
             oidc: oidc::validate(&self.oidc)?,
@@ -483,6 +491,138 @@ mod tests {
                 Ok(_) => panic!("{snippet} was accepted"),
             };
             assert!(err.contains(key), "{snippet}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_api_prefix_and_backend_paths_are_checked() {
+        let c = Config::from_toml_str(&base(
+            "[auth]\napi_prefix = \"/gw/auth\"\nbackend_paths = [\"/gw/auth/callback\"]\n",
+        ))
+        .unwrap();
+        assert_eq!(c.api_paths.prefix(), "/gw/auth");
+        assert!(!c.api_paths.answers("/gw/auth/callback") && c.api_paths.answers("/gw/auth/login"));
+        assert_eq!(
+            Config::from_toml_str(&base("")).unwrap().api_paths.prefix(),
+            "/api/auth"
+        );
+        // A backend path below the prefix may be public (RAG Modulo's discovery needs no credential);
+        // `login/*` takes the login endpoint itself.
+        Config::from_toml_str(&base(
+            "[auth]\nbackend_paths = [\"/api/auth/login/*\"]\npublic_paths = [\"/api/auth/oidc-config\"]\n",
+        ))
+        .unwrap_err();
+        Config::from_toml_str(&base(
+            "[auth]\nbackend_paths = [\"/api/auth/oidc-config\"]\npublic_paths = [\"/api/auth/oidc-config\"]\n",
+        ))
+        .unwrap();
+        for (auth, needles) in [
+            (
+                "api_prefix = \"gw/auth\"",
+                &["auth.api_prefix", "not a clean absolute path"][..],
+            ),
+            ("api_prefix = \"/gw/auth/\"", &["auth.api_prefix", "clean"]),
+            ("api_prefix = \"/gw/../auth\"", &["auth.api_prefix", "clean"]),
+            ("api_prefix = \"/gw//auth\"", &["auth.api_prefix", "clean"]),
+            ("api_prefix = \"/\"", &["auth.api_prefix", "clean"]),
+            ("api_prefix = \"/_auth\"", &["auth.api_prefix", "web.prefix"]),
+            ("api_prefix = \"/_auth/api\"", &["auth.api_prefix", "web.prefix"]),
+            ("api_prefix = \"/.well-known\"", &["auth.api_prefix", "/.well-known"]),
+            (
+                "backend_paths = [\"/api/other\"]",
+                &["auth.backend_paths", "below auth.api_prefix"],
+            ),
+            (
+                "backend_paths = [\"/api/auth/login\"]",
+                &[
+                    "auth.backend_paths",
+                    "endpoint /api/auth/login",
+                    "auth.api_prefix",
+                    "/gw/auth",
+                ],
+            ),
+            (
+                "backend_paths = [\"/api/auth/*\"]",
+                &["auth.backend_paths", "endpoint /api/auth/register"],
+            ),
+            (
+                "backend_paths = [\"/api/auth/tokens/x\"]",
+                &["auth.backend_paths", "endpoint /api/auth/tokens/{id}"],
+            ),
+            (
+                "api_prefix = \"/gw/auth\"\nbackend_paths = [\"/api/auth/callback\"]",
+                &["auth.backend_paths", "below auth.api_prefix"],
+            ),
+            (
+                "public_paths = [\"/api/auth/me\"]",
+                &["auth.public_paths", "auth.backend_paths"],
+            ),
+        ] {
+            let err = Config::from_toml_str(&base(&format!("[auth]\n{auth}\n")))
+                .err()
+                .unwrap_or_else(|| panic!("{auth} was accepted"))
+                .to_string();
+            for needle in needles {
+                assert!(err.contains(needle), "{auth}: {needle} not in {err}");
+            }
+        }
+        let err = Config::from_toml_str(&base("[web]\nprefix = \"/api/auth/pages\"\n"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("web.prefix"), "{err}");
+    }
+
+    #[test]
+    fn the_rag_modulo_profile_needs_its_secret_and_no_other_assertion() {
+        let secret = "rag-modulo-secret-rag-modulo-secret-0123";
+        let c = Config::from_toml_str(&base(&format!(
+            "[upstream]\nprofile = \"rag_modulo\"\n[upstream.rag_modulo]\njwt_secret = \"{secret}\"\n"
+        )))
+        .unwrap();
+        match &c.upstream.profile {
+            ProfileConfig::RagModulo(rm) => {
+                assert_eq!(rm.jwt_secret.expose(), secret);
+                assert_eq!(rm.ttl, Duration::from_secs(60));
+                assert!(!format!("{c:?}").contains(secret), "Debug masks the secret");
+            }
+            ProfileConfig::Header => panic!("profile not read"),
+        }
+        assert!(matches!(
+            Config::from_toml_str(&base("")).unwrap().upstream.profile,
+            ProfileConfig::Header
+        ));
+        for (upstream, needles) in [
+            ("profile = \"ragflow\"", &["upstream.profile", "ragflow"][..]),
+            (
+                "profile = \"rag_modulo\"",
+                &["upstream.rag_modulo.jwt_secret", "is missing"],
+            ),
+            (
+                "profile = \"rag_modulo\"\n[upstream.rag_modulo]\njwt_secret = \"short\"",
+                &["upstream.rag_modulo.jwt_secret", "32 bytes"],
+            ),
+            (
+                "profile = \"rag_modulo\"\n[upstream.rag_modulo]\njwt_secret = \"rag-modulo-secret-rag-modulo-secret-0123\"\nttl = \"1s\"",
+                &["upstream.rag_modulo.ttl"],
+            ),
+            (
+                "profile = \"rag_modulo\"\n[upstream.rag_modulo]\njwt_secret = \"rag-modulo-secret-rag-modulo-secret-0123\"\n[upstream.identity]\nmode = \"bearer\"\nalgorithm = \"ES256\"\nprivate_key = \"k.pem\"",
+                &["upstream.identity", "rag_modulo"],
+            ),
+            (
+                "[upstream.rag_modulo]\njwt_secret = \"rag-modulo-secret-rag-modulo-secret-0123\"",
+                &["upstream.rag_modulo", "upstream.profile"],
+            ),
+        ] {
+            let err = Config::from_toml_str(&base(&format!("[upstream]\n{upstream}\n")))
+                .err()
+                .unwrap_or_else(|| panic!("{upstream} was accepted"))
+                .to_string();
+            assert!(!err.contains("rag-modulo-secret"), "{err}");
+            for needle in needles {
+                assert!(err.contains(needle), "{upstream}: {needle} not in {err}");
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
 use crate::policy::{Fallback, Policy, Rule, Subject};
-use crate::routes::PublicPaths;
+use crate::routes::{ApiPaths, PublicPaths};
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -76,7 +76,7 @@ fn subjects(i: usize, r: &RawRule, key: &'static str, list: &[String]) -> Result
         .collect()
 }
 
-pub(super) fn validate(raw: &RawPolicy, public_paths: &PublicPaths) -> Result<Policy, ConfigError> {
+pub(super) fn validate(raw: &RawPolicy, api: &ApiPaths, public_paths: &PublicPaths) -> Result<Policy, ConfigError> {
     let default = match raw.default.trim() {
         "authenticated" => Fallback::Authenticated,
         "deny" => Fallback::Deny,
@@ -124,7 +124,8 @@ pub(super) fn validate(raw: &RawPolicy, public_paths: &PublicPaths) -> Result<Po
                 "list exact paths like \"/api/health\" or prefixes like \"/api/admin/*\"",
             ));
         }
-        let paths = PublicPaths::parse(&r.paths).map_err(|problem| {
+        let paths = PublicPaths::parse(&r.paths).and_then(|p| api.check_outside(&p).map(|()| p));
+        let paths = paths.map_err(|problem| {
             ConfigError::invalid(
                 "policy.rules.paths",
                 format!("{}: {problem}", name(i, r)),
@@ -201,7 +202,7 @@ mod tests {
     fn check(toml_rules: &str, public: &[&str]) -> Result<Policy, String> {
         let raw: RawPolicy = toml::from_str(toml_rules).map_err(|e| e.to_string())?;
         let public = PublicPaths::parse(&public.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        validate(&raw, &public).map_err(|e| e.to_string())
+        validate(&raw, &ApiPaths::default(), &public).map_err(|e| e.to_string())
     }
 
     #[test]

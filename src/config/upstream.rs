@@ -1,5 +1,6 @@
-//! `[upstream]` and `[upstream.identity]`: the backend the gateway forwards to, and the signed
-//! identity assertion it may be sent.
+//! `[upstream]`, `[upstream.identity]` and `[upstream.rag_modulo]`: the backend the gateway forwards
+//! to, the profile that says how it is told who the caller is, and the signed identity assertion it
+//! may be sent.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Dur, JwtAlgorithm, secs};
+use super::{ConfigError, Dur, JwtAlgorithm, MIN_HS_SECRET_BYTES, Secret, secs};
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -21,6 +22,29 @@ pub struct RawUpstream {
     pub ca_cert: Option<PathBuf>,
     /// A signed identity assertion sent to the backend beside `X-User-Id`.
     pub identity: Option<RawIdentity>,
+    /// `header` (`X-User-Id`, the default) or `rag_modulo` (the bearer JWT RAG Modulo's middleware reads).
+    pub profile: String,
+    /// The `rag_modulo` profile's settings.
+    pub rag_modulo: Option<RawRagModulo>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRagModulo {
+    /// RAG Modulo's `JWT_SECRET_KEY` (HS256). From the environment:
+    /// `AUTHGATE_UPSTREAM__RAG_MODULO__JWT_SECRET` (authgate reads `JWT_SECRET_KEY` as its own `jwt.secret`).
+    pub jwt_secret: Option<Secret>,
+    /// The minted token's lifetime.
+    pub ttl: Dur,
+}
+
+impl Default for RawRagModulo {
+    fn default() -> Self {
+        RawRagModulo {
+            jwt_secret: None,
+            ttl: secs(60),
+        }
+    }
 }
 
 impl Default for RawUpstream {
@@ -33,6 +57,8 @@ impl Default for RawUpstream {
             pool_max_idle_per_host: 256,
             ca_cert: None,
             identity: None,
+            profile: "header".into(),
+            rag_modulo: None,
         }
     }
 }
@@ -78,6 +104,22 @@ pub struct UpstreamConfig {
     pub pool_max_idle_per_host: usize,
     pub ca_cert: Option<PathBuf>,
     pub identity: Option<IdentityConfig>,
+    pub profile: ProfileConfig,
+}
+
+/// `upstream.profile`: what the backend is given as the caller's identity.
+#[derive(Debug, Clone)]
+pub enum ProfileConfig {
+    /// `X-User-Id` (and the `[upstream.identity]` assertion when set): today's behaviour.
+    Header,
+    /// `Authorization: Bearer <HS256 JWT>` with the claims RAG Modulo's middleware reads.
+    RagModulo(RagModuloConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct RagModuloConfig {
+    pub jwt_secret: Secret,
+    pub ttl: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +189,61 @@ pub(super) fn validate(raw: &RawUpstream, jwt_issuer: Option<&str>) -> Result<Up
             Some(identity) => Some(validate_identity(identity, jwt_issuer)?),
             None => None,
         },
+        profile: validate_profile(raw)?,
     })
+}
+
+fn validate_profile(raw: &RawUpstream) -> Result<ProfileConfig, ConfigError> {
+    match raw.profile.as_str() {
+        "header" => {
+            if raw.rag_modulo.is_some() {
+                return Err(ConfigError::invalid(
+                    "upstream.rag_modulo",
+                    "is set but upstream.profile is \"header\"",
+                    "set upstream.profile = \"rag_modulo\", or remove [upstream.rag_modulo]",
+                ));
+            }
+            Ok(ProfileConfig::Header)
+        }
+        "rag_modulo" => {
+            if raw.identity.is_some() {
+                return Err(ConfigError::invalid(
+                    "upstream.identity",
+                    "is set with upstream.profile = \"rag_modulo\", which sends its own bearer JWT",
+                    "remove [upstream.identity]; the rag_modulo profile is the assertion RAG Modulo reads",
+                ));
+            }
+            let rm = raw.rag_modulo.as_ref();
+            let jwt_secret = rm.and_then(|r| r.jwt_secret.clone()).ok_or_else(|| {
+                ConfigError::invalid(
+                    "upstream.rag_modulo.jwt_secret",
+                    "is missing",
+                    "set it (or AUTHGATE_UPSTREAM__RAG_MODULO__JWT_SECRET) to RAG Modulo's JWT_SECRET_KEY",
+                )
+            })?;
+            if jwt_secret.expose().len() < MIN_HS_SECRET_BYTES {
+                return Err(ConfigError::invalid(
+                    "upstream.rag_modulo.jwt_secret",
+                    format!("is shorter than {MIN_HS_SECRET_BYTES} bytes"),
+                    "give RAG Modulo (JWT_SECRET_KEY) and authgate the same secret of at least 32 random bytes, e.g. `openssl rand -base64 48`",
+                ));
+            }
+            let ttl = rm.map_or(Duration::from_secs(60), |r| r.ttl.0);
+            if !(Duration::from_secs(10)..=Duration::from_secs(3600)).contains(&ttl) {
+                return Err(ConfigError::invalid(
+                    "upstream.rag_modulo.ttl",
+                    format!("is {}", humantime::format_duration(ttl)),
+                    "use between 10s and 1h (about 60s is the intent: RAG Modulo sees it only in flight)",
+                ));
+            }
+            Ok(ProfileConfig::RagModulo(RagModuloConfig { jwt_secret, ttl }))
+        }
+        other => Err(ConfigError::invalid(
+            "upstream.profile",
+            format!("`{other}` is not a profile"),
+            "use \"header\" (X-User-Id, the default) or \"rag_modulo\" (the bearer JWT RAG Modulo reads)",
+        )),
+    }
 }
 
 fn validate_identity(raw: &RawIdentity, jwt_issuer: Option<&str>) -> Result<IdentityConfig, ConfigError> {

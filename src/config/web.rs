@@ -56,13 +56,7 @@ pub struct WebConfig {
 
 pub(super) fn validate(web: &RawWeb, session: &RawSession) -> Result<WebConfig, ConfigError> {
     let prefix = web.prefix.as_str();
-    let shape_ok = prefix.len() > 1
-        && prefix.starts_with('/')
-        && !prefix.ends_with('/')
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'))
-        && crate::routes::check_path(prefix).is_ok();
+    let shape_ok = crate::routes::is_plain_prefix(prefix);
     if !shape_ok {
         return Err(ConfigError::invalid(
             "web.prefix",
@@ -70,10 +64,11 @@ pub(super) fn validate(web: &RawWeb, session: &RawSession) -> Result<WebConfig, 
             "use a path such as \"/_auth\": a leading /, no trailing /, letters, digits, _ - . and /",
         ));
     }
-    if prefix == "/api/auth" || prefix.starts_with("/api/auth/") || prefix == "/.well-known" {
+    // Overlap with `auth.api_prefix` is checked with `[auth]`.
+    if prefix == "/.well-known" || prefix.starts_with("/.well-known/") {
         return Err(ConfigError::invalid(
             "web.prefix",
-            format!("{prefix:?} collides with the gateway's API"),
+            format!("{prefix:?} collides with the gateway's keys"),
             "use a path of its own, such as \"/_auth\"",
         ));
     }

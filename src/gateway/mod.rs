@@ -190,6 +190,7 @@ impl Gateway {
                     audience: config.jwt.audience.clone(),
                 },
                 registration: config.registration,
+                prefix: config.api_paths.prefix().into(),
             },
             web: crate::web::Web::new(
                 accounts.clone(),
@@ -200,11 +201,16 @@ impl Gateway {
                 config.limits.body_idle_timeout,
             )
             .with_sso(oidc.clone(), config.local_sign_in),
-            identity: IdentityStep::new(asserter, store.clone()),
+            identity: IdentityStep::new(
+                asserter,
+                crate::proxy::profiles::Profile::new(&config.upstream.profile),
+                store.clone(),
+            ),
             upstream: upstream.clone(),
             authz: crate::proxy::authorize::Authorizer::new(config.policy.clone(), &metrics),
             metrics: metrics.clone(),
             settings: Settings {
+                api_paths: config.api_paths.clone(),
                 public_paths: config.public_paths.clone(),
                 limits: config.limits,
                 trusted_proxies: config.server.trusted_proxies.clone(),
@@ -315,6 +321,7 @@ impl Gateway {
                 AssertionMode::Header => "X-Auth-Assertion",
                 AssertionMode::Bearer => "Authorization: Bearer",
             }),
+            profile = self.front.proxy.identity.profile(),
             "authgate starting"
         );
     }

@@ -4,8 +4,10 @@
 //! The rule this module keeps (after linkerd2-proxy): removal always comes first and insertion
 //! second, in one function, [`IdentityStep::apply`]. It removes every client-sent identity header
 //! (any spelling, `auth.identity_headers` included), every credential the authenticator named
-//! (its headers, and the query `token` of a WebSocket handshake), then sets `X-User-Id` and, when
-//! `[upstream.identity]` is set, the signed assertion. The client identity headers it removed are
+//! (its headers, and the query `token` of a WebSocket handshake), and, when the profile reads a
+//! bearer itself (`rag_modulo`), any `Authorization` at all; then it sets `X-User-Id` and the
+//! profile's identity (RAG Modulo's bearer JWT) or, when `[upstream.identity]` is set, the signed
+//! assertion. The client identity headers it removed are
 //! counted (`authgate_identity_headers_stripped_total`) and logged; credentials are removed
 //! silently, since every authenticated request carries one.
 
@@ -15,6 +17,7 @@ use http::uri::PathAndQuery;
 
 use super::assertion::Asserter;
 use super::headers::{self, Forwarding};
+use super::profiles::Profile;
 use crate::auth::principal::Principal;
 use crate::config::AssertionMode;
 use crate::error::GatewayError;
@@ -25,13 +28,24 @@ use crate::store::Store;
 pub struct IdentityStep {
     /// Signs the identity assertion, when `[upstream.identity]` is set.
     asserter: Option<Asserter>,
+    /// `upstream.profile`.
+    profile: Profile,
     /// Where the assertion reads the user's name and email.
     store: Store,
 }
 
 impl IdentityStep {
-    pub fn new(asserter: Option<Asserter>, store: Store) -> IdentityStep {
-        IdentityStep { asserter, store }
+    pub fn new(asserter: Option<Asserter>, profile: Profile, store: Store) -> IdentityStep {
+        IdentityStep {
+            asserter,
+            profile,
+            store,
+        }
+    }
+
+    /// `upstream.profile`, for the start-up banner.
+    pub fn profile(&self) -> &'static str {
+        self.profile.as_str()
     }
 
     /// The assertion's mode, for the start-up banner.
@@ -57,7 +71,16 @@ impl IdentityStep {
                 .cloned()
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
         };
-        let spoofed = headers::rewrite_request(&mut parts.headers, fwd);
+        let mut spoofed = headers::rewrite_request(&mut parts.headers, fwd);
+        // RAG Modulo takes any bearer it is sent (`dev-…` and `mock_token_…` as an admin): whatever
+        // `Authorization` is left after the credential was stripped is the client's, and goes.
+        if self.profile.owns_authorization() {
+            let left = parts.headers.get_all(header::AUTHORIZATION).iter().count();
+            if left > 0 {
+                parts.headers.remove(header::AUTHORIZATION);
+                spoofed += left;
+            }
+        }
         if spoofed > 0 {
             metrics.identity_headers_stripped.inc_by(spoofed as u64);
             tracing::warn!(
@@ -82,10 +105,13 @@ impl IdentityStep {
         Ok(())
     }
 
-    /// The signed assertion for `p` and the header it goes in (`X-Auth-Assertion`, or
-    /// `Authorization` in bearer mode), when one is configured; forward-auth answers it to the
-    /// ingress.
+    /// The signed assertion for `p` and the header it goes in (the profile's: RAG Modulo's
+    /// `Authorization: Bearer`; else `X-Auth-Assertion`, or `Authorization` in bearer mode), when
+    /// one is configured; forward-auth answers it to the ingress.
     pub async fn assertion(&self, p: &Principal) -> Result<Option<(HeaderName, HeaderValue)>, GatewayError> {
+        if let Some(identity) = self.profile.identity(&self.store, p).await? {
+            return Ok(Some(identity));
+        }
         let Some(asserter) = &self.asserter else {
             return Ok(None);
         };

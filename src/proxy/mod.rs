@@ -25,6 +25,7 @@ pub mod assertion;
 pub mod authorize;
 pub mod headers;
 pub mod identity;
+pub mod profiles;
 pub mod upstream;
 mod verify;
 
@@ -46,7 +47,7 @@ use crate::config::LimitsConfig;
 use crate::error::GatewayError;
 use crate::metrics::{AuthOutcome, Metrics};
 use crate::policy::{Decided, Effect, Verdict};
-use crate::routes::{self, PublicPaths, RouteClass};
+use crate::routes::{self, ApiPaths, PublicPaths, RouteClass};
 
 /// The request pipeline and what it works with, built once at start-up: route, authenticate,
 /// identity step, forward, log. Each part is handed in; none of them reaches the others' state.
@@ -70,6 +71,8 @@ pub struct Proxy {
 
 /// The settings the pipeline reads on every request.
 pub struct Settings {
+    /// `auth.api_prefix` and `auth.backend_paths`.
+    pub api_paths: ApiPaths,
     pub public_paths: PublicPaths,
     pub limits: LimitsConfig,
     /// `server.trusted_proxies`.
@@ -224,7 +227,12 @@ async fn route(
     }
     let path = req.uri().path();
     routes::check_path(path).map_err(GatewayError::AmbiguousPath)?;
-    let class = routes::classify(path, &proxy.settings.public_paths, &proxy.web.config.prefix);
+    let class = routes::classify(
+        path,
+        &proxy.settings.api_paths,
+        &proxy.settings.public_paths,
+        &proxy.web.config.prefix,
+    );
     outcome.route = Some(class);
 
     match class {

@@ -414,6 +414,7 @@ mod tests {
             pool_max_idle_per_host: 4,
             ca_cert: None,
             identity: None,
+            profile: crate::config::ProfileConfig::Header,
         }
     }
 

@@ -100,10 +100,11 @@ pub(super) async fn answer(
     }
     let original = Request::from_parts(parts, ());
 
-    // A path the gateway answers itself (`/api/auth/*`, the pages) is routed to the gateway by the
+    // A path the gateway answers itself (`auth.api_prefix`, the pages) is routed to the gateway by the
     // ingress, not decided here: asked anyway, it is decided as a protected path (fail closed).
     let class = routes::classify(
         original.uri().path(),
+        &proxy.settings.api_paths,
         &proxy.settings.public_paths,
         &proxy.web.config.prefix,
     );

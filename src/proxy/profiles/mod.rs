@@ -1,0 +1,66 @@
+//! `upstream.profile`: what a backend is given as the caller's identity.
+//!
+//! The rule this module keeps: a profile only says what to add for an authenticated caller and
+//! which client header it never lets through; the removal itself stays in `proxy::identity`, which
+//! calls this after every client identity and credential is gone.
+
+pub mod rag_modulo;
+
+use http::{HeaderName, HeaderValue};
+
+use crate::auth::principal::Principal;
+use crate::config::ProfileConfig;
+use crate::error::GatewayError;
+use crate::store::Store;
+
+/// The configured profile, built once at start-up.
+pub enum Profile {
+    /// `X-User-Id` (set by the header pass) and the `[upstream.identity]` assertion, if any.
+    Header,
+    /// RAG Modulo's bearer JWT.
+    RagModulo(rag_modulo::RagModulo),
+}
+
+impl Profile {
+    pub fn new(cfg: &ProfileConfig) -> Profile {
+        match cfg {
+            ProfileConfig::Header => Profile::Header,
+            ProfileConfig::RagModulo(c) => Profile::RagModulo(rag_modulo::RagModulo::new(c)),
+        }
+    }
+
+    /// A stable label for the start-up banner.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Profile::Header => "header",
+            Profile::RagModulo(_) => "rag_modulo",
+        }
+    }
+
+    /// Whether the client's `Authorization` is always removed, credential or not: a backend that
+    /// reads a bearer itself must never see the client's own.
+    pub fn owns_authorization(&self) -> bool {
+        match self {
+            Profile::Header => false,
+            Profile::RagModulo(_) => true,
+        }
+    }
+
+    /// The header this profile gives the backend for `p`, if any.
+    pub async fn identity(
+        &self,
+        store: &Store,
+        p: &Principal,
+    ) -> Result<Option<(HeaderName, HeaderValue)>, GatewayError> {
+        match self {
+            Profile::Header => Ok(None),
+            Profile::RagModulo(rm) => {
+                let value = Box::pin(rm.bearer(store, &p.user_id)).await.map_err(|e| {
+                    tracing::error!(error = %e, "cannot mint RAG Modulo's bearer JWT");
+                    GatewayError::Unavailable("identity assertion unavailable")
+                })?;
+                Ok(Some((http::header::AUTHORIZATION, value)))
+            }
+        }
+    }
+}
