@@ -48,7 +48,8 @@ impl Accounts {
         if user.disabled || self.changes.locally_disabled(&user.id) {
             return Err(AccountError::BadCredentials(Some(user.id)));
         }
-        self.store
+        let groups_changed = self
+            .store
             .put_identity(&Identity {
                 issuer: who.issuer.clone(),
                 subject: who.subject.clone(),
@@ -58,8 +59,10 @@ impl Accounts {
                 groups: who.groups.clone(),
             })
             .await?;
-        // The provider's groups may have changed with this sign-in.
-        self.changes.access_changed(&user.id).await;
+        // The store logged the change; this replica and, over Redis, the others drop their copy now.
+        if groups_changed {
+            self.changes.access_changed(&user.id).await;
+        }
         Ok(user)
     }
 

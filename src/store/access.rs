@@ -127,17 +127,17 @@ mod tests {
             store.set_group("nobody", "x", true).await,
             Err(StoreError::NotFound)
         ));
-        store
-            .put_identity(&crate::store::identities::Identity {
-                issuer: "https://idp".into(),
-                subject: "s".into(),
-                user_id: id.clone(),
-                provider: "idp".into(),
-                email: "a@example.com".into(),
-                groups: vec!["research".into(), "staff".into()],
-            })
-            .await
-            .unwrap();
+        let mut identity = crate::store::identities::Identity {
+            issuer: "https://idp".into(),
+            subject: "s".into(),
+            user_id: id.clone(),
+            provider: "idp".into(),
+            email: "a@example.com".into(),
+            groups: vec!["research".into(), "staff".into()],
+        };
+        // A first sign-in with groups, and a second with the same: only the first is a change.
+        assert!(store.put_identity(&identity).await.unwrap());
+        assert!(!store.put_identity(&identity).await.unwrap());
         let access = store.user_access(&id).await.unwrap().unwrap();
         assert_eq!(access.role, "admin");
         assert_eq!(access.groups, ["ops", "research", "staff"]);
@@ -145,6 +145,10 @@ mod tests {
 
         assert!(store.set_group(&id, "ops", false).await.unwrap());
         assert!(!store.set_group(&id, "ops", false).await.unwrap());
+        // The provider stops reporting `staff`: logged, so replicas without Redis see it.
+        identity.groups = vec!["research".into()];
+        assert!(store.put_identity(&identity).await.unwrap());
+        assert_eq!(store.user_access(&id).await.unwrap().unwrap().groups, ["research"]);
         let logged: Vec<Change> = store
             .changes_after(0, 100)
             .await
@@ -152,6 +156,6 @@ mod tests {
             .into_iter()
             .map(|l| l.change)
             .collect();
-        assert_eq!(logged, vec![Change::Access { id: id.clone() }; 4]);
+        assert_eq!(logged, vec![Change::Access { id: id.clone() }; 6]);
     }
 }

@@ -7,6 +7,7 @@
 
 use sqlx::Row;
 
+use super::changes::{self, Change};
 use super::{Store, StoreError, db_err};
 
 /// A provider identity linked to a local user.
@@ -58,10 +59,21 @@ impl Store {
         }))
     }
 
-    /// Link an identity to a user, or refresh its email and groups.
-    pub async fn put_identity(&self, i: &Identity) -> Result<(), StoreError> {
+    /// Link an identity to a user, or refresh its email and groups. When the groups are not what
+    /// the last sign-in reported, an `access` change is logged in the same transaction, so
+    /// replicas without Redis drop the user's cached groups at their next sync; returns whether
+    /// they changed.
+    pub async fn put_identity(&self, i: &Identity) -> Result<bool, StoreError> {
         let groups = serde_json::to_string(&i.groups).unwrap_or_else(|_| "[]".into());
         let at = now();
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT groups FROM identities WHERE issuer = $1 AND subject = $2")
+                .bind(&i.issuer)
+                .bind(&i.subject)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
         sqlx::query(
             "INSERT INTO identities (issuer, subject, user_id, provider, email, groups, created_at, last_sign_in) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
@@ -72,12 +84,19 @@ impl Store {
         .bind(&i.user_id)
         .bind(&i.provider)
         .bind(&i.email)
-        .bind(groups)
+        .bind(&groups)
         .bind(at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        Ok(())
+        let before: Vec<String> = before.and_then(|b| serde_json::from_str(&b).ok()).unwrap_or_default();
+        let changed = before != i.groups;
+        if changed {
+            let change = Change::Access { id: i.user_id.clone() };
+            changes::append(&mut tx, &change, at).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(changed)
     }
 
     /// The providers a user is linked to (`authgate user list`).
