@@ -99,7 +99,7 @@ async fn ragflow_gateway(backend: &RagflowBackend) -> TestGateway {
     }
     TestGateway::builder(&backend.url())
         .extra(&format!(
-            "[upstream]\nprofile = \"ragflow\"\n[upstream.ragflow]\nkey_encryption_key = \"{KEK}\"\n"
+            "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n[upstream]\nprofile = \"ragflow\"\n[upstream.ragflow]\nkey_encryption_key = \"{KEK}\"\n"
         ))
         .start()
         .await
@@ -263,4 +263,37 @@ async fn a_clients_own_bearer_never_reaches_ragflow_even_on_a_public_path() {
     let seen = backend.seen().await;
     assert_eq!(authorizations(&seen), [format!("Bearer {ALICE_KEY}")], "{seen:?}");
     assert!(!carries(&seen, "agt_"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn forward_auth_answers_the_callers_ragflow_key_or_403() {
+    let backend = RagflowBackend::start();
+    let gw = ragflow_gateway(&backend).await;
+    let (alice, alice_token) = user_with_token(&gw, "alice").await;
+    let (_, carol_token) = user_with_token(&gw, "carol").await;
+    let keys = BackendKeys::new(&ragflow_config(), gw.gateway.store().clone());
+    keys.set(SubjectKind::User, &alice, ALICE_KEY).await.unwrap();
+    let asks = |token: &str| {
+        vec![
+            ("x-original-method".to_owned(), "GET".to_owned()),
+            ("x-original-uri".to_owned(), "/api/v1/datasets".to_owned()),
+            ("authorization".to_owned(), format!("Bearer {token}")),
+        ]
+    };
+    let gw = &gw;
+    let call = |h: Vec<(String, String)>| async move {
+        let h: Vec<(&str, &str)> = h.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        gw.client().get("/_auth/verify", &h).await
+    };
+    let r = call(asks(&alice_token)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.headers["authorization"].to_str().unwrap(),
+        format!("Bearer {ALICE_KEY}")
+    );
+    let r = call(asks(&carol_token)).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"], "forbidden");
+    assert!(r.headers.get("authorization").is_none());
+    assert_eq!(backend.seen().await.len(), 0, "forward-auth forwards nothing itself");
 }
