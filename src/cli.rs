@@ -1,21 +1,24 @@
 //! Operator commands that work on the configured store or on key files, without serving:
-//! `user add|list|disable|enable|role|groups`, `token create|list|revoke`, `policy explain` and
-//! `keys generate`. The account rules
+//! `user add|list|disable|enable|role|groups`, `token create|list|revoke`, `policy explain`,
+//! `backend-key set|remove|list|rotate` and `keys generate`. The account rules
 //! and changes are the account service's (`crate::accounts`), the same as the JSON API's.
 //!
 //! The rule this module keeps: a password is read from stdin or generated and shown once, never
-//! taken from the command line (where `ps` and shell history would keep it), key files are
+//! taken from the command line (where `ps` and shell history would keep it), and so is a backend
+//! API key (stdin only, never printed back, listed only as who has one), key files are
 //! written with mode 0600, and every error names the flag or setting to fix.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::accounts::backend_keys::{BackendKeyError, BackendKeys};
 use crate::accounts::{AccountError, Accounts, Changes};
 use crate::auth::jwt::JwtAlgorithm;
 use crate::auth::limiter::LoginLimits;
 use crate::auth::password::Passwords;
-use crate::config::Config;
+use crate::config::{Config, ProfileConfig};
+use crate::store::backend_keys::SubjectKind;
 use crate::store::{Store, StoreError, User};
 
 /// Why an operator command failed; each message names what to fix.
@@ -62,6 +65,14 @@ pub enum CliError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "upstream.profile: backend keys belong to the ragflow profile; set upstream.profile = \"ragflow\" and upstream.ragflow.key_encryption_key"
+    )]
+    NotRagflow,
+    #[error("stdin: {0}")]
+    KeyInput(BackendKeyError),
+    #[error("the backend key of {who}: {error}")]
+    BackendKey { who: String, error: BackendKeyError },
 }
 
 impl From<AccountError> for CliError {
@@ -260,6 +271,138 @@ fn no_such_user(e: AccountError, who: &str) -> CliError {
         AccountError::UnknownUser => CliError::NoSuchUser(who.to_owned()),
         other => other.into(),
     }
+}
+
+/// Whose backend key a `backend-key` command is about: `--user NAME` (by username or id) or
+/// `--group NAME`.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyOwner<'a> {
+    User(&'a str),
+    Group(&'a str),
+}
+
+/// The sealing service on the configured store; only with `upstream.profile = "ragflow"`.
+async fn backend_keys(config: &Config) -> Result<(BackendKeys, Accounts), CliError> {
+    let ProfileConfig::Ragflow(cfg) = &config.upstream.profile else {
+        return Err(CliError::NotRagflow);
+    };
+    let accounts = accounts(config, false).await?;
+    Ok((BackendKeys::new(cfg, accounts.store().clone()), accounts))
+}
+
+/// The owner as stored (a user's id, a group's name) and as shown.
+async fn key_subject(accounts: &Accounts, owner: KeyOwner<'_>) -> Result<(SubjectKind, String, String), CliError> {
+    match owner {
+        KeyOwner::User(who) => {
+            let user = find_user(accounts, who).await?;
+            let shown = format!("user {} ({})", user.username, user.id);
+            Ok((SubjectKind::User, user.id, shown))
+        }
+        KeyOwner::Group(name) => {
+            let name = crate::accounts::rules::group_name(name).map_err(|_| CliError::Invalid {
+                flag: "--group",
+                message: "must be 1 to 64 visible ASCII characters, without spaces",
+            })?;
+            Ok((SubjectKind::Group, name.to_owned(), format!("group {name}")))
+        }
+    }
+}
+
+/// The key on stdin, less one trailing newline (`\n` or `\r\n`); empty, several lines or a space
+/// inside are refused.
+fn read_backend_key(input: impl Read) -> Result<String, CliError> {
+    let mut text = String::new();
+    input
+        .take(crate::accounts::backend_keys::MAX_KEY_LEN as u64 + 3)
+        .read_to_string(&mut text)
+        .map_err(CliError::Stdin)?;
+    let key = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    crate::accounts::backend_keys::check_key(key).map_err(CliError::KeyInput)?;
+    Ok(key.to_owned())
+}
+
+/// `authgate backend-key set --user NAME | --group NAME`, the key on stdin: seal and store it,
+/// replacing any. Running gateways use it within `upstream.ragflow.cache_ttl`.
+pub async fn backend_key_set(config: &Config, owner: KeyOwner<'_>) -> Result<(), CliError> {
+    let (keys, accounts) = backend_keys(config).await?;
+    let (kind, subject, shown) = key_subject(&accounts, owner).await?;
+    let key = read_backend_key(std::io::stdin().lock())?;
+    keys.set(kind, &subject, &key)
+        .await
+        .map_err(|error| CliError::BackendKey {
+            who: shown.clone(),
+            error,
+        })?;
+    tracing::info!(target: "authgate::audit", event = "backend_key_set", subject_kind = kind.as_str(), subject = %subject, key_id = keys.current_key_id(), via = "cli");
+    println!(
+        "stored the backend key of {shown} (sealed with encryption key {})",
+        keys.current_key_id()
+    );
+    Ok(())
+}
+
+/// `authgate backend-key remove --user NAME | --group NAME`.
+pub async fn backend_key_remove(config: &Config, owner: KeyOwner<'_>) -> Result<(), CliError> {
+    let (keys, accounts) = backend_keys(config).await?;
+    let (kind, subject, shown) = key_subject(&accounts, owner).await?;
+    let removed = keys
+        .store()
+        .remove_backend_key(kind, &subject)
+        .await
+        .map_err(CliError::Store)?;
+    if removed {
+        tracing::info!(target: "authgate::audit", event = "backend_key_removed", subject_kind = kind.as_str(), subject = %subject, via = "cli");
+        println!("removed the backend key of {shown}");
+    } else {
+        println!("{shown} had no backend key");
+    }
+    Ok(())
+}
+
+/// `authgate backend-key list`: who has a key and which encryption key sealed it; never a key.
+pub async fn backend_key_list(config: &Config) -> Result<(), CliError> {
+    let (keys, _) = backend_keys(config).await?;
+    let rows = keys.store().backend_keys().await.map_err(CliError::Store)?;
+    println!(
+        "{:<6}  {:<36}  {:<24}  {:<16}  updated_at",
+        "kind", "subject", "name", "key_id"
+    );
+    for r in rows {
+        let name = match r.kind {
+            SubjectKind::User => match keys.store().user_by_id(&r.subject).await.map_err(CliError::Store)? {
+                Some(u) => u.username,
+                None => "(no such user)".to_owned(),
+            },
+            SubjectKind::Group => r.subject.clone(),
+        };
+        println!(
+            "{:<6}  {:<36}  {name:<24}  {:<16}  {}",
+            r.kind.as_str(),
+            r.subject,
+            r.key_id,
+            r.updated_at
+        );
+    }
+    Ok(())
+}
+
+/// `authgate backend-key rotate`: re-seal every key under `upstream.ragflow.key_encryption_key`
+/// (rows under a `previous_keys` entry are opened with it). Afterwards the old key can go.
+pub async fn backend_key_rotate(config: &Config) -> Result<(), CliError> {
+    let (keys, _) = backend_keys(config).await?;
+    let (moved, current) = keys.rotate().await.map_err(|error| CliError::BackendKey {
+        who: "a stored row".to_owned(),
+        error,
+    })?;
+    tracing::info!(target: "authgate::audit", event = "backend_keys_rotated", resealed = moved, key_id = keys.current_key_id(), via = "cli");
+    println!(
+        "re-sealed {moved} backend key(s) under encryption key {}; {current} already were",
+        keys.current_key_id()
+    );
+    Ok(())
 }
 
 /// `authgate policy explain [--user NAME [--scope S]...] METHOD PATH`: what the configured policy

@@ -40,6 +40,44 @@ enum Command {
     /// Who may reach what: the `[policy]` rules.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// RAGFlow API keys the ragflow profile sends upstream, sealed in the store.
+    #[command(subcommand)]
+    BackendKey(BackendKeyCommand),
+}
+
+/// `--user NAME` or `--group NAME`, exactly one.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct KeyOwnerArgs {
+    /// A user, by username or id.
+    #[arg(long)]
+    user: Option<String>,
+    /// A group (local or from a provider); its members without a key of their own use it.
+    #[arg(long)]
+    group: Option<String>,
+}
+
+impl KeyOwnerArgs {
+    fn owner(&self) -> authgate::cli::KeyOwner<'_> {
+        match (&self.user, &self.group) {
+            (Some(u), _) => authgate::cli::KeyOwner::User(u),
+            (None, Some(g)) => authgate::cli::KeyOwner::Group(g),
+            // clap's group makes one of the two required.
+            (None, None) => authgate::cli::KeyOwner::Group(""),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum BackendKeyCommand {
+    /// Store a user's or a group's RAGFlow API key, read from stdin (one trailing newline is dropped).
+    Set(KeyOwnerArgs),
+    /// Remove a user's or a group's key.
+    Remove(KeyOwnerArgs),
+    /// List who has a key and which encryption key sealed it (never the key).
+    List,
+    /// Re-seal every key under upstream.ragflow.key_encryption_key (after moving the old one to previous_keys).
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -180,6 +218,14 @@ fn main() -> ExitCode {
                     };
                     authgate::cli::user_groups(&config, &user, change).await
                 }
+            }
+        }),
+        Command::BackendKey(cmd) => operator(&cli.config, |config| async move {
+            match &cmd {
+                BackendKeyCommand::Set(who) => authgate::cli::backend_key_set(&config, who.owner()).await,
+                BackendKeyCommand::Remove(who) => authgate::cli::backend_key_remove(&config, who.owner()).await,
+                BackendKeyCommand::List => authgate::cli::backend_key_list(&config).await,
+                BackendKeyCommand::Rotate => authgate::cli::backend_key_rotate(&config).await,
             }
         }),
         Command::Policy(PolicyCommand::Explain {

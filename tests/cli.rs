@@ -985,3 +985,120 @@ async fn operator_cli_makes_scoped_tokens_that_a_running_gateway_enforces() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn operator_cli_stores_backend_keys_from_stdin_lists_them_without_key_material_and_rotates() {
+    const KEK1: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    const KEK2: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+    const KEY: &str = "ragflow-Y2xpLXRlc3Qta2V5LWZvci1hbGljZQ";
+    let dir = tempfile::tempdir().unwrap();
+    let write_config = |ragflow: &str| {
+        std::fs::write(
+            dir.path().join("g.toml"),
+            format!(
+                "[server]\nplaintext = true\n[jwt]\nsecret = \"0123456789abcdef0123456789abcdef\"\n[store]\nurl = \"sqlite://data/bk.db?mode=rwc\"\n{ragflow}"
+            ),
+        )
+        .unwrap();
+    };
+    let run = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = authgate(dir.path())
+            .args(args)
+            .args(["--config", "g.toml"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A command that fails before reading stdin closes it: a broken pipe is no failure here.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    write_config("");
+    assert_eq!(
+        run(&["user", "add", "alice", "--email", "a@example.com"], "").0,
+        Some(0)
+    );
+    let (code, _, err) = run(&["backend-key", "set", "--user", "alice"], &format!("{KEY}\n"));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("upstream.profile") && err.contains("ragflow"), "{err}");
+
+    write_config(&format!(
+        "[upstream]\nprofile = \"ragflow\"\n[upstream.ragflow]\nkey_encryption_key = \"{KEK1}\"\n"
+    ));
+    let (code, out, err) = run(&["backend-key", "set", "--user", "alice"], &format!("{KEY}\n"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("stored the backend key of user alice"), "{out}");
+    assert!(!out.contains(KEY) && !err.contains(KEY), "{out}{err}");
+    let (code, out, _) = run(&["backend-key", "set", "--group", "research"], "ragflow-group-key\r\n");
+    assert_eq!(code, Some(0));
+    assert!(out.contains("group research"), "{out}");
+    for (bad, why) in [
+        ("", "empty"),
+        ("\n", "empty"),
+        ("two words\n", "space"),
+        ("a\nb\n", "control"),
+    ] {
+        let (code, _, err) = run(&["backend-key", "set", "--user", "alice"], bad);
+        assert_eq!(code, Some(1), "{bad:?}");
+        assert!(err.contains("stdin:") && err.contains(why), "{bad:?}: {err}");
+    }
+    let (code, _, err) = run(&["backend-key", "set", "--user", "nobody"], "k\n");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no user `nobody`"), "{err}");
+    let (code, _, err) = run(&["backend-key", "set"], "k\n");
+    assert_eq!(code, Some(2), "clap wants --user or --group: {err}");
+
+    let (code, out, _) = run(&["backend-key", "list"], "");
+    assert_eq!(code, Some(0));
+    assert!(out.contains("alice") && out.contains("research"), "{out}");
+    assert!(!out.contains(KEY) && !out.contains("ragflow-group-key"), "{out}");
+    let db = std::fs::read(dir.path().join("data/bk.db")).unwrap();
+    let wal = std::fs::read(dir.path().join("data/bk.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+            "key stored in the clear"
+        );
+    }
+    let (_, shown, _) = run(&["check-config"], "");
+    assert!(!shown.contains(KEK1), "{shown}");
+
+    // Rotation: the new key seals, the old one only opens; after `rotate` it can go.
+    let old_id = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .to_owned();
+    write_config(&format!(
+        "[upstream]\nprofile = \"ragflow\"\n[upstream.ragflow]\nkey_encryption_key = \"{KEK2}\"\nprevious_keys = [\"{KEK1}\"]\n"
+    ));
+    let (code, out, err) = run(&["backend-key", "rotate"], "");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("re-sealed 2 backend key(s)"), "{out}");
+    let (_, out, _) = run(&["backend-key", "list"], "");
+    assert!(!out.contains(&old_id), "{out}");
+    write_config(&format!(
+        "[upstream]\nprofile = \"ragflow\"\n[upstream.ragflow]\nkey_encryption_key = \"{KEK2}\"\n"
+    ));
+    let (code, out, _) = run(&["backend-key", "rotate"], "");
+    assert_eq!(code, Some(0));
+    assert!(out.contains("re-sealed 0") && out.contains("2 already were"), "{out}");
+
+    let (code, out, _) = run(&["backend-key", "remove", "--user", "alice"], "");
+    assert_eq!(code, Some(0));
+    assert!(out.contains("removed the backend key of user alice"), "{out}");
+    let (_, out, _) = run(&["backend-key", "remove", "--user", "alice"], "");
+    assert!(out.contains("had no backend key"), "{out}");
+    let (_, out, _) = run(&["backend-key", "list"], "");
+    assert!(!out.contains("alice") && out.contains("research"), "{out}");
+}

@@ -7,6 +7,7 @@
 //! error, same argon2 work). Nothing here knows HTTP: callers map [`AccountError`] to their answer.
 
 mod access;
+pub mod backend_keys;
 pub mod changes;
 pub mod rules;
 mod sessions;

@@ -58,8 +58,8 @@ pub use server::{RawServer, ServerConfig, valid_host};
 pub use store::{RawStore, StoreConfig};
 pub use tls::{RawTls, TlsConfig};
 pub use upstream::{
-    AssertionMode, IdentityConfig, ProfileConfig, RagModuloConfig, RawIdentity, RawRagModulo, RawUpstream,
-    UpstreamConfig,
+    AssertionMode, EncryptionKey, IdentityConfig, ProfileConfig, RagModuloConfig, RagflowConfig, RawIdentity,
+    RawRagModulo, RawRagflow, RawUpstream, UpstreamConfig,
 };
 pub use web::{RawSession, RawWeb, WebConfig};
 
@@ -82,6 +82,18 @@ impl ConfigError {
             key,
             problem: problem.into(),
             fix,
+        }
+    }
+
+    /// The same error, about entry `i` of a list-valued key.
+    fn at_entry(self, i: usize) -> Self {
+        match self {
+            ConfigError::Invalid { key, problem, fix } => ConfigError::Invalid {
+                key,
+                problem: format!("entry {i} {problem}"),
+                fix,
+            },
+            other => other,
         }
     }
 }
@@ -586,14 +598,14 @@ mod tests {
                 assert_eq!(rm.ttl, Duration::from_secs(60));
                 assert!(!format!("{c:?}").contains(secret), "Debug masks the secret");
             }
-            ProfileConfig::Header => panic!("profile not read"),
+            other => panic!("profile not read: {other:?}"),
         }
         assert!(matches!(
             Config::from_toml_str(&base("")).unwrap().upstream.profile,
             ProfileConfig::Header
         ));
         for (upstream, needles) in [
-            ("profile = \"ragflow\"", &["upstream.profile", "ragflow"][..]),
+            ("profile = \"ragdoll\"", &["upstream.profile", "ragflow"][..]),
             (
                 "profile = \"rag_modulo\"",
                 &["upstream.rag_modulo.jwt_secret", "is missing"],
@@ -620,6 +632,73 @@ mod tests {
                 .unwrap_or_else(|| panic!("{upstream} was accepted"))
                 .to_string();
             assert!(!err.contains("rag-modulo-secret"), "{err}");
+            for needle in needles {
+                assert!(err.contains(needle), "{upstream}: {needle} not in {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_ragflow_profile_needs_a_32_byte_base64_encryption_key() {
+        // base64 of 32 bytes 0x01 and 0x02.
+        let k1 = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let k2 = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+        let c = Config::from_toml_str(&base(&format!(
+            "[upstream]\nprofile = \"ragflow\"\n[upstream.ragflow]\nkey_encryption_key = \"{k1}\"\nprevious_keys = [\"{k2}\"]\n"
+        )))
+        .unwrap();
+        match &c.upstream.profile {
+            ProfileConfig::Ragflow(rf) => {
+                assert_eq!(rf.key_encryption_key.0, [1; 32]);
+                assert_eq!(rf.previous_keys.len(), 1);
+                assert_eq!(rf.previous_keys[0].0, [2; 32]);
+                assert_eq!(rf.cache_ttl, Duration::from_secs(10));
+                let shown = format!("{c:?}");
+                assert!(!shown.contains(k1) && !shown.contains("[1, 1"), "Debug masks the key");
+            }
+            other => panic!("profile not read: {other:?}"),
+        }
+        for (upstream, needles) in [
+            (
+                "profile = \"ragflow\"".to_owned(),
+                &[
+                    "upstream.ragflow.key_encryption_key",
+                    "is missing",
+                    "AUTHGATE_UPSTREAM__RAGFLOW__KEY_ENCRYPTION_KEY",
+                ][..],
+            ),
+            (
+                "profile = \"ragflow\"\n[upstream.ragflow]\nkey_encryption_key = \"not base64 at all!\"".to_owned(),
+                &[
+                    "upstream.ragflow.key_encryption_key",
+                    "not base64",
+                    "openssl rand -base64 32",
+                ],
+            ),
+            (
+                "profile = \"ragflow\"\n[upstream.ragflow]\nkey_encryption_key = \"c2hvcnQ=\"".to_owned(),
+                &["upstream.ragflow.key_encryption_key", "5 bytes, not 32"],
+            ),
+            (
+                format!(
+                    "profile = \"ragflow\"\n[upstream.ragflow]\nkey_encryption_key = \"{k1}\"\nprevious_keys = [\"{k2}\", \"c2hvcnQ=\"]"
+                ),
+                &["upstream.ragflow.previous_keys", "entry 1"],
+            ),
+            (
+                format!("profile = \"ragflow\"\n[upstream.ragflow]\nkey_encryption_key = \"{k1}\"\ncache_ttl = \"1h\""),
+                &["upstream.ragflow.cache_ttl"],
+            ),
+            (
+                format!("[upstream.ragflow]\nkey_encryption_key = \"{k1}\""),
+                &["upstream.ragflow", "upstream.profile"],
+            ),
+        ] {
+            let err = Config::from_toml_str(&base(&format!("[upstream]\n{upstream}\n")))
+                .err()
+                .unwrap_or_else(|| panic!("{upstream} was accepted"))
+                .to_string();
+            assert!(!err.contains(k1) && !err.contains("c2hvcnQ"), "{err}");
             for needle in needles {
                 assert!(err.contains(needle), "{upstream}: {needle} not in {err}");
             }

@@ -1,6 +1,6 @@
-//! `[upstream]`, `[upstream.identity]` and `[upstream.rag_modulo]`: the backend the gateway forwards
-//! to, the profile that says how it is told who the caller is, and the signed identity assertion it
-//! may be sent.
+//! `[upstream]`, `[upstream.identity]`, `[upstream.rag_modulo]` and `[upstream.ragflow]`: the
+//! backend the gateway forwards to, the profile that says how it is told who the caller is, and the
+//! signed identity assertion it may be sent.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +26,30 @@ pub struct RawUpstream {
     pub profile: String,
     /// The `rag_modulo` profile's settings.
     pub rag_modulo: Option<RawRagModulo>,
+    /// The `ragflow` profile's settings.
+    pub ragflow: Option<RawRagflow>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRagflow {
+    /// Base64 of 32 random bytes: the AES-256-GCM key that seals the stored RAGFlow API keys. From
+    /// the environment: `AUTHGATE_UPSTREAM__RAGFLOW__KEY_ENCRYPTION_KEY`.
+    pub key_encryption_key: Option<Secret>,
+    /// Older encryption keys, still accepted for opening rows sealed before a rotation.
+    pub previous_keys: Vec<Secret>,
+    /// How long a decrypted key is kept in memory (0: not at all).
+    pub cache_ttl: Dur,
+}
+
+impl Default for RawRagflow {
+    fn default() -> Self {
+        RawRagflow {
+            key_encryption_key: None,
+            previous_keys: Vec::new(),
+            cache_ttl: secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -59,6 +83,7 @@ impl Default for RawUpstream {
             identity: None,
             profile: "header".into(),
             rag_modulo: None,
+            ragflow: None,
         }
     }
 }
@@ -114,6 +139,27 @@ pub enum ProfileConfig {
     Header,
     /// `Authorization: Bearer <HS256 JWT>` with the claims RAG Modulo's middleware reads.
     RagModulo(RagModuloConfig),
+    /// `Authorization: Bearer <the user's RAGFlow API key>`, from keys sealed in the store.
+    Ragflow(RagflowConfig),
+}
+
+/// An AES-256 key from the config; `Debug` never shows it.
+#[derive(Clone)]
+pub struct EncryptionKey(pub [u8; 32]);
+
+impl std::fmt::Debug for EncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RagflowConfig {
+    /// Seals new rows and opens rows sealed with it.
+    pub key_encryption_key: EncryptionKey,
+    /// Open rows sealed before a rotation.
+    pub previous_keys: Vec<EncryptionKey>,
+    pub cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -203,8 +249,16 @@ fn validate_profile(raw: &RawUpstream) -> Result<ProfileConfig, ConfigError> {
                     "set upstream.profile = \"rag_modulo\", or remove [upstream.rag_modulo]",
                 ));
             }
+            if raw.ragflow.is_some() {
+                return Err(ConfigError::invalid(
+                    "upstream.ragflow",
+                    "is set but upstream.profile is \"header\"",
+                    "set upstream.profile = \"ragflow\", or remove [upstream.ragflow]",
+                ));
+            }
             Ok(ProfileConfig::Header)
         }
+        "ragflow" => validate_ragflow(raw).map(ProfileConfig::Ragflow),
         "rag_modulo" => {
             if raw.identity.is_some() {
                 return Err(ConfigError::invalid(
@@ -241,9 +295,70 @@ fn validate_profile(raw: &RawUpstream) -> Result<ProfileConfig, ConfigError> {
         other => Err(ConfigError::invalid(
             "upstream.profile",
             format!("`{other}` is not a profile"),
-            "use \"header\" (X-User-Id, the default) or \"rag_modulo\" (the bearer JWT RAG Modulo reads)",
+            "use \"header\" (X-User-Id, the default), \"rag_modulo\" (the bearer JWT RAG Modulo reads) or \"ragflow\" (each user's stored RAGFlow API key)",
         )),
     }
+}
+
+const KEK_FIX: &str = "give base64 of 32 random bytes, e.g. `openssl rand -base64 32`";
+
+fn validate_ragflow(raw: &RawUpstream) -> Result<RagflowConfig, ConfigError> {
+    if raw.identity.is_some() {
+        return Err(ConfigError::invalid(
+            "upstream.identity",
+            "is set with upstream.profile = \"ragflow\", which sends the user's RAGFlow API key as the bearer",
+            "remove [upstream.identity]; RAGFlow reads only its own API keys",
+        ));
+    }
+    if raw.rag_modulo.is_some() {
+        return Err(ConfigError::invalid(
+            "upstream.rag_modulo",
+            "is set but upstream.profile is \"ragflow\"",
+            "remove [upstream.rag_modulo], or set upstream.profile = \"rag_modulo\"",
+        ));
+    }
+    let rf = raw.ragflow.as_ref();
+    let kek = rf.and_then(|r| r.key_encryption_key.as_ref()).ok_or_else(|| {
+        ConfigError::invalid(
+            "upstream.ragflow.key_encryption_key",
+            "is missing",
+            "set it (or AUTHGATE_UPSTREAM__RAGFLOW__KEY_ENCRYPTION_KEY) to base64 of 32 random bytes, e.g. `openssl rand -base64 32`",
+        )
+    })?;
+    let key_encryption_key = encryption_key("upstream.ragflow.key_encryption_key", kek)?;
+    let mut previous_keys = Vec::new();
+    for (i, k) in rf.map_or(&[][..], |r| &r.previous_keys[..]).iter().enumerate() {
+        let key = encryption_key("upstream.ragflow.previous_keys", k).map_err(|e| e.at_entry(i))?;
+        previous_keys.push(key);
+    }
+    let cache_ttl = rf.map_or(Duration::from_secs(10), |r| r.cache_ttl.0);
+    if cache_ttl > Duration::from_secs(300) {
+        return Err(ConfigError::invalid(
+            "upstream.ragflow.cache_ttl",
+            format!("is {}", humantime::format_duration(cache_ttl)),
+            "use at most 5m (the delay before a changed or removed key is seen); 0 keeps none",
+        ));
+    }
+    Ok(RagflowConfig {
+        key_encryption_key,
+        previous_keys,
+        cache_ttl,
+    })
+}
+
+/// 32 bytes from base64 (standard or URL-safe, padded or not); the error never shows the value.
+fn encryption_key(key: &'static str, value: &Secret) -> Result<EncryptionKey, ConfigError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let text = value.expose().trim();
+    let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(text).ok())
+        .ok_or_else(|| ConfigError::invalid(key, "is not base64", KEK_FIX))?;
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| ConfigError::invalid(key, format!("decodes to {} bytes, not 32", b.len()), KEK_FIX))?;
+    Ok(EncryptionKey(bytes))
 }
 
 fn validate_identity(raw: &RawIdentity, jwt_issuer: Option<&str>) -> Result<IdentityConfig, ConfigError> {

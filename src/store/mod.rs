@@ -7,6 +7,7 @@
 //! answers 503) instead of queueing requests.
 
 pub mod access;
+pub mod backend_keys;
 pub mod changes;
 pub mod identities;
 mod revocations;

@@ -139,6 +139,21 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         // `identities.groups` is. Tokens made before scopes existed keep doing everything.
         "ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT '[\"full\"]';",
     ),
+    (
+        8,
+        // The ragflow profile's backend API keys (store::backend_keys), one per user (by id) or
+        // group (by name), sealed with AES-256-GCM: the encryption key's id, the nonce and the
+        // ciphertext, base64. Never the key itself.
+        "CREATE TABLE IF NOT EXISTS backend_keys (
+        subject_kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        ciphertext TEXT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (subject_kind, subject)
+    );",
+    ),
 ];
 
 /// A migration's SQL for one kind of database: `{SEQ_PK}` is an auto-incrementing 64-bit primary

@@ -5,9 +5,11 @@
 //! calls this after every client identity and credential is gone.
 
 pub mod rag_modulo;
+pub mod ragflow;
 
 use http::{HeaderName, HeaderValue};
 
+use crate::accounts::backend_keys::BackendKeyError;
 use crate::auth::principal::Principal;
 use crate::config::ProfileConfig;
 use crate::error::GatewayError;
@@ -19,6 +21,8 @@ pub enum Profile {
     Header,
     /// RAG Modulo's bearer JWT.
     RagModulo(rag_modulo::RagModulo),
+    /// The caller's own RAGFlow API key, from the store.
+    Ragflow(ragflow::Ragflow),
 }
 
 impl Profile {
@@ -26,6 +30,7 @@ impl Profile {
         match cfg {
             ProfileConfig::Header => Profile::Header,
             ProfileConfig::RagModulo(c) => Profile::RagModulo(rag_modulo::RagModulo::new(c)),
+            ProfileConfig::Ragflow(c) => Profile::Ragflow(ragflow::Ragflow::new(c)),
         }
     }
 
@@ -34,6 +39,7 @@ impl Profile {
         match self {
             Profile::Header => "header",
             Profile::RagModulo(_) => "rag_modulo",
+            Profile::Ragflow(_) => "ragflow",
         }
     }
 
@@ -42,11 +48,12 @@ impl Profile {
     pub fn owns_authorization(&self) -> bool {
         match self {
             Profile::Header => false,
-            Profile::RagModulo(_) => true,
+            Profile::RagModulo(_) | Profile::Ragflow(_) => true,
         }
     }
 
-    /// The header this profile gives the backend for `p`, if any.
+    /// The header this profile gives the backend for `p`, if any. The `ragflow` profile refuses
+    /// (403) a caller with no key, so that nothing is forwarded for them.
     pub async fn identity(
         &self,
         store: &Store,
@@ -61,6 +68,18 @@ impl Profile {
                 })?;
                 Ok(Some((http::header::AUTHORIZATION, value)))
             }
+            Profile::Ragflow(rf) => match Box::pin(rf.bearer(store, &p.user_id)).await {
+                Ok(Some(value)) => Ok(Some((http::header::AUTHORIZATION, value))),
+                Ok(None) => Err(GatewayError::Forbidden("No RAGFlow API key is set for this user")),
+                Err(BackendKeyError::Store(e)) => {
+                    tracing::error!(error = %e, "cannot read the caller's RAGFlow API key");
+                    Err(GatewayError::StoreUnavailable)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, user_id = %p.user_id.as_str(), "cannot open the caller's RAGFlow API key");
+                    Err(GatewayError::Unavailable("backend credential unavailable"))
+                }
+            },
         }
     }
 }
