@@ -3,23 +3,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
+use common::python::{PythonBackend, pyenv_python};
 use common::*;
 use serde_json::json;
-
-/// The virtualenv's Python (`scripts/test` builds it): `DIFF_TEST_PYTHON`, else `target/pyenv/bin/python`.
-fn pyenv_python() -> PathBuf {
-    let path = std::env::var_os("DIFF_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python"));
-    assert!(
-        path.is_file(),
-        "no Python virtualenv at {}: run scripts/test, which creates it from tests/differential/requirements.txt",
-        path.display()
-    );
-    path
-}
 
 fn assert_four_fields(r: &Reply, status: u16, error: &str) {
     assert_eq!(r.status, status, "{}", r.text());
@@ -96,44 +82,12 @@ async fn ragflow_sdk_raises_the_gateways_message_for_an_unknown_token() {
 /// RAG Modulo's `JWT_SECRET_KEY` in these tests.
 const RAG_MODULO_SECRET: &str = "rag-modulo-jwt-secret-for-the-tests-0123456789";
 
-/// `tests/backends/rag_modulo_backend.py`: decodes the bearer as RAG Modulo does and applies its
-/// default `RBAC_MAPPING`. Killed on drop.
-struct RagModuloBackend {
-    child: std::process::Child,
-    port: u16,
+/// `tests/backends/rag_modulo_backend.py`: decodes the bearer and authorizes as RAG Modulo does.
+fn rag_modulo_backend() -> PythonBackend {
+    PythonBackend::start("rag_modulo_backend.py", &[RAG_MODULO_SECRET.to_owned()])
 }
 
-impl RagModuloBackend {
-    fn start() -> RagModuloBackend {
-        use std::io::BufRead;
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/backends/rag_modulo_backend.py");
-        let mut child = std::process::Command::new(pyenv_python())
-            .arg(script)
-            .arg(RAG_MODULO_SECRET)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("the virtualenv's python runs");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| panic!("backend said {line:?}"));
-        RagModuloBackend { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RagModuloBackend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn rag_modulo_gateway(backend: &RagModuloBackend) -> TestGateway {
+async fn rag_modulo_gateway(backend: &PythonBackend) -> TestGateway {
     common::logscan::secret(RAG_MODULO_SECRET);
     TestGateway::builder(&backend.url())
         .extra(&format!(
@@ -157,7 +111,7 @@ async fn ask(gw: &TestGateway, method: &str, path: &str, headers: &[(&str, &str)
 
 #[tokio::test]
 async fn rag_modulo_profile_a_user_reaches_user_routes_and_is_refused_admin_ones() {
-    let backend = RagModuloBackend::start();
+    let backend = rag_modulo_backend();
     let gw = rag_modulo_gateway(&backend).await;
     let (id, jwt) = session_with_email(&gw, "ursula", "ursula@example.com").await;
     let auth = bearer(&jwt);
@@ -188,7 +142,7 @@ async fn rag_modulo_profile_a_user_reaches_user_routes_and_is_refused_admin_ones
 
 #[tokio::test]
 async fn rag_modulo_profile_an_admin_reaches_both() {
-    let backend = RagModuloBackend::start();
+    let backend = rag_modulo_backend();
     let gw = rag_modulo_gateway(&backend).await;
     let (id, jwt) = session_with_email(&gw, "ada", "ada@example.com").await;
     make_admin(&gw, "ada").await;
@@ -211,7 +165,7 @@ async fn rag_modulo_profile_an_admin_reaches_both() {
 
 #[tokio::test]
 async fn rag_modulo_profile_never_forwards_the_clients_bearer() {
-    let backend = RagModuloBackend::start();
+    let backend = rag_modulo_backend();
     let gw = rag_modulo_gateway(&backend).await;
     let (id, jwt) = session(&gw, "mallory").await;
     let r = gw

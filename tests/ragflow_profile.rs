@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use authgate::accounts::backend_keys::BackendKeys;
 use authgate::config::{EncryptionKey, RagflowConfig};
 use authgate::store::backend_keys::SubjectKind;
+use common::python::{PythonBackend, pyenv_python};
 use common::*;
 use serde_json::{Value, json};
 
@@ -18,51 +17,27 @@ const KEK: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 const ALICE_KEY: &str = "ragflow-IjA1ZTk0OWE4LWFsaWNlLWtleQ";
 const RESEARCH_KEY: &str = "ragflow-IjA1ZTk0OWE4LXJlc2VhcmNoLWtleQ";
 
-/// The virtualenv's Python (`scripts/test` builds it): `DIFF_TEST_PYTHON`, else `target/pyenv/bin/python`.
-fn pyenv_python() -> PathBuf {
-    let path = std::env::var_os("DIFF_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python"));
-    assert!(
-        path.is_file(),
-        "no Python virtualenv at {}: run scripts/test, which creates it from tests/differential/requirements.txt",
-        path.display()
-    );
-    path
-}
-
 /// `tests/backends/ragflow_backend.py` knowing alice's and the research group's keys. Killed on drop.
-struct RagflowBackend {
-    child: std::process::Child,
-    port: u16,
-}
+struct RagflowBackend(PythonBackend);
 
 impl RagflowBackend {
     fn start() -> RagflowBackend {
-        use std::io::BufRead;
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/backends/ragflow_backend.py");
-        let mut child = std::process::Command::new(pyenv_python())
-            .arg(script)
-            .arg(format!("alice-tenant={ALICE_KEY}"))
-            .arg(format!("research-tenant={RESEARCH_KEY}"))
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("the virtualenv's python runs");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| panic!("backend said {line:?}"));
-        RagflowBackend { child, port }
+        RagflowBackend(PythonBackend::start(
+            "ragflow_backend.py",
+            &[
+                format!("alice-tenant={ALICE_KEY}"),
+                format!("research-tenant={RESEARCH_KEY}"),
+            ],
+        ))
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.0.url()
     }
 
     /// Every request the backend received: [{method, path, headers: [[name, value]]}].
     async fn seen(&self) -> Vec<Value> {
-        let port = self.port;
+        let port = self.0.port;
         tokio::task::spawn_blocking(move || {
             use std::io::{Read, Write};
             let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -75,13 +50,6 @@ impl RagflowBackend {
         })
         .await
         .unwrap()
-    }
-}
-
-impl Drop for RagflowBackend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

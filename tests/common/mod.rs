@@ -13,6 +13,7 @@ pub mod browser;
 pub mod logscan;
 pub mod nginx;
 pub mod oidc;
+pub mod python;
 pub mod services;
 
 mod accounts;
