@@ -11,11 +11,9 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use http_body_util::BodyExt;
 use serde_json::json;
 
 const CONNECTIONS: usize = 16;
@@ -44,42 +42,12 @@ fn fifty_rules() -> String {
     toml
 }
 
-/// Closed-loop GETs of `/api/data/items` over `CONNECTIONS` keep-alive TLS connections for one
-/// phase: req/s.
+/// One phase of `/api/data/items` GETs with `auth`: req/s.
 async fn run(ca: &std::path::Path, addr: std::net::SocketAddr, auth: Arc<str>) -> f64 {
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (ca, stop, auth) = (ca.to_owned(), stop.clone(), auth.clone());
-        tasks.push(tokio::spawn(async move {
-            let tls = tls_connect(&ca, addr, false).await;
-            let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            let mut done = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let req = http::Request::get("/api/data/items")
-                    .header("host", "localhost")
-                    .header("authorization", &*auth)
-                    .body(http_body_util::Empty::<bytes::Bytes>::new())
-                    .unwrap();
-                let resp = send.send_request(req).await.unwrap();
-                assert_eq!(resp.status(), 200);
-                resp.into_body().collect().await.unwrap();
-                done += 1;
-            }
-            done
-        }));
-    }
-    let started = Instant::now();
-    tokio::time::sleep(PHASE).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.unwrap();
-    }
-    total as f64 / started.elapsed().as_secs_f64()
+    let header: common::load::Credential = Arc::new(move |_| Some(("authorization", auth.to_string())));
+    common::load::closed_loop(ca, addr, "/api/data/items", CONNECTIONS, PHASE, header)
+        .await
+        .0
 }
 
 fn gateway_runtime() -> tokio::runtime::Runtime {

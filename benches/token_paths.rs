@@ -12,11 +12,9 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use http_body_util::BodyExt;
 use serde_json::json;
 
 const CONNECTIONS: usize = 16;
@@ -25,49 +23,9 @@ const MISS_TOKENS: usize = 60_000;
 const PROVIDER_SECRET: &str = "bench-provider-client-secret";
 const PROVIDER_PASSWORD: &str = "bench-password-at-the-provider";
 
-/// Closed-loop GETs over `CONNECTIONS` keep-alive TLS connections; `header(i)` gives request i's credential.
-async fn run(
-    ca: &std::path::Path,
-    addr: std::net::SocketAddr,
-    header: Arc<dyn Fn(usize) -> Option<(&'static str, String)> + Send + Sync>,
-) -> (f64, usize) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (ca, stop, next, header) = (ca.to_owned(), stop.clone(), next.clone(), header.clone());
-        tasks.push(tokio::spawn(async move {
-            let tls = tls_connect(&ca, addr, false).await;
-            let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            let mut done = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let Some((name, value)) = header(next.fetch_add(1, Ordering::Relaxed)) else {
-                    break;
-                };
-                let req = http::Request::get("/api/data")
-                    .header("host", "localhost")
-                    .header(name, value)
-                    .body(http_body_util::Empty::<bytes::Bytes>::new())
-                    .unwrap();
-                let resp = send.send_request(req).await.unwrap();
-                assert_eq!(resp.status(), 200);
-                resp.into_body().collect().await.unwrap();
-                done += 1;
-            }
-            done
-        }));
-    }
-    let started = Instant::now();
-    tokio::time::sleep(PHASE).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.unwrap();
-    }
-    (total as f64 / started.elapsed().as_secs_f64(), total)
+/// One phase of `/api/data` GETs, request i carrying `header(i)`: (req/s, requests).
+async fn run(ca: &std::path::Path, addr: std::net::SocketAddr, header: common::load::Credential) -> (f64, usize) {
+    common::load::closed_loop(ca, addr, "/api/data", CONNECTIONS, PHASE, header).await
 }
 
 fn main() {

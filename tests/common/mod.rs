@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod load;
 pub mod logscan;
 pub mod nginx;
 pub mod oidc;
