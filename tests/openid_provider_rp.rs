@@ -107,10 +107,17 @@ impl Op {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("https://localhost:{}", listener.local_addr().unwrap().port());
         let key = signing_key(dir.path(), alg);
-        let secrets: HashMap<&'static str, String> = [RAG_MODULO, RAG_MODULO_PKCE, RAGFLOW, BY_HAND]
-            .into_iter()
-            .map(|c| (c, random_token()))
-            .collect();
+        // pyjwt_rp.py's secret is one that RFC 6749 2.3.1's form-encoding changes: it encodes id
+        // and secret before HTTP Basic, and the provider must decode them. (Authlib does not
+        // encode, so its secrets stay within the characters encoding leaves alone.)
+        let secrets: HashMap<&'static str, String> = [
+            (RAG_MODULO, random_token()),
+            (RAG_MODULO_PKCE, random_token()),
+            (RAGFLOW, format!("{}+/:%~!", random_token())),
+            (BY_HAND, random_token()),
+        ]
+        .into_iter()
+        .collect();
         for s in secrets.values() {
             logscan::secret(s);
         }
