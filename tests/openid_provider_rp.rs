@@ -1016,3 +1016,50 @@ async fn the_providers_tokens_open_no_protected_path_and_userinfo_takes_only_its
     assert_eq!(userinfo(&op.gw, &gateway_jwt).await.status, 401);
     assert_eq!(op.up.seen.count(), 0);
 }
+
+#[tokio::test]
+async fn concurrent_exchanges_of_one_code_yield_one_set_of_tokens() {
+    let op = Op::start(Alg::Es256).await;
+    person(&op.gw, "alice", false, &[]).await;
+    let mut jar = signed_in(&op.gw, "alice").await;
+    let req = AuthReq::by_hand();
+    let c = code(&op.gw, &mut jar, &req).await;
+    let attempts = (0..8).map(|_| exchange(&op, &req, &c));
+    let replies = futures_util::future::join_all(attempts).await;
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    for r in replies.iter().filter(|r| r.status != 200) {
+        assert_token_error(r, 400, "invalid_grant");
+    }
+}
+
+/// A person who is not signed in yet comes back to the client after the sign-in page, with the
+/// state the client sent, however long the provider lets it be (512 characters) and whatever it
+/// holds (a client's JSON, say, which percent-encoding triples).
+#[tokio::test]
+async fn the_sign_in_page_returns_a_long_authorization_request_to_the_client() {
+    let op = Op::start(Alg::Es256).await;
+    person(&op.gw, "alice", false, &[]).await;
+    for state in ["s".repeat(512), "{\"to\":\"/x\"}".repeat(46)] {
+        assert!(state.len() <= 512);
+        let mut req = AuthReq::by_hand();
+        req.state = state.clone();
+        req.nonce = Some("n".repeat(512));
+        let mut agent = Agent::for_gateway(&op.gw);
+        let form = agent.open(&op.gw_url(&req.path())).await;
+        assert!(form.url.contains("/_auth/sign-in"), "{:?} {}", form.chain, form.text());
+        let back = agent
+            .submit_until(&form, &[("username", "alice"), ("password", PASSWORD)], |u| {
+                u.starts_with(BY_HAND_REDIRECT)
+            })
+            .await;
+        assert!(
+            back.stopped,
+            "state of {} characters: not sent back to the client: {:?}",
+            state.len(),
+            back.chain
+        );
+        assert_eq!(query_param(&back.url, "state").as_deref(), Some(state.as_str()));
+        assert!(query_param(&back.url, "code").is_some(), "{}", back.url);
+    }
+}
