@@ -36,9 +36,11 @@ use tokio::net::TcpListener;
 const RAG_MODULO: &str = "rag-modulo";
 /// The Authlib relying party's `pkce` registration (PKCE S256, client_secret_basic).
 const RAG_MODULO_PKCE: &str = "rag-modulo-pkce";
-/// RAGFlow's login as tests/clients/pyjwt_rp.py plays it. Its redirect URI is never opened: the
-/// script reads the code from the authorize answer's `Location`.
+/// RAGFlow's login as tests/clients/pyjwt_rp.py plays it: exactly RAGFlow's exchange (no PKCE, no
+/// nonce, client_secret_post), and with PKCE, a nonce and client_secret_basic. The redirect URI is
+/// never opened: the script reads the code from the authorize answer's `Location`.
 const RAGFLOW: &str = "ragflow";
+const RAGFLOW_PKCE: &str = "ragflow-pkce";
 const RAGFLOW_REDIRECT: &str = "http://127.0.0.1:9/v1/user/oauth/callback/authgate";
 /// A relying party spoken by hand, for the refusals.
 const BY_HAND: &str = "by-hand";
@@ -107,13 +109,15 @@ impl Op {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("https://localhost:{}", listener.local_addr().unwrap().port());
         let key = signing_key(dir.path(), alg);
-        // pyjwt_rp.py's secret is one that RFC 6749 2.3.1's form-encoding changes: it encodes id
-        // and secret before HTTP Basic, and the provider must decode them. (Authlib does not
-        // encode, so its secrets stay within the characters encoding leaves alone.)
+        // pyjwt_rp.py's secrets are ones that form-encoding changes: in a form body, and in HTTP
+        // Basic, where RFC 6749 2.3.1 has id and secret form-encoded first and the provider must
+        // decode them. (Authlib does not encode for Basic, so its secrets stay within the
+        // characters encoding leaves alone.)
         let secrets: HashMap<&'static str, String> = [
             (RAG_MODULO, random_token()),
             (RAG_MODULO_PKCE, random_token()),
             (RAGFLOW, format!("{}+/:%~!", random_token())),
+            (RAGFLOW_PKCE, format!("{}+/:%~!", random_token())),
             (BY_HAND, random_token()),
         ]
         .into_iter()
@@ -160,6 +164,13 @@ client_id = "{RAGFLOW}"
 client_secret = "{s_ragflow}"
 redirect_uris = ["{RAGFLOW_REDIRECT}"]
 trusted = true
+require_pkce = false
+
+[[oidc.clients]]
+client_id = "{RAGFLOW_PKCE}"
+client_secret = "{s_ragflow_pkce}"
+redirect_uris = ["{RAGFLOW_REDIRECT}"]
+trusted = true
 
 [[oidc.clients]]
 client_id = "{BY_HAND}"
@@ -173,6 +184,7 @@ trusted = true
             s_rag = secrets[RAG_MODULO],
             s_pkce = secrets[RAG_MODULO_PKCE],
             s_ragflow = secrets[RAGFLOW],
+            s_ragflow_pkce = secrets[RAGFLOW_PKCE],
             s_hand = secrets[BY_HAND],
         );
         let up = TestUpstream::start().await;
@@ -623,57 +635,64 @@ async fn authlib_validates_an_rs256_id_token_for_an_admin() {
     assert_eq!(op.up.seen.count(), 0);
 }
 
-/// RAGFlow's way: requests for discovery, authorize and the code exchange (client_secret_basic,
-/// PKCE), PyJWT's PyJWKClient and `jwt.decode` with the discovered algorithms, audience and issuer.
+/// RAGFlow's way: requests for discovery, authorize and the code exchange, PyJWT's PyJWKClient and
+/// `jwt.decode` with the discovered algorithms, audience and issuer, then userinfo. RAGFlow's exact
+/// exchange (client_secret_post, no PKCE, no nonce), and one with PKCE, a nonce and
+/// client_secret_basic; each with an RS256 and an ES256 provider.
 #[tokio::test]
 async fn pyjwt_and_requests_verify_the_id_token_as_ragflow_does() {
     for alg in [Alg::Rs256, Alg::Es256] {
         let op = Op::start(alg).await;
         let bob = person(&op.gw, "bob", false, &["ops"]).await;
         let jar = signed_in(&op.gw, "bob").await;
-        let config = json!({
-            "issuer": op.issuer,
-            "ca": op.gw.ca,
-            "client_id": RAGFLOW,
-            "client_secret": op.secrets[RAGFLOW],
-            "redirect_uri": RAGFLOW_REDIRECT,
-            "session": jar.session.clone().unwrap(),
-        });
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/pyjwt_rp.py");
-        let python = pyenv_python();
-        let out = tokio::task::spawn_blocking(move || {
-            std::process::Command::new(python)
-                .arg(script)
-                .arg(config.to_string())
-                .output()
-        })
-        .await
-        .unwrap()
-        .expect("the virtualenv's python runs");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let shown: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "pyjwt_rp.py said no JSON ({e}): {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        assert_eq!(shown["ok"], true, "{alg:?}: {shown}");
-        logscan::secret(shown["id_token"].as_str().unwrap());
-        logscan::secret(shown["access_token"].as_str().unwrap());
-        assert_eq!(shown["header"]["alg"], alg.name());
-        assert_person(&shown["claims"], &bob);
-        assert_id_token_claims(&shown["claims"], &op.issuer, RAGFLOW);
-        assert_person(&shown["userinfo"], &bob);
-        assert_eq!(shown["state"], shown["state_sent"]);
-        assert_eq!(shown["iss"], op.issuer.as_str());
-        assert_eq!(shown["token_type"], "Bearer");
-        assert!(shown["expires_in"].as_u64().is_some_and(|s| s > 0), "{shown}");
-        assert!(
-            shown["token_cache_control"]
-                .as_str()
-                .is_some_and(|c| c.contains("no-store")),
-            "{shown}"
-        );
+        for (mode, client) in [("ragflow", RAGFLOW), ("pkce", RAGFLOW_PKCE)] {
+            let config = json!({
+                "mode": mode,
+                "issuer": op.issuer,
+                "ca": op.gw.ca,
+                "client_id": client,
+                "client_secret": op.secrets[client],
+                "redirect_uri": RAGFLOW_REDIRECT,
+                "session": jar.session.clone().unwrap(),
+            });
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/pyjwt_rp.py");
+            let python = pyenv_python();
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(python)
+                    .arg(script)
+                    .arg(config.to_string())
+                    .output()
+            })
+            .await
+            .unwrap()
+            .expect("the virtualenv's python runs");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let shown: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+                panic!(
+                    "pyjwt_rp.py said no JSON ({e}): {stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+            assert_eq!(shown["ok"], true, "{alg:?} {mode}: {shown}");
+            logscan::secret(shown["id_token"].as_str().unwrap());
+            logscan::secret(shown["access_token"].as_str().unwrap());
+            assert_eq!(shown["header"]["alg"], alg.name());
+            assert_person(&shown["claims"], &bob);
+            assert_id_token_claims(&shown["claims"], &op.issuer, client);
+            // pyjwt_rp.py checks the nonce it sent; RAGFlow sends none, so none comes back.
+            assert_eq!(shown["claims"].get("nonce").is_some(), mode == "pkce", "{shown}");
+            assert_person(&shown["userinfo"], &bob);
+            assert_eq!(shown["state"], shown["state_sent"]);
+            assert_eq!(shown["iss"], op.issuer.as_str());
+            assert_eq!(shown["token_type"], "Bearer");
+            assert!(shown["expires_in"].as_u64().is_some_and(|s| s > 0), "{shown}");
+            assert!(
+                shown["token_cache_control"]
+                    .as_str()
+                    .is_some_and(|c| c.contains("no-store")),
+                "{shown}"
+            );
+        }
         assert_eq!(op.up.seen.count(), 0);
     }
 }

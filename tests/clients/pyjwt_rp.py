@@ -1,12 +1,14 @@
 """A second relying party of authgate's OpenID Provider, written RAGFlow's way (api/apps/auth/oidc.py
 and oauth.py): `requests` for discovery, the authorization request and the code exchange, PyJWT's
 PyJWKClient and `jwt.decode` for the ID token, with the algorithms pinned from the discovery document
-(never read from the token's header), `aud` = the client id and `iss` = the discovered issuer. Unlike
-RAGFlow it also sends PKCE S256 and a nonce, authenticates with client_secret_basic, and checks the
-nonce it gets back. For tests/openid_provider_rp.rs.
+(never read from the token's header), `aud` = the client id and `iss` = the discovered issuer, then
+userinfo with the access token. For tests/openid_provider_rp.rs.
 
-argv[1]: JSON {"issuer", "ca" (the gateway's certificate, PEM), "client_id", "client_secret",
-"redirect_uri", "session" (the value of a signed-in browser's `__Host-authgate` cookie)}.
+argv[1]: JSON {"mode", "issuer", "ca" (the gateway's certificate, PEM), "client_id", "client_secret",
+"redirect_uri", "session" (the value of a signed-in browser's `__Host-authgate` cookie)}. The mode:
+- "ragflow": RAGFlow's exchange exactly: no PKCE, no nonce, client_id and client_secret in the form
+  (client_secret_post);
+- "pkce": PKCE S256 and a nonce (checked when it comes back), client_secret_basic.
 
 It plays the browser for one step: the authorization request is a GET with that session cookie, as a
 navigation from the relying party's site would be, and the redirect back is read from `Location`
@@ -47,21 +49,21 @@ def main():
     advertised = metadata.get("id_token_signing_alg_values_supported") or []
     algorithms = [a for a in advertised if a in ALLOWED_ALGS] or ["RS256"]
 
+    strict = CONFIG["mode"] == "pkce"
     state = secrets.token_urlsafe(24)
-    nonce = secrets.token_urlsafe(24)
+    nonce = secrets.token_urlsafe(24) if strict else None
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    # RAGFlow's `get_authorization_url`, plus nonce and PKCE.
+    # RAGFlow's `get_authorization_url`; in "pkce" mode, with a nonce and PKCE.
     params = {
         "client_id": CONFIG["client_id"],
         "redirect_uri": CONFIG["redirect_uri"],
         "response_type": "code",
         "scope": "openid email profile",
         "state": state,
-        "nonce": nonce,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
     }
+    if strict:
+        params.update({"nonce": nonce, "code_challenge": challenge, "code_challenge_method": "S256"})
     url = f"{metadata['authorization_endpoint']}?{urllib.parse.urlencode(params)}"
     r = requests.get(
         url,
@@ -85,20 +87,32 @@ def main():
     if back.get("state") != state:
         fail("state", f"sent {state!r}, got {back.get('state')!r}")
 
-    # The code exchange, client_secret_basic (RFC 6749 2.3.1: id and secret form-encoded first).
-    basic = (
-        urllib.parse.quote(CONFIG["client_id"], safe=""),
-        urllib.parse.quote(CONFIG["client_secret"], safe=""),
-    )
-    r = requests.post(
-        metadata["token_endpoint"],
-        data={
+    if strict:
+        # client_secret_basic (RFC 6749 2.3.1: id and secret form-encoded first), with the verifier.
+        data = {
             "grant_type": "authorization_code",
             "code": back["code"],
             "redirect_uri": CONFIG["redirect_uri"],
             "code_verifier": verifier,
-        },
-        auth=basic,
+        }
+        auth = (
+            urllib.parse.quote(CONFIG["client_id"], safe=""),
+            urllib.parse.quote(CONFIG["client_secret"], safe=""),
+        )
+    else:
+        # RAGFlow's `exchange_code_for_token`, word for word.
+        data = {
+            "client_id": CONFIG["client_id"],
+            "client_secret": CONFIG["client_secret"],
+            "code": back["code"],
+            "redirect_uri": CONFIG["redirect_uri"],
+            "grant_type": "authorization_code",
+        }
+        auth = None
+    r = requests.post(
+        metadata["token_endpoint"],
+        data=data,
+        auth=auth,
         headers={"Accept": "application/json"},
         timeout=7,
         verify=CA,
@@ -121,7 +135,7 @@ def main():
         )
     except Exception as error:  # noqa: BLE001  (any failure is the answer)
         fail("id_token", repr(error))
-    if claims.get("nonce") != nonce:
+    if strict and claims.get("nonce") != nonce:
         fail("nonce", f"sent {nonce!r}, got {claims.get('nonce')!r}")
 
     # RAGFlow's `fetch_user_info`.
