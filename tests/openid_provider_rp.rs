@@ -104,9 +104,14 @@ struct Op {
 
 impl Op {
     async fn start(alg: Alg) -> Op {
-        let dir = Arc::new(tempfile::tempdir().unwrap());
         // The issuer names the gateway's port, so the port comes first.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Op::start_with(alg, listener, Arc::new(tempfile::tempdir().unwrap()), "").await
+    }
+
+    /// [`Op::start`] on a listener and directory the test made, with `more` TOML appended (say,
+    /// `[[oidc.providers]]` for a gateway that is a relying party too).
+    async fn start_with(alg: Alg, listener: TcpListener, dir: Arc<tempfile::TempDir>, more: &str) -> Op {
         let issuer = format!("https://localhost:{}", listener.local_addr().unwrap().port());
         let key = signing_key(dir.path(), alg);
         // pyjwt_rp.py's secrets are ones that form-encoding changes: in a form body, and in HTTP
@@ -178,6 +183,7 @@ client_secret = "{s_hand}"
 redirect_uris = ["{BY_HAND_REDIRECT}", "{BY_HAND_REDIRECT}2"]
 scopes = ["openid", "email", "profile", "groups"]
 trusted = true
+{more}
 "#,
             key = key.display(),
             alg = alg.name(),
@@ -1081,4 +1087,70 @@ async fn the_sign_in_page_returns_a_long_authorization_request_to_the_client() {
         assert_eq!(query_param(&back.url, "state").as_deref(), Some(state.as_str()));
         assert!(query_param(&back.url, "code").is_some(), "{}", back.url);
     }
+}
+
+/// A person who signs in to authgate through another OpenID Provider (panva's oidc-provider, which
+/// verified their address) and is then signed in to RAG Modulo by authgate: the ID token Authlib
+/// gets says `email_verified: true`, for that address only.
+#[tokio::test]
+async fn an_address_verified_upstream_is_email_verified_for_the_relying_party() {
+    use common::oidc::{OidcAccount, OidcClient, Provider, ProviderConfig};
+    assert!(
+        common::oidc::available(),
+        "Node.js or tests/oidc/node_modules missing: run scripts/test (it installs Node.js and runs npm ci in tests/oidc)"
+    );
+    const UPSTREAM_SECRET: &str = "upstream-provider-client-secret-0123456789";
+    const UPSTREAM_PW: &str = "carol-password-at-the-provider";
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let upstream = Provider::start(
+        ProviderConfig::new()
+            .client(OidcClient::for_gateway("gw-corp", UPSTREAM_SECRET, port, "corp"))
+            .account(
+                OidcAccount::new("carol-sub", "carol", UPSTREAM_PW)
+                    .email("carol@corp.example", true)
+                    .name("Carol Example"),
+            ),
+    );
+    let providers = format!(
+        "[[oidc.providers]]\nid = \"corp\"\nname = \"Corp\"\nissuer = \"{}\"\nclient_id = \"gw-corp\"\n\
+         client_secret = \"{UPSTREAM_SECRET}\"\nscopes = [\"openid\", \"email\", \"profile\"]\n",
+        upstream.issuer()
+    );
+    let op = Op::start_with(Alg::Es256, listener, Arc::new(tempfile::tempdir().unwrap()), &providers).await;
+
+    // RAG Modulo's /login, up to authgate's sign-in page; then "sign in with Corp" from there.
+    let mut agent = Agent::for_gateway(&op.gw);
+    let to_sign_in = agent
+        .open_until(&op.rp("/login?source=web"), |u| u.contains("/_auth/sign-in"))
+        .await;
+    assert!(to_sign_in.stopped, "{:?} {}", to_sign_in.chain, to_sign_in.text());
+    let rd = query_param(&to_sign_in.url, "rd").expect("the sign-in page is given the authorize request");
+    assert!(rd.starts_with(AUTHORIZE), "{rd}");
+    let rd: String = form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+    let start = Agent::gateway_url(&op.gw, &format!("/_auth/oidc/corp/start?rd={rd}"));
+    let callback = agent.login_flow(&start, "carol", UPSTREAM_PW).await;
+    assert_eq!(callback.status, 303, "{}", callback.text());
+    let next = location(&callback).unwrap();
+    let next = if next.starts_with('/') { op.gw_url(&next) } else { next };
+    let back = agent.follow(&next).await;
+    assert_eq!(back.reply.status, 200, "{:?} {}", back.chain, back.text());
+    assert!(back.url.starts_with(&op.rp("/api/auth/callback?")), "{:?}", back.chain);
+    let shown = back.reply.json();
+    assert!(shown.get("error").is_none(), "Authlib refused: {shown}");
+    logscan::secret(shown["id_token"].as_str().unwrap());
+    logscan::secret(shown["access_token"].as_str().unwrap());
+
+    let users = op.gw.gateway.accounts().list_users().await.unwrap();
+    assert_eq!(users.len(), 1, "one account, made by the single sign-on");
+    let claims = &shown["claims"];
+    assert_eq!(claims["sub"], users[0].id.as_str(), "{claims}");
+    assert_eq!(claims["email"], "carol@corp.example", "{claims}");
+    assert_eq!(
+        claims["email_verified"], true,
+        "verified by the upstream provider: {claims}"
+    );
+    assert_eq!(shown["userinfo"]["email_verified"], true, "{shown}");
+    assert_id_token_claims(claims, &op.issuer, RAG_MODULO);
+    assert_eq!(op.up.seen.count(), 0);
 }
