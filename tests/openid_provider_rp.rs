@@ -1154,3 +1154,50 @@ async fn an_address_verified_upstream_is_email_verified_for_the_relying_party() 
     assert_id_token_claims(claims, &op.issuer, RAG_MODULO);
     assert_eq!(op.up.seen.count(), 0);
 }
+
+/// A code lives 60 s. The test reads the stored grant of a real code, then stores it again under
+/// new codes, expired a second ago and with time left (the store is the gateway's own).
+#[tokio::test]
+async fn a_code_lives_sixty_seconds() {
+    use authgate::store::grants::Grant;
+    let op = Op::start(Alg::Es256).await;
+    let alice = person(&op.gw, "alice", false, &[]).await;
+    let mut jar = signed_in(&op.gw, "alice").await;
+    let req = AuthReq::by_hand();
+    let c = code(&op.gw, &mut jar, &req).await;
+    let store = op.gw.gateway.accounts().store();
+    let grant = store
+        .take_grant(&authgate::idp::code_hash(&c))
+        .await
+        .unwrap()
+        .expect("the code's grant is stored under its hash");
+    let now = i64::try_from(common::now()).unwrap();
+    assert!(
+        (now + 58..=now + 60).contains(&grant.expires_at),
+        "expires {} s from now",
+        grant.expires_at - now
+    );
+    assert_eq!(grant.user_id, alice.id);
+    assert_eq!(grant.redirect_uri, BY_HAND_REDIRECT);
+    // Taken once (here), it is gone for the client.
+    assert_token_error(&exchange(&op, &req, &c).await, 400, "invalid_grant");
+
+    let (expired, hash) = authgate::idp::new_code();
+    logscan::secret(&expired);
+    let old = Grant {
+        expires_at: now - 1,
+        ..grant.clone()
+    };
+    store.put_grant(&hash, &old).await.unwrap();
+    assert_token_error(&exchange(&op, &req, &expired).await, 400, "invalid_grant");
+
+    let (fresh, hash) = authgate::idp::new_code();
+    logscan::secret(&fresh);
+    let young = Grant {
+        expires_at: now + 30,
+        ..grant
+    };
+    store.put_grant(&hash, &young).await.unwrap();
+    let r = exchange(&op, &req, &fresh).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
