@@ -48,6 +48,13 @@ const BY_HAND_REDIRECT: &str = "https://rp.example/cb";
 const AUTHORIZE: &str = "/_auth/openid/authorize";
 const TOKEN: &str = "/_auth/openid/token";
 const USERINFO: &str = "/_auth/openid/userinfo";
+/// A WebSocket opening handshake's headers (RFC 6455 4.1), for `?token=` on it.
+const HANDSHAKE: [(&str, &str); 4] = [
+    ("connection", "upgrade"),
+    ("upgrade", "websocket"),
+    ("sec-websocket-version", "13"),
+    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+];
 
 #[derive(Clone, Copy, Debug)]
 enum Alg {
@@ -1018,6 +1025,9 @@ async fn the_providers_tokens_open_no_protected_path_and_userinfo_takes_only_its
             let r = op.gw.client().get(path, &[("x-api-key", token)]).await;
             assert_eq!(r.status, 401, "{path} by X-API-Key: {}", r.text());
         }
+        // A WebSocket handshake's `?token=` (the one credential a browser can put in a URL).
+        let r = op.gw.client().get(&format!("/ws?token={token}"), &HANDSHAKE).await;
+        assert_eq!(r.status, 401, "?token= on a WebSocket handshake: {}", r.text());
     }
     assert_eq!(op.up.seen.count(), 0, "a provider token reached the backend");
 
@@ -1040,6 +1050,22 @@ async fn the_providers_tokens_open_no_protected_path_and_userinfo_takes_only_its
     let gateway_jwt = login_token(&op.gw, "alice").await;
     assert_eq!(userinfo(&op.gw, &gateway_jwt).await.status, 401);
     assert_eq!(op.up.seen.count(), 0);
+
+    // The control: the gateway's own token passes where the provider's did not.
+    let r = op
+        .gw
+        .client()
+        .get("/x", &[("authorization", &bearer(&gateway_jwt))])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(op.up.seen.last().one("x-user-id").as_deref(), Some(alice.id.as_str()));
+    let r = op
+        .gw
+        .client()
+        .get(&format!("/ws?token={gateway_jwt}"), &HANDSHAKE)
+        .await;
+    assert_ne!(r.status, 401, "{}", r.text());
+    assert_eq!(op.up.seen.last().target, "/ws");
 }
 
 #[tokio::test]
