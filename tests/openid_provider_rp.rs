@@ -1227,3 +1227,69 @@ async fn a_code_lives_sixty_seconds() {
     let r = exchange(&op, &req, &fresh).await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// userinfo checks the access token it is given: re-signed with the provider's own key it passes
+/// (the control), and expired, from another issuer or client, signed by another key under the
+/// provider's `kid`, or unsigned, it is 401 `invalid_token`.
+#[tokio::test]
+async fn userinfo_refuses_expired_forged_and_unsigned_access_tokens() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let op = Op::start(Alg::Es256).await;
+    person(&op.gw, "alice", false, &[]).await;
+    let mut jar = signed_in(&op.gw, "alice").await;
+    let t = tokens(&op, &mut jar).await;
+    let access = t["access_token"].as_str().unwrap();
+    let claims = common::oidc::jwt_claims(access);
+    let kid = jwt_header(access)["kid"].as_str().unwrap().to_owned();
+    let header = || {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(kid.clone());
+        h.typ = Some("at+jwt".into());
+        h
+    };
+    let sign = |claims: &Value, pem: &[u8]| {
+        let token = jsonwebtoken::encode(&header(), claims, &EncodingKey::from_ec_pem(pem).unwrap()).unwrap();
+        logscan::secret(&token);
+        token
+    };
+    let own = std::fs::read(op.gw.dir.path().join("op-key.pem")).unwrap();
+    let (other, _) = authgate::auth::keys::generate(authgate::config::JwtAlgorithm::ES256).unwrap();
+
+    let r = userinfo(&op.gw, &sign(&claims, &own)).await;
+    assert_eq!(r.status, 200, "the control: {}", r.text());
+
+    let now = common::now();
+    let mut expired = claims.clone();
+    expired["iat"] = json!(now - 3700);
+    expired["exp"] = json!(now - 100);
+    let mut foreign_issuer = claims.clone();
+    foreign_issuer["iss"] = json!("https://elsewhere.example");
+    let mut ghost_client = claims.clone();
+    ghost_client["aud"] = json!("ghost");
+    ghost_client["client_id"] = json!("ghost");
+    let forged = [
+        ("expired", sign(&expired, &own)),
+        ("another issuer", sign(&foreign_issuer, &own)),
+        ("an unknown client", sign(&ghost_client, &own)),
+        ("another key", sign(&claims, other.as_bytes())),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(json!({"alg": "none", "typ": "at+jwt", "kid": kid}).to_string()),
+                access.split('.').nth(1).unwrap()
+            ),
+        ),
+    ];
+    for (what, token) in forged {
+        let r = userinfo(&op.gw, &token).await;
+        assert_eq!(r.status, 401, "{what}: {}", r.text());
+        let challenge = r.headers.get("www-authenticate").and_then(|v| v.to_str().ok());
+        assert!(
+            challenge.is_some_and(|c| c.contains(r#"error="invalid_token""#)),
+            "{what}: {challenge:?}"
+        );
+    }
+    assert_eq!(op.up.seen.count(), 0);
+}
