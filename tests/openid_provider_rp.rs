@@ -1084,34 +1084,58 @@ async fn concurrent_exchanges_of_one_code_yield_one_set_of_tokens() {
     }
 }
 
-/// A person who is not signed in yet comes back to the client after the sign-in page, with the
-/// state the client sent, however long the provider lets it be (512 characters) and whatever it
-/// holds (a client's JSON, say, which percent-encoding triples).
+/// An authorization request from a person not signed in yet is never lost on the way through the
+/// sign-in page: whatever `state` and `nonce` the provider accepts (up to 512 characters each, a
+/// client's JSON say, which percent-encoding triples), the browser ends at the client with a code
+/// and the state, or, before the sign-in page, with an error and the state. Never on the gateway's
+/// `/` with the client left waiting.
 #[tokio::test]
-async fn the_sign_in_page_returns_a_long_authorization_request_to_the_client() {
+async fn a_long_authorization_request_comes_back_to_the_client_through_the_sign_in_page() {
     let op = Op::start(Alg::Es256).await;
     person(&op.gw, "alice", false, &[]).await;
-    for state in ["s".repeat(512), "{\"to\":\"/x\"}".repeat(46)] {
-        assert!(state.len() <= 512);
+    let json = "{\"to\":\"/x\"}".repeat(46);
+    let cases = [
+        ("s".repeat(512), "n".repeat(512), true),
+        (json.clone(), "n".repeat(512), true),
+        (json.clone(), json.clone(), false),
+    ];
+    for (state, nonce, must_sign_in) in cases {
+        assert!(state.len() <= 512 && nonce.len() <= 512);
         let mut req = AuthReq::by_hand();
         req.state = state.clone();
-        req.nonce = Some("n".repeat(512));
+        req.nonce = Some(nonce);
         let mut agent = Agent::for_gateway(&op.gw);
-        let form = agent.open(&op.gw_url(&req.path())).await;
-        assert!(form.url.contains("/_auth/sign-in"), "{:?} {}", form.chain, form.text());
-        let back = agent
-            .submit_until(&form, &[("username", "alice"), ("password", PASSWORD)], |u| {
-                u.starts_with(BY_HAND_REDIRECT)
-            })
-            .await;
-        assert!(
-            back.stopped,
-            "state of {} characters: not sent back to the client: {:?}",
-            state.len(),
-            back.chain
-        );
+        let at_client = |u: &str| u.starts_with(BY_HAND_REDIRECT);
+        let form = agent.open_until(&op.gw_url(&req.path()), at_client).await;
+        let back = if form.stopped {
+            // Refused before the sign-in page: an error, with the state.
+            assert!(
+                !must_sign_in,
+                "a request the sign-in page can carry was refused: {}",
+                form.url
+            );
+            assert_eq!(
+                query_param(&form.url, "error").as_deref(),
+                Some("invalid_request"),
+                "{}",
+                form.url
+            );
+            form
+        } else {
+            assert!(form.url.contains("/_auth/sign-in"), "{:?} {}", form.chain, form.text());
+            let back = agent
+                .submit_until(&form, &[("username", "alice"), ("password", PASSWORD)], at_client)
+                .await;
+            assert!(
+                back.stopped,
+                "a request of {} characters was lost at the sign-in page: {:?}",
+                req.path().len(),
+                back.chain
+            );
+            assert!(query_param(&back.url, "code").is_some(), "{}", back.url);
+            back
+        };
         assert_eq!(query_param(&back.url, "state").as_deref(), Some(state.as_str()));
-        assert!(query_param(&back.url, "code").is_some(), "{}", back.url);
     }
 }
 
