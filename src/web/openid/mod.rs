@@ -303,6 +303,15 @@ async fn authorize<B>(
             return refuse(OAuthError::new("login_required", "the user is not signed in"));
         }
         let here = format!("{}{}?{query}", idp.prefix, idp::AUTHORIZE);
+        // The sign-in page keeps only a return address it accepts (`forms::safe_return`: 2048
+        // characters at most). A longer request would be dropped there and the person left on `/`
+        // with the client waiting: refuse it here, where the client still hears of it.
+        if !forms::safe_return(&here) {
+            return refuse(OAuthError::new(
+                "invalid_request",
+                "the authorization request is too long to carry through the sign-in page",
+            ));
+        }
         return Ok(see_other(&ctx.web.sign_in_url(&here)));
     };
     *who = Some(principal.clone());
