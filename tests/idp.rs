@@ -449,3 +449,38 @@ async fn end_session_with_a_hint_signs_out_and_returns_only_to_registered_uris()
     assert_eq!(r.headers.get("location").unwrap(), "https://rp.example/bye?state=s1");
     assert!(jar.session.is_none(), "signed out");
 }
+
+#[tokio::test]
+async fn prompt_login_asks_for_the_password_again_once() {
+    let (_up, gw) = provider().await;
+    register(&gw, "erin").await;
+    let mut jar = signed_in(&gw, "erin").await;
+    let before = jar.session.clone();
+    let path = authorize_path("rp", CALLBACK, "&prompt=login");
+    let r = navigate(&gw, &mut jar, &path).await;
+    assert_eq!(r.status, 303);
+    let (to, q) = location_query(&r);
+    assert_eq!(to, "/_auth/sign-in");
+    assert_eq!(param(&q, "login"), Some("1"));
+    let rd = param(&q, "rd").unwrap().to_owned();
+    assert!(!rd.contains("prompt"), "{rd}");
+    // Signed in, yet shown the form.
+    let page = navigate(
+        &gw,
+        &mut jar.clone(),
+        r.headers.get("location").unwrap().to_str().unwrap(),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let r = sign_in_page(&gw, &mut jar, "erin", PASSWORD, &rd).await;
+    assert_eq!(r.status, 303);
+    assert_ne!(jar.session, before, "a new session");
+    let r = navigate(&gw, &mut jar, &rd).await;
+    let (to, q) = location_query(&r);
+    assert_eq!(to, CALLBACK);
+    assert!(param(&q, "code").is_some());
+    // A max_age that is not a number of seconds.
+    let r = navigate(&gw, &mut jar, &authorize_path("rp", CALLBACK, "&max_age=abc")).await;
+    let (_, q) = location_query(&r);
+    assert_eq!(param(&q, "error"), Some("invalid_request"));
+}
