@@ -535,3 +535,36 @@ async fn rs256_id_tokens_verify_against_the_published_key() {
     let claims = verified_claims(&gw, id_token, "rp").await;
     assert_eq!(claims["preferred_username"], "frank");
 }
+
+#[tokio::test]
+async fn a_jwt_key_cannot_also_sign_id_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = authgate::auth::keys::generate(authgate::config::JwtAlgorithm::ES256).unwrap();
+    let (key, copy) = (dir.path().join("k.pem"), dir.path().join("copy.pem"));
+    std::fs::write(&key, &private).unwrap();
+    std::fs::write(&copy, &private).unwrap();
+    let toml = |op: &std::path::Path| {
+        format!(
+            "[server]\nplaintext = true\n[jwt]\nalgorithm = \"ES256\"\n[[jwt.keys]]\nkid = \"k\"\nalgorithm = \"ES256\"\n\
+             private_key = \"{key}\"\nsigning = true\n[store]\nurl = \"sqlite://{db}?mode=rwc\"\n[oidc]\n\
+             issuer = \"https://gw.example\"\nsigning_key = \"{op}\"\nsigning_algorithm = \"ES256\"\n[[oidc.clients]]\n\
+             client_id = \"rp\"\nclient_secret = \"{SECRET_RP}\"\nredirect_uris = [\"https://rp.example/cb\"]\n",
+            key = key.display(),
+            op = op.display(),
+            db = dir.path().join("a.db").display(),
+        )
+    };
+    // The same file: refused by the config check, naming the key.
+    let err = authgate::config::Config::from_toml_str(&toml(&key))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("oidc.signing_key"), "{err}");
+    // The same key in another file: refused at start-up.
+    let config = authgate::config::Config::from_toml_str(&toml(&copy)).expect("the files differ");
+    let err = authgate::Gateway::build(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("oidc.signing_key"), "{err}");
+}
