@@ -18,13 +18,35 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const CALLBACK: &str = "https://rp.example/callback";
 
-/// A gateway that is an OpenID Provider for `rp` (trusted) and `ask` (asks consent).
+/// A gateway that is an OpenID Provider for `rp` (trusted) and `ask` (asks consent), signing
+/// with ES256.
 async fn provider() -> (TestUpstream, TestGateway) {
+    provider_signing("ES256").await
+}
+
+/// The same, signing with `alg`: ES256 (a key authgate generates) or RS256 (one from openssl).
+async fn provider_signing(alg: &str) -> (TestUpstream, TestGateway) {
     let up = TestUpstream::start().await;
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let (private, _) = authgate::auth::keys::generate(authgate::config::JwtAlgorithm::ES256).unwrap();
     let key = dir.path().join("op.pem");
-    std::fs::write(&key, private).unwrap();
+    if alg == "RS256" {
+        let made = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&key)
+            .status()
+            .expect("openssl makes the RSA key");
+        assert!(made.success());
+    } else {
+        let (private, _) = authgate::auth::keys::generate(authgate::config::JwtAlgorithm::ES256).unwrap();
+        std::fs::write(&key, private).unwrap();
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let extra = format!(
@@ -32,7 +54,7 @@ async fn provider() -> (TestUpstream, TestGateway) {
 [oidc]
 issuer = "https://localhost:{port}"
 signing_key = "{key}"
-signing_algorithm = "ES256"
+signing_algorithm = "{alg}"
 [[oidc.clients]]
 client_id = "rp"
 client_secret = "{SECRET_RP}"
@@ -105,11 +127,15 @@ async fn exchange(gw: &TestGateway, form: &[(&str, &str)], basic: Option<(&str, 
 /// The claims of a JWT after checking its signature against the gateway's JWKS.
 async fn verified_claims(gw: &TestGateway, token: &str, aud: &str) -> Value {
     let header = jsonwebtoken::decode_header(token).unwrap();
+    assert!(matches!(
+        header.alg,
+        jsonwebtoken::Algorithm::ES256 | jsonwebtoken::Algorithm::RS256
+    ));
     let jwks: jsonwebtoken::jwk::JwkSet =
         serde_json::from_str(&gw.client().get("/.well-known/jwks.json", &[]).await.text()).unwrap();
     let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("the kid is published");
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
-    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    let mut v = jsonwebtoken::Validation::new(header.alg);
     v.set_audience(&[aud]);
     v.set_issuer(&[format!("https://localhost:{}", gw.addr.port())]);
     jsonwebtoken::decode::<Value>(token, &key, &v).unwrap().claims
@@ -448,4 +474,97 @@ async fn end_session_with_a_hint_signs_out_and_returns_only_to_registered_uris()
     assert_eq!(r.status, 303);
     assert_eq!(r.headers.get("location").unwrap(), "https://rp.example/bye?state=s1");
     assert!(jar.session.is_none(), "signed out");
+}
+
+#[tokio::test]
+async fn prompt_login_asks_for_the_password_again_once() {
+    let (_up, gw) = provider().await;
+    register(&gw, "erin").await;
+    let mut jar = signed_in(&gw, "erin").await;
+    let before = jar.session.clone();
+    let path = authorize_path("rp", CALLBACK, "&prompt=login");
+    let r = navigate(&gw, &mut jar, &path).await;
+    assert_eq!(r.status, 303);
+    let (to, q) = location_query(&r);
+    assert_eq!(to, "/_auth/sign-in");
+    assert_eq!(param(&q, "login"), Some("1"));
+    let rd = param(&q, "rd").unwrap().to_owned();
+    assert!(!rd.contains("prompt"), "{rd}");
+    // Signed in, yet shown the form.
+    let page = navigate(
+        &gw,
+        &mut jar.clone(),
+        r.headers.get("location").unwrap().to_str().unwrap(),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    let r = sign_in_page(&gw, &mut jar, "erin", PASSWORD, &rd).await;
+    assert_eq!(r.status, 303);
+    assert_ne!(jar.session, before, "a new session");
+    let r = navigate(&gw, &mut jar, &rd).await;
+    let (to, q) = location_query(&r);
+    assert_eq!(to, CALLBACK);
+    assert!(param(&q, "code").is_some());
+    // A max_age that is not a number of seconds.
+    let r = navigate(&gw, &mut jar, &authorize_path("rp", CALLBACK, "&max_age=abc")).await;
+    let (_, q) = location_query(&r);
+    assert_eq!(param(&q, "error"), Some("invalid_request"));
+}
+
+#[tokio::test]
+async fn rs256_id_tokens_verify_against_the_published_key() {
+    let (_up, gw) = provider_signing("RS256").await;
+    let d = gw.client().get("/.well-known/openid-configuration", &[]).await.json();
+    assert_eq!(d["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
+    register(&gw, "frank").await;
+    let mut jar = signed_in(&gw, "frank").await;
+    let (_, q) = location_query(&navigate(&gw, &mut jar, &authorize_path("rp", CALLBACK, "")).await);
+    let code = param(&q, "code").unwrap().to_owned();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("code_verifier", VERIFIER),
+    ];
+    let tokens = exchange(&gw, &form, Some(("rp", SECRET_RP))).await.json();
+    let id_token = tokens["id_token"].as_str().unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(id_token).unwrap().alg,
+        jsonwebtoken::Algorithm::RS256
+    );
+    let claims = verified_claims(&gw, id_token, "rp").await;
+    assert_eq!(claims["preferred_username"], "frank");
+}
+
+#[tokio::test]
+async fn a_jwt_key_cannot_also_sign_id_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = authgate::auth::keys::generate(authgate::config::JwtAlgorithm::ES256).unwrap();
+    let (key, copy) = (dir.path().join("k.pem"), dir.path().join("copy.pem"));
+    std::fs::write(&key, &private).unwrap();
+    std::fs::write(&copy, &private).unwrap();
+    let toml = |op: &std::path::Path| {
+        format!(
+            "[server]\nplaintext = true\n[jwt]\nalgorithm = \"ES256\"\n[[jwt.keys]]\nkid = \"k\"\nalgorithm = \"ES256\"\n\
+             private_key = \"{key}\"\nsigning = true\n[store]\nurl = \"sqlite://{db}?mode=rwc\"\n[oidc]\n\
+             issuer = \"https://gw.example\"\nsigning_key = \"{op}\"\nsigning_algorithm = \"ES256\"\n[[oidc.clients]]\n\
+             client_id = \"rp\"\nclient_secret = \"{SECRET_RP}\"\nredirect_uris = [\"https://rp.example/cb\"]\n",
+            key = key.display(),
+            op = op.display(),
+            db = dir.path().join("a.db").display(),
+        )
+    };
+    // The same file: refused by the config check, naming the key.
+    let err = authgate::config::Config::from_toml_str(&toml(&key))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("oidc.signing_key"), "{err}");
+    // The same key in another file: refused at start-up.
+    let config = authgate::config::Config::from_toml_str(&toml(&copy)).expect("the files differ");
+    let err = authgate::Gateway::build(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("oidc.signing_key"), "{err}");
 }

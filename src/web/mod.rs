@@ -301,7 +301,12 @@ async fn sign_in_page(
     req: &Request<Incoming>,
     who: &mut Option<Principal>,
 ) -> Result<PageResponse, GatewayError> {
-    if let Some(p) = current(ctx.web, req).await {
+    // `login=1`: an OpenID client asked for a fresh sign-in (`prompt=login`, `max_age`).
+    let fresh = req
+        .uri()
+        .query()
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "login" && v == "1"));
+    if !fresh && let Some(p) = current(ctx.web, req).await {
         *who = Some(p);
         return Ok(see_other(&forms::return_to(req.uri().query())));
     }

@@ -111,6 +111,9 @@ struct AuthzRequest<'a> {
     code_challenge: Option<String>,
     prompt_none: bool,
     prompt_consent: bool,
+    prompt_login: bool,
+    /// `max_age`: the longest time since the person last signed in, in seconds.
+    max_age: Option<u64>,
 }
 
 /// Where a refused request ends: on a page here (no trustworthy redirect URI), or back at the
@@ -245,6 +248,16 @@ fn check<'a>(idp: &'a Idp, p: &Params) -> Result<AuthzRequest<'a>, Refusal> {
             "prompt=none cannot be combined",
         )));
     }
+    let max_age = match p.get("max_age").map(str::parse::<u64>) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            return Err(refuse(OAuthError::new(
+                "invalid_request",
+                "max_age is not a number of seconds",
+            )));
+        }
+    };
     Ok(AuthzRequest {
         client,
         redirect_uri,
@@ -254,6 +267,8 @@ fn check<'a>(idp: &'a Idp, p: &Params) -> Result<AuthzRequest<'a>, Refusal> {
         code_challenge,
         prompt_none,
         prompt_consent: prompt.contains(&"consent"),
+        prompt_login: prompt.contains(&"login"),
+        max_age,
     })
 }
 
@@ -315,13 +330,63 @@ async fn authorize<B>(
         return Ok(see_other(&ctx.web.sign_in_url(&here)));
     };
     *who = Some(principal.clone());
+    let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
+    let auth_time = auth_time(ctx, &principal, now).await;
+    let too_old = ar
+        .max_age
+        .is_some_and(|max| now.saturating_sub(auth_time) > i64::try_from(max.max(MIN_MAX_AGE)).unwrap_or(i64::MAX));
+    if ar.prompt_login || too_old {
+        if ar.prompt_none {
+            return refuse(OAuthError::new("login_required", "the user must sign in again"));
+        }
+        // Back to authorize without `prompt=login` once signed in again, so it is asked once.
+        let here = format!("{}{}?{}", idp.prefix, idp::AUTHORIZE, without_login_prompt(query));
+        return Ok(see_other(&format!("{}&login=1", ctx.web.sign_in_url(&here))));
+    }
     if !ar.client.trusted || ar.prompt_consent {
         if ar.prompt_none {
             return refuse(OAuthError::new("consent_required", "the user has not consented"));
         }
         return Ok(consent_page(ctx, idp, req, &ar, query));
     }
-    grant(ctx, idp, &ar, &principal).await
+    grant(ctx, idp, &ar, &principal, auth_time).await
+}
+
+/// `max_age` below this counts as this: the time a person needs to sign in again, so a client
+/// asking for `max_age=0` is not sent round in circles.
+const MIN_MAX_AGE: u64 = 30;
+
+/// When the person behind `principal` signed in: their session's start.
+async fn auth_time(ctx: &Ctx<'_>, principal: &Principal, now: i64) -> i64 {
+    match &principal.jti {
+        Some(id) => ctx
+            .web
+            .accounts
+            .store()
+            .session_started(id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(now),
+        None => now,
+    }
+}
+
+/// An authorization request's query with `login` taken out of `prompt` (and an empty `prompt`
+/// dropped).
+fn without_login_prompt(query: &str) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        if k == "prompt" {
+            let rest: Vec<&str> = v.split(' ').filter(|p| !p.is_empty() && *p != "login").collect();
+            if !rest.is_empty() {
+                out.append_pair("prompt", &rest.join(" "));
+            }
+        } else {
+            out.append_pair(&k, &v);
+        }
+    }
+    out.finish()
 }
 
 /// Issue a code for a signed-in user and send the browser back with it.
@@ -330,13 +395,10 @@ async fn grant(
     idp: &Idp,
     ar: &AuthzRequest<'_>,
     principal: &Principal,
+    auth_time: i64,
 ) -> Result<PageResponse, GatewayError> {
     let store = ctx.web.accounts.store();
     let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
-    let auth_time = match &principal.jti {
-        Some(id) => store.session_started(id).await.ok().flatten().unwrap_or(now),
-        None => now,
-    };
     let (code, hash) = idp::new_code();
     let g = Grant {
         client_id: ar.client.client_id.clone(),
@@ -464,7 +526,9 @@ async fn consent(
             e,
         )));
     }
-    grant(ctx, idp, &ar, &principal).await
+    let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
+    let auth_time = auth_time(ctx, &principal, now).await;
+    grant(ctx, idp, &ar, &principal, auth_time).await
 }
 
 /// Where to go after signing out, when the request names a registered URI for its client (from
