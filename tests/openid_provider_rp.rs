@@ -1137,6 +1137,30 @@ async fn a_long_authorization_request_comes_back_to_the_client_through_the_sign_
         };
         assert_eq!(query_param(&back.url, "state").as_deref(), Some(state.as_str()));
     }
+
+    // Signed in, with `prompt=login` (sign in again): the same holds.
+    let mut jar = signed_in(&op.gw, "alice").await;
+    for (state, nonce, must_sign_in) in [("s".repeat(64), "n".repeat(64), true), (json.clone(), json, false)] {
+        let mut req = AuthReq::by_hand();
+        req.state = state.clone();
+        req.nonce = Some(nonce);
+        let r = navigate(&op.gw, &mut jar, &req.path_with(&[("prompt", "login")])).await;
+        assert_eq!(r.status, 303, "{}", r.text());
+        let to = location(&r).unwrap();
+        if must_sign_in {
+            let rd = query_param(&to, "rd").unwrap_or_default();
+            assert!(rd.starts_with(AUTHORIZE), "{to}");
+        } else {
+            assert!(
+                to.starts_with(&format!("{BY_HAND_REDIRECT}?")),
+                "lost: sent to {}… ({} characters)",
+                &to[..to.len().min(60)],
+                to.len()
+            );
+            assert_eq!(query_param(&to, "error").as_deref(), Some("invalid_request"), "{to}");
+            assert_eq!(query_param(&to, "state").as_deref(), Some(state.as_str()), "{to}");
+        }
+    }
 }
 
 /// A person who signs in to authgate through another OpenID Provider (panva's oidc-provider, which
