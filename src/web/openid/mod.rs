@@ -282,6 +282,14 @@ fn bad_request_page(ctx: &Ctx<'_>, why: &str) -> PageResponse {
     )
 }
 
+/// The sign-in page keeps only a return address it accepts (`forms::safe_return`: 2048 characters
+/// at most). A longer authorization request would be dropped there and the person left on `/`
+/// with the client waiting, so it is refused before the sign-in page, where the client hears of it.
+const TOO_LONG_FOR_SIGN_IN: OAuthError = OAuthError::new(
+    "invalid_request",
+    "the authorization request is too long to carry through the sign-in page",
+);
+
 /// `GET openid/authorize`: sign in if needed, ask consent if needed, then send the browser back
 /// with a code.
 async fn authorize<B>(
@@ -318,14 +326,8 @@ async fn authorize<B>(
             return refuse(OAuthError::new("login_required", "the user is not signed in"));
         }
         let here = format!("{}{}?{query}", idp.prefix, idp::AUTHORIZE);
-        // The sign-in page keeps only a return address it accepts (`forms::safe_return`: 2048
-        // characters at most). A longer request would be dropped there and the person left on `/`
-        // with the client waiting: refuse it here, where the client still hears of it.
         if !forms::safe_return(&here) {
-            return refuse(OAuthError::new(
-                "invalid_request",
-                "the authorization request is too long to carry through the sign-in page",
-            ));
+            return refuse(TOO_LONG_FOR_SIGN_IN);
         }
         return Ok(see_other(&ctx.web.sign_in_url(&here)));
     };
@@ -341,6 +343,9 @@ async fn authorize<B>(
         }
         // Back to authorize without `prompt=login` once signed in again, so it is asked once.
         let here = format!("{}{}?{}", idp.prefix, idp::AUTHORIZE, without_login_prompt(query));
+        if !forms::safe_return(&here) {
+            return refuse(TOO_LONG_FOR_SIGN_IN);
+        }
         return Ok(see_other(&format!("{}&login=1", ctx.web.sign_in_url(&here))));
     }
     if !ar.client.trusted || ar.prompt_consent {
