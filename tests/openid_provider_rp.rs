@@ -36,6 +36,8 @@ use tokio::net::TcpListener;
 const RAG_MODULO: &str = "rag-modulo";
 /// The Authlib relying party's `pkce` registration (PKCE S256, client_secret_basic).
 const RAG_MODULO_PKCE: &str = "rag-modulo-pkce";
+/// Its `untrusted` registration: the same, for a client that is not `trusted` (a consent page).
+const RAG_MODULO_UNTRUSTED: &str = "rag-modulo-untrusted";
 /// RAGFlow's login as tests/clients/pyjwt_rp.py plays it: exactly RAGFlow's exchange (no PKCE, no
 /// nonce, client_secret_post), and with PKCE, a nonce and client_secret_basic. The redirect URI is
 /// never opened: the script reads the code from the authorize answer's `Location`.
@@ -128,6 +130,7 @@ impl Op {
         let secrets: HashMap<&'static str, String> = [
             (RAG_MODULO, random_token()),
             (RAG_MODULO_PKCE, random_token()),
+            (RAG_MODULO_UNTRUSTED, random_token()),
             (RAGFLOW, format!("{}+/:%~!", random_token())),
             (RAGFLOW_PKCE, format!("{}+/:%~!", random_token())),
             (BY_HAND, random_token()),
@@ -145,6 +148,7 @@ impl Op {
             "clients": {
                 "rag_modulo": {"client_id": RAG_MODULO, "client_secret": secrets[RAG_MODULO]},
                 "pkce": {"client_id": RAG_MODULO_PKCE, "client_secret": secrets[RAG_MODULO_PKCE]},
+                "untrusted": {"client_id": RAG_MODULO_UNTRUSTED, "client_secret": secrets[RAG_MODULO_UNTRUSTED]},
             },
         });
         let rp = PythonBackend::start_client("authlib_rp.py", &[rp_config.to_string()]);
@@ -172,6 +176,11 @@ post_logout_redirect_uris = ["{rp_url}/"]
 trusted = true
 
 [[oidc.clients]]
+client_id = "{RAG_MODULO_UNTRUSTED}"
+client_secret = "{s_untrusted}"
+redirect_uris = ["{rp_url}/api/auth/untrusted/callback"]
+
+[[oidc.clients]]
 client_id = "{RAGFLOW}"
 client_secret = "{s_ragflow}"
 redirect_uris = ["{RAGFLOW_REDIRECT}"]
@@ -196,6 +205,7 @@ trusted = true
             alg = alg.name(),
             s_rag = secrets[RAG_MODULO],
             s_pkce = secrets[RAG_MODULO_PKCE],
+            s_untrusted = secrets[RAG_MODULO_UNTRUSTED],
             s_ragflow = secrets[RAGFLOW],
             s_ragflow_pkce = secrets[RAGFLOW_PKCE],
             s_hand = secrets[BY_HAND],
@@ -616,6 +626,64 @@ async fn authlib_in_chromium_signs_in_on_authgate_and_validates_the_id_token() {
         "the backend saw {:?}",
         reached.iter().map(|s| &s.target).collect::<Vec<_>>()
     );
+}
+
+/// A client that is not `trusted` gets a consent page, in Chromium: Deny comes back to Authlib as
+/// `access_denied` with the state; Allow (asked again: nothing is remembered) signs the person in.
+#[tokio::test]
+async fn authlib_in_chromium_gets_consent_for_an_untrusted_client() {
+    let Some(browser) = Browser::start().await else { return };
+    let op = Op::start(Alg::Es256).await;
+    let alice = person(&op.gw, "alice", false, &["staff"]).await;
+    let page = browser.page().await;
+    let callback = "/api/auth/untrusted/callback";
+
+    page.goto(&op.rp("/untrusted/login")).await;
+    page.wait_for_path("/_auth/sign-in").await;
+    page.type_into("username", "alice").await;
+    page.type_into("password", PASSWORD).await;
+    page.click_and_wait("button[type=submit]").await;
+    page.wait_for_path("/_auth/openid/authorize").await;
+    let consent = page.text().await;
+    assert!(consent.contains(RAG_MODULO_UNTRUSTED), "{consent}");
+    let sent_state = page_query_state(&page).await;
+    page.click_button("Deny").await;
+    page.wait_for_path(callback).await;
+    let text = page.text().await;
+    let denied: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(denied["error"], "access_denied", "{denied}");
+    assert_eq!(denied["state"], sent_state.as_str(), "{denied}");
+
+    page.goto(&op.rp("/untrusted/login")).await;
+    page.wait_for_path("/_auth/openid/authorize").await;
+    page.click_button("Allow").await;
+    page.wait_for_path(callback).await;
+    let text = page.text().await;
+    let shown: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(shown.get("error").is_none(), "Authlib refused: {shown}");
+    logscan::secret(shown["id_token"].as_str().unwrap());
+    logscan::secret(shown["access_token"].as_str().unwrap());
+    assert_person(&shown["claims"], &alice);
+    assert_id_token_claims(&shown["claims"], &op.issuer, RAG_MODULO_UNTRUSTED);
+    let reached: Vec<Seen> = op
+        .up
+        .seen
+        .take()
+        .into_iter()
+        .filter(|s| s.target != "/favicon.ico")
+        .collect();
+    assert!(
+        reached.is_empty(),
+        "the backend saw {:?}",
+        reached.iter().map(|s| &s.target).collect::<Vec<_>>()
+    );
+}
+
+/// The `state` of the authorization request the browser is on (the consent page's address).
+async fn page_query_state(page: &common::browser::Page) -> String {
+    page.query("state")
+        .await
+        .expect("the authorize address carries a state")
 }
 
 /// The same Authlib relying party over the HTTP agent, with an RS256 provider (OpenID Connect's

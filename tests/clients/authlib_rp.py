@@ -5,19 +5,19 @@ with the provider's discovery document, `authorize_redirect` at /login and `auth
 `iss`, `aud`, `exp`, `nonce` and `at_hash`. For tests/openid_provider_rp.rs.
 
 argv[1]: JSON {"issuer": ..., "ca": <the gateway's certificate, PEM>, "clients": {"rag_modulo":
-{"client_id", "client_secret"}, "pkce": {"client_id", "client_secret"}}}.
+{"client_id", "client_secret"}, NAME: {"client_id", "client_secret"}, ...}}.
 Prints its port on the first line of stdout, then serves on 127.0.0.1 (uvicorn).
 
-Two registrations:
+The registrations:
 - `rag_modulo`: RAG Modulo's own, word for word (client_secret_post, no PKCE; its `state` is
   `source=<web|cli>`). Login at GET /login?source=web, callback /api/auth/callback.
-- `pkce`: the same with PKCE S256 and client_secret_basic, Authlib's random state. Login at
-  GET /pkce/login, callback /api/auth/pkce/callback.
+- every other NAME: the same with PKCE S256 and client_secret_basic, Authlib's random state. Login
+  at GET /NAME/login, callback /api/auth/NAME/callback.
 
 A callback answers 200 JSON: {"client", "state", "iss" (the response's `iss` parameter), "claims" (the
 ID token's, as Authlib validated them), "userinfo" (Authlib's call of the userinfo endpoint with the
 access token), "id_token", "access_token", "token_type", "expires_in", "scope"}; when Authlib refuses,
-400 JSON {"client", "error", "description"}. GET /logout?client=NAME ends the session at the provider
+400 JSON {"client", "error", "description", "state"}. GET /logout?client=NAME ends the session at the provider
 (RP-initiated logout with the ID token as hint) and comes back to GET /, which answers
 {"logged_out": true, "state": ...} once Authlib has checked the state.
 
@@ -58,7 +58,9 @@ SOCKET.listen(64)
 PORT = SOCKET.getsockname()[1]
 BASE = f"http://127.0.0.1:{PORT}"
 DISCOVERY = f"{ISSUER}/.well-known/openid-configuration"
-CALLBACKS = {"rag_modulo": f"{BASE}/api/auth/callback", "pkce": f"{BASE}/api/auth/pkce/callback"}
+OTHERS = [name for name in CONFIG["clients"] if name != "rag_modulo"]
+CALLBACKS = {"rag_modulo": f"{BASE}/api/auth/callback"}
+CALLBACKS.update({name: f"{BASE}/api/auth/{name}/callback" for name in OTHERS})
 
 oauth = OAuth()
 # RAG Modulo's registration (backend/auth/oidc.py), unchanged but for the names of its settings. Its
@@ -78,17 +80,18 @@ oauth.register(
     validate_nbf=True,
     leeway=50000,
 )
-oauth.register(
-    name="pkce",
-    server_metadata_url=DISCOVERY,
-    client_id=CONFIG["clients"]["pkce"]["client_id"],
-    client_secret=CONFIG["clients"]["pkce"]["client_secret"],
-    client_kwargs={
-        "scope": "openid email profile",
-        "token_endpoint_auth_method": "client_secret_basic",
-        "code_challenge_method": "S256",
-    },
-)
+for name in OTHERS:
+    oauth.register(
+        name=name,
+        server_metadata_url=DISCOVERY,
+        client_id=CONFIG["clients"][name]["client_id"],
+        client_secret=CONFIG["clients"][name]["client_secret"],
+        client_kwargs={
+            "scope": "openid email profile",
+            "token_endpoint_auth_method": "client_secret_basic",
+            "code_challenge_method": "S256",
+        },
+    )
 
 
 async def login(request: Request):
@@ -97,8 +100,11 @@ async def login(request: Request):
     return await oauth.rag_modulo.authorize_redirect(request, CALLBACKS["rag_modulo"], state=f"source={source}")
 
 
-async def pkce_login(request: Request):
-    return await oauth.pkce.authorize_redirect(request, CALLBACKS["pkce"])
+async def other_login(request: Request):
+    name = request.path_params["name"]
+    if name not in OTHERS:
+        return JSONResponse({"error": "no such registration"}, status_code=404)
+    return await oauth.create_client(name).authorize_redirect(request, CALLBACKS[name])
 
 
 async def callback(request: Request, name: str):
@@ -106,7 +112,15 @@ async def callback(request: Request, name: str):
     try:
         token = await client.authorize_access_token(request)
     except OAuthError as error:
-        return JSONResponse({"client": name, "error": error.error, "description": error.description}, status_code=400)
+        return JSONResponse(
+            {
+                "client": name,
+                "error": error.error,
+                "description": error.description,
+                "state": request.query_params.get("state"),
+            },
+            status_code=400,
+        )
     except httpx.HTTPError as error:
         return JSONResponse({"client": name, "error": "http_error", "description": repr(error)}, status_code=502)
     try:
@@ -133,12 +147,12 @@ async def callback(request: Request, name: str):
 
 
 async def fetch_userinfo(client, name, token):
-    """The userinfo endpoint with the access token: through Authlib for the `pkce` registration. RAG
+    """The userinfo endpoint with the access token: through Authlib for the PKCE registrations. RAG
     Modulo's own registration passes `leeway=50000`, which Authlib hands to its OAuth client too, where
     it makes every access token younger than 50000 s count as expired before a request; RAG Modulo
     never calls userinfo through Authlib (it reads the ID token's claims), so for that registration the
     endpoint is called plainly, as its web UI's OIDC client (`loadUserInfo`) would."""
-    if name == "pkce":
+    if name != "rag_modulo":
         return dict(await client.userinfo(token=token))
     metadata = await client.load_server_metadata()
     async with httpx.AsyncClient() as http:
@@ -151,8 +165,11 @@ async def rag_modulo_callback(request: Request):
     return await callback(request, "rag_modulo")
 
 
-async def pkce_callback(request: Request):
-    return await callback(request, "pkce")
+async def other_callback(request: Request):
+    name = request.path_params["name"]
+    if name not in OTHERS:
+        return JSONResponse({"error": "no such registration"}, status_code=404)
+    return await callback(request, name)
 
 
 async def logout(request: Request):
@@ -182,9 +199,9 @@ app = Starlette(
     routes=[
         Route("/", home),
         Route("/login", login),
-        Route("/pkce/login", pkce_login),
+        Route("/{name}/login", other_login),
         Route("/api/auth/callback", rag_modulo_callback),
-        Route("/api/auth/pkce/callback", pkce_callback),
+        Route("/api/auth/{name}/callback", other_callback),
         Route("/logout", logout),
     ],
     # Authlib keeps state, nonce and PKCE verifier in the session between login and callback.
