@@ -646,7 +646,8 @@ async fn authlib_in_chromium_gets_consent_for_an_untrusted_client() {
     page.wait_for_path("/_auth/openid/authorize").await;
     let consent = page.text().await;
     assert!(consent.contains(RAG_MODULO_UNTRUSTED), "{consent}");
-    let sent_state = page_query_state(&page).await;
+    // The consent page's address is the authorization request, with Authlib's state.
+    let sent_state = page.query("state").await.expect("a state");
     page.click_button("Deny").await;
     page.wait_for_path(callback).await;
     let text = page.text().await;
@@ -677,13 +678,6 @@ async fn authlib_in_chromium_gets_consent_for_an_untrusted_client() {
         "the backend saw {:?}",
         reached.iter().map(|s| &s.target).collect::<Vec<_>>()
     );
-}
-
-/// The `state` of the authorization request the browser is on (the consent page's address).
-async fn page_query_state(page: &common::browser::Page) -> String {
-    page.query("state")
-        .await
-        .expect("the authorize address carries a state")
 }
 
 /// The same Authlib relying party over the HTTP agent, with an RS256 provider (OpenID Connect's
