@@ -1,18 +1,21 @@
 //! authgate as an OpenID Provider (issue 19), met by relying parties: Authlib's Starlette client
 //! registered the way RAG Modulo's backend registers it (tests/clients/authlib_rp.py), signing a
-//! person in through headless Chromium and over the HTTP agent; PyJWT with `requests`, the way
-//! RAGFlow's login verifies ID tokens (tests/clients/pyjwt_rp.py); and the refusals spoken by hand
-//! against the endpoints: redirect URI, PKCE, code reuse, client authentication, `state` and `nonce`,
-//! a disabled user, and the provider's own tokens at a protected path.
+//! person in through headless Chromium (single sign-on across two clients, a consent page,
+//! RP-initiated logout) and over the HTTP agent, also after a sign-in at panva's oidc-provider;
+//! PyJWT with `requests`, the way RAGFlow's login verifies ID tokens (tests/clients/pyjwt_rp.py);
+//! and the refusals spoken by hand against the endpoints: redirect URI, PKCE, code reuse and
+//! expiry, client authentication, `state` and `nonce`, a disabled user, forged access tokens, a
+//! request too long for the sign-in page, and the provider's own tokens at a protected path.
 //!
 //! The rule these tests keep: an ID token counts as good only once a library other than authgate's
 //! has validated it (Authlib, PyJWT, or jsonwebtoken against the published JWKS); every refusal is
 //! the error the specifications name, and the recording upstream shows that none of it reached the
 //! backend. tests/oidc_provider.rs is the other direction: authgate as a relying party of panva's
-//! oidc-provider.
+//! oidc-provider; tests/idp.rs speaks to the provider by hand too.
 //!
-//! Needs the test virtualenv (scripts/test builds it) and, for the Chromium test, Chromium and
-//! chromedriver (or `AUTHGATE_SKIP_BROWSER=1`).
+//! Needs the test virtualenv (scripts/test builds it), openssl (for an RS256 key), Node.js with
+//! tests/oidc/node_modules for one test, and, for the Chromium tests, Chromium and chromedriver
+//! (or `AUTHGATE_SKIP_BROWSER=1`).
 
 mod common;
 
