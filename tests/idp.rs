@@ -17,6 +17,8 @@ const SECRET_RP: &str = "rp-secret-0123456789-0123456789-abcdef";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const CALLBACK: &str = "https://rp.example/callback";
+/// A secret that form-encoding changes (`+`, `/`, `%`, `:`).
+const SECRET_PLUS: &str = "p+q/r%2Bs:t~0123456789abcdefghijklmnop";
 
 /// A gateway that is an OpenID Provider for `rp` (trusted) and `ask` (asks consent), signing
 /// with ES256.
@@ -66,6 +68,11 @@ trusted = true
 client_id = "ask"
 client_secret = "{SECRET_RP}"
 redirect_uris = ["https://ask.example/cb"]
+[[oidc.clients]]
+client_id = "plus"
+client_secret = "{SECRET_PLUS}"
+redirect_uris = ["{CALLBACK}"]
+trusted = true
 "#,
         key = key.display()
     );
@@ -567,4 +574,54 @@ async fn a_jwt_key_cannot_also_sign_id_tokens() {
         .expect("refused")
         .to_string();
     assert!(err.contains("oidc.signing_key"), "{err}");
+}
+
+#[tokio::test]
+async fn basic_credentials_work_form_encoded_or_as_sent_and_sign_out_everywhere_ends_userinfo() {
+    let (_up, gw) = provider().await;
+    register(&gw, "gina").await;
+    let mut jar = signed_in(&gw, "gina").await;
+    let encoded: String = form_urlencoded::byte_serialize(SECRET_PLUS.as_bytes()).collect();
+    let mut access = String::new();
+    // RFC 6749 §2.3.1 form-encodes the secret; Authlib and others send it as it is.
+    for secret in [encoded.as_str(), SECRET_PLUS] {
+        let (_, q) = location_query(&navigate(&gw, &mut jar, &authorize_path("plus", CALLBACK, "")).await);
+        let code = param(&q, "code").unwrap().to_owned();
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", VERIFIER),
+        ];
+        let r = exchange(&gw, &form, Some(("plus", secret))).await;
+        assert_eq!(r.status, 200, "{secret}: {}", r.text());
+        access = r.json()["access_token"].as_str().unwrap().to_owned();
+    }
+    let (_, q) = location_query(&navigate(&gw, &mut jar, &authorize_path("plus", CALLBACK, "")).await);
+    let code = param(&q, "code").unwrap().to_owned();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("code_verifier", VERIFIER),
+    ];
+    let r = exchange(&gw, &form, Some(("plus", "p q/r+s:t~0123456789abcdefghijklmnop"))).await;
+    assert_eq!(
+        r.status, 401,
+        "a secret that only decodes to something close is refused"
+    );
+
+    let bearer = format!("Bearer {access}");
+    let info = gw
+        .client()
+        .get("/_auth/openid/userinfo", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(info.status, 200);
+    let r = submit(&gw, &mut jar, "/_auth/account/sign-out-everywhere", &[]).await;
+    assert_eq!(r.status, 200);
+    let info = gw
+        .client()
+        .get("/_auth/openid/userinfo", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(info.status, 401, "the access token ended with the sessions");
 }

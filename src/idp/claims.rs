@@ -34,6 +34,9 @@ pub struct Person {
     /// `user` or `admin`.
     pub role: String,
     pub groups: Vec<String>,
+    /// The user's session epoch: it moves at sign-out everywhere, a password change and a
+    /// disable, and an access token from before the move stops working at `userinfo`.
+    pub epoch: i64,
 }
 
 /// The claims a set of scopes releases.
@@ -97,6 +100,7 @@ mod tests {
             email_verified: false,
             role: "admin".into(),
             groups: vec!["research".into()],
+            epoch: 0,
         }
     }
 

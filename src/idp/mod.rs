@@ -94,6 +94,8 @@ pub struct AccessClaims {
     pub iat: u64,
     pub exp: u64,
     pub jti: String,
+    /// The user's session epoch at issue (`Person::epoch`).
+    pub ep: i64,
 }
 
 /// What the token endpoint answers.
@@ -182,6 +184,7 @@ impl Idp {
             iat: now,
             exp: now + lifetime,
             jti: crate::auth::session::generate(),
+            ep: person.epoch,
         };
         let mut at_header = Header::new(self.alg);
         at_header.kid = Some(self.kid.clone());

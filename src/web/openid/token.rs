@@ -30,9 +30,18 @@ pub(super) fn oauth_error(status: StatusCode, e: OAuthError) -> PageResponse {
     )
 }
 
-/// The client credentials of a token request: HTTP Basic (RFC 6749 §2.3.1, each part
-/// form-urlencoded) or `client_id` and `client_secret` in the body, never both.
-fn client_credentials(headers: &http::HeaderMap, p: &Params) -> Result<(String, String, bool), OAuthError> {
+/// The client credentials of a token request: HTTP Basic or `client_id` and `client_secret` in
+/// the body, never both.
+struct Credentials {
+    id: String,
+    secret: String,
+    /// For HTTP Basic, the id and secret exactly as sent, when form-decoding changed them: RFC 6749
+    /// §2.3.1 has clients form-encode both, but Authlib and others send them as they are.
+    undecoded: Option<(String, String)>,
+    basic: bool,
+}
+
+fn client_credentials(headers: &http::HeaderMap, p: &Params) -> Result<Credentials, OAuthError> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -49,27 +58,40 @@ fn client_credentials(headers: &http::HeaderMap, p: &Params) -> Result<(String, 
                 .decode(b64.trim())
                 .map_err(|_| bad)?;
             let text = String::from_utf8(raw).map_err(|_| bad)?;
-            let (id, secret) = text.split_once(':').ok_or(bad)?;
+            let (raw_id, raw_secret) = text.split_once(':').ok_or(bad)?;
             let decode = |s: &str| -> String {
                 form_urlencoded::parse(format!("x={s}").as_bytes())
                     .next()
                     .map(|(_, v)| v.into_owned())
                     .unwrap_or_default()
             };
-            let id = decode(id);
-            if p.get("client_id").is_some_and(|body_id| body_id != id) {
+            let (id, secret) = (decode(raw_id), decode(raw_secret));
+            if p.get("client_id")
+                .is_some_and(|body_id| body_id != id && body_id != raw_id)
+            {
                 return Err(OAuthError::new(
                     "invalid_request",
                     "client_id differs from the authenticated client",
                 ));
             }
-            Ok((id, decode(secret), true))
+            let undecoded = (id != raw_id || secret != raw_secret).then(|| (raw_id.to_owned(), raw_secret.to_owned()));
+            Ok(Credentials {
+                id,
+                secret,
+                undecoded,
+                basic: true,
+            })
         }
         (None, Some(secret)) => {
             let id = p
                 .get("client_id")
                 .ok_or(OAuthError::new("invalid_client", "client authentication failed"))?;
-            Ok((id.to_owned(), secret.to_owned(), false))
+            Ok(Credentials {
+                id: id.to_owned(),
+                secret: secret.to_owned(),
+                undecoded: None,
+                basic: false,
+            })
         }
         (None, None) => Err(OAuthError::new("invalid_client", "client authentication is required")),
     }
@@ -94,16 +116,22 @@ pub(super) async fn token(ctx: &Ctx<'_>, idp: &Idp, req: Request<Incoming>) -> P
         Ok(p) => p,
         Err(e) => return oauth_error(StatusCode::BAD_REQUEST, e),
     };
-    let (id, secret, basic) = match client_credentials(&parts.headers, &p) {
+    let creds = match client_credentials(&parts.headers, &p) {
         Ok(c) => c,
         Err(e) if e.error == "invalid_client" => return client_refused(e, true),
         Err(e) => return oauth_error(StatusCode::BAD_REQUEST, e),
     };
-    let client = match idp.authenticate(&id, &secret) {
+    let authenticated = idp
+        .authenticate(&creds.id, &creds.secret)
+        .or_else(|e| match &creds.undecoded {
+            Some((id, secret)) => idp.authenticate(id, secret),
+            None => Err(e),
+        });
+    let client = match authenticated {
         Ok(c) => c,
         Err(e) => {
-            audit_token(ctx, "oidc_client_refused", None, Some(&id));
-            return client_refused(e, basic);
+            audit_token(ctx, "oidc_client_refused", None, Some(&creds.id));
+            return client_refused(e, creds.basic);
         }
     };
     match exchange(ctx, idp, client, &p).await {
@@ -207,6 +235,7 @@ async fn exchange(
         email_verified,
         role: access.role,
         groups: access.groups,
+        epoch: user.token_epoch,
     };
     let tokens = idp.issue(&grant, &person, now).map_err(|e| {
         tracing::error!(error = %e, "signing an ID token failed");
@@ -259,6 +288,9 @@ pub(super) async fn userinfo<B>(ctx: &Ctx<'_>, idp: &Idp, req: &Request<B>) -> P
     let Ok(user) = accounts.current_user(&claims.sub).await else {
         return refused(inactive);
     };
+    if user.token_epoch != claims.ep {
+        return refused(OAuthError::new("invalid_token", "the user signed out everywhere since"));
+    }
     let Ok(access) = accounts.access(&user.id).await else {
         return refused(inactive);
     };
@@ -273,6 +305,7 @@ pub(super) async fn userinfo<B>(ctx: &Ctx<'_>, idp: &Idp, req: &Request<B>) -> P
         email_verified,
         role: access.role,
         groups: access.groups,
+        epoch: user.token_epoch,
     };
     let mut body = serde_json::to_value(person.released(&claims.scope)).unwrap_or_else(|_| json!({}));
     if let Some(map) = body.as_object_mut() {
