@@ -10,7 +10,7 @@
 //!
 //! Memory: each hashing thread keeps one argon2 memory block (`password.memory_kib`) and hashes
 //! into it every time, so the gateway holds at most `hash_concurrency` of them, whatever the
-//! traffic; a thread that has not hashed for `password.memory_idle_timeout` (1 s) gives its block
+//! traffic; a thread that has not hashed for `password.memory_idle_timeout` (2 s) gives its block
 //! back to the system, so a burst's memory is gone soon after it. Allocating a fresh block per
 //! hash (the argon2 crate's default) let glibc keep every freed block in the thread's arena: ten
 //! logins left about 200 MiB behind (issue 20). Each block reserves its own mapping (see

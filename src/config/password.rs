@@ -8,7 +8,7 @@ use super::{ConfigError, Dur};
 
 /// How long a hashing thread keeps its argon2 block after its last hash, unless
 /// `password.memory_idle_timeout` says otherwise.
-pub const DEFAULT_MEMORY_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_MEMORY_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -98,7 +98,7 @@ pub(super) fn validate(raw: &RawPassword) -> Result<PasswordConfig, ConfigError>
         return Err(ConfigError::invalid(
             "password.memory_idle_timeout",
             format!("is {:?}", raw.memory_idle_timeout.0),
-            "use a duration from \"0s\" (give the block back after every hash) to \"1h\"; the default is \"1s\"",
+            "use a duration from \"0s\" (give the block back after every hash) to \"1h\"; the default is \"2s\"",
         ));
     }
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
