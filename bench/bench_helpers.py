@@ -114,7 +114,7 @@ def cmd_h2load(path):
     print(f"{rps:.1f} {failed} {errored} {c4} {c5} {len(runs)}")
 
 
-TARGETS = ["direct", "nginx", "haproxy-jwt", "authgate-jwt", "authgate-api"]
+TARGETS = ["direct", "nginx", "haproxy-jwt", "authgate-jwt", "authgate-api", "authgate-before"]
 MODES = [
     ("http1", "plain HTTP/1.1 keep-alive (wrk)"),
     ("tls", "TLS 1.3 keep-alive, HTTP/1.1 (wrk)"),
@@ -167,8 +167,10 @@ def cmd_report(results, latency, offered):
     print("Modes: " + "; ".join(f"{m} = {d}" for m, d in MODES if any(k[1] == m for k in med)) + ".\n")
 
     print("### Ratios of median req/s\n")
-    print("| mode | authgate-jwt / haproxy-jwt | authgate-jwt / nginx | authgate-api / authgate-jwt | nginx / direct |")
-    print("|---|---:|---:|---:|---:|")
+    before = any(k[0] == "authgate-before" for k in med)
+    print("| mode | authgate-jwt / haproxy-jwt | authgate-jwt / nginx | authgate-api / authgate-jwt | nginx / direct |"
+          + (" authgate-jwt / authgate-before |" if before else ""))
+    print("|---|---:|---:|---:|---:|" + ("---:|" if before else ""))
     r = lambda t, m: med.get((t, m), (0, 0, 0))[0]  # noqa: E731
     for mode, _desc in MODES:
         if not any(k[1] == mode for k in med):
@@ -178,6 +180,7 @@ def cmd_report(results, latency, offered):
             f"| {fmt_ratio(r('authgate-jwt', mode), r('nginx', mode))} "
             f"| {fmt_ratio(r('authgate-api', mode), r('authgate-jwt', mode))} "
             f"| {fmt_ratio(r('nginx', mode), r('direct', mode))} |"
+            + (f" {fmt_ratio(r('authgate-jwt', mode), r('authgate-before', mode))} |" if before else "")
         )
     print()
 

@@ -24,7 +24,8 @@
 #   FIXED_RATE=1        0 skips the fixed-rate phase
 #   HOLD_CONNS=10000    idle TLS connections for `memory`
 #   STARTS=5            authgate starts timed for `memory`
-#   BASELINE=           an older authgate binary for the footprint's "before" column (empty: none)
+#   BASELINE=           an older authgate binary: the footprint's "before" column, and in throughput
+#                       the target authgate-before (JWT, TLS modes only), beside authgate-jwt
 #   LOGINS=100 LOGINS_AT_ONCE=10   the footprint's login burst (default password cost, 2 hashing threads)
 #   TLS_RUN=60          seconds of the footprint's TLS keep-alive run (wrk -c$CONNS), per target
 #   IDLE_CONNS=2000     idle TLS connections per authgate binary in the footprint
@@ -111,14 +112,14 @@ chmod 600 "$TMP/haproxy.pem"
 JWT="$(python3 "$HELP" jwt "$JWT_SECRET" "$JWT_SUB")"
 BAD_JWT="${JWT%?????}AAAAA"
 
-mapfile -t P < <(python3 "$HELP" ports 17)
+mapfile -t P < <(python3 "$HELP" ports 19)
 BACKEND_PORT=${P[0]} BACKEND_TLS_PORT=${P[1]}
 NGINX_PORT=${P[2]} NGINX_TLS_PORT=${P[3]}
 HAPROXY_PORT=${P[4]} HAPROXY_TLS_PORT=${P[5]}
 AG_PORT=${P[6]} AG_ADMIN=${P[7]} AG_TLS_PORT=${P[8]} AG_TLS_ADMIN=${P[9]}
 AG_START_PORT=${P[10]} AG_START_ADMIN=${P[11]}
 SINK_PORT=${P[12]} AG_XFER_PORT=${P[13]} AG_XFER_ADMIN=${P[14]}
-AG_FP_PORT=${P[15]} AG_FP_ADMIN=${P[16]}
+AG_FP_PORT=${P[15]} AG_FP_ADMIN=${P[16]} AG_BASE_PORT=${P[17]} AG_BASE_ADMIN=${P[18]}
 
 COMMON=(TMP="$TMP" NOFILE="$NOFILE" MAXCONN="$MAXCONN" BACKEND_PORT="$BACKEND_PORT")
 render "$BENCH/nginx-backend.conf" "$TMP/nginx-backend.conf" "${COMMON[@]}" BACKEND_TLS_PORT="$BACKEND_TLS_PORT"
@@ -198,6 +199,16 @@ wait_tcp haproxy "$HAPROXY_TLS_PORT"
 wait_ready authgate-plain "$AG_ADMIN" # creates and migrates the store before the second instance opens it
 start authgate-tls "$PROXY_CPU" "${AUTHGATE[@]}" "$TMP/authgate-tls.toml"
 wait_ready authgate-tls "$AG_TLS_ADMIN"
+if [ -n "$BASELINE" ] && [ "$CMD" != memory ] && [ "$CMD" != footprint ]; then
+    [ -x "$BASELINE" ] || die "BASELINE=$BASELINE is not an executable"
+    mkdir -p "$TMP/base"
+    render "$BENCH/authgate.toml" "$TMP/authgate-base.toml" TMP="$TMP/base" NOFILE="$NOFILE" MAXCONN="$MAXCONN" \
+        BACKEND_PORT="$BACKEND_PORT" PORT="$AG_BASE_PORT" ADMIN_PORT="$AG_BASE_ADMIN" PLAINTEXT="" TLS="$TLS_SECTION"
+    start authgate-before "$PROXY_CPU" env TOKIO_WORKER_THREADS=1 JWT_SECRET_KEY="$JWT_SECRET" "$BASELINE" \
+        --config "$TMP/authgate-base.toml"
+    wait_ready authgate-before "$AG_BASE_ADMIN"
+    [[ " $TARGETS " == *" authgate-before "* ]] || TARGETS="$TARGETS authgate-before"
+fi
 sleep 1
 
 # ---------------------------------------------------------------- memory and start-up
@@ -421,6 +432,7 @@ port_of() { # port_of TARGET MODE
         direct) [ $tls = 1 ] && echo "$BACKEND_TLS_PORT" || echo "$BACKEND_PORT" ;;
         nginx) [ $tls = 1 ] && echo "$NGINX_TLS_PORT" || echo "$NGINX_PORT" ;;
         haproxy-jwt) [ $tls = 1 ] && echo "$HAPROXY_TLS_PORT" || echo "$HAPROXY_PORT" ;;
+        authgate-before) echo "$AG_BASE_PORT" ;; # TLS only: skipped in http1
         authgate-*) [ $tls = 1 ] && echo "$AG_TLS_PORT" || echo "$AG_PORT" ;;
         *) die "unknown target $1" ;;
     esac
@@ -457,6 +469,7 @@ sanity() { # 200 with the right X-User-Id (a client's X-User-Id: forged replaced
     local t mode url body code h2
     for mode in http1 tls; do
         for t in $TARGETS; do
+            [ "$t" = authgate-before ] && [ "$mode" = http1 ] && continue
             url=$(url_of "$t" "$mode")
             body=$(curl -sk --http1.1 -H "Authorization: Bearer $(token_of "$t")" -H "X-User-Id: forged" "$url")
             [ "$body" = "$(expected_body "$t")" ] || die "$t $mode: body '$body', expected '$(expected_body "$t")'"
@@ -582,7 +595,10 @@ run_throughput() {
         "(about $(((ROUNDS * n_modes * n_targets + ROUNDS * n_targets) * (DURATION + 2) / 60 + 1)) min with the fixed-rate phase)"
     for round in $(seq "$ROUNDS"); do
         for mode in $MODES; do
-            for t in $TARGETS; do measure "$round" "$t" "$mode"; done
+            for t in $TARGETS; do
+                [ "$t" = authgate-before ] && [ "$mode" = http1 ] && continue
+                measure "$round" "$t" "$mode"
+            done
         done
     done
     [ "$FIXED_RATE" = 1 ] && fixed_rate
