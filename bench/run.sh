@@ -362,11 +362,19 @@ print("%.1f" % ((r["rss_after_kib"] - r["rss_before_kib"]) / max(r["open_after_3
     stop "$pid"
 }
 
-run_footprint() {
+# The footprint's TLS run on nginx and HAProxy, while they are fresh (before `memory` holds 10,000
+# connections on them, which they keep memory for).
+FP_NG="" FP_HP=""
+footprint_peers() {
     log "footprint: nginx and HAProxy, ${TLS_RUN}s TLS keep-alive run each"
-    local ng hp labels=after l
-    ng=$(wrk_rss nginx "$NGINX_TLS_PORT" "${PID_OF[nginx]}")
-    hp=$(wrk_rss haproxy "$HAPROXY_TLS_PORT" "${PID_OF[haproxy]}")
+    FP_NG=$(wrk_rss nginx "$NGINX_TLS_PORT" "${PID_OF[nginx]}")
+    FP_HP=$(wrk_rss haproxy "$HAPROXY_TLS_PORT" "${PID_OF[haproxy]}")
+}
+
+run_footprint() {
+    local labels=after l
+    [ -n "$FP_NG" ] || footprint_peers
+    local ng=$FP_NG hp=$FP_HP
     if [ -n "$BASELINE" ]; then
         [ -x "$BASELINE" ] || die "BASELINE=$BASELINE is not an executable"
         labels="before after"
@@ -616,8 +624,8 @@ run_throughput() {
 }
 
 case "$CMD" in
-    memory) run_memory; run_footprint ;;
+    memory) footprint_peers; run_memory; run_footprint ;;
     footprint) run_footprint ;;
     throughput) run_throughput ;;
-    all) run_memory; run_footprint; run_throughput ;;
+    all) footprint_peers; run_memory; run_footprint; run_throughput ;;
 esac
