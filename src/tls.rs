@@ -249,6 +249,24 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_session_cache_holds_at_most_cache_tls_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        ensure_self_signed(&cert, &key).unwrap();
+        let store = CertStore::load(&cert, &key).unwrap();
+        let two = config_for(store.clone(), 2).unwrap();
+        for i in 0..3u8 {
+            assert!(two.session_storage.put(vec![i], vec![i]));
+        }
+        let kept = (0..3u8).filter(|i| two.session_storage.get(&[*i]).is_some()).count();
+        assert_eq!(kept, 2);
+        let none = config_for(store, 0).unwrap();
+        assert!(!none.session_storage.can_cache());
+        assert!(!none.session_storage.put(vec![1], vec![1]));
+        assert_eq!(none.send_tls13_tickets, 0);
+    }
+
+    #[test]
     fn unreadable_files_name_the_key() {
         let err = server_config(Path::new("/nonexistent/c.pem"), Path::new("/nonexistent/k.pem"))
             .unwrap_err()
