@@ -9,6 +9,8 @@
     report RESULTS LATENCY RATE  the markdown tables, ratios and targets (medians over rounds)
     startup N ADMIN_PORT -- CMD  start CMD N times; ms from spawn to GET /readyz == 200
     hold PORT N TOKEN PID...     open N TLS keep-alive connections (one request each), report RSS
+    logins PORT PID N AT_ONCE S  register a user, N HTTPS logins AT_ONCE at a time; RSS before, peak,
+                                 after, and S seconds later (JSON)
     sink PORT                    an HTTP/1.1 backend for the 1 GiB transfers: GET /download sends
                                  1 GiB; any other request's body is read and counted ("received N")
 """
@@ -112,7 +114,7 @@ def cmd_h2load(path):
     print(f"{rps:.1f} {failed} {errored} {c4} {c5} {len(runs)}")
 
 
-TARGETS = ["direct", "nginx", "haproxy-jwt", "authgate-jwt", "authgate-api"]
+TARGETS = ["direct", "nginx", "haproxy-jwt", "authgate-jwt", "authgate-api", "authgate-before"]
 MODES = [
     ("http1", "plain HTTP/1.1 keep-alive (wrk)"),
     ("tls", "TLS 1.3 keep-alive, HTTP/1.1 (wrk)"),
@@ -165,8 +167,10 @@ def cmd_report(results, latency, offered):
     print("Modes: " + "; ".join(f"{m} = {d}" for m, d in MODES if any(k[1] == m for k in med)) + ".\n")
 
     print("### Ratios of median req/s\n")
-    print("| mode | authgate-jwt / haproxy-jwt | authgate-jwt / nginx | authgate-api / authgate-jwt | nginx / direct |")
-    print("|---|---:|---:|---:|---:|")
+    before = any(k[0] == "authgate-before" for k in med)
+    print("| mode | authgate-jwt / haproxy-jwt | authgate-jwt / nginx | authgate-api / authgate-jwt | nginx / direct |"
+          + (" authgate-jwt / authgate-before |" if before else ""))
+    print("|---|---:|---:|---:|---:|" + ("---:|" if before else ""))
     r = lambda t, m: med.get((t, m), (0, 0, 0))[0]  # noqa: E731
     for mode, _desc in MODES:
         if not any(k[1] == mode for k in med):
@@ -176,6 +180,7 @@ def cmd_report(results, latency, offered):
             f"| {fmt_ratio(r('authgate-jwt', mode), r('nginx', mode))} "
             f"| {fmt_ratio(r('authgate-api', mode), r('authgate-jwt', mode))} "
             f"| {fmt_ratio(r('nginx', mode), r('direct', mode))} |"
+            + (f" {fmt_ratio(r('authgate-jwt', mode), r('authgate-before', mode))} |" if before else "")
         )
     print()
 
@@ -330,6 +335,44 @@ async def hold(port, n, token, pids):
     }))
 
 
+def status_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def cmd_logins(port, pid, total, at_once, settle):
+    """Register one user, then `total` logins `at_once` at a time over HTTPS; RSS (KiB) before,
+    the peak (VmHWM) and RSS right after the burst, and `settle` seconds later."""
+    import concurrent.futures
+    import urllib.request
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    base = f"https://localhost:{port}/api/auth"
+    user = {"username": "burst", "password": "a long burst password 1", "email": "burst@example.com"}
+
+    def post(path, body):
+        req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"})
+        try:
+            return urllib.request.urlopen(req, timeout=60, context=ctx).status
+        except urllib.error.HTTPError as e:
+            return e.code
+    idle = status_kib(pid, "VmRSS")
+    reg = post("/register", user)
+    login = {"username": user["username"], "password": user["password"]}
+    with concurrent.futures.ThreadPoolExecutor(at_once) as ex:
+        codes = list(ex.map(lambda _: post("/login", login), range(total)))
+    after = status_kib(pid, "VmRSS")
+    hwm = status_kib(pid, "VmHWM")
+    time.sleep(settle)
+    print(json.dumps({"idle_kib": idle, "register": reg, "ok": codes.count(200), "total": total,
+                      "after_kib": after, "hwm_kib": hwm, "settled_kib": status_kib(pid, "VmRSS")}))
+
+
 async def sink_connection(reader, writer):
     try:
         while True:
@@ -401,6 +444,8 @@ def main():
         cmd_startup(a[1], a[2], a[a.index("--") + 1:])
     elif c == "hold":
         asyncio.run(hold(int(a[1]), int(a[2]), a[3], [int(p) for p in a[4:]]))
+    elif c == "logins":
+        cmd_logins(int(a[1]), int(a[2]), int(a[3]), int(a[4]), float(a[5]))
     elif c == "sink":
         asyncio.run(sink(int(a[1])))
     else:

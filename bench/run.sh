@@ -6,7 +6,10 @@
 #   bench/run.sh                 throughput: every mode x every target, ROUNDS rounds (median),
 #                                then p99 at a fixed rate of 50% of the maximum load (about 16 min)
 #   bench/run.sh memory          idle RSS, 1 GiB down and up, start-to-/readyz time, RSS per idle
-#                                TLS connection
+#                                TLS connection; then the footprint (issue 20): RSS after a login
+#                                burst and 5 s later, after a TLS keep-alive run, per idle TLS
+#                                connection, for BASELINE (when set) and this build side by side
+#   bench/run.sh footprint       the footprint only (BASELINE=OLD_BINARY for the before column)
 #   bench/run.sh all             memory, then throughput
 #   ROUNDS=1 DURATION=5 bench/run.sh    a quick look (about 3 min)
 #
@@ -21,7 +24,13 @@
 #   FIXED_RATE=1        0 skips the fixed-rate phase
 #   HOLD_CONNS=10000    idle TLS connections for `memory`
 #   STARTS=5            authgate starts timed for `memory`
+#   BASELINE=           an older authgate binary: the footprint's "before" column, and in throughput
+#                       the target authgate-before (JWT, TLS modes only), beside authgate-jwt
+#   LOGINS=100 LOGINS_AT_ONCE=10   the footprint's login burst (default password cost, 2 hashing threads)
+#   TLS_RUN=60          seconds of the footprint's TLS keep-alive run (wrk -c$CONNS), per target
+#   IDLE_CONNS=2000     idle TLS connections per authgate binary in the footprint
 #   NO_BUILD=1          use target/release/authgate as it is (default: cargo build --release --locked)
+#   BIN=                another authgate binary to measure (implies nothing about NO_BUILD)
 #   KEEP_TMP=1          keep the temp dir (configs, logs, raw tool output)
 #
 # Placement: each proxy runs alone on core 1 with one worker (authgate TOKIO_WORKER_THREADS=1,
@@ -46,7 +55,12 @@ RATE="${RATE:-}"
 FIXED_RATE="${FIXED_RATE:-1}"
 HOLD_CONNS="${HOLD_CONNS:-10000}"
 STARTS="${STARTS:-5}"
-BIN="$ROOT/target/release/authgate"
+BASELINE="${BASELINE:-}"
+LOGINS="${LOGINS:-100}"
+LOGINS_AT_ONCE="${LOGINS_AT_ONCE:-10}"
+TLS_RUN="${TLS_RUN:-60}"; TLS_RUN="${TLS_RUN%s}"
+IDLE_CONNS="${IDLE_CONNS:-2000}"
+BIN="${BIN:-$ROOT/target/release/authgate}"
 # Not a real secret: a fixed 40-byte HS256 key used only by this loopback benchmark.
 JWT_SECRET="bench-only-hs256-secret-0123456789abcdef"
 JWT_SUB="bench-user-42"
@@ -54,9 +68,9 @@ LOADGEN_CPU=0
 PROXY_CPU=1
 
 case "$CMD" in
-    throughput | memory | all) ;;
+    throughput | memory | footprint | all) ;;
     -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "unknown command: $CMD (throughput | memory | all)" >&2; exit 2 ;;
+    *) echo "unknown command: $CMD (throughput | memory | footprint | all)" >&2; exit 2 ;;
 esac
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -98,13 +112,14 @@ chmod 600 "$TMP/haproxy.pem"
 JWT="$(python3 "$HELP" jwt "$JWT_SECRET" "$JWT_SUB")"
 BAD_JWT="${JWT%?????}AAAAA"
 
-mapfile -t P < <(python3 "$HELP" ports 15)
+mapfile -t P < <(python3 "$HELP" ports 19)
 BACKEND_PORT=${P[0]} BACKEND_TLS_PORT=${P[1]}
 NGINX_PORT=${P[2]} NGINX_TLS_PORT=${P[3]}
 HAPROXY_PORT=${P[4]} HAPROXY_TLS_PORT=${P[5]}
 AG_PORT=${P[6]} AG_ADMIN=${P[7]} AG_TLS_PORT=${P[8]} AG_TLS_ADMIN=${P[9]}
 AG_START_PORT=${P[10]} AG_START_ADMIN=${P[11]}
 SINK_PORT=${P[12]} AG_XFER_PORT=${P[13]} AG_XFER_ADMIN=${P[14]}
+AG_FP_PORT=${P[15]} AG_FP_ADMIN=${P[16]} AG_BASE_PORT=${P[17]} AG_BASE_ADMIN=${P[18]}
 
 COMMON=(TMP="$TMP" NOFILE="$NOFILE" MAXCONN="$MAXCONN" BACKEND_PORT="$BACKEND_PORT")
 render "$BENCH/nginx-backend.conf" "$TMP/nginx-backend.conf" "${COMMON[@]}" BACKEND_TLS_PORT="$BACKEND_TLS_PORT"
@@ -124,6 +139,16 @@ render "$BENCH/authgate.toml" "$TMP/authgate-start.toml" "${COMMON[@]}" \
 # The 1 GiB transfers go to the Python sink (bench_helpers.py sink), not the static nginx.
 render "$BENCH/authgate.toml" "$TMP/authgate-xfer.toml" TMP="$TMP" NOFILE="$NOFILE" MAXCONN="$MAXCONN" \
     BACKEND_PORT="$SINK_PORT" PORT="$AG_XFER_PORT" ADMIN_PORT="$AG_XFER_ADMIN" PLAINTEXT="" TLS="$TLS_SECTION"
+# The footprint's instances: each binary on a store of its own (an older binary may not know a newer
+# schema), with the issue's hashing set-up (2 threads, default cost) though pinned to one core.
+FP_EXTRA="[password]
+hash_concurrency = 2"
+for fp in before after; do
+    mkdir -p "$TMP/fp-$fp"
+    render "$BENCH/authgate.toml" "$TMP/authgate-fp-$fp.toml" TMP="$TMP/fp-$fp" NOFILE="$NOFILE" MAXCONN="$MAXCONN" \
+        BACKEND_PORT="$BACKEND_PORT" PORT="$AG_FP_PORT" ADMIN_PORT="$AG_FP_ADMIN" PLAINTEXT="" TLS="$TLS_SECTION
+$FP_EXTRA"
+done
 AUTHGATE=(env TOKIO_WORKER_THREADS=1 JWT_SECRET_KEY="$JWT_SECRET" "$BIN" --config)
 
 # ---------------------------------------------------------------- processes
@@ -174,6 +199,16 @@ wait_tcp haproxy "$HAPROXY_TLS_PORT"
 wait_ready authgate-plain "$AG_ADMIN" # creates and migrates the store before the second instance opens it
 start authgate-tls "$PROXY_CPU" "${AUTHGATE[@]}" "$TMP/authgate-tls.toml"
 wait_ready authgate-tls "$AG_TLS_ADMIN"
+if [ -n "$BASELINE" ] && [ "$CMD" != memory ] && [ "$CMD" != footprint ]; then
+    [ -x "$BASELINE" ] || die "BASELINE=$BASELINE is not an executable"
+    mkdir -p "$TMP/base"
+    render "$BENCH/authgate.toml" "$TMP/authgate-base.toml" TMP="$TMP/base" NOFILE="$NOFILE" MAXCONN="$MAXCONN" \
+        BACKEND_PORT="$BACKEND_PORT" PORT="$AG_BASE_PORT" ADMIN_PORT="$AG_BASE_ADMIN" PLAINTEXT="" TLS="$TLS_SECTION"
+    start authgate-before "$PROXY_CPU" env TOKIO_WORKER_THREADS=1 JWT_SECRET_KEY="$JWT_SECRET" "$BASELINE" \
+        --config "$TMP/authgate-base.toml"
+    wait_ready authgate-before "$AG_BASE_ADMIN"
+    [[ " $TARGETS " == *" authgate-before "* ]] || TARGETS="$TARGETS authgate-before"
+fi
 sleep 1
 
 # ---------------------------------------------------------------- memory and start-up
@@ -274,6 +309,123 @@ PY
     echo
 }
 
+# ---------------------------------------------------------------- footprint (issue 20)
+mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
+
+# wrk_rss NAME PORT PID: TLS_RUN seconds of TLS keep-alive GETs (wrk -c$CONNS, the JWT), then the
+# process tree's RSS in KiB.
+wrk_rss() {
+    local out="$TMP/raw/fp-wrk-$1.txt" parsed rps p50 p99 bad errs
+    timeout $((TLS_RUN + 60)) taskset -c "$LOADGEN_CPU" wrk -t1 -c"$CONNS" -d"${TLS_RUN}s" --latency \
+        -H "Authorization: Bearer $JWT" "https://localhost:$2/" >"$out" 2>&1 || { cat "$out" >&2; die "wrk failed"; }
+    parsed=$(python3 "$HELP" wrk "$out") || { cat "$out" >&2; die "cannot parse wrk output"; }
+    read -r rps p50 p99 bad errs <<<"$parsed"
+    [ "$bad" = 0 ] && [ "$errs" = 0 ] || { cat "$out" >&2; die "$1: $bad non-2xx, $errs socket errors in the TLS run"; }
+    rss_kib "$3"
+}
+
+# footprint_of LABEL BINARY: the figures of one authgate binary, into FP_<field>[LABEL].
+declare -A FP_IDLE FP_PEAK FP_AFTER FP_SETTLED FP_OK FP_TLS_IDLE FP_TLS FP_CONN
+footprint_of() {
+    local label=$1 bin=$2 pid res
+    local cmd=(env TOKIO_WORKER_THREADS=1 JWT_SECRET_KEY="$JWT_SECRET" "$bin" --config "$TMP/authgate-fp-$label.toml")
+    # 1. The login burst, on a fresh instance.
+    start "fp-$label-logins" "$PROXY_CPU" "${cmd[@]}"
+    pid=${PID_OF[fp-$label-logins]}
+    wait_ready "fp-$label-logins" "$AG_FP_ADMIN"
+    sleep 1
+    log "  footprint $label: $LOGINS logins, $LOGINS_AT_ONCE at a time"
+    res=$(timeout 600 python3 "$HELP" logins "$AG_FP_PORT" "$pid" "$LOGINS" "$LOGINS_AT_ONCE" 5) || die "logins failed"
+    echo "$res" >"$TMP/raw/fp-$label-logins.json"
+    read -r FP_IDLE[$label] FP_PEAK[$label] FP_AFTER[$label] FP_SETTLED[$label] FP_OK[$label] < <(python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])
+print(r["idle_kib"], r["hwm_kib"], r["after_kib"], r["settled_kib"], "%d/%d" % (r["ok"], r["total"]))' "$res")
+    stop "$pid"
+    # 2. The TLS run and the idle connections, on a fresh instance after one login (as in the issue).
+    start "fp-$label-tls" "$PROXY_CPU" "${cmd[@]}"
+    pid=${PID_OF[fp-$label-tls]}
+    wait_ready "fp-$label-tls" "$AG_FP_ADMIN"
+    sleep 1
+    FP_TLS_IDLE[$label]=$(rss_kib "$pid")
+    python3 "$HELP" logins "$AG_FP_PORT" "$pid" 1 1 0 >/dev/null || die "login failed"
+    log "  footprint $label: ${TLS_RUN}s TLS keep-alive run"
+    FP_TLS[$label]=$(wrk_rss "authgate-$label" "$AG_FP_PORT" "$pid")
+    sleep 2
+    log "  footprint $label: $IDLE_CONNS idle TLS connections"
+    res=$(timeout 600 taskset -c "$LOADGEN_CPU" python3 "$HELP" hold "$AG_FP_PORT" "$IDLE_CONNS" "$JWT" "$pid") ||
+        die "hold failed"
+    FP_CONN[$label]=$(python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])
+print("%.1f" % ((r["rss_after_kib"] - r["rss_before_kib"]) / max(r["open_after_3s"], 1)))' "$res")
+    stop "$pid"
+}
+
+# The footprint's TLS run on nginx and HAProxy, while they are fresh (before `memory` holds 10,000
+# connections on them, which they keep memory for).
+FP_NG="" FP_HP=""
+footprint_peers() {
+    log "footprint: nginx and HAProxy, ${TLS_RUN}s TLS keep-alive run each"
+    FP_NG=$(wrk_rss nginx "$NGINX_TLS_PORT" "${PID_OF[nginx]}")
+    FP_HP=$(wrk_rss haproxy "$HAPROXY_TLS_PORT" "${PID_OF[haproxy]}")
+}
+
+run_footprint() {
+    local labels=after l
+    [ -n "$FP_NG" ] || footprint_peers
+    local ng=$FP_NG hp=$FP_HP
+    if [ -n "$BASELINE" ]; then
+        [ -x "$BASELINE" ] || die "BASELINE=$BASELINE is not an executable"
+        labels="before after"
+        footprint_of before "$BASELINE"
+    fi
+    footprint_of after "$BIN"
+    local kib=19456 # password.memory_kib's default
+    echo
+    echo "## Footprint (issue 20)"
+    echo
+    echo "authgate with TOKIO_WORKER_THREADS=1 on core $PROXY_CPU, embedded store, default argon2 cost" \
+        "(m = $kib KiB), hash_concurrency = 2. Logins: one register, then $LOGINS logins $LOGINS_AT_ONCE at a time" \
+        "over HTTPS, each on a fresh instance. TLS run: wrk -t1 -c$CONNS -d${TLS_RUN}s after one login, on" \
+        "another fresh instance, then $IDLE_CONNS idle TLS connections on it. before: ${BASELINE:-none}."
+    echo
+    local head="| RSS MiB |" rule="|---|"
+    for l in $labels; do head+=" authgate $l |"; rule+="---:|"; done
+    echo "$head nginx | HAProxy |"
+    echo "$rule---:|---:|"
+    row() { # row TITLE ARRAY NGINX HAPROXY
+        local line="| $1 |" l v
+        local -n arr=$2
+        for l in $labels; do v=${arr[$l]}; [[ "$v" == */* || "$v" == *.* ]] && line+=" $v |" || line+=" $(mib "$v") |"; done
+        echo "$line $3 | $4 |"
+    }
+    row "idle (login instance)" FP_IDLE "" ""
+    row "peak during the burst (VmHWM)" FP_PEAK "" ""
+    row "right after $LOGINS logins" FP_AFTER "" ""
+    row "5 s after the burst" FP_SETTLED "" ""
+    row "logins answered 200" FP_OK "" ""
+    row "idle (TLS instance)" FP_TLS_IDLE "" ""
+    row "after ${TLS_RUN} s TLS keep-alive at $CONNS connections" FP_TLS "$(mib "$ng")" "$(mib "$hp")"
+    row "KiB per idle TLS connection ($IDLE_CONNS)" FP_CONN "see the table above" "see the table above"
+    echo
+    python3 - "${FP_IDLE[after]}" "${FP_PEAK[after]}" "${FP_SETTLED[after]}" "${FP_TLS_IDLE[after]}" \
+        "${FP_TLS[after]}" "${FP_CONN[after]}" "$kib" <<'PY'
+import sys
+idle, peak, settled, tls_idle, tls, conn, kib = map(float, sys.argv[1:])
+checks = [
+    ("peak <= idle + 2 x memory_kib + 8 MiB", peak, idle + 2 * kib + 8192),
+    ("5 s after <= idle + 8 MiB", settled, idle + 8192),
+    (f"after the TLS run <= 1.5 x idle + {64} x per-connection", tls, 1.5 * tls_idle + 64 * conn),
+]
+print("| issue 20 target (this build) | measured MiB | bound MiB | met? |")
+print("|---|---:|---:|---|")
+for name, v, bound in checks:
+    print(f"| {name} | {v / 1024:.1f} | {bound / 1024:.1f} | {'yes' if v <= bound else '**no**'} |")
+PY
+    echo
+}
+
 # ---------------------------------------------------------------- throughput
 RESULTS="$TMP/results.tsv"
 LATENCY="$TMP/latency.tsv"
@@ -288,6 +440,7 @@ port_of() { # port_of TARGET MODE
         direct) [ $tls = 1 ] && echo "$BACKEND_TLS_PORT" || echo "$BACKEND_PORT" ;;
         nginx) [ $tls = 1 ] && echo "$NGINX_TLS_PORT" || echo "$NGINX_PORT" ;;
         haproxy-jwt) [ $tls = 1 ] && echo "$HAPROXY_TLS_PORT" || echo "$HAPROXY_PORT" ;;
+        authgate-before) echo "$AG_BASE_PORT" ;; # TLS only: skipped in http1
         authgate-*) [ $tls = 1 ] && echo "$AG_TLS_PORT" || echo "$AG_PORT" ;;
         *) die "unknown target $1" ;;
     esac
@@ -324,6 +477,7 @@ sanity() { # 200 with the right X-User-Id (a client's X-User-Id: forged replaced
     local t mode url body code h2
     for mode in http1 tls; do
         for t in $TARGETS; do
+            [ "$t" = authgate-before ] && [ "$mode" = http1 ] && continue
             url=$(url_of "$t" "$mode")
             body=$(curl -sk --http1.1 -H "Authorization: Bearer $(token_of "$t")" -H "X-User-Id: forged" "$url")
             [ "$body" = "$(expected_body "$t")" ] || die "$t $mode: body '$body', expected '$(expected_body "$t")'"
@@ -449,7 +603,10 @@ run_throughput() {
         "(about $(((ROUNDS * n_modes * n_targets + ROUNDS * n_targets) * (DURATION + 2) / 60 + 1)) min with the fixed-rate phase)"
     for round in $(seq "$ROUNDS"); do
         for mode in $MODES; do
-            for t in $TARGETS; do measure "$round" "$t" "$mode"; done
+            for t in $TARGETS; do
+                [ "$t" = authgate-before ] && [ "$mode" = http1 ] && continue
+                measure "$round" "$t" "$mode"
+            done
         done
     done
     [ "$FIXED_RATE" = 1 ] && fixed_rate
@@ -467,7 +624,8 @@ run_throughput() {
 }
 
 case "$CMD" in
-    memory) run_memory ;;
+    memory) footprint_peers; run_memory; run_footprint ;;
+    footprint) run_footprint ;;
     throughput) run_throughput ;;
-    all) run_memory; run_throughput ;;
+    all) footprint_peers; run_memory; run_footprint; run_throughput ;;
 esac

@@ -160,20 +160,30 @@ impl CertStore {
     }
 }
 
-/// A server config that serves whatever `store` holds.
-pub fn config_for(store: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
+/// A server config that serves whatever `store` holds, keeping at most `sessions` TLS sessions
+/// for resumption by session ID (`cache.tls_sessions`; TLS 1.3 tickets name these too).
+pub fn config_for(store: Arc<CertStore>, sessions: usize) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(TlsError::Protocols)?
         .with_no_client_auth()
         .with_cert_resolver(store);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if sessions == 0 {
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    } else {
+        config.session_storage = rustls::server::ServerSessionMemoryCache::new(sessions);
+    }
     Ok(Arc::new(config))
 }
 
 /// Load a certificate chain and private key into a server config (no reload).
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    config_for(CertStore::load(cert, key)?)
+    config_for(
+        CertStore::load(cert, key)?,
+        crate::config::CacheConfig::default().tls_sessions,
+    )
 }
 
 /// Write a self-signed certificate for `localhost` when either file is missing.
@@ -236,6 +246,24 @@ mod tests {
         assert_eq!(mode, 0o600);
         let config = server_config(&cert, &key).unwrap();
         assert_eq!(config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+    }
+
+    #[test]
+    fn the_tls_session_cache_holds_at_most_cache_tls_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        ensure_self_signed(&cert, &key).unwrap();
+        let store = CertStore::load(&cert, &key).unwrap();
+        let two = config_for(store.clone(), 2).unwrap();
+        for i in 0..3u8 {
+            assert!(two.session_storage.put(vec![i], vec![i]));
+        }
+        let kept = (0..3u8).filter(|i| two.session_storage.get(&[*i]).is_some()).count();
+        assert_eq!(kept, 2);
+        let none = config_for(store, 0).unwrap();
+        assert!(!none.session_storage.can_cache());
+        assert!(!none.session_storage.put(vec![1], vec![1]));
+        assert_eq!(none.send_tls13_tickets, 0);
     }
 
     #[test]

@@ -26,14 +26,19 @@ pub struct AccessCache {
 
 impl Default for AccessCache {
     fn default() -> Self {
-        AccessCache {
-            entries: TokenCache::new(ACCESS_TTL, 100_000),
-            generation: AtomicU64::new(0),
-        }
+        AccessCache::new(crate::config::CacheConfig::default().access)
     }
 }
 
 impl AccessCache {
+    /// At most `max_entries` users (`cache.access`).
+    pub fn new(max_entries: usize) -> Self {
+        AccessCache {
+            entries: TokenCache::new(ACCESS_TTL, max_entries),
+            generation: AtomicU64::new(0),
+        }
+    }
+
     pub fn get(&self, user_id: &str) -> Option<Arc<Access>> {
         self.entries.get(user_id)
     }

@@ -61,6 +61,8 @@ pub struct AuthenticatorParts {
     pub scheme: &'static str,
     /// Single sign-on providers whose tokens may be used as `Authorization: Bearer`.
     pub oidc: Arc<crate::oidc::Providers>,
+    /// `[cache]`: how many entries each cache may hold.
+    pub cache: crate::config::CacheConfig,
 }
 
 /// A use of an opaque credential whose `last_used_at` / `last_seen_at` is due, for
@@ -106,13 +108,13 @@ impl Authenticator {
         let (touches, touched) = tokio::sync::mpsc::channel(4096);
         let authn = Authenticator {
             verifier: parts.verifier,
-            verified: VerifiedCache::new(10_000, parts.leeway),
+            verified: VerifiedCache::new(parts.cache.verified_tokens, parts.leeway),
             revocations: Revocations::new(),
-            api_tokens: api_token::TokenCache::new(parts.token_ttl, 100_000),
-            sessions: api_token::TokenCache::new(parts.token_ttl, 100_000),
+            api_tokens: api_token::TokenCache::new(parts.token_ttl, parts.cache.api_tokens),
+            sessions: api_token::TokenCache::new(parts.token_ttl, parts.cache.sessions),
             session_idle: i64::try_from(parts.session_idle.as_secs()).unwrap_or(i64::MAX),
             scheme: parts.scheme,
-            provider_bearers: api_token::TokenCache::new(Duration::from_secs(300), 10_000),
+            provider_bearers: api_token::TokenCache::new(Duration::from_secs(300), parts.cache.provider_tokens),
             oidc: parts.oidc,
             store: parts.store,
             redis: parts.redis,
@@ -121,7 +123,7 @@ impl Authenticator {
             token_lifetime: parts.token_lifetime,
             cursor: tokio::sync::Mutex::new(sync::Cursor::default()),
             touches,
-            access: access::AccessCache::default(),
+            access: access::AccessCache::new(parts.cache.access),
         };
         (authn, touched)
     }

@@ -10,8 +10,11 @@
 //!
 //! Memory: each hashing thread keeps one argon2 memory block (`password.memory_kib`) and hashes
 //! into it every time, so the gateway holds at most `hash_concurrency` of them, whatever the
-//! traffic. Allocating a fresh block per hash (the argon2 crate's default) let glibc keep every
-//! freed block in the thread's arena: ten logins left about 200 MiB behind (issue 20).
+//! traffic; a thread that has not hashed for `password.memory_idle_timeout` (2 s) gives its block
+//! back to the system, so a burst's memory is gone soon after it. Allocating a fresh block per
+//! hash (the argon2 crate's default) let glibc keep every freed block in the thread's arena: ten
+//! logins left about 200 MiB behind (issue 20). Each block reserves its own mapping (see
+//! [`RESERVE_BLOCKS`]) so that giving it back really unmaps it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,7 +33,7 @@ const QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// corrupted or planted row cannot make verification allocate without bound (1 GiB).
 const MAX_VERIFY_MEMORY_KIB: u32 = 1024 * 1024;
 
-pub use crate::config::PasswordParams;
+pub use crate::config::{DEFAULT_MEMORY_IDLE_TIMEOUT, PasswordParams};
 
 /// Why hashing or verifying could not run (a wrong password is not an error: see [`Verdict`]).
 #[derive(Debug, thiserror::Error)]
@@ -94,15 +97,60 @@ fn priority_for_niceness(niceness: u32) -> thread_priority::ThreadPriority {
 
 /// Threads that only run argon2, at a lowered priority. They exit when the `Passwords` is dropped.
 struct HashPool {
-    jobs: std::sync::mpsc::Sender<Job>,
+    queue: Arc<Queue>,
+}
+
+/// The jobs waiting for a hashing thread. Each thread waits on `ready` with its own deadline, so
+/// each can give its block back after `memory_idle_timeout` without a job.
+struct Queue {
+    jobs: std::sync::Mutex<Jobs>,
+    ready: std::sync::Condvar,
+}
+
+struct Jobs {
+    pending: std::collections::VecDeque<Job>,
+    closed: bool,
+}
+
+impl Queue {
+    /// The next job, or `None` once the pool is dropped. A thread holding a block that waits
+    /// `release_after` without a job drops the block, then waits on.
+    fn next(&self, release_after: Duration) -> Option<Job> {
+        let mut jobs = self.jobs.lock().ok()?;
+        loop {
+            if let Some(job) = jobs.pending.pop_front() {
+                return Some(job);
+            }
+            if jobs.closed {
+                return None;
+            }
+            if holds_memory() {
+                let (guard, waited) = self.ready.wait_timeout(jobs, release_after).ok()?;
+                jobs = guard;
+                if waited.timed_out() && jobs.pending.is_empty() {
+                    // Unmapping takes a moment: not under the lock.
+                    drop(jobs);
+                    release_memory();
+                    jobs = self.jobs.lock().ok()?;
+                }
+            } else {
+                jobs = self.ready.wait(jobs).ok()?;
+            }
+        }
+    }
 }
 
 impl HashPool {
-    fn new(threads: usize, niceness: u32) -> Result<HashPool, PoolError> {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let rx = Arc::new(std::sync::Mutex::new(rx));
+    fn new(threads: usize, niceness: u32, release_after: Duration) -> Result<HashPool, PoolError> {
+        let queue = Arc::new(Queue {
+            jobs: std::sync::Mutex::new(Jobs {
+                pending: std::collections::VecDeque::new(),
+                closed: false,
+            }),
+            ready: std::sync::Condvar::new(),
+        });
         for i in 0..threads.max(1) {
-            let rx = Arc::clone(&rx);
+            let queue = Arc::clone(&queue);
             std::thread::Builder::new()
                 .name(format!("authgate-hash-{i}"))
                 .spawn(move || {
@@ -112,21 +160,16 @@ impl HashPool {
                             tracing::warn!(error = ?e, "cannot lower the hashing thread's priority");
                         }
                     }
-                    loop {
-                        // The lock is held only while waiting for the next job.
-                        let job = match rx.lock() {
-                            Ok(rx) => rx.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
+                    while let Some(job) = queue.next(release_after) {
+                        job();
+                        if release_after.is_zero() {
+                            release_memory();
                         }
                     }
                 })
                 .map_err(PoolError::Thread)?;
         }
-        Ok(HashPool { jobs: tx })
+        Ok(HashPool { queue })
     }
 
     /// Run `f` on a hashing thread and wait for its result; `runs` counts completed jobs.
@@ -142,8 +185,21 @@ impl HashPool {
             runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let _ = tx.send(out);
         });
-        self.jobs.send(job).map_err(|_| PasswordError::Failed)?;
+        {
+            let mut jobs = self.queue.jobs.lock().map_err(|_| PasswordError::Failed)?;
+            jobs.pending.push_back(job);
+        }
+        self.queue.ready.notify_one();
         rx.await.map_err(|_| PasswordError::Failed)
+    }
+}
+
+impl Drop for HashPool {
+    fn drop(&mut self) {
+        if let Ok(mut jobs) = self.queue.jobs.lock() {
+            jobs.closed = true;
+        }
+        self.queue.ready.notify_all();
     }
 }
 
@@ -170,8 +226,25 @@ impl Passwords {
         Self::with_pool(params, concurrency, 10)
     }
 
-    /// `concurrency` hashing threads at CPU `niceness` (0 to 19; 0 leaves the priority alone).
+    /// `concurrency` hashing threads at CPU `niceness` (0 to 19; 0 leaves the priority alone),
+    /// each keeping its block for [`DEFAULT_MEMORY_IDLE_TIMEOUT`] after its last hash.
     pub fn with_pool(params: PasswordParams, concurrency: usize, niceness: u32) -> Result<Passwords, PoolError> {
+        Self::start(params, concurrency, niceness, DEFAULT_MEMORY_IDLE_TIMEOUT)
+    }
+
+    /// The gateway's hashing pool, as `[password]` says.
+    pub fn from_config(c: &crate::config::PasswordConfig) -> Result<Passwords, PoolError> {
+        Self::start(c.params, c.hash_concurrency, c.hash_niceness, c.memory_idle_timeout)
+    }
+
+    /// The pool; a hashing thread gives its block back after `release_after` without a hash
+    /// (zero: after every hash).
+    fn start(
+        params: PasswordParams,
+        concurrency: usize,
+        niceness: u32,
+        release_after: Duration,
+    ) -> Result<Passwords, PoolError> {
         let params =
             Params::new(params.memory_kib, params.iterations, params.parallelism, None).map_err(PoolError::Params)?;
         let mut filler = [0u8; 32];
@@ -180,7 +253,7 @@ impl Passwords {
         Ok(Passwords {
             runs: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             params,
-            pool: HashPool::new(concurrency, niceness.min(19))?,
+            pool: HashPool::new(concurrency, niceness.min(19), release_after)?,
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
             dummy: Arc::from(dummy),
         })
@@ -240,22 +313,53 @@ impl Passwords {
 }
 
 thread_local! {
-    /// A hashing thread's argon2 memory, reused by every hash it computes (`None` on any other
-    /// thread, which allocates per hash: only the start-up dummy hash runs elsewhere).
+    /// A hashing thread's argon2 memory, reused by every hash it computes until the thread has
+    /// been idle for `memory_idle_timeout` (`None` on any other thread, which allocates per hash:
+    /// only the start-up dummy hash runs elsewhere).
     static MEMORY: RefCell<Option<Vec<Block>>> = const { RefCell::new(None) };
 }
 
-/// Run `f` on `blocks` argon2 blocks: this hashing thread's own, grown to at most `keep` blocks
-/// (today's cost) and then reused; a stored hash asking for more gets a one-off allocation.
+/// The address space each block reserves, in blocks (1 KiB each): just over 32 MiB. glibc serves
+/// an allocation above its mmap threshold from a mapping of its own and unmaps it when freed, but
+/// freeing one below 32 MiB (its `DEFAULT_MMAP_THRESHOLD_MAX` on 64-bit) raises the threshold to
+/// that size for the whole process, and the next block then comes from the thread's arena, which
+/// keeps it after it is freed. A block reserving more is always mapped on its own and given back
+/// in full; only the pages argon2 writes are resident. (Other allocators map blocks this large
+/// anyway.)
+const RESERVE_BLOCKS: usize = 32 * 1024 + 4;
+
+/// `blocks` zeroed argon2 blocks in a mapping of their own (see [`RESERVE_BLOCKS`]).
+fn fresh_block(blocks: usize) -> Vec<Block> {
+    let mut v = Vec::with_capacity(blocks.max(RESERVE_BLOCKS));
+    v.resize(blocks, Block::default());
+    v
+}
+
+/// Whether this thread holds an argon2 block now.
+fn holds_memory() -> bool {
+    MEMORY.with(|m| m.borrow().as_ref().is_some_and(|v| v.capacity() > 0))
+}
+
+/// Give this hashing thread's block back to the system (the next hash maps a fresh one).
+fn release_memory() {
+    MEMORY.with(|m| {
+        if let Some(own) = m.borrow_mut().as_mut() {
+            *own = Vec::new();
+        }
+    });
+}
+
+/// Run `f` on `blocks` argon2 blocks: this hashing thread's own, made for at most `keep` blocks
+/// (today's cost) and then reused; a stored hash asking for more gets a one-off block.
 fn with_memory<T>(blocks: usize, keep: usize, f: impl FnOnce(&mut [Block]) -> T) -> T {
     MEMORY.with(|m| match m.borrow_mut().as_mut() {
         Some(own) if blocks <= keep => {
             if own.len() < blocks {
-                own.resize(blocks, Block::default());
+                *own = fresh_block(keep);
             }
             f(&mut own[..blocks])
         }
-        _ => f(&mut vec![Block::default(); blocks]),
+        _ => f(&mut fresh_block(blocks)),
     })
 }
 
@@ -445,6 +549,37 @@ mod tests {
         MEMORY.with(|m| *m.borrow_mut() = None);
         with_memory(8, 16, |b| assert_eq!(b.len(), 8));
         assert_eq!(MEMORY.with(|m| m.borrow().as_ref().map(Vec::len)), None);
+    }
+
+    #[test]
+    fn an_idle_hashing_thread_gives_its_block_back() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        for (release_after, kept_right_after) in [(Duration::from_millis(300), true), (Duration::ZERO, false)] {
+            let p = Passwords::start(small(), 1, 0, release_after).unwrap();
+            rt.block_on(async {
+                p.hash("pw".to_owned()).await.unwrap();
+                // One thread: this job runs where the hash ran.
+                assert_eq!(p.pool.run(&p.runs, holds_memory).await.unwrap(), kept_right_after);
+                tokio::time::sleep(release_after + Duration::from_millis(500)).await;
+                assert!(
+                    !p.pool.run(&p.runs, holds_memory).await.unwrap(),
+                    "given back when idle"
+                );
+                // And the next hash maps a fresh one, with the same result as ever.
+                let phc = p.hash("pw".to_owned()).await.unwrap();
+                assert!(p.verify("pw".to_owned(), phc).await.unwrap().ok);
+            });
+        }
+    }
+
+    #[test]
+    fn a_block_reserves_a_mapping_of_its_own() {
+        let b = fresh_block(8);
+        assert_eq!(b.len(), 8);
+        assert!(b.capacity() * std::mem::size_of::<Block>() > 32 << 20);
     }
 
     #[tokio::test]

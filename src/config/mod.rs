@@ -29,6 +29,7 @@ use crate::routes::{ApiPaths, PublicPaths};
 mod accounts;
 mod admin;
 mod auth;
+mod cache;
 mod idp;
 mod jwt;
 mod limits;
@@ -47,13 +48,14 @@ mod web;
 pub use accounts::{RawAccounts, Registration};
 pub use admin::RawAdmin;
 pub use auth::{AuthConfig, RawAuth, identity_name};
+pub use cache::{CacheConfig, RawCache};
 pub use idp::{ClientConfig, IdpConfig, RawClient};
 pub use jwt::{JwtAlgorithm, JwtConfig, KeySpec, MIN_HS_SECRET_BYTES, RawJwt, RawJwtKey, SecretSource, kid_is_plain};
 pub use limits::{LimitsConfig, RawLimits};
 pub use log::{LogConfig, LogFormat, RawLog};
 pub use login::{LimiterConfig, RawLogin};
 pub use oidc::{ProviderConfig, RawOidc, RawProvider};
-pub use password::{PasswordConfig, PasswordParams, RawPassword};
+pub use password::{DEFAULT_MEMORY_IDLE_TIMEOUT, PasswordConfig, PasswordParams, RawPassword};
 pub use policy::{RawPolicy, RawRule};
 pub use redis::{RawRedis, RedisConfig};
 pub use server::{RawServer, ServerConfig, valid_host};
@@ -190,6 +192,7 @@ pub struct RawConfig {
     pub jwt: RawJwt,
     pub auth: RawAuth,
     pub limits: RawLimits,
+    pub cache: RawCache,
     pub store: RawStore,
     pub redis: RawRedis,
     pub login: RawLogin,
@@ -219,6 +222,8 @@ pub struct Config {
     /// `auth.identity_headers`, normalised (lowercase, `_` as `-`).
     pub identity_headers: Vec<Box<str>>,
     pub limits: LimitsConfig,
+    /// `[cache]`: how many entries each in-memory cache may hold.
+    pub cache: CacheConfig,
     pub store: StoreConfig,
     pub redis: Option<RedisConfig>,
     pub login: LimiterConfig,
@@ -264,9 +269,9 @@ pub fn figment_for(path: &Path) -> Figment {
 }
 
 /// The config file's sections: the `<SECTION>` an `AUTHGATE_<SECTION>__<KEY>` variable may name.
-const SECTIONS: [&str; 17] = [
-    "server", "admin", "tls", "upstream", "jwt", "auth", "limits", "store", "redis", "login", "password", "log", "web",
-    "session", "accounts", "oidc", "policy",
+const SECTIONS: [&str; 18] = [
+    "server", "admin", "tls", "upstream", "jwt", "auth", "limits", "cache", "store", "redis", "login", "password",
+    "log", "web", "session", "accounts", "oidc", "policy",
 ];
 
 /// Whether an `AUTHGATE_`-prefixed variable (prefix stripped) is a `<SECTION>__<KEY>` setting of a
@@ -379,6 +384,7 @@ impl RawConfig {
             public_paths,
             identity_headers,
             limits: limits::validate(&self.limits)?,
+            cache: cache::validate(&self.cache)?,
             store: store::validate(&self.store)?,
             redis: redis::validate(&self.redis)?,
             login: login::validate(&self.login)?,
@@ -514,6 +520,17 @@ mod tests {
             ("[server]\nshutdown_grace = \"soon\"", "shutdown_grace"),
             ("[server]\nredirect_https_port = 0", "server.redirect_https_port"),
             ("[server]\nredirect_https_port = 70000", "redirect_https_port"),
+            (
+                "[password]\nmemory_idle_timeout = \"2h\"",
+                "password.memory_idle_timeout",
+            ),
+            ("[cache]\nverified_tokens = 0", "cache.verified_tokens"),
+            ("[cache]\napi_tokens = 0", "cache.api_tokens"),
+            ("[cache]\nsessions = 0", "cache.sessions"),
+            ("[cache]\nprovider_tokens = 0", "cache.provider_tokens"),
+            ("[cache]\naccess = 0", "cache.access"),
+            ("[cache]\nupstream_credentials = 0", "cache.upstream_credentials"),
+            ("[cache]\ntls_sessions = 20000000", "cache.tls_sessions"),
         ] {
             let base = format!("[jwt]\nsecret = \"{SECRET}\"\n[tls]\ncert = \"c\"\nkey = \"k\"\n");
             let figment = Figment::new().merge(Toml::string(&base)).merge(Toml::string(snippet));

@@ -1,8 +1,14 @@
 //! `[password]`: argon2id cost and the hashing threads' concurrency and priority.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use super::ConfigError;
+use super::{ConfigError, Dur};
+
+/// How long a hashing thread keeps its argon2 block after its last hash, unless
+/// `password.memory_idle_timeout` says otherwise.
+pub const DEFAULT_MEMORY_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -14,6 +20,9 @@ pub struct RawPassword {
     pub hash_concurrency: usize,
     /// CPU niceness of the hashing threads (0 to 19): higher yields more readily to proxying.
     pub hash_niceness: u32,
+    /// A hashing thread that has not hashed for this long gives its argon2 block back (0: after
+    /// every hash).
+    pub memory_idle_timeout: Dur,
 }
 
 impl Default for RawPassword {
@@ -24,6 +33,7 @@ impl Default for RawPassword {
             parallelism: 1,
             hash_concurrency: 0,
             hash_niceness: 19,
+            memory_idle_timeout: Dur(DEFAULT_MEMORY_IDLE_TIMEOUT),
         }
     }
 }
@@ -33,6 +43,7 @@ pub struct PasswordConfig {
     pub params: PasswordParams,
     pub hash_concurrency: usize,
     pub hash_niceness: u32,
+    pub memory_idle_timeout: Duration,
 }
 
 /// Argon2id cost parameters.
@@ -83,6 +94,13 @@ pub(super) fn validate(raw: &RawPassword) -> Result<PasswordConfig, ConfigError>
             "use 0 (normal priority) to 19 (lowest); the default is 19",
         ));
     }
+    if raw.memory_idle_timeout.0 > Duration::from_secs(3600) {
+        return Err(ConfigError::invalid(
+            "password.memory_idle_timeout",
+            format!("is {:?}", raw.memory_idle_timeout.0),
+            "use a duration from \"0s\" (give the block back after every hash) to \"1h\"; the default is \"2s\"",
+        ));
+    }
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
     Ok(PasswordConfig {
         params: PasswordParams {
@@ -96,5 +114,6 @@ pub(super) fn validate(raw: &RawPassword) -> Result<PasswordConfig, ConfigError>
             raw.hash_concurrency
         },
         hash_niceness: raw.hash_niceness,
+        memory_idle_timeout: raw.memory_idle_timeout.0,
     })
 }

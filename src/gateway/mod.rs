@@ -125,13 +125,16 @@ impl Gateway {
                     );
                 }
                 let store = CertStore::load(&t.cert, &t.key)?;
-                (Some(crate::tls::config_for(store.clone())?), Some(store))
+                (
+                    Some(crate::tls::config_for(store.clone(), config.cache.tls_sessions)?),
+                    Some(store),
+                )
             }
         };
         let mut keys = crate::auth::keys::load(&config.jwt)?;
         let asserter = match &config.upstream.identity {
             Some(cfg) => {
-                let asserter = crate::proxy::assertion::Asserter::load(cfg)?;
+                let asserter = crate::proxy::assertion::Asserter::load(cfg, config.cache.upstream_credentials)?;
                 keys.jwks = crate::auth::keys::with_jwk(&keys.jwks, asserter.jwk.clone())?;
                 Some(asserter)
             }
@@ -150,11 +153,7 @@ impl Gateway {
         };
         let upstream = Arc::new(Upstream::new(&config.upstream)?);
         let store = Store::connect(config.store.url.expose()).await?;
-        let passwords = Passwords::with_pool(
-            config.password.params,
-            config.password.hash_concurrency,
-            config.password.hash_niceness,
-        )?;
+        let passwords = Passwords::from_config(&config.password)?;
         let redis = match &config.redis {
             Some(r) => Some(Arc::new(Redis::new(r.url.expose(), r.timeout, r.token_ttl)?)),
             None => None,
@@ -174,6 +173,7 @@ impl Gateway {
             session_idle: config.web.idle_timeout,
             scheme,
             oidc: oidc.clone(),
+            cache: config.cache,
         });
         let authn = Arc::new(authn);
         let loaded = authn.sync().await?;
@@ -215,7 +215,7 @@ impl Gateway {
             .with_idp(idp),
             identity: IdentityStep::new(
                 asserter,
-                crate::proxy::profiles::Profile::new(&config.upstream.profile),
+                crate::proxy::profiles::Profile::new(&config.upstream.profile, config.cache.upstream_credentials),
                 store.clone(),
             ),
             upstream: upstream.clone(),

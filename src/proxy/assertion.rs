@@ -20,9 +20,6 @@ use crate::auth::principal::UserId;
 use crate::config::{AssertionMode, IdentityConfig};
 use crate::store::Store;
 
-/// Assertions kept at most; past this the cache starts over (a burst of distinct users).
-const CACHE_MAX: usize = 10_000;
-
 /// Why an assertion could not be made for a request (the request then gets 503).
 #[derive(Debug, thiserror::Error)]
 pub enum AssertionError {
@@ -68,6 +65,8 @@ pub struct Asserter {
     audience: Option<String>,
     /// By user id: (reuse until, header value).
     cache: Mutex<HashMap<String, (u64, HeaderValue)>>,
+    /// Users kept at most; past this the cache starts over (`cache.upstream_credentials`).
+    max_cached: usize,
 }
 
 #[derive(Serialize)]
@@ -90,7 +89,7 @@ struct Claims<'a> {
 
 impl Asserter {
     /// Load (or, in development, generate) the assertion key.
-    pub fn load(cfg: &IdentityConfig) -> Result<Asserter, AssertionKeyError> {
+    pub fn load(cfg: &IdentityConfig, max_cached: usize) -> Result<Asserter, AssertionKeyError> {
         if cfg.generate_if_missing && !cfg.private_key.exists() {
             let (pem, _) = crate::auth::keys::generate(cfg.algorithm).map_err(AssertionKeyError::Generate)?;
             crate::tls::write_private(&cfg.private_key, pem.as_bytes()).map_err(|source| AssertionKeyError::Write {
@@ -128,6 +127,7 @@ impl Asserter {
             issuer: cfg.issuer.clone(),
             audience: cfg.audience.clone(),
             cache: Mutex::new(HashMap::new()),
+            max_cached,
         })
     }
 
@@ -160,7 +160,7 @@ impl Asserter {
         };
         let value = HeaderValue::from_str(&text).map_err(|_| AssertionError::NotAHeader)?;
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_MAX {
+            if cache.len() >= self.max_cached {
                 cache.clear();
             }
             cache.insert(user.as_str().to_owned(), (now + self.ttl / 2, value.clone()));

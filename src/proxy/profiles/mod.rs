@@ -26,11 +26,12 @@ pub enum Profile {
 }
 
 impl Profile {
-    pub fn new(cfg: &ProfileConfig) -> Profile {
+    /// `max_cached`: users whose upstream credential is kept at most (`cache.upstream_credentials`).
+    pub fn new(cfg: &ProfileConfig, max_cached: usize) -> Profile {
         match cfg {
             ProfileConfig::Header => Profile::Header,
-            ProfileConfig::RagModulo(c) => Profile::RagModulo(rag_modulo::RagModulo::new(c)),
-            ProfileConfig::Ragflow(c) => Profile::Ragflow(ragflow::Ragflow::new(c)),
+            ProfileConfig::RagModulo(c) => Profile::RagModulo(rag_modulo::RagModulo::new(c, max_cached)),
+            ProfileConfig::Ragflow(c) => Profile::Ragflow(ragflow::Ragflow::new(c, max_cached)),
         }
     }
 

@@ -27,9 +27,6 @@ use crate::store::Store;
 /// The longest a minted token is reused, in seconds: the delay before a role change is seen.
 pub const REUSE_MAX_SECS: u64 = 10;
 
-/// Tokens kept at most; past this the cache starts over (a burst of distinct users).
-const CACHE_MAX: usize = 10_000;
-
 /// Why the token could not be made (the request then gets 503).
 #[derive(Debug, thiserror::Error)]
 pub enum MintError {
@@ -46,6 +43,8 @@ pub struct RagModulo {
     ttl: u64,
     /// By user id: (reuse until, `Bearer <jwt>`).
     cache: Mutex<HashMap<String, (u64, HeaderValue)>>,
+    /// Tokens kept at most; past this the cache starts over (`cache.upstream_credentials`).
+    max_cached: usize,
 }
 
 /// What RAG Modulo's middleware builds its user from (`core/authentication_middleware.py`:
@@ -72,11 +71,12 @@ pub fn rag_modulo_role(stored: Option<&str>) -> &'static str {
 }
 
 impl RagModulo {
-    pub fn new(cfg: &RagModuloConfig) -> RagModulo {
+    pub fn new(cfg: &RagModuloConfig, max_cached: usize) -> RagModulo {
         RagModulo {
             key: EncodingKey::from_secret(cfg.jwt_secret.expose().as_bytes()),
             ttl: cfg.ttl.as_secs(),
             cache: Mutex::new(HashMap::new()),
+            max_cached,
         }
     }
 
@@ -107,7 +107,7 @@ impl RagModulo {
         let jwt = jsonwebtoken::encode(&Header::default(), &claims, &self.key).map_err(MintError::Sign)?;
         let value = HeaderValue::from_str(&format!("Bearer {jwt}")).map_err(|_| MintError::NotAHeader)?;
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_MAX {
+            if cache.len() >= self.max_cached {
                 cache.clear();
             }
             let until = now + (self.ttl / 2).min(REUSE_MAX_SECS);
@@ -135,7 +135,7 @@ mod tests {
             jwt_secret: crate::config::Secret::new("rag-modulo-secret-rag-modulo-secret-0123"),
             ttl: std::time::Duration::from_secs(60),
         };
-        let rm = RagModulo::new(&cfg);
+        let rm = RagModulo::new(&cfg, 10);
         let claims = Claims {
             sub: "u1",
             uuid: "u1",

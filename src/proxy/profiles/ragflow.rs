@@ -18,22 +18,22 @@ use crate::clock::now_secs;
 use crate::config::RagflowConfig;
 use crate::store::Store;
 
-/// Users kept at most; past this the cache starts over.
-const CACHE_MAX: usize = 10_000;
-
 pub struct Ragflow {
     cfg: RagflowConfig,
     ttl: u64,
     /// By user id: (valid until, `Bearer <key>`, or `None` for no key).
     cache: Mutex<HashMap<String, (u64, Option<HeaderValue>)>>,
+    /// Users kept at most; past this the cache starts over (`cache.upstream_credentials`).
+    max_cached: usize,
 }
 
 impl Ragflow {
-    pub fn new(cfg: &RagflowConfig) -> Ragflow {
+    pub fn new(cfg: &RagflowConfig, max_cached: usize) -> Ragflow {
         Ragflow {
             cfg: cfg.clone(),
             ttl: cfg.cache_ttl.as_secs(),
             cache: Mutex::new(HashMap::new()),
+            max_cached,
         }
     }
 
@@ -64,7 +64,7 @@ impl Ragflow {
         if self.ttl > 0
             && let Ok(mut cache) = self.cache.lock()
         {
-            if cache.len() >= CACHE_MAX {
+            if cache.len() >= self.max_cached {
                 cache.clear();
             }
             cache.insert(user.as_str().to_owned(), (now + self.ttl, value.clone()));
