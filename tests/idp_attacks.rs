@@ -819,6 +819,27 @@ async fn token_endpoint_abuse_is_a_clean_refusal() {
             "invalid_client",
         ),
         (
+            "Basic, the secret with something after `&`",
+            vec![form_ct(), ("authorization", basic("rp", &format!("{SECRET_RP}&x=y")))],
+            form_body.clone(),
+            401,
+            "invalid_client",
+        ),
+        (
+            "Basic, the secret with `&` after it",
+            vec![form_ct(), ("authorization", basic("rp", &format!("{SECRET_RP}&")))],
+            form_body.clone(),
+            401,
+            "invalid_client",
+        ),
+        (
+            "Basic, the id with something after `&`",
+            vec![form_ct(), ("authorization", basic("rp&x=1", SECRET_RP))],
+            form_body.clone(),
+            401,
+            "invalid_client",
+        ),
+        (
             "Basic, the secret with an encoded NUL after it",
             vec![form_ct(), ("authorization", basic("rp", &format!("{SECRET_RP}%00")))],
             form_body.clone(),

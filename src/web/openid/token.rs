@@ -59,8 +59,10 @@ fn client_credentials(headers: &http::HeaderMap, p: &Params) -> Result<Credentia
                 .map_err(|_| bad)?;
             let text = String::from_utf8(raw).map_err(|_| bad)?;
             let (raw_id, raw_secret) = text.split_once(':').ok_or(bad)?;
+            // One value, decoded whole: a `&` (or an encoded one) never ends it early, so
+            // `secret&x=y` is not read as `secret`.
             let decode = |s: &str| -> String {
-                form_urlencoded::parse(format!("x={s}").as_bytes())
+                form_urlencoded::parse(format!("x={}", s.replace('&', "%26")).as_bytes())
                     .next()
                     .map(|(_, v)| v.into_owned())
                     .unwrap_or_default()
