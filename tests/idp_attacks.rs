@@ -888,6 +888,20 @@ async fn token_endpoint_abuse_is_a_clean_refusal() {
         assert_eq!(r.headers.get("cache-control").unwrap(), "no-store", "{what}");
         assert!(r.json().get("access_token").is_none(), "{what}");
     }
+    // Two Authorization fields: neither is picked over the other, whichever comes first.
+    for pair in [
+        [auth.as_str(), "Basic cnA6d3Jvbmc="],
+        ["Basic cnA6d3Jvbmc=", auth.as_str()],
+    ] {
+        let r = token_request(
+            &gw,
+            &[FORM, ("authorization", pair[0]), ("authorization", pair[1])],
+            &form_body,
+        )
+        .await;
+        assert_eq!(r.status, 400, "{pair:?}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_request");
+    }
     // A body over the cap.
     let mut huge = form_body.clone();
     huge.extend(b"&pad=");
@@ -970,6 +984,19 @@ async fn userinfo_takes_only_the_providers_access_token() {
             .await;
         assert_eq!(r.status, 401, "{what}: {}", r.text());
         assert!(r.json().get("sub").is_none(), "{what}");
+    }
+    // Two Authorization fields, the real token in either: neither is picked.
+    let real = format!("Bearer {access}");
+    for pair in [[real.as_str(), "Bearer x"], ["Bearer x", real.as_str()]] {
+        let r = gw
+            .client()
+            .get(
+                "/_auth/openid/userinfo",
+                &[("authorization", pair[0]), ("authorization", pair[1])],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{pair:?}: {}", r.text());
+        assert!(r.json().get("sub").is_none());
     }
     // The provider's tokens are no credential for the gateway's own API either.
     for t in [&access, &id_token] {
