@@ -42,8 +42,7 @@ struct Credentials {
 }
 
 fn client_credentials(headers: &http::HeaderMap, p: &Params) -> Result<Credentials, OAuthError> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
+    let basic = only_authorization(headers)?
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")));
     match (basic, p.get("client_secret")) {
@@ -59,8 +58,10 @@ fn client_credentials(headers: &http::HeaderMap, p: &Params) -> Result<Credentia
                 .map_err(|_| bad)?;
             let text = String::from_utf8(raw).map_err(|_| bad)?;
             let (raw_id, raw_secret) = text.split_once(':').ok_or(bad)?;
+            // One value, decoded whole: a `&` (or an encoded one) never ends it early, so
+            // `secret&x=y` is not read as `secret`.
             let decode = |s: &str| -> String {
-                form_urlencoded::parse(format!("x={s}").as_bytes())
+                form_urlencoded::parse(format!("x={}", s.replace('&', "%26")).as_bytes())
                     .next()
                     .map(|(_, v)| v.into_owned())
                     .unwrap_or_default()
@@ -95,6 +96,19 @@ fn client_credentials(headers: &http::HeaderMap, p: &Params) -> Result<Credentia
         }
         (None, None) => Err(OAuthError::new("invalid_client", "client authentication is required")),
     }
+}
+
+/// The request's one `Authorization` field, if any: two are refused, never one picked.
+fn only_authorization(headers: &http::HeaderMap) -> Result<Option<&HeaderValue>, OAuthError> {
+    let mut fields = headers.get_all(header::AUTHORIZATION).iter();
+    let first = fields.next();
+    if fields.next().is_some() {
+        return Err(OAuthError::new(
+            "invalid_request",
+            "send one Authorization field, not two",
+        ));
+    }
+    Ok(first)
 }
 
 /// `POST openid/token`: a code for tokens (RFC 6749 §4.1.3, OpenID Connect Core §3.1.3).
@@ -255,9 +269,19 @@ async fn exchange(
 
 /// `GET|POST openid/userinfo`: the claims of the access token's user (OpenID Connect Core §5.3).
 pub(super) async fn userinfo<B>(ctx: &Ctx<'_>, idp: &Idp, req: &Request<B>) -> PageResponse {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
+    let field = match only_authorization(req.headers()) {
+        Ok(f) => f,
+        Err(e) => {
+            // RFC 6750 §3.1: more than one way of sending a token is `invalid_request`, 400.
+            let mut resp = oauth_error(StatusCode::BAD_REQUEST, e);
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"authgate\", error=\"invalid_request\""),
+            );
+            return resp;
+        }
+    };
+    let bearer = field
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     let Some(token) = bearer else {
