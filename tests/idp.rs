@@ -625,3 +625,26 @@ async fn basic_credentials_work_form_encoded_or_as_sent_and_sign_out_everywhere_
         .await;
     assert_eq!(info.status, 401, "the access token ended with the sessions");
 }
+
+#[tokio::test]
+async fn a_state_too_long_to_echo_is_refused_without_being_echoed() {
+    let (_up, gw) = provider().await;
+    register(&gw, "hank").await;
+    let mut jar = signed_in(&gw, "hank").await;
+    let long = "s".repeat(513);
+    let path = authorize_path("rp", CALLBACK, "").replace("state=st%20ate%2F1", &format!("state={long}"));
+    let r = navigate(&gw, &mut jar, &path).await;
+    let (to, q) = location_query(&r);
+    assert_eq!(to, CALLBACK);
+    assert_eq!(param(&q, "error"), Some("invalid_request"));
+    assert_eq!(param(&q, "state"), None);
+    let r = navigate(
+        &gw,
+        &mut jar,
+        &format!("/_auth/openid/end_session?client_id=rp&post_logout_redirect_uri=https%3A%2F%2Frp.example%2Fbye&state={long}"),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.headers.get("location").is_none());
+    assert!(jar.session.is_some(), "still signed in");
+}

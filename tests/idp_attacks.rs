@@ -570,7 +570,7 @@ async fn consent_cannot_be_forged_skipped_or_replayed_elsewhere() {
         .client()
         .call("HEAD", &ask, &[("cookie", cookie.as_str())], None)
         .await;
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 405, "authorize is GET only: a HEAD issues no code");
     assert!(location(&r).is_none());
     let r = navigate(&gw, &mut jar, &format!("/_auth/openid/consent?{query}&decision=allow")).await;
     assert_eq!(r.status, 405);

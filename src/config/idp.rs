@@ -195,6 +195,20 @@ fn client(c: &RawClient, before: &[ClientConfig]) -> Result<ClientConfig, Config
             ));
         }
     }
+    // The code response adds `code`, `state`, `iss` (and errors `error`…): a registered URI that
+    // already names one would answer with two.
+    const RESPONSE: [&str; 5] = ["code", "state", "iss", "error", "error_description"];
+    if let Some(uri) = c
+        .redirect_uris
+        .iter()
+        .find(|u| url::Url::parse(u).is_ok_and(|url| url.query_pairs().any(|(k, _)| RESPONSE.contains(&k.as_ref()))))
+    {
+        return Err(bad(
+            KEY,
+            format!("client {id}: {uri:?} names a parameter of the response in its query"),
+            "drop code, state, iss, error and error_description from the redirect URI's query",
+        ));
+    }
     if !c.scopes.iter().any(|s| s == "openid") {
         return Err(bad(
             KEY,
@@ -294,7 +308,11 @@ mod tests {
             scopes: vec!["openid".into(), "admin".into()],
             ..good()
         };
-        for c in [short, no_uri, odd_scope] {
+        let code_in_query = RawClient {
+            redirect_uris: vec!["https://rag.example.com/cb?code=x".into()],
+            ..good()
+        };
+        for c in [short, no_uri, odd_scope, code_in_query] {
             let e = validate(&raw(vec![c])).unwrap_err().to_string();
             assert!(e.contains("oidc.clients"), "{e}");
         }

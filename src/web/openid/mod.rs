@@ -49,7 +49,8 @@ pub async fn handle(
     }
     let page = path.strip_prefix(idp.prefix.as_str()).unwrap_or(path).to_owned();
     match (page.as_str(), req.method()) {
-        (idp::AUTHORIZE, &Method::GET | &Method::HEAD) => {
+        // GET only: a HEAD must not issue a code the client never sees.
+        (idp::AUTHORIZE, &Method::GET) => {
             let query = req.uri().query().unwrap_or("").to_owned();
             authorize(ctx, idp, &req, &query, who).await
         }
@@ -157,7 +158,8 @@ fn check<'a>(idp: &'a Idp, p: &Params) -> Result<AuthzRequest<'a>, Refusal> {
             "The application asked to send you back to an address it has not registered.",
         ))?
         .to_owned();
-    let state = p.get("state").map(str::to_owned);
+    // A state too long to echo is refused without it (an error redirect never carries it).
+    let state = p.get("state").map(str::to_owned).filter(|s| s.len() <= MAX_ECHO);
     let refuse = |e: OAuthError| Refusal::Redirect(error_redirect(idp, &redirect_uri, state.as_deref(), e));
     if p.get("request").is_some() {
         return Err(refuse(OAuthError::new(
@@ -171,7 +173,7 @@ fn check<'a>(idp: &'a Idp, p: &Params) -> Result<AuthzRequest<'a>, Refusal> {
             "request_uri is not supported",
         )));
     }
-    if state.as_ref().is_some_and(|s| s.len() > MAX_ECHO) {
+    if p.get("state").is_some_and(|s| s.len() > MAX_ECHO) {
         return Err(refuse(OAuthError::new("invalid_request", "state is too long")));
     }
     if p.get("response_type") != Some("code") {
@@ -555,6 +557,9 @@ fn logout_target(idp: &Idp, p: &Params, hint_aud: Option<&str>) -> Result<Option
     }
     let mut pairs = Vec::new();
     if let Some(s) = p.get("state") {
+        if s.len() > MAX_ECHO {
+            return Err("The sign-out request is too long.");
+        }
         pairs.push(("state", s));
     }
     Ok(Some(if pairs.is_empty() {
