@@ -10,6 +10,7 @@
 //! - `proxy`: the request pipeline (route, authenticate, authorize, identity step, forward, log);
 //! - `api`: the `/api/auth/*` handlers;
 //! - `accounts`: account rules and changes, for the API and the CLI;
+//! - `idp`: authgate as an OpenID Provider (clients, ID and access tokens; its endpoints are `web`'s);
 //! - `auth`: who is calling (the `Authenticator`), keys, passwords, login limits;
 //! - `store`: SQL and Redis; `metrics`; `tls`; `config`; `telemetry`;
 //! - leaves: `policy` (rules -> public / allow / deny), `routes`, `upgrade`, `username`, `error`, `clock`.
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod idp;
 pub mod metrics;
 pub mod oidc;
 pub mod policy;

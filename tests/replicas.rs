@@ -785,3 +785,55 @@ async fn a_scoped_tokens_access_follows_its_owners_groups_on_every_replica() {
     }
     assert_eq!(up.seen.count(), before, "a refused request reached the backend");
 }
+
+#[tokio::test]
+async fn an_openid_code_issued_by_one_replica_is_redeemed_once_on_any() {
+    let pg = Postgres::start().await;
+    let db = pg.fresh_db().await;
+    let up = TestUpstream::start().await;
+    let keys = tempfile::tempdir().unwrap();
+    let (private, _) = authgate::auth::keys::generate(authgate::config::JwtAlgorithm::ES256).unwrap();
+    let key = keys.path().join("op.pem");
+    std::fs::write(&key, private).unwrap();
+    let secret = "replica-client-secret-0123456789abcdef";
+    let extra = format!(
+        "[oidc]\nissuer = \"https://gw.example\"\nsigning_key = \"{}\"\nsigning_algorithm = \"ES256\"\n\
+         [[oidc.clients]]\nclient_id = \"rp\"\nclient_secret = \"{secret}\"\nredirect_uris = [\"https://rp.example/cb\"]\n\
+         trusted = true\nrequire_pkce = false\n",
+        key.display()
+    );
+    let toml = replica_toml(&db, None, &extra);
+    let a = replica(&up, &toml).await;
+    let b = replica(&up, &toml).await;
+    session(&a, "oidc-user").await;
+    let mut jar = signed_in(&a, "oidc-user").await;
+    let r = navigate(
+        &a,
+        &mut jar,
+        "/_auth/openid/authorize?response_type=code&client_id=rp&redirect_uri=https%3A%2F%2Frp.example%2Fcb&scope=openid&nonce=n1",
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let location = r.headers.get("location").unwrap().to_str().unwrap().to_owned();
+    let code = form_urlencoded::parse(location.split_once('?').unwrap().1.as_bytes())
+        .find(|(k, _)| k == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let form = format!(
+        "grant_type=authorization_code&code={code}&redirect_uri=https%3A%2F%2Frp.example%2Fcb&client_id=rp&client_secret={secret}"
+    );
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    let on_b = b
+        .client()
+        .call("POST", "/_auth/openid/token", &headers, Some(form.clone().into_bytes()))
+        .await;
+    assert_eq!(on_b.status, 200, "{}", on_b.text());
+    assert!(on_b.json()["id_token"].is_string());
+    let again_on_a = a
+        .client()
+        .call("POST", "/_auth/openid/token", &headers, Some(form.into_bytes()))
+        .await;
+    assert_eq!(again_on_a.status, 400);
+    assert_eq!(again_on_a.json()["error"], "invalid_grant");
+}

@@ -56,6 +56,7 @@ impl Accounts {
                 user_id: user.id.clone(),
                 provider: who.provider.clone(),
                 email: who.email.clone().unwrap_or_default(),
+                email_verified: who.email_verified,
                 groups: who.groups.clone(),
             })
             .await?;

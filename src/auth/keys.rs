@@ -47,6 +47,10 @@ pub enum KeyError {
         what: String,
         reason: crate::auth::jwt::KeyMaterialError,
     },
+    #[error(
+        "oidc.signing_key: this key is also a [jwt] key. Fix: give ID tokens a key of their own (an ID token must never pass as an access token)"
+    )]
+    SharedIdpKey,
     #[error("jwt: no signing key (mark one [[jwt.keys]] entry with signing = true)")]
     NoSigningKey,
     #[error("jwks: {0}")]
@@ -185,6 +189,16 @@ pub fn load(cfg: &JwtConfig) -> Result<KeyRing, KeyError> {
         signer,
         jwks: Bytes::from(jwks),
     })
+}
+
+impl KeyRing {
+    /// Whether the published keys hold `jwk`'s public key (whatever its `kid`).
+    pub fn jwks_has(&self, jwk: &Jwk) -> bool {
+        let Ok(set) = serde_json::from_slice::<JwkSet>(&self.jwks) else {
+            return false;
+        };
+        set.keys.iter().any(|k| k.algorithm == jwk.algorithm)
+    }
 }
 
 /// A JWKS document with one more key.

@@ -493,6 +493,9 @@ impl Authenticator {
         {
             tracing::warn!(error = %e, "purging ended browser sessions failed");
         }
+        if let Err(e) = self.store.purge_grants(now).await {
+            tracing::warn!(error = %e, "purging expired sign-in codes and flows failed");
+        }
         let keep_after = crate::clock::now_secs().saturating_sub(CHANGE_LOG_KEEP.as_secs());
         if let Err(e) = self.store.purge_log(i64::try_from(keep_after).unwrap_or(0)).await {
             tracing::warn!(error = %e, "purging the revocation change log failed");

@@ -29,6 +29,7 @@ use crate::routes::{ApiPaths, PublicPaths};
 mod accounts;
 mod admin;
 mod auth;
+mod idp;
 mod jwt;
 mod limits;
 mod log;
@@ -46,6 +47,7 @@ mod web;
 pub use accounts::{RawAccounts, Registration};
 pub use admin::RawAdmin;
 pub use auth::{AuthConfig, RawAuth, identity_name};
+pub use idp::{ClientConfig, IdpConfig, RawClient};
 pub use jwt::{JwtAlgorithm, JwtConfig, KeySpec, MIN_HS_SECRET_BYTES, RawJwt, RawJwtKey, SecretSource, kid_is_plain};
 pub use limits::{LimitsConfig, RawLimits};
 pub use log::{LogConfig, LogFormat, RawLog};
@@ -230,6 +232,9 @@ pub struct Config {
     pub local_sign_in: bool,
     /// `[[oidc.providers]]`.
     pub oidc: Vec<ProviderConfig>,
+    /// `oidc.issuer`, `oidc.signing_key` and `[[oidc.clients]]`: authgate as an OpenID Provider,
+    /// when any client is configured.
+    pub idp: Option<IdpConfig>,
     /// `[policy]`: who may reach what (`auth.public_paths` are matched before its rules).
     pub policy: crate::policy::Policy,
 }
@@ -351,6 +356,19 @@ impl RawConfig {
             identity_headers,
         } = auth::validate(&self.auth, &web.prefix)?;
         let policy = policy::validate(&self.policy, &api_paths, &public_paths)?;
+        let idp = idp::validate(&self.oidc)?;
+        if let Some(p) = &idp
+            && jwt
+                .keys
+                .iter()
+                .any(|k| matches!(&k.source, SecretSource::PrivatePem(path) if *path == p.signing_key))
+        {
+            return Err(ConfigError::invalid(
+                "oidc.signing_key",
+                format!("{} is also a [jwt] key", p.signing_key.display()),
+                "give ID tokens a key of their own: a [jwt] key signs access tokens, and an ID token must never pass as one",
+            ));
+        }
         Ok(Config {
             server,
             admin_listen,
@@ -370,6 +388,7 @@ impl RawConfig {
             registration: accounts::validate(&self.accounts)?,
             local_sign_in: self.accounts.local_sign_in,
             oidc: oidc::validate(&self.oidc)?,
+            idp,
             policy,
         })
     }

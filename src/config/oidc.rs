@@ -3,12 +3,38 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Secret};
+use std::path::PathBuf;
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+use super::idp::RawClient;
+use super::{ConfigError, Dur, Secret, secs};
+
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawOidc {
+    /// Single sign-on: authgate as a relying party of these providers.
     pub providers: Vec<RawProvider>,
+    // authgate as an OpenID Provider (`config::idp`): its issuer, signing key and clients.
+    pub issuer: Option<String>,
+    pub signing_key: Option<PathBuf>,
+    pub signing_algorithm: String,
+    pub signing_kid: Option<String>,
+    /// How long an ID token, and an access token for `userinfo`, live.
+    pub token_lifetime: Dur,
+    pub clients: Vec<RawClient>,
+}
+
+impl Default for RawOidc {
+    fn default() -> Self {
+        RawOidc {
+            providers: Vec::new(),
+            issuer: None,
+            signing_key: None,
+            signing_algorithm: "RS256".into(),
+            signing_kid: None,
+            token_lifetime: secs(600),
+            clients: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize)]

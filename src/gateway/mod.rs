@@ -137,6 +137,17 @@ impl Gateway {
             }
             None => None,
         };
+        let idp = match &config.idp {
+            Some(cfg) => {
+                let idp = crate::idp::Idp::load(cfg, &config.web.prefix)?;
+                if keys.jwks_has(&idp.jwk) {
+                    return Err(crate::auth::keys::KeyError::SharedIdpKey.into());
+                }
+                keys.jwks = crate::auth::keys::with_jwk(&keys.jwks, idp.jwk.clone())?;
+                Some(Arc::new(idp))
+            }
+            None => None,
+        };
         let upstream = Arc::new(Upstream::new(&config.upstream)?);
         let store = Store::connect(config.store.url.expose()).await?;
         let passwords = Passwords::with_pool(
@@ -200,7 +211,8 @@ impl Gateway {
                 scheme,
                 config.limits.body_idle_timeout,
             )
-            .with_sso(oidc.clone(), config.local_sign_in),
+            .with_sso(oidc.clone(), config.local_sign_in)
+            .with_idp(idp),
             identity: IdentityStep::new(
                 asserter,
                 crate::proxy::profiles::Profile::new(&config.upstream.profile),

@@ -233,6 +233,11 @@ async fn route(
         &proxy.settings.public_paths,
         &proxy.web.config.prefix,
     );
+    // Discovery is the gateway's own once it is an OpenID Provider; the web pages answer it.
+    let class = match class {
+        RouteClass::Protected if path == crate::idp::DISCOVERY_PATH && proxy.web.idp.is_some() => RouteClass::Web,
+        other => other,
+    };
     outcome.route = Some(class);
 
     match class {

@@ -133,6 +133,7 @@ mod tests {
             user_id: id.clone(),
             provider: "idp".into(),
             email: "a@example.com".into(),
+            email_verified: false,
             groups: vec!["research".into(), "staff".into()],
         };
         // A first sign-in with groups, and a second with the same: only the first is a change.

@@ -18,6 +18,8 @@ pub struct Identity {
     pub user_id: String,
     pub provider: String,
     pub email: String,
+    /// Whether the provider said `email_verified: true` for `email` at the last sign-in.
+    pub email_verified: bool,
     /// The groups the provider reported at the last sign-in.
     pub groups: Vec<String>,
 }
@@ -40,7 +42,8 @@ impl Store {
     /// The user linked to `(issuer, subject)`.
     pub async fn identity(&self, issuer: &str, subject: &str) -> Result<Option<Identity>, StoreError> {
         let row = sqlx::query(
-            "SELECT issuer, subject, user_id, provider, email, groups FROM identities WHERE issuer = $1 AND subject = $2",
+            "SELECT issuer, subject, user_id, provider, email, groups, email_verified FROM identities \
+             WHERE issuer = $1 AND subject = $2",
         )
         .bind(issuer)
         .bind(subject)
@@ -49,12 +52,14 @@ impl Store {
         .map_err(db_err)?;
         let Some(r) = row else { return Ok(None) };
         let groups: String = r.try_get(5).map_err(db_err)?;
+        let email_verified: i64 = r.try_get(6).map_err(db_err)?;
         Ok(Some(Identity {
             issuer: r.try_get(0).map_err(db_err)?,
             subject: r.try_get(1).map_err(db_err)?,
             user_id: r.try_get(2).map_err(db_err)?,
             provider: r.try_get(3).map_err(db_err)?,
             email: r.try_get(4).map_err(db_err)?,
+            email_verified: email_verified != 0,
             groups: serde_json::from_str(&groups).unwrap_or_default(),
         }))
     }
@@ -75,9 +80,10 @@ impl Store {
                 .await
                 .map_err(db_err)?;
         sqlx::query(
-            "INSERT INTO identities (issuer, subject, user_id, provider, email, groups, created_at, last_sign_in) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
-             ON CONFLICT (issuer, subject) DO UPDATE SET email = $5, groups = $6, last_sign_in = $7",
+            "INSERT INTO identities (issuer, subject, user_id, provider, email, groups, created_at, last_sign_in, \
+             email_verified) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
+             ON CONFLICT (issuer, subject) DO UPDATE SET email = $5, groups = $6, last_sign_in = $7, \
+             email_verified = $8",
         )
         .bind(&i.issuer)
         .bind(&i.subject)
@@ -86,6 +92,7 @@ impl Store {
         .bind(&i.email)
         .bind(&groups)
         .bind(at)
+        .bind(i64::from(i.email_verified))
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod backend_keys;
 pub mod changes;
+pub mod grants;
 pub mod identities;
 mod revocations;
 mod schema;

@@ -154,6 +154,24 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (subject_kind, subject)
     );",
     ),
+    (
+        9,
+        // authgate as an OpenID Provider (store::grants): authorization codes in flight, by the
+        // code's SHA-256 (never the code), taken once; and whether a provider verified the email
+        // an identity carries, so an ID token says `email_verified` only when one did.
+        "CREATE TABLE IF NOT EXISTS oidc_codes (
+        code_hash TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL,
+        user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        redirect_uri TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        nonce TEXT NULL,
+        code_challenge TEXT NULL,
+        auth_time BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    ALTER TABLE identities ADD COLUMN email_verified BIGINT NOT NULL DEFAULT 0;",
+    ),
 ];
 
 /// A migration's SQL for one kind of database: `{SEQ_PK}` is an auto-incrementing 64-bit primary

@@ -37,6 +37,14 @@ impl Form {
 /// Read a form body (refused when it is not a form, or too large, or when the client stops
 /// sending it for `idle`: 408, as for a proxied body, so a slow POST cannot hold a task forever).
 pub async fn read(req: Request<Incoming>, idle: Duration) -> Result<(http::request::Parts, Form), GatewayError> {
+    let (parts, bytes) = read_raw(req, idle).await?;
+    let fields = form_urlencoded::parse(&bytes).into_owned().collect();
+    Ok((parts, Form(fields)))
+}
+
+/// Read a form body under the same limits as [`read`], undecoded (for a caller that must see
+/// repeated names).
+pub async fn read_raw(req: Request<Incoming>, idle: Duration) -> Result<(http::request::Parts, Bytes), GatewayError> {
     let (parts, body) = req.into_parts();
     let is_form = parts
         .headers
@@ -65,8 +73,7 @@ pub async fn read(req: Request<Incoming>, idle: Duration) -> Result<(http::reque
             BodyError::Client(_) => GatewayError::InvalidRequest("The request body could not be read"),
         })?
         .to_bytes();
-    let fields = form_urlencoded::parse(&bytes).into_owned().collect();
-    Ok((parts, Form(fields)))
+    Ok((parts, bytes))
 }
 
 /// A new CSRF token (the cookie's value and the forms' `csrf` field).

@@ -15,6 +15,7 @@
 mod account;
 mod agent;
 pub mod forms;
+mod openid;
 pub mod pages;
 mod sso;
 
@@ -49,6 +50,8 @@ pub struct Web {
     pub oidc: Arc<crate::oidc::Providers>,
     /// `accounts.local_sign_in`: the username and password form.
     pub local_sign_in: bool,
+    /// `[[oidc.clients]]`: authgate as their OpenID Provider (`openid/…`), when configured.
+    pub idp: Option<Arc<crate::idp::Idp>>,
 }
 
 /// What a page needs to know about the request besides its body.
@@ -79,7 +82,14 @@ impl Web {
             body_idle,
             oidc: Arc::new(crate::oidc::Providers::new(&[])),
             local_sign_in: true,
+            idp: None,
         }
+    }
+
+    /// As an OpenID Provider for `[[oidc.clients]]`.
+    pub fn with_idp(mut self, idp: Option<Arc<crate::idp::Idp>>) -> Web {
+        self.idp = idp;
+        self
     }
 
     /// With single sign-on providers, and the local form on or off.
@@ -171,6 +181,11 @@ async fn route(
     let web = ctx.web;
     let path = req.uri().path();
     let page = path.strip_prefix(web.config.prefix.as_str()).unwrap_or(path).to_owned();
+    if let Some(idp) = &web.idp
+        && (path == crate::idp::DISCOVERY_PATH || page.starts_with("/openid/"))
+    {
+        return Box::pin(openid::handle(ctx, idp, req, who)).await;
+    }
     let method = req.method().clone();
     match (page.as_str(), &method) {
         ("" | "/", &Method::GET | &Method::HEAD) => Ok(see_other(&format!("{}/account", web.config.prefix))),
@@ -273,7 +288,11 @@ fn sign_in_form<B>(ctx: &Ctx<'_>, req: &Request<B>, status: StatusCode, message:
             })
             .collect(),
     };
-    with_cookie(ctx.web.pages.render(status, "sign_in.html", "Sign in", page), cookie)
+    let mut resp = ctx.web.pages.render(status, "sign_in.html", "Sign in", page);
+    if let Some(origin) = openid::form_target(ctx.web, &rd) {
+        pages::allow_form_target(&mut resp, &origin);
+    }
+    with_cookie(resp, cookie)
 }
 
 /// `GET sign-in`: the form; a browser already signed in goes straight on to `rd`.
@@ -282,7 +301,12 @@ async fn sign_in_page(
     req: &Request<Incoming>,
     who: &mut Option<Principal>,
 ) -> Result<PageResponse, GatewayError> {
-    if let Some(p) = current(ctx.web, req).await {
+    // `login=1`: an OpenID client asked for a fresh sign-in (`prompt=login`, `max_age`).
+    let fresh = req
+        .uri()
+        .query()
+        .is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "login" && v == "1"));
+    if !fresh && let Some(p) = current(ctx.web, req).await {
         *who = Some(p);
         return Ok(see_other(&forms::return_to(req.uri().query())));
     }
@@ -417,10 +441,11 @@ fn register_page<B>(ctx: &Ctx<'_>, req: &Request<B>, message: &str, username: &s
         rd: &rd,
         csrf: &csrf,
     };
-    with_cookie(
-        ctx.web.pages.render(status, "register.html", "Create an account", page),
-        cookie,
-    )
+    let mut resp = ctx.web.pages.render(status, "register.html", "Create an account", page);
+    if let Some(origin) = openid::form_target(ctx.web, &rd) {
+        pages::allow_form_target(&mut resp, &origin);
+    }
+    with_cookie(resp, cookie)
 }
 
 /// `POST register` (only while `accounts.registration` is open): make the account, sign in.

@@ -12,12 +12,14 @@ use serde::Serialize;
 
 use crate::config::WebConfig;
 
-const TEMPLATES: [(&str, &str); 5] = [
+const TEMPLATES: [(&str, &str); 7] = [
     ("base.html", include_str!("templates/base.html")),
     ("sign_in.html", include_str!("templates/sign_in.html")),
     ("register.html", include_str!("templates/register.html")),
     ("account.html", include_str!("templates/account.html")),
     ("message.html", include_str!("templates/message.html")),
+    ("consent.html", include_str!("templates/consent.html")),
+    ("end_session.html", include_str!("templates/end_session.html")),
 ];
 
 pub const STYLE: &str = include_str!("templates/style.css");
@@ -133,6 +135,16 @@ pub fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> P
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// Let this page's forms lead to `origin` too: a form whose answer redirects there (an OpenID
+/// client's redirect URI) is otherwise blocked by `form-action 'self'`, which browsers apply to
+/// every redirect after the submission. `origin` is a checked, registered URI's origin.
+pub fn allow_form_target(resp: &mut PageResponse, origin: &str) {
+    let csp = CSP.replace("form-action 'self'", &format!("form-action 'self' {origin}"));
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
 }
 
 /// 303 See Other to `location` (a path on this origin, already checked), with the page headers.

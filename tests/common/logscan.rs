@@ -78,7 +78,8 @@ pub fn request(headers: &[(&str, &str)], body: Option<&[u8]>) {
     }
     if let Some(form) = body.filter(|b| !b.starts_with(b"{")) {
         for (k, v) in form_urlencoded::parse(form) {
-            if k.contains("password") || k == "csrf" {
+            // The sign-in forms, and an OpenID Provider's token request.
+            if k.contains("password") || matches!(&*k, "csrf" | "client_secret" | "code" | "code_verifier") {
                 secret(&v);
             }
         }
@@ -115,7 +116,7 @@ pub fn set_cookies(headers: &http::HeaderMap) {
 /// Record tokens handed out in a JSON answer.
 pub fn response(body: &[u8]) {
     if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
-        for field in ["access_token", "token"] {
+        for field in ["access_token", "token", "id_token", "refresh_token"] {
             if let Some(t) = json.get(field).and_then(|v| v.as_str()) {
                 secret(t);
             }

@@ -1,6 +1,6 @@
 //! Python from the test virtualenv (`scripts/test` builds `target/pyenv` from
-//! tests/differential/requirements.txt): the interpreter, and small backends in `tests/backends/`
-//! that print their port on the first line of stdout.
+//! tests/differential/requirements.txt): the interpreter, and small servers that print their port on
+//! the first line of stdout: backends in `tests/backends/`, relying parties in `tests/clients/`.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -19,17 +19,26 @@ pub fn pyenv_python() -> PathBuf {
     path
 }
 
-/// `tests/backends/<script>` run with `args`, listening on the port it printed. Killed on drop.
+/// A script of `tests/backends/` or `tests/clients/` run with `args`, listening on the port it
+/// printed. Killed on drop.
 pub struct PythonBackend {
     child: Child,
     pub port: u16,
 }
 
 impl PythonBackend {
+    /// `tests/backends/<script>`.
     pub fn start(script: &str, args: &[String]) -> PythonBackend {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/backends")
-            .join(script);
+        Self::start_in("tests/backends", script, args)
+    }
+
+    /// `tests/clients/<script>` (a relying party, say, that serves its own pages).
+    pub fn start_client(script: &str, args: &[String]) -> PythonBackend {
+        Self::start_in("tests/clients", script, args)
+    }
+
+    fn start_in(dir: &str, script: &str, args: &[String]) -> PythonBackend {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir).join(script);
         let mut child = Command::new(pyenv_python())
             .arg(&script)
             .args(args)
