@@ -26,6 +26,17 @@
 #   KEEP_TMP=1          keep the temp dir (configs, logs, callgrind dumps for callgrind_annotate)
 #   POLICY=FILE         TOML appended to every binary's config, say bench/policy-50.toml (50 rules,
 #                       the request matching the last); run once without and once with to compare
+#   PROFILES="header rag_modulo ragflow"
+#                       measure each binary once per `upstream.profile` named here, taking turns in
+#                       every round, ratios to the first. Each profile is set with
+#                       AUTHGATE_UPSTREAM__PROFILE, and its settings come from
+#                       bench/profile-<name>.toml (`_` spelt `-`), appended to the config. With
+#                       PROFILES set, the JWT's subject is a real account (`authgate user add` in
+#                       each run's store: rag_modulo reads its name and email, ragflow needs a key
+#                       stored for it with `authgate backend-key set`), and each run checks what the
+#                       backend received in `Authorization`: nothing (header), a JWT that is not the
+#                       client's (rag_modulo), the stored key (ragflow). Not with POLICY (its last
+#                       rule names bench-user-42, which is not an account).
 #
 # Loopback only. Installs valgrind, nginx, nghttp2-client (h2load), curl and openssl with apt-get
 # when missing. Every process it starts is stopped on exit.
@@ -38,9 +49,12 @@ WARMUP="${WARMUP:-500}"
 REQUESTS="${REQUESTS:-5000}"
 CONNS="${CONNS:-8}"
 ROUNDS="${ROUNDS:-1}"
+PROFILES="${PROFILES:-}"
 # Not a real secret: the fixed HS256 key of bench/run.sh, used only on loopback.
 JWT_SECRET="bench-only-hs256-secret-0123456789abcdef"
 JWT_SUB="bench-user-42"
+# Not a real RAGFlow key: what backend-key set stores for the bench account with PROFILES=...ragflow.
+RAGFLOW_KEY="ragflow-bench-only-key-0123456789abcdef"
 LOADGEN_CPU=0
 PROXY_CPU=1
 
@@ -60,6 +74,23 @@ done
 for n in "$WARMUP" "$REQUESTS" "$CONNS" "$ROUNDS"; do
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "WARMUP, REQUESTS, CONNS and ROUNDS must be positive integers"
 done
+# CONFIGS: "binary-index profile" pairs, measured in this order in every round.
+CONFIGS=()
+for idx in "${!BINS[@]}"; do
+    if [ -z "$PROFILES" ]; then
+        CONFIGS+=("$idx -")
+        continue
+    fi
+    [ -z "${POLICY:-}" ] || die "PROFILES and POLICY do not go together (the policy's last rule names bench-user-42)"
+    for prof in $PROFILES; do
+        case "$prof" in
+            header | rag_modulo | ragflow) ;;
+            *) die "PROFILES: '$prof' is not a profile (header, rag_modulo or ragflow)" ;;
+        esac
+        [ "$prof" = header ] || [ -f "$BENCH/profile-${prof//_/-}.toml" ] || die "no $BENCH/profile-${prof//_/-}.toml"
+        CONFIGS+=("$idx $prof")
+    done
+done
 
 # ---------------------------------------------------------------- tools, temp dir, cleanup
 install_missing taskset:util-linux valgrind:valgrind callgrind_control:valgrind nginx:nginx h2load:nghttp2-client curl:curl openssl:openssl python3:python3
@@ -77,9 +108,8 @@ install_trap
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
     -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null
 chmod 600 "$TMP/key.pem"
-JWT="$(python3 "$HELP" jwt "$JWT_SECRET" "$JWT_SUB")"
 
-mapfile -t P < <(python3 "$HELP" ports $((2 + 2 * ${#BINS[@]} * ROUNDS)))
+mapfile -t P < <(python3 "$HELP" ports $((2 + 2 * ${#CONFIGS[@]} * ROUNDS)))
 BACKEND_PORT=${P[0]} BACKEND_TLS_PORT=${P[1]}
 
 render "$BENCH/nginx-backend.conf" "$TMP/nginx-backend.conf" TMP="$TMP" NOFILE=4096 \
@@ -113,10 +143,12 @@ control() { # control PID OPTION LOG: callgrind_control OPTION PID (through vgdb
         { cat "$3" >&2; die "callgrind_control $2 $1 failed"; }
 }
 
-# measure RUN IDX BINARY: sets IR (instructions, every thread, over the REQUESTS counted requests);
-# RUN numbers the authgate starts from 0 (fresh ports, store and logs for each)
+# measure RUN BINARY PROFILE: sets IR (instructions, every thread, over the REQUESTS counted
+# requests); RUN numbers the authgate starts from 0 (fresh ports, store and logs for each); PROFILE
+# is `-` without PROFILES (today's set-up: a JWT for bench-user-42, who has no account)
 measure() {
-    local run=$1 idx=$2 bin=$3 dir="$TMP/run$1" pid i body code dump ir summary
+    local run=$1 bin=$2 prof=$3 dir="$TMP/run$1" pid i body code dump ir summary sub seen
+    local env=(env -u RUST_LOG JWT_SECRET_KEY="$JWT_SECRET")
     mkdir -p "$dir"
     PORT=${P[2 + 2 * run]}
     local admin=${P[3 + 2 * run]}
@@ -125,8 +157,25 @@ measure() {
 cert = \"$TMP/cert.pem\"
 key = \"$TMP/key.pem\""
     [ -z "${POLICY:-}" ] || cat "$POLICY" >>"$dir/authgate.toml"
+    sub=$JWT_SUB
+    if [ "$prof" != - ]; then
+        # TOML cannot reopen [upstream], so the profile's name comes from the environment.
+        env+=(AUTHGATE_UPSTREAM__PROFILE="$prof")
+        [ "$prof" = header ] || cat "$BENCH/profile-${prof//_/-}.toml" >>"$dir/authgate.toml"
+        printf '%s\n' "bench password 0123456789" | "${env[@]}" "$bin" --config "$dir/authgate.toml" \
+            user add bench --email bench@example.com --password-stdin >"$dir/user.txt" 2>&1 ||
+            { cat "$dir/user.txt" >&2; die "authgate user add failed"; }
+        sub=$(sed -n 's/^created user bench (\(.*\))$/\1/p' "$dir/user.txt")
+        [ -n "$sub" ] || { cat "$dir/user.txt" >&2; die "no user id in the output of authgate user add"; }
+        if [ "$prof" = ragflow ]; then
+            printf '%s\n' "$RAGFLOW_KEY" | "${env[@]}" "$bin" --config "$dir/authgate.toml" \
+                backend-key set --user bench >"$dir/key.txt" 2>&1 ||
+                { cat "$dir/key.txt" >&2; die "authgate backend-key set failed"; }
+        fi
+    fi
+    JWT="$(python3 "$HELP" jwt "$JWT_SECRET" "$sub")"
     # RUST_LOG would override the config's log level (and so whether access lines are written).
-    start "authgate$run" "$PROXY_CPU" env -u RUST_LOG TOKIO_WORKER_THREADS=1 JWT_SECRET_KEY="$JWT_SECRET" \
+    start "authgate$run" "$PROXY_CPU" "${env[@]}" TOKIO_WORKER_THREADS=1 \
         valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" "$bin" --config "$dir/authgate.toml"
     pid=$STARTED
     for i in $(seq 1200); do # up to 120 s: start-up under callgrind is slow
@@ -137,9 +186,18 @@ key = \"$TMP/key.pem\""
     done
     # The JWT path for real: the backend sees the token's subject; no token, no entry.
     body=$(curl -sk --http1.1 -H "Authorization: Bearer $JWT" "https://localhost:$PORT/")
-    [ "$body" = "ok $JWT_SUB" ] || die "authgate with the token answered '$body', expected 'ok $JWT_SUB'"
+    [ "$body" = "ok $sub" ] || die "authgate with the token answered '$body', expected 'ok $sub'"
     code=$(curl -sk --http1.1 -o /dev/null -w '%{http_code}' "https://localhost:$PORT/")
     [ "$code" = 401 ] || die "authgate without a token answered $code, expected 401"
+    # What the profile put in the backend's Authorization (never the client's bearer).
+    seen=$(curl -sk --http1.1 -H "Authorization: Bearer $JWT" "https://localhost:$PORT/_bench/authorization")
+    case "$prof" in
+        - | header) [ "$seen" = "authorization: " ] || die "header profile: the backend saw '$seen'" ;;
+        rag_modulo) [[ "$seen" == "authorization: Bearer ey"* && "$seen" != *"$JWT"* ]] ||
+            die "rag_modulo profile: the backend saw '$seen', not a JWT of the gateway's" ;;
+        ragflow) [ "$seen" = "authorization: Bearer $RAGFLOW_KEY" ] ||
+            die "ragflow profile: the backend did not see the stored key" ;;
+    esac
 
     h2load_run "$dir/warmup.txt" "$WARMUP"
     control "$pid" -z "$dir/zero.log"
@@ -162,15 +220,16 @@ key = \"$TMP/key.pem\""
     IR=$ir
 }
 
-log "temp dir $TMP; ${#BINS[@]} binary(ies) x $ROUNDS round(s); $WARMUP warm-up + $REQUESTS counted" \
-    "requests, $CONNS TLS keep-alive connections"
-declare -A IRS # IRS[idx] = the Ir of each round, space-separated
+log "temp dir $TMP; ${#CONFIGS[@]} configuration(s) x $ROUNDS round(s); $WARMUP warm-up + $REQUESTS" \
+    "counted requests, $CONNS TLS keep-alive connections"
+declare -A IRS # IRS[k] = the Ir of each round of CONFIGS[k], space-separated
 run=0
 for round in $(seq "$ROUNDS"); do
-    for idx in "${!BINS[@]}"; do
-        log "round $round: ${BINS[$idx]} under callgrind"
-        measure "$run" "$idx" "${BINS[$idx]}"
-        IRS[$idx]="${IRS[$idx]:-}${IRS[$idx]:+ }$IR"
+    for k in "${!CONFIGS[@]}"; do
+        read -r idx prof <<<"${CONFIGS[$k]}"
+        log "round $round: ${BINS[$idx]}${PROFILES:+, profile $prof} under callgrind"
+        measure "$run" "${BINS[$idx]}" "$prof"
+        IRS[$k]="${IRS[$k]:-}${IRS[$k]:+ }$IR"
         log "  Ir $IR"
         run=$((run + 1))
     done
@@ -179,15 +238,18 @@ median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { printf "%.1f
 
 echo
 echo "authgate instructions per proxied TLS request (callgrind Ir / $REQUESTS; h2load --h1 -t1 -c$CONNS" \
-    "-n$REQUESTS after $WARMUP warm-up; JWT HS256; policy: ${POLICY:-none}; $(valgrind --version); $(h2load --version | head -1);" \
+    "-n$REQUESTS after $WARMUP warm-up; JWT HS256; policy: ${POLICY:-none}; profiles: ${PROFILES:-header, no account}; $(valgrind --version); $(h2load --version | head -1);" \
     "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') of bench/)"
 echo
 # shellcheck disable=SC2086 # IRS[i] is a list of numbers, split on purpose
 first=$(median ${IRS[0]})
-for idx in "${!BINS[@]}"; do
+for k in "${!CONFIGS[@]}"; do
+    read -r idx prof <<<"${CONFIGS[$k]}"
+    label="${BINS[$idx]}"
+    [ "$prof" = - ] || label="$label, profile $prof"
     # shellcheck disable=SC2086
-    awk -v ir="$(median ${IRS[$idx]})" -v all="${IRS[$idx]}" -v n="$REQUESTS" -v bin="${BINS[$idx]}" \
-        -v first="$first" -v i="$idx" -v rounds="$ROUNDS" 'BEGIN {
+    awk -v ir="$(median ${IRS[$k]})" -v all="${IRS[$k]}" -v n="$REQUESTS" -v bin="$label" \
+        -v first="$first" -v i="$k" -v rounds="$ROUNDS" 'BEGIN {
         line = sprintf("%s: Ir %.0f, instructions per request = %.0f", bin, ir, ir / n)
         if (rounds > 1) {
             k = split(all, v, " ")

@@ -23,6 +23,19 @@ pub async fn closed_loop(
     phase: Duration,
     header: Credential,
 ) -> (f64, usize) {
+    let (rate, latencies) = closed_loop_timed(ca, addr, path, connections, phase, header).await;
+    (rate, latencies.len())
+}
+
+/// [`closed_loop`], also returning each request's latency (send to the end of the body), sorted.
+pub async fn closed_loop_timed(
+    ca: &Path,
+    addr: SocketAddr,
+    path: &'static str,
+    connections: usize,
+    phase: Duration,
+    header: Credential,
+) -> (f64, Vec<Duration>) {
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -34,7 +47,7 @@ pub async fn closed_loop(
                 .await
                 .unwrap();
             tokio::spawn(conn);
-            let mut done = 0usize;
+            let mut done = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let Some((name, value)) = header(next.fetch_add(1, Ordering::Relaxed)) else {
                     break;
@@ -44,10 +57,11 @@ pub async fn closed_loop(
                     .header(name, value)
                     .body(http_body_util::Empty::<bytes::Bytes>::new())
                     .unwrap();
+                let sent = Instant::now();
                 let resp = send.send_request(req).await.unwrap();
                 assert_eq!(resp.status(), 200);
                 resp.into_body().collect().await.unwrap();
-                done += 1;
+                done.push(sent.elapsed());
             }
             done
         }));
@@ -55,9 +69,19 @@ pub async fn closed_loop(
     let started = Instant::now();
     tokio::time::sleep(phase).await;
     stop.store(true, Ordering::Relaxed);
-    let mut total = 0;
+    let mut latencies = Vec::new();
     for t in tasks {
-        total += t.await.unwrap();
+        latencies.extend(t.await.unwrap());
     }
-    (total as f64 / started.elapsed().as_secs_f64(), total)
+    latencies.sort_unstable();
+    (latencies.len() as f64 / started.elapsed().as_secs_f64(), latencies)
+}
+
+/// The nearest-rank `q` percentile (0 < q <= 100) of ascending `sorted`, in milliseconds.
+pub fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1].as_secs_f64() * 1000.0
 }

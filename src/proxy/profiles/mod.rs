@@ -4,6 +4,7 @@
 //! which client header it never lets through; the removal itself stays in `proxy::identity`, which
 //! calls this after every client identity and credential is gone.
 
+pub mod cache;
 pub mod rag_modulo;
 pub mod ragflow;
 
@@ -54,7 +55,9 @@ impl Profile {
     }
 
     /// The header this profile gives the backend for `p`, if any. The `ragflow` profile refuses
-    /// (403) a caller with no key, so that nothing is forwarded for them.
+    /// (403) a caller with no key, so that nothing is forwarded for them. A value still in the
+    /// profile's cache is taken without an allocation; only a miss builds (and boxes) the future
+    /// that reads the store.
     pub async fn identity(
         &self,
         store: &Store,
@@ -63,24 +66,33 @@ impl Profile {
         match self {
             Profile::Header => Ok(None),
             Profile::RagModulo(rm) => {
-                let value = Box::pin(rm.bearer(store, &p.user_id)).await.map_err(|e| {
-                    tracing::error!(error = %e, "cannot mint RAG Modulo's bearer JWT");
-                    GatewayError::Unavailable("identity assertion unavailable")
-                })?;
+                let value = match rm.cached(&p.user_id) {
+                    Some(value) => value,
+                    None => Box::pin(rm.mint(store, &p.user_id)).await.map_err(|e| {
+                        tracing::error!(error = %e, "cannot mint RAG Modulo's bearer JWT");
+                        GatewayError::Unavailable("identity assertion unavailable")
+                    })?,
+                };
                 Ok(Some((http::header::AUTHORIZATION, value)))
             }
-            Profile::Ragflow(rf) => match Box::pin(rf.bearer(store, &p.user_id)).await {
-                Ok(Some(value)) => Ok(Some((http::header::AUTHORIZATION, value))),
-                Ok(None) => Err(GatewayError::Forbidden("No RAGFlow API key is set for this user")),
-                Err(BackendKeyError::Store(e)) => {
-                    tracing::error!(error = %e, "cannot read the caller's RAGFlow API key");
-                    Err(GatewayError::StoreUnavailable)
+            Profile::Ragflow(rf) => {
+                let key = match rf.cached(&p.user_id) {
+                    Some(key) => Ok(key),
+                    None => Box::pin(rf.fetch(store, &p.user_id)).await,
+                };
+                match key {
+                    Ok(Some(value)) => Ok(Some((http::header::AUTHORIZATION, value))),
+                    Ok(None) => Err(GatewayError::Forbidden("No RAGFlow API key is set for this user")),
+                    Err(BackendKeyError::Store(e)) => {
+                        tracing::error!(error = %e, "cannot read the caller's RAGFlow API key");
+                        Err(GatewayError::StoreUnavailable)
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, user_id = %p.user_id.as_str(), "cannot open the caller's RAGFlow API key");
+                        Err(GatewayError::Unavailable("backend credential unavailable"))
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, user_id = %p.user_id.as_str(), "cannot open the caller's RAGFlow API key");
-                    Err(GatewayError::Unavailable("backend credential unavailable"))
-                }
-            },
+            }
         }
     }
 }

@@ -5,19 +5,18 @@
 //! The rule this module keeps: the role is authgate's, mapped to RAG Modulo's two (`admin` stays
 //! `admin`, anything else is `user`), and a minted token is reused for at most [`REUSE_MAX_SECS`]
 //! (and half its lifetime), so a role change or a new email reaches RAG Modulo within seconds while
-//! the store is read about once per user per window, not per request.
+//! the store is read about once per user per window, not per request (one caller re-mints shortly
+//! before the window ends; see `profiles::cache`).
 //!
 //! RAG Modulo decodes the token without checking its signature (`verify_signature: False`), so
 //! the signature protects nothing there; it is made anyway, so that a RAG Modulo that starts
 //! verifying needs no change here. What protects RAG Modulo is that only the gateway can reach it.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use http::HeaderValue;
 use jsonwebtoken::{EncodingKey, Header};
 use serde::Serialize;
 
+use super::cache::UserCache;
 use crate::auth::principal::UserId;
 use crate::clock::now_secs;
 use crate::config::RagModuloConfig;
@@ -41,10 +40,9 @@ pub enum MintError {
 pub struct RagModulo {
     key: EncodingKey,
     ttl: u64,
-    /// By user id: (reuse until, `Bearer <jwt>`).
-    cache: Mutex<HashMap<String, (u64, HeaderValue)>>,
-    /// Tokens kept at most; past this the cache starts over (`cache.upstream_credentials`).
-    max_cached: usize,
+    /// By user id: `Bearer <jwt>`, reused for min(ttl / 2, [`REUSE_MAX_SECS`]), at most
+    /// `cache.upstream_credentials` users.
+    cache: UserCache<HeaderValue>,
 }
 
 /// What RAG Modulo's middleware builds its user from (`core/authentication_middleware.py`:
@@ -75,20 +73,19 @@ impl RagModulo {
         RagModulo {
             key: EncodingKey::from_secret(cfg.jwt_secret.expose().as_bytes()),
             ttl: cfg.ttl.as_secs(),
-            cache: Mutex::new(HashMap::new()),
-            max_cached,
+            cache: UserCache::new((cfg.ttl.as_secs() / 2).min(REUSE_MAX_SECS), max_cached),
         }
     }
 
-    /// `Bearer <jwt>` for `user`.
-    pub async fn bearer(&self, store: &Store, user: &UserId) -> Result<HeaderValue, MintError> {
+    /// The `Bearer <jwt>` minted for `user` a moment ago, if it may still be reused; `None`: the
+    /// caller mints one ([`RagModulo::mint`]).
+    pub fn cached(&self, user: &UserId) -> Option<HeaderValue> {
+        self.cache.get(user.as_str(), now_secs())
+    }
+
+    /// A fresh `Bearer <jwt>` for `user`, from the store, kept for the next requests.
+    pub async fn mint(&self, store: &Store, user: &UserId) -> Result<HeaderValue, MintError> {
         let now = now_secs();
-        if let Ok(cache) = self.cache.lock()
-            && let Some((until, value)) = cache.get(user.as_str())
-            && now < *until
-        {
-            return Ok(value.clone());
-        }
         // Users minted elsewhere (a shared-secret JWT) have no account here: sub, uuid and `user`.
         let account = store.user_by_id(user.as_str()).await.map_err(MintError::Store)?;
         let access = match &account {
@@ -106,13 +103,7 @@ impl RagModulo {
         };
         let jwt = jsonwebtoken::encode(&Header::default(), &claims, &self.key).map_err(MintError::Sign)?;
         let value = HeaderValue::from_str(&format!("Bearer {jwt}")).map_err(|_| MintError::NotAHeader)?;
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= self.max_cached {
-                cache.clear();
-            }
-            let until = now + (self.ttl / 2).min(REUSE_MAX_SECS);
-            cache.insert(user.as_str().to_owned(), (until, value.clone()));
-        }
+        self.cache.put(user.as_str(), now, value.clone());
         Ok(value)
     }
 }

@@ -4,14 +4,13 @@
 //! The rule this module keeps: a caller with no key is refused (403) before anything is
 //! forwarded, a row that does not open fails closed (503), and an opened key lives only in this
 //! process's memory, marked sensitive, for at most `upstream.ragflow.cache_ttl` (10 s by default),
-//! so a set, changed or removed key is seen within that window on every replica; it is never
-//! written to Redis or a log.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! so a set, changed or removed key is seen within that window on every replica (one caller
+//! re-reads it shortly before the window ends; see `profiles::cache`); it is never written to
+//! Redis or a log.
 
 use http::HeaderValue;
 
+use super::cache::UserCache;
 use crate::accounts::backend_keys::{BackendKeyError, BackendKeys};
 use crate::auth::principal::UserId;
 use crate::clock::now_secs;
@@ -20,32 +19,28 @@ use crate::store::Store;
 
 pub struct Ragflow {
     cfg: RagflowConfig,
-    ttl: u64,
-    /// By user id: (valid until, `Bearer <key>`, or `None` for no key).
-    cache: Mutex<HashMap<String, (u64, Option<HeaderValue>)>>,
-    /// Users kept at most; past this the cache starts over (`cache.upstream_credentials`).
-    max_cached: usize,
+    /// By user id: `Bearer <key>`, or `None` for no key; at most `cache.upstream_credentials` users.
+    cache: UserCache<Option<HeaderValue>>,
 }
 
 impl Ragflow {
     pub fn new(cfg: &RagflowConfig, max_cached: usize) -> Ragflow {
         Ragflow {
             cfg: cfg.clone(),
-            ttl: cfg.cache_ttl.as_secs(),
-            cache: Mutex::new(HashMap::new()),
-            max_cached,
+            cache: UserCache::new(cfg.cache_ttl.as_secs(), max_cached),
         }
     }
 
-    /// `Bearer <key>` for `user`, or `None` when neither they nor any of their groups has a key.
-    pub async fn bearer(&self, store: &Store, user: &UserId) -> Result<Option<HeaderValue>, BackendKeyError> {
+    /// What was read for `user` within `cache_ttl` (`Some(None)`: they have no key), if it may
+    /// still be used; `None`: the caller reads it ([`Ragflow::fetch`]).
+    pub fn cached(&self, user: &UserId) -> Option<Option<HeaderValue>> {
+        self.cache.get(user.as_str(), now_secs())
+    }
+
+    /// `Bearer <key>` for `user` from the store, or `None` when neither they nor any of their
+    /// groups has a key; kept for `cache_ttl`.
+    pub async fn fetch(&self, store: &Store, user: &UserId) -> Result<Option<HeaderValue>, BackendKeyError> {
         let now = now_secs();
-        if let Ok(cache) = self.cache.lock()
-            && let Some((until, value)) = cache.get(user.as_str())
-            && now < *until
-        {
-            return Ok(value.clone());
-        }
         let groups = store
             .user_access(user.as_str())
             .await?
@@ -61,14 +56,7 @@ impl Ragflow {
             }
             None => None,
         };
-        if self.ttl > 0
-            && let Ok(mut cache) = self.cache.lock()
-        {
-            if cache.len() >= self.max_cached {
-                cache.clear();
-            }
-            cache.insert(user.as_str().to_owned(), (now + self.ttl, value.clone()));
-        }
+        self.cache.put(user.as_str(), now, value.clone());
         Ok(value)
     }
 }
