@@ -2,7 +2,7 @@
 (backend/auth/oidc.py and rag_solution/router/auth_router.py): Authlib's Starlette client, registered
 with the provider's discovery document, `authorize_redirect` at /login and `authorize_access_token` at
 /api/auth/callback. Authlib checks the ID token there: its signature against the provider's JWKS,
-`iss`, `aud`, `exp`, `nonce` and `at_hash`. For tests/openid_provider_rp.rs.
+`iss`, `aud`, `exp`, `nonce` and `at_hash`. For tests/openid/relying_parties.rs.
 
 argv[1]: JSON {"issuer": ..., "ca": <the gateway's certificate, PEM>, "clients": {"rag_modulo":
 {"client_id", "client_secret"}, NAME: {"client_id", "client_secret"}, ...}}.

@@ -2,7 +2,7 @@
 and oauth.py): `requests` for discovery, the authorization request and the code exchange, PyJWT's
 PyJWKClient and `jwt.decode` for the ID token, with the algorithms pinned from the discovery document
 (never read from the token's header), `aud` = the client id and `iss` = the discovered issuer, then
-userinfo with the access token. For tests/openid_provider_rp.rs.
+userinfo with the access token. For tests/openid/relying_parties.rs.
 
 argv[1]: JSON {"mode", "issuer", "ca" (the gateway's certificate, PEM), "client_id", "client_secret",
 "redirect_uri", "session" (the value of a signed-in browser's `__Host-authgate` cookie)}. The mode:

@@ -1,15 +1,13 @@
 //! authgate as an OpenID Provider, spoken to over real TLS: discovery, the code flow with PKCE
 //! through the sign-in page and a session, consent, the token endpoint, userinfo, and what the
 //! provider's tokens may not do (pass as a gateway credential). The relying-party libraries'
-//! view (authlib in Chromium, PyJWT) is `tests/openid_provider_rp.rs`.
-
-mod common;
+//! view (authlib in Chromium, PyJWT) is `tests/openid/relying_parties.rs`.
 
 use std::sync::Arc;
 
+use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -42,6 +40,7 @@ async fn provider_signing(alg: &str) -> (TestUpstream, TestGateway) {
                 "-out",
             ])
             .arg(&key)
+            .stderr(std::process::Stdio::null())
             .status()
             .expect("openssl makes the RSA key");
         assert!(made.success());

@@ -4,15 +4,13 @@
 //! token endpoint, token endpoint abuse (bodies, encodings, doubled parameters, HTTP/2), what
 //! `userinfo` refuses, discovery under a forged `Host`, the sign-in page's `form-action`, and
 //! path variants of the endpoints. Every test also asserts that the recording upstream saw
-//! nothing: the provider's traffic is never forwarded. The flows that work are `tests/idp.rs`.
-
-mod common;
+//! nothing: the provider's traffic is never forwarded. The flows that work are `tests/openid/provider.rs`.
 
 use std::sync::Arc;
 
+use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::*;
 use serde_json::{Value, json};
 use sha2::Digest;
 

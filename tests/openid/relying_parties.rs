@@ -11,26 +11,24 @@
 //! has validated it (Authlib, PyJWT, or jsonwebtoken against the published JWKS); every refusal is
 //! the error the specifications name, and the recording upstream shows that none of it reached the
 //! backend. tests/oidc_provider.rs is the other direction: authgate as a relying party of panva's
-//! oidc-provider; tests/idp.rs speaks to the provider by hand too.
+//! oidc-provider; tests/openid/provider.rs speaks to the provider by hand too.
 //!
 //! Needs the test virtualenv (scripts/test builds it), openssl (for an RS256 key), Node.js with
 //! tests/oidc/node_modules for one test, and, for the Chromium tests, Chromium and chromedriver
 //! (or `AUTHGATE_SKIP_BROWSER=1`).
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::common::browser::{Browser, WAIT};
+use crate::common::logscan;
+use crate::common::oidc::{Agent, Pkce, jwt_header, query_param, random_token, verify_jwt};
+use crate::common::python::{PythonBackend, pyenv_python};
+use crate::common::*;
 use authgate::policy::Role;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::browser::{Browser, WAIT};
-use common::logscan;
-use common::oidc::{Agent, Pkce, jwt_header, query_param, random_token, verify_jwt};
-use common::python::{PythonBackend, pyenv_python};
-use common::*;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -310,7 +308,7 @@ fn assert_person(claims: &Value, p: &Person) {
 fn assert_id_token_claims(claims: &Value, issuer: &str, client: &str) {
     assert_eq!(claims["iss"], issuer, "{claims}");
     assert_eq!(claims["aud"], client, "{claims}");
-    let now = common::now();
+    let now = crate::common::now();
     let exp = claims["exp"].as_u64().unwrap_or_else(|| panic!("no exp: {claims}"));
     let iat = claims["iat"].as_u64().unwrap_or_else(|| panic!("no iat: {claims}"));
     let auth_time = claims["auth_time"]
@@ -1233,9 +1231,9 @@ async fn a_long_authorization_request_comes_back_to_the_client_through_the_sign_
 /// gets says `email_verified: true`, for that address only.
 #[tokio::test]
 async fn an_address_verified_upstream_is_email_verified_for_the_relying_party() {
-    use common::oidc::{OidcAccount, OidcClient, Provider, ProviderConfig};
+    use crate::common::oidc::{OidcAccount, OidcClient, Provider, ProviderConfig};
     assert!(
-        common::oidc::available(),
+        crate::common::oidc::available(),
         "Node.js or tests/oidc/node_modules missing: run scripts/test (it installs Node.js and runs npm ci in tests/oidc)"
     );
     const UPSTREAM_SECRET: &str = "upstream-provider-client-secret-0123456789";
@@ -1310,7 +1308,7 @@ async fn a_code_lives_sixty_seconds() {
         .await
         .unwrap()
         .expect("the code's grant is stored under its hash");
-    let now = i64::try_from(common::now()).unwrap();
+    let now = i64::try_from(crate::common::now()).unwrap();
     assert!(
         (now + 58..=now + 60).contains(&grant.expires_at),
         "expires {} s from now",
@@ -1352,7 +1350,7 @@ async fn userinfo_refuses_expired_forged_and_unsigned_access_tokens() {
     let mut jar = signed_in(&op.gw, "alice").await;
     let t = tokens(&op, &mut jar).await;
     let access = t["access_token"].as_str().unwrap();
-    let claims = common::oidc::jwt_claims(access);
+    let claims = crate::common::oidc::jwt_claims(access);
     let kid = jwt_header(access)["kid"].as_str().unwrap().to_owned();
     let header = || {
         let mut h = Header::new(Algorithm::ES256);
@@ -1371,7 +1369,7 @@ async fn userinfo_refuses_expired_forged_and_unsigned_access_tokens() {
     let r = userinfo(&op.gw, &sign(&claims, &own)).await;
     assert_eq!(r.status, 200, "the control: {}", r.text());
 
-    let now = common::now();
+    let now = crate::common::now();
     let mut expired = claims.clone();
     expired["iat"] = json!(now - 3700);
     expired["exp"] = json!(now - 100);
