@@ -62,7 +62,7 @@ impl OAuthError {
 /// The provider: its clients, its signing key, and the documents it publishes.
 pub struct Idp {
     pub config: IdpConfig,
-    encoding: EncodingKey,
+    signer: Signer,
     decoding: DecodingKey,
     alg: jsonwebtoken::Algorithm,
     kid: String,
@@ -81,6 +81,54 @@ impl std::fmt::Debug for Idp {
             .field("kid", &self.kid)
             .finish_non_exhaustive()
     }
+}
+
+/// What signs the provider's tokens. RS256 goes through `ring` (the RSA that rustls already
+/// uses, in assembly): `jsonwebtoken`'s pure-Rust RSA took about 2.5 ms a signature here, twice
+/// per token request, against the 5 ms the token endpoint has. ES256 stays with `jsonwebtoken`.
+enum Signer {
+    Jwt(EncodingKey),
+    Rsa(Box<ring::signature::RsaKeyPair>),
+}
+
+/// Why a token could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("{0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    #[error("serializing: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("RSA signing failed")]
+    Rsa,
+}
+
+impl Signer {
+    /// A compact JWS of `claims` under `header`.
+    fn sign<T: Serialize>(&self, header: &Header, claims: &T) -> Result<String, SignError> {
+        match self {
+            Signer::Jwt(key) => Ok(jsonwebtoken::encode(header, claims, key)?),
+            Signer::Rsa(pair) => {
+                let mut jws = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?);
+                jws.push('.');
+                jws.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims)?));
+                let mut sig = vec![0u8; pair.public().modulus_len()];
+                let rng = ring::rand::SystemRandom::new();
+                pair.sign(&ring::signature::RSA_PKCS1_SHA256, &rng, jws.as_bytes(), &mut sig)
+                    .map_err(|_| SignError::Rsa)?;
+                jws.push('.');
+                jws.push_str(&URL_SAFE_NO_PAD.encode(sig));
+                Ok(jws)
+            }
+        }
+    }
+}
+
+/// The RSA key pair of a PKCS#8 PEM, for `ring`.
+fn ring_rsa(pem: &[u8]) -> Option<ring::signature::RsaKeyPair> {
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = PrivatePkcs8KeyDer::from_pem_slice(pem).ok()?;
+    ring::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).ok()
 }
 
 /// The claims of an access token for `userinfo` (RFC 9068).
@@ -141,10 +189,19 @@ impl Idp {
             JwtAlgorithm::ES256 => jsonwebtoken::Algorithm::ES256,
             _ => jsonwebtoken::Algorithm::RS256,
         };
+        let signer = match config.algorithm {
+            JwtAlgorithm::RS256 => Signer::Rsa(Box::new(ring_rsa(&pem).ok_or_else(|| {
+                bad(PemKeyError::PublicKey(
+                    jsonwebtoken::errors::ErrorKind::InvalidRsaKey("not a PKCS#8 RSA key ring can sign with".into())
+                        .into(),
+                ))
+            })?)),
+            _ => Signer::Jwt(encoding),
+        };
         let discovery = discovery(config, prefix).map_err(KeyError::Jwks)?;
         Ok(Idp {
             config: config.clone(),
-            encoding,
+            signer,
             decoding,
             alg,
             kid,
@@ -173,7 +230,7 @@ impl Idp {
     }
 
     /// The ID token and the access token for a grant just taken.
-    pub fn issue(&self, grant: &Grant, person: &Person, now: u64) -> Result<Tokens, jsonwebtoken::errors::Error> {
+    pub fn issue(&self, grant: &Grant, person: &Person, now: u64) -> Result<Tokens, SignError> {
         let lifetime = self.config.token_lifetime.as_secs();
         let access = AccessClaims {
             iss: self.config.issuer.clone(),
@@ -189,7 +246,7 @@ impl Idp {
         let mut at_header = Header::new(self.alg);
         at_header.kid = Some(self.kid.clone());
         at_header.typ = Some("at+jwt".into());
-        let access_token = jsonwebtoken::encode(&at_header, &access, &self.encoding)?;
+        let access_token = self.signer.sign(&at_header, &access)?;
         let digest = Sha256::digest(access_token.as_bytes());
         let id_claims = claims::IdClaims {
             iss: &self.config.issuer,
@@ -204,7 +261,7 @@ impl Idp {
         };
         let mut id_header = Header::new(self.alg);
         id_header.kid = Some(self.kid.clone());
-        let id_token = jsonwebtoken::encode(&id_header, &id_claims, &self.encoding)?;
+        let id_token = self.signer.sign(&id_header, &id_claims)?;
         Ok(Tokens {
             access_token,
             token_type: "Bearer",
