@@ -274,6 +274,23 @@ fn check<'a>(idp: &'a Idp, p: &Params) -> Result<AuthzRequest<'a>, Refusal> {
     })
 }
 
+/// An authorization request's query, checked; a refusal is already the answer to give (a page
+/// here, or a redirect back to the client).
+fn authz_request<'a>(ctx: &Ctx<'_>, idp: &'a Idp, query: &str) -> Result<AuthzRequest<'a>, Box<PageResponse>> {
+    let params = Params::parse(query.as_bytes()).map_err(|_| {
+        Box::new(bad_request_page(
+            ctx,
+            "A parameter of the request is given more than once.",
+        ))
+    })?;
+    check(idp, &params).map_err(|refusal| {
+        Box::new(match refusal {
+            Refusal::Page(why) => bad_request_page(ctx, why),
+            Refusal::Redirect(to) => see_other(&to),
+        })
+    })
+}
+
 /// The page for a request that names no registered client and redirect URI: never redirected.
 fn bad_request_page(ctx: &Ctx<'_>, why: &str) -> PageResponse {
     ctx.web.pages.message(
@@ -301,19 +318,9 @@ async fn authorize<B>(
     query: &str,
     who: &mut Option<Principal>,
 ) -> Result<PageResponse, GatewayError> {
-    let params = match Params::parse(query.as_bytes()) {
-        Ok(p) => p,
-        Err(_) => {
-            return Ok(bad_request_page(
-                ctx,
-                "A parameter of the request is given more than once.",
-            ));
-        }
-    };
-    let ar = match check(idp, &params) {
+    let ar = match authz_request(ctx, idp, query) {
         Ok(ar) => ar,
-        Err(Refusal::Page(why)) => return Ok(bad_request_page(ctx, why)),
-        Err(Refusal::Redirect(to)) => return Ok(see_other(&to)),
+        Err(answer) => return Ok(*answer),
     };
     let refuse = |e| {
         Ok(see_other(&error_redirect(
@@ -503,19 +510,9 @@ async fn consent(
         let back = format!("{}{}?{query}", idp.prefix, idp::AUTHORIZE);
         return Ok(expired_form(ctx.web, &back));
     }
-    let params = match Params::parse(query.as_bytes()) {
-        Ok(p) => p,
-        Err(_) => {
-            return Ok(bad_request_page(
-                ctx,
-                "A parameter of the request is given more than once.",
-            ));
-        }
-    };
-    let ar = match check(idp, &params) {
+    let ar = match authz_request(ctx, idp, &query) {
         Ok(ar) => ar,
-        Err(Refusal::Page(why)) => return Ok(bad_request_page(ctx, why)),
-        Err(Refusal::Redirect(to)) => return Ok(see_other(&to)),
+        Err(answer) => return Ok(*answer),
     };
     let req = Request::from_parts(parts, ());
     let Some(principal) = current(ctx.web, &req).await else {
