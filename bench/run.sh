@@ -417,6 +417,7 @@ checks = [
     ("peak <= idle + 2 x memory_kib + 8 MiB", peak, idle + 2 * kib + 8192),
     ("5 s after <= idle + 8 MiB", settled, idle + 8192),
     (f"after the TLS run <= 1.5 x idle + {64} x per-connection", tls, 1.5 * tls_idle + 64 * conn),
+    ("idle <= 12.6 MiB (the issue's figure)", idle, 12.6 * 1024),
 ]
 print("| issue 20 target (this build) | measured MiB | bound MiB | met? |")
 print("|---|---:|---:|---|")
@@ -424,6 +425,8 @@ for name, v, bound in checks:
     print(f"| {name} | {v / 1024:.1f} | {bound / 1024:.1f} | {'yes' if v <= bound else '**no**'} |")
 PY
     echo
+    # How much of the code layout (build.rs, bench/text-order.txt) this build still matches.
+    python3 "$BENCH/text_order.py" --check "$BIN" || true
 }
 
 # ---------------------------------------------------------------- throughput
