@@ -284,7 +284,8 @@ async fn the_providers_tokens_work_as_bearer_only_when_accepted_and_valid() {
     // Link alice first (a bearer maps to a linked user).
     let mut agent = Agent::for_gateway(&w.gw);
     let r = agent.login_flow(&start_url(&w.gw, "a", "%2F"), "alice", PW).await;
-    let user = user_behind(&w, &session_cookie(&r).unwrap()).await;
+    let cookie = session_cookie(&r).unwrap();
+    let user = user_behind(&w, &cookie).await;
     let tokens = w.a.code_flow("gw-a", "alice", PW).await;
     logscan::secret(&tokens.id_token);
     for token in [&tokens.id_token, &tokens.access_token] {
@@ -297,6 +298,41 @@ async fn the_providers_tokens_work_as_bearer_only_when_accepted_and_valid() {
         assert_eq!(seen.one("x-user-id").as_deref(), Some(user.as_str()));
         assert!(seen.all("authorization").is_empty());
     }
+    // It reads the account, but it is not a gateway login: it cannot mint a gateway JWT or an API
+    // token that would outlive it, nor act on the login.
+    let access = tokens.access_token.as_str();
+    let me =
+        w.gw.client()
+            .get("/api/auth/me", &[("authorization", &bearer(access))])
+            .await;
+    assert_eq!(me.status, 200, "{}", me.text());
+    assert_eq!(me.json()["user_id"].as_str(), Some(user.as_str()));
+    for (path, body) in [
+        ("/api/auth/refresh", json!({})),
+        ("/api/auth/tokens", json!({"name": "from-a-provider-token"})),
+        (
+            "/api/auth/password",
+            json!({"current_password": PW, "new_password": "another long password 2"}),
+        ),
+        ("/api/auth/logout", json!({"all": true})),
+    ] {
+        let r = w.gw.client().post_json(path, body, Some(access)).await;
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+        assert_eq!(r.json()["error"], "forbidden", "{path}");
+        assert!(r.headers.get("authorization").is_none(), "{path}");
+        assert!(
+            r.json().get("access_token").is_none() && r.json().get("token").is_none(),
+            "{path}"
+        );
+    }
+    let listed =
+        w.gw.client()
+            .get("/api/auth/tokens", &[("authorization", &bearer(access))])
+            .await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    assert_eq!(listed.json(), json!([]), "no API token was made");
+    // The refused logout-all ended nothing: the browser session still works.
+    assert_eq!(user_behind(&w, &cookie).await, user);
     let before = w.up.seen.count();
     for signing in [Signing::None, Signing::Hs256PublicKey, Signing::UnknownKey] {
         let forged = w.a.sign(json!({"sub": "alice-sub", "aud": "gw-a"}), signing).await;

@@ -135,15 +135,20 @@ fn within_scopes<'p>(p: &'p Principal, method: &Method) -> Result<&'p Principal,
 }
 
 /// Refresh, logout (one or all), password change and token creation act on the login itself, so
-/// they need an interactive session: a JWT from login or refresh, or a browser's cookie session. An API token is a program's
-/// credential; were it allowed here, a stolen one could mint a login JWT, and through it new
-/// ten-year tokens that outlive its own deletion and a logout-all.
+/// they need an interactive session: a JWT from login or refresh, or a browser's cookie session.
+/// An API token is a program's credential; were it allowed here, a stolen one could mint a login
+/// JWT, and through it new ten-year tokens that outlive its own deletion and a logout-all. A
+/// single sign-on provider's bearer token is refused for the same reason: it would outlive the
+/// provider's own expiry and revocation.
 fn session_only(p: &Principal) -> Result<&Principal, GatewayError> {
     use crate::auth::principal::AuthMethod;
     match p.method {
         AuthMethod::Jwt | AuthMethod::Session => Ok(p),
         AuthMethod::ApiToken => Err(GatewayError::Forbidden(
             "This endpoint needs a login session (a JWT from login); an API token cannot refresh, log out, change the password or create tokens",
+        )),
+        AuthMethod::ProviderBearer => Err(GatewayError::Forbidden(
+            "This endpoint needs a login session (a JWT from login, or a browser's sign-in); a single sign-on provider's token works on protected routes only: it cannot refresh, log out, change the password or create tokens",
         )),
     }
 }

@@ -215,7 +215,7 @@ impl Authenticator {
             .map_err(GatewayError::Unauthenticated)?;
         Ok(Principal {
             user_id: owner.user_id,
-            method: AuthMethod::Jwt,
+            method: AuthMethod::ProviderBearer,
             jti: None,
             iat: None,
             exp: owner.expires_at,

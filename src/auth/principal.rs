@@ -50,12 +50,17 @@ pub enum AuthMethod {
     ApiToken,
     /// A browser's session cookie (`auth::session`).
     Session,
+    /// A single sign-on provider's JWT (`accept_bearer`): a program's way onto protected routes.
+    /// It is not a gateway login, so it cannot act on one (refresh, logout, password, tokens):
+    /// were it allowed to, a provider token of minutes could mint a gateway JWT or a ten-year API
+    /// token that outlives it and the provider's own revocation. Logged and counted as `jwt`.
+    ProviderBearer,
 }
 
 impl AuthMethod {
     pub fn as_str(self) -> &'static str {
         match self {
-            AuthMethod::Jwt => "jwt",
+            AuthMethod::Jwt | AuthMethod::ProviderBearer => "jwt",
             AuthMethod::ApiToken => "api_token",
             AuthMethod::Session => "session",
         }
@@ -65,7 +70,7 @@ impl AuthMethod {
 impl From<AuthMethod> for crate::metrics::AuthOutcome {
     fn from(m: AuthMethod) -> Self {
         match m {
-            AuthMethod::Jwt => crate::metrics::AuthOutcome::Jwt,
+            AuthMethod::Jwt | AuthMethod::ProviderBearer => crate::metrics::AuthOutcome::Jwt,
             AuthMethod::ApiToken => crate::metrics::AuthOutcome::ApiToken,
             AuthMethod::Session => crate::metrics::AuthOutcome::Session,
         }
