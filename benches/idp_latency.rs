@@ -12,7 +12,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -22,60 +21,21 @@ use http_body_util::{BodyExt, Full};
 
 const WARMUP: usize = 100;
 const COUNTED: usize = 1000;
-const SECRET_RP: &str = "rp-secret-0123456789-0123456789-abcdef";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-const CALLBACK: &str = "https://rp.example/callback";
 
 /// A gateway that is an OpenID Provider for the trusted client `rp`, signing with `alg` (and the
 /// upstream it would forward to, which nothing here reaches).
 async fn provider(alg: &str) -> (TestUpstream, TestGateway) {
-    let up = TestUpstream::start().await;
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let key = dir.path().join("op.pem");
-    if alg == "RS256" {
-        let made = std::process::Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-            ])
-            .arg(&key)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl makes the RSA key");
-        assert!(made.success());
-    } else {
-        let (private, _) = authgate::auth::keys::generate(authgate::config::JwtAlgorithm::ES256).unwrap();
-        std::fs::write(&key, private).unwrap();
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let extra = format!(
+    let clients = format!(
         r#"
-[oidc]
-issuer = "https://localhost:{port}"
-signing_key = "{key}"
-signing_algorithm = "{alg}"
 [[oidc.clients]]
 client_id = "rp"
-client_secret = "{SECRET_RP}"
-redirect_uris = ["{CALLBACK}"]
+client_secret = "{OP_SECRET}"
+redirect_uris = ["{OP_CALLBACK}"]
 scopes = ["openid", "email", "profile", "groups"]
 trusted = true
-"#,
-        key = key.display()
+"#
     );
-    let gw = TestGateway::builder(&up.url())
-        .dir(dir)
-        .listener(listener)
-        .extra(&extra)
-        .start()
-        .await;
-    (up, gw)
+    op_gateway(alg, &clients).await
 }
 
 /// One keep-alive HTTP/1.1 connection over TLS.
@@ -129,7 +89,7 @@ fn code_of(status: u16, headers: &http::HeaderMap) -> String {
     assert_eq!(status, 303, "authorize did not redirect");
     let loc = headers.get("location").unwrap().to_str().unwrap();
     let (base, query) = loc.split_once('?').unwrap();
-    assert_eq!(base, CALLBACK);
+    assert_eq!(base, OP_CALLBACK);
     form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "code")
         .expect("a code")
@@ -141,8 +101,8 @@ fn code_of(status: u16, headers: &http::HeaderMap) -> String {
 async fn round(conn: &mut Conn, cookie: &str, basic: &str) -> (Duration, Duration, String) {
     let authorize = format!(
         "/_auth/openid/authorize?response_type=code&client_id=rp&redirect_uri={}&scope=openid%20email%20profile\
-         &state=s1&nonce=n-0S6_WzA2Mj&code_challenge={CHALLENGE}&code_challenge_method=S256",
-        form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
+         &state=s1&nonce=n-0S6_WzA2Mj&code_challenge={OP_CHALLENGE}&code_challenge_method=S256",
+        form_urlencoded::byte_serialize(OP_CALLBACK.as_bytes()).collect::<String>()
     );
     let browser = [
         (
@@ -162,8 +122,8 @@ async fn round(conn: &mut Conn, cookie: &str, basic: &str) -> (Duration, Duratio
     let form = form_urlencoded::Serializer::new(String::new())
         .append_pair("grant_type", "authorization_code")
         .append_pair("code", &code)
-        .append_pair("redirect_uri", CALLBACK)
-        .append_pair("code_verifier", VERIFIER)
+        .append_pair("redirect_uri", OP_CALLBACK)
+        .append_pair("code_verifier", OP_VERIFIER)
         .finish();
     let token_start = Instant::now();
     let (status, _, body) = conn
@@ -227,7 +187,7 @@ fn main() {
             let cookie = jar.header();
             let basic = format!(
                 "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("rp:{SECRET_RP}"))
+                base64::engine::general_purpose::STANDARD.encode(format!("rp:{OP_SECRET}"))
             );
             let mut conn = Conn::open(&gw).await;
             let (_, _, id_token) = round(&mut conn, &cookie, &basic).await;

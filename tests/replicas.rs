@@ -792,9 +792,7 @@ async fn an_openid_code_issued_by_one_replica_is_redeemed_once_on_any() {
     let db = pg.fresh_db().await;
     let up = TestUpstream::start().await;
     let keys = tempfile::tempdir().unwrap();
-    let (private, _) = authgate::auth::keys::generate(authgate::config::JwtAlgorithm::ES256).unwrap();
-    let key = keys.path().join("op.pem");
-    std::fs::write(&key, private).unwrap();
+    let key = op_signing_key(keys.path(), "ES256");
     let secret = "replica-client-secret-0123456789abcdef";
     let extra = format!(
         "[oidc]\nissuer = \"https://gw.example\"\nsigning_key = \"{}\"\nsigning_algorithm = \"ES256\"\n\

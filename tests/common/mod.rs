@@ -21,6 +21,7 @@ mod accounts;
 mod client;
 mod gateway;
 mod h2;
+mod idp;
 mod memory;
 mod tokens;
 mod upstream;
@@ -34,6 +35,8 @@ pub use client::*;
 pub use gateway::*;
 #[allow(unused_imports)]
 pub use h2::*;
+#[allow(unused_imports)]
+pub use idp::*;
 #[allow(unused_imports)]
 pub use memory::*;
 #[allow(unused_imports)]

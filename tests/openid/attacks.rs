@@ -6,18 +6,12 @@
 //! path variants of the endpoints. Every test also asserts that the recording upstream saw
 //! nothing: the provider's traffic is never forwarded. The flows that work are `tests/openid/provider.rs`.
 
-use std::sync::Arc;
-
 use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use sha2::Digest;
 
-const SECRET_RP: &str = "rp-secret-0123456789-0123456789-abcdef";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-const CALLBACK: &str = "https://rp.example/callback";
 /// A registered redirect URI with a query of its own.
 const WITH_QUERY: &str = "https://q.example/cb?tenant=a";
 const NO_PKCE_CB: &str = "https://legacy.example/cb";
@@ -26,56 +20,38 @@ const BYE: &str = "https://rp.example/bye";
 /// A provider with `rp` (trusted, PKCE), `plus` (trusted, the same redirect URI as `rp`), `ask`
 /// (asks consent), `q` (a redirect URI with a query) and `legacy` (trusted, no PKCE required).
 async fn provider() -> (TestUpstream, TestGateway) {
-    let up = TestUpstream::start().await;
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let key = dir.path().join("op.pem");
-    let (private, _) = authgate::auth::keys::generate(authgate::config::JwtAlgorithm::ES256).unwrap();
-    std::fs::write(&key, private).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let extra = format!(
+    let clients = format!(
         r#"
-[oidc]
-issuer = "https://localhost:{port}"
-signing_key = "{key}"
-signing_algorithm = "ES256"
 [[oidc.clients]]
 client_id = "rp"
-client_secret = "{SECRET_RP}"
-redirect_uris = ["{CALLBACK}"]
+client_secret = "{OP_SECRET}"
+redirect_uris = ["{OP_CALLBACK}"]
 post_logout_redirect_uris = ["{BYE}"]
 scopes = ["openid", "email", "profile"]
 trusted = true
 [[oidc.clients]]
 client_id = "plus"
-client_secret = "{SECRET_RP}"
-redirect_uris = ["{CALLBACK}"]
+client_secret = "{OP_SECRET}"
+redirect_uris = ["{OP_CALLBACK}"]
 trusted = true
 [[oidc.clients]]
 client_id = "ask"
-client_secret = "{SECRET_RP}"
+client_secret = "{OP_SECRET}"
 redirect_uris = ["https://ask.example/cb"]
 [[oidc.clients]]
 client_id = "q"
-client_secret = "{SECRET_RP}"
+client_secret = "{OP_SECRET}"
 redirect_uris = ["{WITH_QUERY}"]
 trusted = true
 [[oidc.clients]]
 client_id = "legacy"
-client_secret = "{SECRET_RP}"
+client_secret = "{OP_SECRET}"
 redirect_uris = ["{NO_PKCE_CB}"]
 trusted = true
 require_pkce = false
-"#,
-        key = key.display()
+"#
     );
-    let gw = TestGateway::builder(&up.url())
-        .dir(dir)
-        .listener(listener)
-        .extra(&extra)
-        .start()
-        .await;
-    (up, gw)
+    op_gateway("ES256", &clients).await
 }
 
 fn enc(s: &str) -> String {
@@ -85,14 +61,17 @@ fn enc(s: &str) -> String {
 fn authorize_path(client: &str, redirect: &str, extra: &str) -> String {
     format!(
         "/_auth/openid/authorize?response_type=code&client_id={client}&redirect_uri={}&scope=openid%20email\
-         &state=s1&nonce=n1&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
+         &state=s1&nonce=n1&code_challenge={OP_CHALLENGE}&code_challenge_method=S256{extra}",
         enc(redirect)
     )
 }
 
 /// The request without its PKCE challenge (for `legacy`, which sends none).
 fn without_pkce(path: &str) -> String {
-    path.replace(&format!("&code_challenge={CHALLENGE}&code_challenge_method=S256"), "")
+    path.replace(
+        &format!("&code_challenge={OP_CHALLENGE}&code_challenge_method=S256"),
+        "",
+    )
 }
 
 fn location(reply: &Reply) -> Option<String> {
@@ -158,18 +137,18 @@ async fn tokens_for(gw: &TestGateway, code: &str) -> Value {
     let body = form(&[
         ("grant_type", "authorization_code"),
         ("code", code),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", VERIFIER),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
     ]);
-    let r = token_request(gw, &[FORM, ("authorization", &basic("rp", SECRET_RP))], &body).await;
+    let r = token_request(gw, &[FORM, ("authorization", &basic("rp", OP_SECRET))], &body).await;
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()
 }
 
 /// Whether the jar's session still signs in: `rp` gets a code without the sign-in page.
 async fn still_signed_in(gw: &TestGateway, jar: &Jar) -> bool {
-    let r = navigate(gw, &mut jar.clone(), &authorize_path("rp", CALLBACK, "")).await;
-    location(&r).is_some_and(|l| l.starts_with(CALLBACK))
+    let r = navigate(gw, &mut jar.clone(), &authorize_path("rp", OP_CALLBACK, "")).await;
+    location(&r).is_some_and(|l| l.starts_with(OP_CALLBACK))
 }
 
 fn claims_of(jwt: &str) -> Value {
@@ -225,7 +204,7 @@ async fn look_alike_redirect_uris_end_on_a_page_and_are_never_redirected_to() {
         ("q", "https://q.example/cb?tenant=a#x"),
         ("q", "https://q.example/cb?tenant=%61"),
         // Another client's registered URI.
-        ("ask", CALLBACK),
+        ("ask", OP_CALLBACK),
         ("rp", "https://ask.example/cb"),
     ] {
         let r = navigate(&gw, &mut jar, &authorize_path(client, uri, "")).await;
@@ -241,7 +220,7 @@ async fn look_alike_redirect_uris_end_on_a_page_and_are_never_redirected_to() {
     ] {
         let path = format!(
             "/_auth/openid/authorize?response_type=code&client_id=rp&{raw}&scope=openid&state=s\
-             &code_challenge={CHALLENGE}&code_challenge_method=S256"
+             &code_challenge={OP_CHALLENGE}&code_challenge_method=S256"
         );
         let r = navigate(&gw, &mut jar, &path).await;
         assert_eq!(r.status, 400, "{raw}");
@@ -266,19 +245,19 @@ async fn state_cannot_add_headers_or_parameters_to_any_redirect() {
     let state = format!("&state={}", enc(evil));
     // Signed out, `prompt=none`: an error back at the client.
     let mut anon = Jar::default();
-    let path = authorize_path("rp", CALLBACK, "&prompt=none").replace("&state=s1", &state);
+    let path = authorize_path("rp", OP_CALLBACK, "&prompt=none").replace("&state=s1", &state);
     let signed_out = navigate(&gw, &mut anon, &path).await;
     let mut jar = signed_in(&gw, "alice").await;
     let ok = navigate(
         &gw,
         &mut jar,
-        &authorize_path("rp", CALLBACK, "").replace("&state=s1", &state),
+        &authorize_path("rp", OP_CALLBACK, "").replace("&state=s1", &state),
     )
     .await;
     let bad_scope = navigate(
         &gw,
         &mut jar,
-        &authorize_path("rp", CALLBACK, "")
+        &authorize_path("rp", OP_CALLBACK, "")
             .replace("&state=s1", &state)
             .replace("scope=openid%20email", "scope=openid%20groups"),
     )
@@ -348,7 +327,7 @@ async fn look_alike_sign_out_uris_are_refused_and_the_session_stays() {
     let (up, gw) = provider().await;
     register(&gw, "alice").await;
     let mut jar = signed_in(&gw, "alice").await;
-    let hint = tokens_for(&gw, &code_for(&gw, &jar, "rp", CALLBACK, "").await).await["id_token"]
+    let hint = tokens_for(&gw, &code_for(&gw, &jar, "rp", OP_CALLBACK, "").await).await["id_token"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -365,7 +344,7 @@ async fn look_alike_sign_out_uris_are_refused_and_the_session_stays() {
         "https://rp.example/bye ",
         "//rp.example/bye",
         "https://evil.example/",
-        CALLBACK,
+        OP_CALLBACK,
     ] {
         for who in [format!("id_token_hint={hint}"), "client_id=rp".into(), String::new()] {
             let path = format!("/_auth/openid/end_session?{who}&post_logout_redirect_uri={}", enc(uri));
@@ -406,10 +385,10 @@ async fn forged_or_foreign_id_token_hints_never_sign_out_without_asking() {
     register(&gw, "mallory").await;
     let jar = signed_in(&gw, "alice").await;
     let attacker = signed_in(&gw, "mallory").await;
-    let alices = tokens_for(&gw, &code_for(&gw, &jar, "rp", CALLBACK, "").await).await;
+    let alices = tokens_for(&gw, &code_for(&gw, &jar, "rp", OP_CALLBACK, "").await).await;
     let alice_id = alices["id_token"].as_str().unwrap().to_owned();
     let alice_access = alices["access_token"].as_str().unwrap().to_owned();
-    let mallorys = tokens_for(&gw, &code_for(&gw, &attacker, "rp", CALLBACK, "").await).await;
+    let mallorys = tokens_for(&gw, &code_for(&gw, &attacker, "rp", OP_CALLBACK, "").await).await;
     let mallory_id = mallorys["id_token"].as_str().unwrap().to_owned();
     let header = jsonwebtoken::decode_header(&alice_id).unwrap();
     let kid = header.kid.clone().unwrap();
@@ -588,7 +567,7 @@ async fn consent_cannot_be_forged_skipped_or_replayed_elsewhere() {
         }
     }
     // A trusted client still asks when it says `prompt=consent`.
-    let r = navigate(&gw, &mut jar, &authorize_path("rp", CALLBACK, "&prompt=consent")).await;
+    let r = navigate(&gw, &mut jar, &authorize_path("rp", OP_CALLBACK, "&prompt=consent")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     // The consent form re-checks what it carries: an unregistered URI or an unknown client is a
     // page, never a redirect.
@@ -631,32 +610,32 @@ async fn a_code_cannot_cross_clients_nor_take_new_parameters_at_the_token_endpoi
     register(&gw, "mallory").await;
     let jar = signed_in(&gw, "alice").await;
     // `plus` shares `rp`'s redirect URI: `rp`'s code is still not `plus`'s, and it is spent.
-    let code = code_for(&gw, &jar, "rp", CALLBACK, "").await;
+    let code = code_for(&gw, &jar, "rp", OP_CALLBACK, "").await;
     let body = form(&[
         ("grant_type", "authorization_code"),
         ("code", &code),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", VERIFIER),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
     ]);
-    let r = token_request(&gw, &[FORM, ("authorization", &basic("plus", SECRET_RP))], &body).await;
+    let r = token_request(&gw, &[FORM, ("authorization", &basic("plus", OP_SECRET))], &body).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"], "invalid_grant");
-    let r = token_request(&gw, &[FORM, ("authorization", &basic("rp", SECRET_RP))], &body).await;
+    let r = token_request(&gw, &[FORM, ("authorization", &basic("rp", OP_SECRET))], &body).await;
     assert_eq!(
         r.json()["error"],
         "invalid_grant",
         "a code shown to another client is spent"
     );
     // Basic for `plus` with `client_id=rp` in the body: refused, not read as `rp`.
-    let code = code_for(&gw, &jar, "rp", CALLBACK, "").await;
+    let code = code_for(&gw, &jar, "rp", OP_CALLBACK, "").await;
     let body = form(&[
         ("grant_type", "authorization_code"),
         ("code", &code),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", VERIFIER),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
         ("client_id", "rp"),
     ]);
-    let r = token_request(&gw, &[FORM, ("authorization", &basic("plus", SECRET_RP))], &body).await;
+    let r = token_request(&gw, &[FORM, ("authorization", &basic("plus", OP_SECRET))], &body).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"], "invalid_request");
 
@@ -670,7 +649,7 @@ async fn a_code_cannot_cross_clients_nor_take_new_parameters_at_the_token_endpoi
         ("nonce", "victims-nonce"),
         ("scope", "openid email profile groups"),
         ("client_id", "legacy"),
-        ("client_secret", SECRET_RP),
+        ("client_secret", OP_SECRET),
     ]);
     let r = token_request(&gw, &[FORM], &body).await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -684,17 +663,17 @@ async fn a_code_cannot_cross_clients_nor_take_new_parameters_at_the_token_endpoi
     let mallory = signed_in(&gw, "mallory").await;
     let other_verifier = "M4ll0ry-verifier-0123456789-0123456789-abcdefgh";
     let other_challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(other_verifier.as_bytes()));
-    let path = authorize_path("rp", CALLBACK, "").replace(CHALLENGE, &other_challenge);
+    let path = authorize_path("rp", OP_CALLBACK, "").replace(OP_CHALLENGE, &other_challenge);
     let r = navigate(&gw, &mut mallory.clone(), &path).await;
     let (_, q) = split(&r);
     let planted = all(&q, "code")[0].to_owned();
     let body = form(&[
         ("grant_type", "authorization_code"),
         ("code", &planted),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", VERIFIER),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
     ]);
-    let r = token_request(&gw, &[FORM, ("authorization", &basic("rp", SECRET_RP))], &body).await;
+    let r = token_request(&gw, &[FORM, ("authorization", &basic("rp", OP_SECRET))], &body).await;
     assert_eq!(r.json()["error"], "invalid_grant");
     // Without PKCE the ID token carries Mallory's nonce, which Alice's client's check refuses.
     let r = navigate(
@@ -709,7 +688,7 @@ async fn a_code_cannot_cross_clients_nor_take_new_parameters_at_the_token_endpoi
         ("code", all(&q, "code")[0]),
         ("redirect_uri", NO_PKCE_CB),
     ]);
-    let r = token_request(&gw, &[FORM, ("authorization", &basic("legacy", SECRET_RP))], &body).await;
+    let r = token_request(&gw, &[FORM, ("authorization", &basic("legacy", OP_SECRET))], &body).await;
     assert_eq!(claims_of(r.json()["id_token"].as_str().unwrap())["nonce"], "mallorys");
     assert_eq!(up.seen.count(), 0, "nothing was forwarded");
 }
@@ -719,21 +698,21 @@ async fn token_endpoint_abuse_is_a_clean_refusal() {
     let (up, gw) = provider().await;
     register(&gw, "alice").await;
     let jar = signed_in(&gw, "alice").await;
-    let code = code_for(&gw, &jar, "rp", CALLBACK, "").await;
+    let code = code_for(&gw, &jar, "rp", OP_CALLBACK, "").await;
     let good = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", VERIFIER),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
     ];
-    let auth = basic("rp", SECRET_RP);
-    let json_body = json!({"grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
-        "code_verifier": VERIFIER, "client_id": "rp", "client_secret": SECRET_RP})
+    let auth = basic("rp", OP_SECRET);
+    let json_body = json!({"grant_type": "authorization_code", "code": code, "redirect_uri": OP_CALLBACK,
+        "code_verifier": OP_VERIFIER, "client_id": "rp", "client_secret": OP_SECRET})
     .to_string();
     let form_body = form(&good);
     let doubled = [form_body.clone(), b"&code=other".to_vec()].concat();
     let doubled_encoded = [form_body.clone(), b"&c%6Fde=other".to_vec()].concat();
-    let secret_twice = [form_body.clone(), format!("&client_secret={SECRET_RP}").into_bytes()].concat();
+    let secret_twice = [form_body.clone(), format!("&client_secret={OP_SECRET}").into_bytes()].concat();
     let cases: Vec<Case> = vec![
         (
             "a JSON body",
@@ -796,7 +775,7 @@ async fn token_endpoint_abuse_is_a_clean_refusal() {
         ),
         (
             "a Bearer instead of Basic",
-            vec![form_ct(), ("authorization", format!("Bearer {SECRET_RP}"))],
+            vec![form_ct(), ("authorization", format!("Bearer {OP_SECRET}"))],
             form_body.clone(),
             401,
             "invalid_client",
@@ -812,7 +791,7 @@ async fn token_endpoint_abuse_is_a_clean_refusal() {
             "Basic without a colon",
             vec![
                 form_ct(),
-                ("authorization", format!("Basic {}", STANDARD.encode(SECRET_RP))),
+                ("authorization", format!("Basic {}", STANDARD.encode(OP_SECRET))),
             ],
             form_body.clone(),
             401,
@@ -830,35 +809,35 @@ async fn token_endpoint_abuse_is_a_clean_refusal() {
         ),
         (
             "Basic, the secret with something after `&`",
-            vec![form_ct(), ("authorization", basic("rp", &format!("{SECRET_RP}&x=y")))],
+            vec![form_ct(), ("authorization", basic("rp", &format!("{OP_SECRET}&x=y")))],
             form_body.clone(),
             401,
             "invalid_client",
         ),
         (
             "Basic, the secret with `&` after it",
-            vec![form_ct(), ("authorization", basic("rp", &format!("{SECRET_RP}&")))],
+            vec![form_ct(), ("authorization", basic("rp", &format!("{OP_SECRET}&")))],
             form_body.clone(),
             401,
             "invalid_client",
         ),
         (
             "Basic, the id with something after `&`",
-            vec![form_ct(), ("authorization", basic("rp&x=1", SECRET_RP))],
+            vec![form_ct(), ("authorization", basic("rp&x=1", OP_SECRET))],
             form_body.clone(),
             401,
             "invalid_client",
         ),
         (
             "Basic, the secret with an encoded NUL after it",
-            vec![form_ct(), ("authorization", basic("rp", &format!("{SECRET_RP}%00")))],
+            vec![form_ct(), ("authorization", basic("rp", &format!("{OP_SECRET}%00")))],
             form_body.clone(),
             401,
             "invalid_client",
         ),
         (
             "Basic, the secret's prefix",
-            vec![form_ct(), ("authorization", basic("rp", &SECRET_RP[..31]))],
+            vec![form_ct(), ("authorization", basic("rp", &OP_SECRET[..31]))],
             form_body.clone(),
             401,
             "invalid_client",
@@ -872,7 +851,7 @@ async fn token_endpoint_abuse_is_a_clean_refusal() {
         ),
         (
             "Basic, another client's id with this secret",
-            vec![form_ct(), ("authorization", basic("nobody", SECRET_RP))],
+            vec![form_ct(), ("authorization", basic("nobody", OP_SECRET))],
             form_body.clone(),
             401,
             "invalid_client",
@@ -950,7 +929,7 @@ async fn userinfo_takes_only_the_providers_access_token() {
     let (up, gw) = provider().await;
     let (_, jwt) = session(&gw, "alice").await;
     let jar = signed_in(&gw, "alice").await;
-    let tokens = tokens_for(&gw, &code_for(&gw, &jar, "rp", CALLBACK, "").await).await;
+    let tokens = tokens_for(&gw, &code_for(&gw, &jar, "rp", OP_CALLBACK, "").await).await;
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let id_token = tokens["id_token"].as_str().unwrap().to_owned();
     let api = gw
@@ -973,7 +952,7 @@ async fn userinfo_takes_only_the_providers_access_token() {
     for (what, auth) in [
         ("an API token", format!("Bearer {api}")),
         ("edited claims", format!("Bearer {edited}")),
-        ("Basic", basic("rp", SECRET_RP)),
+        ("Basic", basic("rp", OP_SECRET)),
         ("the access token twice", format!("Bearer {access} {access}")),
     ] {
         let r = gw
@@ -1082,12 +1061,12 @@ async fn discovery_ignores_the_host_the_client_names() {
 #[tokio::test]
 async fn the_sign_in_pages_form_action_adds_only_a_checked_client_origin() {
     let (up, gw) = provider().await;
-    let good = authorize_path("rp", CALLBACK, "");
+    let good = authorize_path("rp", OP_CALLBACK, "");
     for (rd, allowed) in [
         (good.clone(), Some("https://rp.example")),
         (authorize_path("rp", "https://evil.example/callback", ""), None),
-        (authorize_path("ask", CALLBACK, ""), None),
-        (authorize_path("nobody", CALLBACK, ""), None),
+        (authorize_path("ask", OP_CALLBACK, ""), None),
+        (authorize_path("nobody", OP_CALLBACK, ""), None),
         (format!("{good}&redirect_uri={}", enc("https://evil.example/cb")), None),
         (
             good.replace("/_auth/openid/authorize?", "/_auth/openid/authorize/?"),
@@ -1144,19 +1123,19 @@ async fn long_requests_and_endpoint_look_alikes_are_refused_and_never_forwarded(
     let jar = signed_in(&gw, "alice").await;
     // A state too long to echo; a signed-out request too long for the sign-in page: both back at
     // the client as invalid_request.
-    let long_state = authorize_path("rp", CALLBACK, "").replace("state=s1", &format!("state={}", "s".repeat(513)));
+    let long_state = authorize_path("rp", OP_CALLBACK, "").replace("state=s1", &format!("state={}", "s".repeat(513)));
     let r = navigate(&gw, &mut jar.clone(), &long_state).await;
     let (base, q) = split(&r);
-    assert_eq!(base, CALLBACK);
+    assert_eq!(base, OP_CALLBACK);
     assert_eq!(all(&q, "error"), ["invalid_request"]);
-    let long = format!("{}&x={}", authorize_path("rp", CALLBACK, ""), "x".repeat(3000));
+    let long = format!("{}&x={}", authorize_path("rp", OP_CALLBACK, ""), "x".repeat(3000));
     let r = navigate(&gw, &mut Jar::default(), &long).await;
     let (base, q) = split(&r);
-    assert_eq!(base, CALLBACK);
+    assert_eq!(base, OP_CALLBACK);
     assert_eq!(all(&q, "error"), ["invalid_request"]);
     // Very long targets: a 4xx, never a 5xx or a hang.
     for n in [16_000, 60_000] {
-        let path = format!("{}&x={}", authorize_path("rp", CALLBACK, ""), "x".repeat(n));
+        let path = format!("{}&x={}", authorize_path("rp", OP_CALLBACK, ""), "x".repeat(n));
         let r = tokio::time::timeout(
             std::time::Duration::from_secs(10),
             navigate(&gw, &mut jar.clone(), &path),
@@ -1167,14 +1146,14 @@ async fn long_requests_and_endpoint_look_alikes_are_refused_and_never_forwarded(
     }
     // Look-alikes of the token endpoint, carrying a client secret and a code: none is answered
     // as the endpoint, none reaches the backend.
-    let code = code_for(&gw, &jar, "rp", CALLBACK, "").await;
+    let code = code_for(&gw, &jar, "rp", OP_CALLBACK, "").await;
     let body = form(&[
         ("grant_type", "authorization_code"),
         ("code", &code),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", VERIFIER),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
         ("client_id", "rp"),
-        ("client_secret", SECRET_RP),
+        ("client_secret", OP_SECRET),
     ]);
     for path in [
         "/_auth/openid/token/",
@@ -1197,7 +1176,7 @@ async fn long_requests_and_endpoint_look_alikes_are_refused_and_never_forwarded(
     }
     assert_eq!(up.seen.count(), 0, "nothing was forwarded");
     // HTTP/2: a parameter given twice is refused the same way.
-    let twice = format!("{}&client_id=rp", authorize_path("rp", CALLBACK, ""));
+    let twice = format!("{}&client_id=rp", authorize_path("rp", OP_CALLBACK, ""));
     let cookie = jar.header();
     let r = gw.h2_client().get(&twice, &[("cookie", cookie.as_str())]).await;
     assert_eq!(r.status, 400);

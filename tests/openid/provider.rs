@@ -3,18 +3,12 @@
 //! provider's tokens may not do (pass as a gateway credential). The relying-party libraries'
 //! view (authlib in Chromium, PyJWT) is `tests/openid/relying_parties.rs`.
 
-use std::sync::Arc;
-
 use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-const SECRET_RP: &str = "rp-secret-0123456789-0123456789-abcdef";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-const CALLBACK: &str = "https://rp.example/callback";
 /// A secret that form-encoding changes (`+`, `/`, `%`, `:`).
 const SECRET_PLUS: &str = "p+q/r%2Bs:t~0123456789abcdefghijklmnop";
 
@@ -26,69 +20,34 @@ async fn provider() -> (TestUpstream, TestGateway) {
 
 /// The same, signing with `alg`: ES256 (a key authgate generates) or RS256 (one from openssl).
 async fn provider_signing(alg: &str) -> (TestUpstream, TestGateway) {
-    let up = TestUpstream::start().await;
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let key = dir.path().join("op.pem");
-    if alg == "RS256" {
-        let made = std::process::Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-                "-out",
-            ])
-            .arg(&key)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl makes the RSA key");
-        assert!(made.success());
-    } else {
-        let (private, _) = authgate::auth::keys::generate(authgate::config::JwtAlgorithm::ES256).unwrap();
-        std::fs::write(&key, private).unwrap();
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let extra = format!(
+    let clients = format!(
         r#"
-[oidc]
-issuer = "https://localhost:{port}"
-signing_key = "{key}"
-signing_algorithm = "{alg}"
 [[oidc.clients]]
 client_id = "rp"
-client_secret = "{SECRET_RP}"
-redirect_uris = ["{CALLBACK}"]
+client_secret = "{OP_SECRET}"
+redirect_uris = ["{OP_CALLBACK}"]
 post_logout_redirect_uris = ["https://rp.example/bye"]
 scopes = ["openid", "email", "profile", "groups"]
 trusted = true
 [[oidc.clients]]
 client_id = "ask"
-client_secret = "{SECRET_RP}"
+client_secret = "{OP_SECRET}"
 redirect_uris = ["https://ask.example/cb"]
 [[oidc.clients]]
 client_id = "plus"
 client_secret = "{SECRET_PLUS}"
-redirect_uris = ["{CALLBACK}"]
+redirect_uris = ["{OP_CALLBACK}"]
 trusted = true
-"#,
-        key = key.display()
+"#
     );
-    let gw = TestGateway::builder(&up.url())
-        .dir(dir)
-        .listener(listener)
-        .extra(&extra)
-        .start()
-        .await;
-    (up, gw)
+    op_gateway(alg, &clients).await
 }
 
 fn authorize_path(client: &str, redirect: &str, extra: &str) -> String {
     let r: String = form_urlencoded::byte_serialize(redirect.as_bytes()).collect();
     format!(
         "/_auth/openid/authorize?response_type=code&client_id={client}&redirect_uri={r}&scope=openid%20email%20profile\
-         &state=st%20ate%2F1&nonce=n-0S6_WzA2Mj&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}"
+         &state=st%20ate%2F1&nonce=n-0S6_WzA2Mj&code_challenge={OP_CHALLENGE}&code_challenge_method=S256{extra}"
     )
 }
 
@@ -170,7 +129,7 @@ async fn the_code_flow_signs_in_and_its_tokens_pass_nowhere_else() {
     register(&gw, "alice").await;
     let mut jar = Jar::default();
     // Not signed in: to the sign-in page, which comes back to authorize.
-    let start = authorize_path("rp", CALLBACK, "");
+    let start = authorize_path("rp", OP_CALLBACK, "");
     let r = navigate(&gw, &mut jar, &start).await;
     assert_eq!(r.status, 303);
     let (to, q) = location_query(&r);
@@ -194,7 +153,7 @@ async fn the_code_flow_signs_in_and_its_tokens_pass_nowhere_else() {
     let r = navigate(&gw, &mut jar, &start).await;
     assert_eq!(r.status, 303, "{}", r.text());
     let (to, q) = location_query(&r);
-    assert_eq!(to, CALLBACK);
+    assert_eq!(to, OP_CALLBACK);
     assert_eq!(param(&q, "state"), Some("st ate/1"), "state is echoed exactly");
     assert_eq!(
         param(&q, "iss"),
@@ -205,10 +164,10 @@ async fn the_code_flow_signs_in_and_its_tokens_pass_nowhere_else() {
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", VERIFIER),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
     ];
-    let r = exchange(&gw, &form, Some(("rp", SECRET_RP))).await;
+    let r = exchange(&gw, &form, Some(("rp", OP_SECRET))).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.headers.get("cache-control").unwrap(), "no-store");
     let tokens = r.json();
@@ -231,7 +190,7 @@ async fn the_code_flow_signs_in_and_its_tokens_pass_nowhere_else() {
     assert_eq!(claims["at_hash"], at_hash.as_str());
 
     // The code is used once.
-    let again = exchange(&gw, &form, Some(("rp", SECRET_RP))).await;
+    let again = exchange(&gw, &form, Some(("rp", OP_SECRET))).await;
     assert_eq!(again.status, 400);
     assert_eq!(again.json()["error"], "invalid_grant");
 
@@ -277,10 +236,10 @@ async fn the_code_flow_signs_in_and_its_tokens_pass_nowhere_else() {
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", VERIFIER),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
         ("client_id", "rp"),
-        ("client_secret", SECRET_RP),
+        ("client_secret", OP_SECRET),
     ];
     let r = exchange(&gw, &form, None).await;
     assert_eq!(r.status, 400, "{}", r.text());
@@ -302,8 +261,8 @@ async fn refusals_are_the_errors_the_specifications_name() {
     for path in [
         authorize_path("rp", "https://evil.example/callback", ""),
         authorize_path("rp", "https://rp.example/callback/", ""),
-        authorize_path("nobody", CALLBACK, ""),
-        format!("{}&client_id=rp", authorize_path("rp", CALLBACK, "")),
+        authorize_path("nobody", OP_CALLBACK, ""),
+        format!("{}&client_id=rp", authorize_path("rp", OP_CALLBACK, "")),
     ] {
         let r = navigate(&gw, &mut jar, &path).await;
         assert_eq!(r.status, 400, "{path}");
@@ -315,32 +274,35 @@ async fn refusals_are_the_errors_the_specifications_name() {
         ("&request=eyJ", Some("request_not_supported")),
         ("&prompt=none%20login", Some("invalid_request")),
     ] {
-        let r = navigate(&gw, &mut jar, &authorize_path("rp", CALLBACK, extra)).await;
+        let r = navigate(&gw, &mut jar, &authorize_path("rp", OP_CALLBACK, extra)).await;
         match error {
             None => assert_eq!(r.status, 400, "duplicate response_type: {extra}"),
             Some(error) => {
                 assert_eq!(r.status, 303, "{extra}");
                 let (to, q) = location_query(&r);
-                assert_eq!(to, CALLBACK);
+                assert_eq!(to, OP_CALLBACK);
                 assert_eq!(param(&q, "error"), Some(error), "{extra}");
                 assert_eq!(param(&q, "state"), Some("st ate/1"));
             }
         }
     }
-    let bad_scope = authorize_path("rp", CALLBACK, "").replace("scope=openid%20email%20profile", "scope=email");
+    let bad_scope = authorize_path("rp", OP_CALLBACK, "").replace("scope=openid%20email%20profile", "scope=email");
     let (_, q) = location_query(&navigate(&gw, &mut jar, &bad_scope).await);
     assert_eq!(param(&q, "error"), Some("invalid_scope"));
-    let no_pkce = authorize_path("rp", CALLBACK, "")
-        .replace(&format!("&code_challenge={CHALLENGE}&code_challenge_method=S256"), "");
+    let no_pkce = authorize_path("rp", OP_CALLBACK, "").replace(
+        &format!("&code_challenge={OP_CHALLENGE}&code_challenge_method=S256"),
+        "",
+    );
     let (_, q) = location_query(&navigate(&gw, &mut jar, &no_pkce).await);
     assert_eq!(param(&q, "error"), Some("invalid_request"), "this client must use PKCE");
-    let plain = authorize_path("rp", CALLBACK, "").replace("code_challenge_method=S256", "code_challenge_method=plain");
+    let plain =
+        authorize_path("rp", OP_CALLBACK, "").replace("code_challenge_method=S256", "code_challenge_method=plain");
     let (_, q) = location_query(&navigate(&gw, &mut jar, &plain).await);
     assert_eq!(param(&q, "error"), Some("invalid_request"), "plain PKCE is refused");
 
     // Token endpoint: wrong secret, wrong verifier, wrong redirect URI.
     let code = || {
-        let path = authorize_path("rp", CALLBACK, "");
+        let path = authorize_path("rp", OP_CALLBACK, "");
         let gw = &gw;
         let mut jar = jar.clone();
         async move {
@@ -352,8 +314,8 @@ async fn refusals_are_the_errors_the_specifications_name() {
     let form = [
         ("grant_type", "authorization_code"),
         ("code", c.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", VERIFIER),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
     ];
     let r = exchange(&gw, &form, Some(("rp", "wrong-secret"))).await;
     assert_eq!(r.status, 401);
@@ -369,12 +331,12 @@ async fn refusals_are_the_errors_the_specifications_name() {
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", c.as_str()),
-            ("redirect_uri", CALLBACK),
-            ("code_verifier", VERIFIER),
+            ("redirect_uri", OP_CALLBACK),
+            ("code_verifier", OP_VERIFIER),
         ];
         form.retain(|(k, _)| *k != name);
         form.push((name, value));
-        let r = exchange(&gw, &form, Some(("rp", SECRET_RP))).await;
+        let r = exchange(&gw, &form, Some(("rp", OP_SECRET))).await;
         assert_eq!(r.status, 400, "{name}");
         assert_eq!(r.json()["error"], "invalid_grant", "{name}");
         assert_eq!(r.json()["code"], 400);
@@ -383,21 +345,21 @@ async fn refusals_are_the_errors_the_specifications_name() {
     let form = [
         ("grant_type", "authorization_code"),
         ("code", c.as_str()),
-        ("redirect_uri", CALLBACK),
+        ("redirect_uri", OP_CALLBACK),
     ];
-    let r = exchange(&gw, &form, Some(("rp", SECRET_RP))).await;
+    let r = exchange(&gw, &form, Some(("rp", OP_SECRET))).await;
     assert_eq!(r.json()["error"], "invalid_grant", "a missing verifier");
-    let r = exchange(&gw, &[("grant_type", "password")], Some(("rp", SECRET_RP))).await;
+    let r = exchange(&gw, &[("grant_type", "password")], Some(("rp", OP_SECRET))).await;
     assert_eq!(r.json()["error"], "unsupported_grant_type");
     // A code issued to `rp` is refused to `ask`.
     let c = code().await;
     let form = [
         ("grant_type", "authorization_code"),
         ("code", c.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", VERIFIER),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
     ];
-    let r = exchange(&gw, &form, Some(("ask", SECRET_RP))).await;
+    let r = exchange(&gw, &form, Some(("ask", OP_SECRET))).await;
     assert_eq!(r.json()["error"], "invalid_grant");
 }
 
@@ -457,15 +419,15 @@ async fn end_session_with_a_hint_signs_out_and_returns_only_to_registered_uris()
     let (_up, gw) = provider().await;
     register(&gw, "dave").await;
     let mut jar = signed_in(&gw, "dave").await;
-    let (_, q) = location_query(&navigate(&gw, &mut jar, &authorize_path("rp", CALLBACK, "")).await);
+    let (_, q) = location_query(&navigate(&gw, &mut jar, &authorize_path("rp", OP_CALLBACK, "")).await);
     let code = param(&q, "code").unwrap().to_owned();
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", VERIFIER),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
     ];
-    let tokens = exchange(&gw, &form, Some(("rp", SECRET_RP))).await.json();
+    let tokens = exchange(&gw, &form, Some(("rp", OP_SECRET))).await.json();
     let hint = tokens["id_token"].as_str().unwrap();
     let evil = format!(
         "/_auth/openid/end_session?id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"
@@ -488,7 +450,7 @@ async fn prompt_login_asks_for_the_password_again_once() {
     register(&gw, "erin").await;
     let mut jar = signed_in(&gw, "erin").await;
     let before = jar.session.clone();
-    let path = authorize_path("rp", CALLBACK, "&prompt=login");
+    let path = authorize_path("rp", OP_CALLBACK, "&prompt=login");
     let r = navigate(&gw, &mut jar, &path).await;
     assert_eq!(r.status, 303);
     let (to, q) = location_query(&r);
@@ -509,10 +471,10 @@ async fn prompt_login_asks_for_the_password_again_once() {
     assert_ne!(jar.session, before, "a new session");
     let r = navigate(&gw, &mut jar, &rd).await;
     let (to, q) = location_query(&r);
-    assert_eq!(to, CALLBACK);
+    assert_eq!(to, OP_CALLBACK);
     assert!(param(&q, "code").is_some());
     // A max_age that is not a number of seconds.
-    let r = navigate(&gw, &mut jar, &authorize_path("rp", CALLBACK, "&max_age=abc")).await;
+    let r = navigate(&gw, &mut jar, &authorize_path("rp", OP_CALLBACK, "&max_age=abc")).await;
     let (_, q) = location_query(&r);
     assert_eq!(param(&q, "error"), Some("invalid_request"));
 }
@@ -524,15 +486,15 @@ async fn rs256_id_tokens_verify_against_the_published_key() {
     assert_eq!(d["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
     register(&gw, "frank").await;
     let mut jar = signed_in(&gw, "frank").await;
-    let (_, q) = location_query(&navigate(&gw, &mut jar, &authorize_path("rp", CALLBACK, "")).await);
+    let (_, q) = location_query(&navigate(&gw, &mut jar, &authorize_path("rp", OP_CALLBACK, "")).await);
     let code = param(&q, "code").unwrap().to_owned();
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", VERIFIER),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
     ];
-    let tokens = exchange(&gw, &form, Some(("rp", SECRET_RP))).await.json();
+    let tokens = exchange(&gw, &form, Some(("rp", OP_SECRET))).await.json();
     let id_token = tokens["id_token"].as_str().unwrap();
     assert_eq!(
         jsonwebtoken::decode_header(id_token).unwrap().alg,
@@ -554,7 +516,7 @@ async fn a_jwt_key_cannot_also_sign_id_tokens() {
             "[server]\nplaintext = true\n[jwt]\nalgorithm = \"ES256\"\n[[jwt.keys]]\nkid = \"k\"\nalgorithm = \"ES256\"\n\
              private_key = \"{key}\"\nsigning = true\n[store]\nurl = \"sqlite://{db}?mode=rwc\"\n[oidc]\n\
              issuer = \"https://gw.example\"\nsigning_key = \"{op}\"\nsigning_algorithm = \"ES256\"\n[[oidc.clients]]\n\
-             client_id = \"rp\"\nclient_secret = \"{SECRET_RP}\"\nredirect_uris = [\"https://rp.example/cb\"]\n",
+             client_id = \"rp\"\nclient_secret = \"{OP_SECRET}\"\nredirect_uris = [\"https://rp.example/cb\"]\n",
             key = key.display(),
             op = op.display(),
             db = dir.path().join("a.db").display(),
@@ -584,25 +546,25 @@ async fn basic_credentials_work_form_encoded_or_as_sent_and_sign_out_everywhere_
     let mut access = String::new();
     // RFC 6749 §2.3.1 form-encodes the secret; Authlib and others send it as it is.
     for secret in [encoded.as_str(), SECRET_PLUS] {
-        let (_, q) = location_query(&navigate(&gw, &mut jar, &authorize_path("plus", CALLBACK, "")).await);
+        let (_, q) = location_query(&navigate(&gw, &mut jar, &authorize_path("plus", OP_CALLBACK, "")).await);
         let code = param(&q, "code").unwrap().to_owned();
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
-            ("redirect_uri", CALLBACK),
-            ("code_verifier", VERIFIER),
+            ("redirect_uri", OP_CALLBACK),
+            ("code_verifier", OP_VERIFIER),
         ];
         let r = exchange(&gw, &form, Some(("plus", secret))).await;
         assert_eq!(r.status, 200, "{secret}: {}", r.text());
         access = r.json()["access_token"].as_str().unwrap().to_owned();
     }
-    let (_, q) = location_query(&navigate(&gw, &mut jar, &authorize_path("plus", CALLBACK, "")).await);
+    let (_, q) = location_query(&navigate(&gw, &mut jar, &authorize_path("plus", OP_CALLBACK, "")).await);
     let code = param(&q, "code").unwrap().to_owned();
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("code_verifier", VERIFIER),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
     ];
     let r = exchange(&gw, &form, Some(("plus", "p q/r+s:t~0123456789abcdefghijklmnop"))).await;
     assert_eq!(
@@ -631,10 +593,10 @@ async fn a_state_too_long_to_echo_is_refused_without_being_echoed() {
     register(&gw, "hank").await;
     let mut jar = signed_in(&gw, "hank").await;
     let long = "s".repeat(513);
-    let path = authorize_path("rp", CALLBACK, "").replace("state=st%20ate%2F1", &format!("state={long}"));
+    let path = authorize_path("rp", OP_CALLBACK, "").replace("state=st%20ate%2F1", &format!("state={long}"));
     let r = navigate(&gw, &mut jar, &path).await;
     let (to, q) = location_query(&r);
-    assert_eq!(to, CALLBACK);
+    assert_eq!(to, OP_CALLBACK);
     assert_eq!(param(&q, "error"), Some("invalid_request"));
     assert_eq!(param(&q, "state"), None);
     let r = navigate(

@@ -18,7 +18,6 @@
 //! (or `AUTHGATE_SKIP_BROWSER=1`).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::common::browser::{Browser, WAIT};
@@ -74,34 +73,6 @@ impl Alg {
     }
 }
 
-/// A PKCS#8 PEM signing key for the provider, written into `dir`: ES256 from the library's own
-/// `keys generate`, RS256 from openssl (rcgen makes no RSA keys).
-fn signing_key(dir: &Path, alg: Alg) -> PathBuf {
-    let path = dir.join("op-key.pem");
-    match alg {
-        Alg::Es256 => {
-            let (pem, _) = authgate::auth::keys::generate(authgate::config::JwtAlgorithm::ES256).unwrap();
-            authgate::tls::write_private(&path, pem.as_bytes()).unwrap();
-        }
-        Alg::Rs256 => {
-            let out = std::process::Command::new("openssl")
-                .args([
-                    "genpkey",
-                    "-algorithm",
-                    "RSA",
-                    "-pkeyopt",
-                    "rsa_keygen_bits:2048",
-                    "-out",
-                ])
-                .arg(&path)
-                .output()
-                .expect("openssl makes the RS256 key (apt-get install openssl)");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        }
-    }
-    path
-}
-
 /// A gateway that is an OpenID Provider for four clients, the Authlib relying party in front of
 /// it, and the recording upstream behind it.
 struct Op {
@@ -123,7 +94,7 @@ impl Op {
     /// `[[oidc.providers]]` for a gateway that is a relying party too).
     async fn start_with(alg: Alg, listener: TcpListener, dir: Arc<tempfile::TempDir>, more: &str) -> Op {
         let issuer = format!("https://localhost:{}", listener.local_addr().unwrap().port());
-        let key = signing_key(dir.path(), alg);
+        let key = op_signing_key(dir.path(), alg.name());
         // pyjwt_rp.py's secrets are ones that form-encoding changes: in a form body, and in HTTP
         // Basic, where RFC 6749 2.3.1 has id and secret form-encoded first and the provider must
         // decode them. (Authlib does not encode for Basic, so its secrets stay within the
@@ -1363,7 +1334,7 @@ async fn userinfo_refuses_expired_forged_and_unsigned_access_tokens() {
         logscan::secret(&token);
         token
     };
-    let own = std::fs::read(op.gw.dir.path().join("op-key.pem")).unwrap();
+    let own = std::fs::read(op.gw.dir.path().join("op.pem")).unwrap();
     let (other, _) = authgate::auth::keys::generate(authgate::config::JwtAlgorithm::ES256).unwrap();
 
     let r = userinfo(&op.gw, &sign(&claims, &own)).await;
