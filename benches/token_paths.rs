@@ -6,7 +6,7 @@
 //! in through the page, found in the in-process cache); API tokens that miss the in-process
 //! cache and are found in Redis (each request uses a token this gateway has never seen, put in
 //! Redis beforehand); and an access token from a single sign-on provider with `accept_bearer`
-//! (panva's oidc-provider under Node.js, as in tests/sso.rs), its keys cached.
+//! (panva's oidc-provider under Node.js, as in tests/pages/sso.rs), its keys cached.
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -2,7 +2,7 @@
 //!
 //! The rule this crate keeps: each module's `check` panics exactly when the gateway breaks a rule
 //! (or panics itself), and uses nothing but the main crate's own dependencies, so
-//! `tests/fuzz_regressions.rs` includes the same files and replays `fuzz/regressions/<target>/`
+//! `tests/attacks/fuzz_regressions.rs` includes the same files and replays `fuzz/regressions/<target>/`
 //! under plain `cargo test`, without cargo-fuzz.
 
 pub mod api_json;

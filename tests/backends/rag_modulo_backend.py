@@ -1,4 +1,4 @@
-"""A RAG Modulo-shaped backend for tests/rag_clients.rs: it authenticates and authorizes the way RAG
+"""A RAG Modulo-shaped backend for tests/proxy/rag_clients.rs: it authenticates and authorizes the way RAG
 Modulo's code does, and answers what it saw.
 
 - `core/authentication_middleware.py`: open paths pass; `Authorization: Bearer <t>` is required

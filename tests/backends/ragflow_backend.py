@@ -1,4 +1,4 @@
-"""A RAGFlow-shaped backend for tests/ragflow_profile.rs: it authenticates the way RAGFlow's
+"""A RAGFlow-shaped backend for tests/proxy/ragflow_profile.rs: it authenticates the way RAGFlow's
 `_load_user` (api/apps/__init__.py) does for the HTTP API, by looking the raw bearer up in its
 api_token table, and answers RAGFlow-shaped JSON for what ragflow-sdk calls.
 

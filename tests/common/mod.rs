@@ -5,7 +5,8 @@
 //! names (`h2`, `client`) never shadow a crate in a test file (`browser`, `logscan`, `nginx`, `oidc`
 //! and `services` are used by their path).
 //!
-//! Each test file is its own crate and uses part of the harness, so unused items and re-exports
+//! Each test binary (a top-level `tests/*.rs`, or a directory `tests/<name>/main.rs` whose former
+//! files are modules) includes the harness and uses part of it, so unused items and re-exports
 //! are allowed here (`dead_code` for the whole harness, `unused_imports` for the re-exports).
 #![allow(dead_code)]
 

@@ -10,7 +10,7 @@
 //! The rule these tests keep: an ID token counts as good only once a library other than authgate's
 //! has validated it (Authlib, PyJWT, or jsonwebtoken against the published JWKS); every refusal is
 //! the error the specifications name, and the recording upstream shows that none of it reached the
-//! backend. tests/oidc_provider.rs is the other direction: authgate as a relying party of panva's
+//! backend. tests/pages/oidc_provider.rs is the other direction: authgate as a relying party of panva's
 //! oidc-provider; tests/openid/provider.rs speaks to the provider by hand too.
 //!
 //! Needs the test virtualenv (scripts/test builds it), openssl (for an RS256 key), Node.js with

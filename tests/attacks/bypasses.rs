@@ -1,11 +1,9 @@
 //! The bypasses an outside attack on the gateway found (issue 13), one test or more each. Every
 //! test asserts what the backend received, or that it received nothing.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

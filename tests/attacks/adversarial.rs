@@ -1,12 +1,10 @@
 //! The adversarial suite: hostile clients against a live gateway. Every test asserts what the
 //! backend received, or that it received nothing.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -2,12 +2,10 @@
 //! deny, public rules, path confusion against a deny, and a role change taking effect within a
 //! second. Each test asserts what the backend received, or that it received nothing.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use authgate::policy::Role;
-use common::*;
 
 const RULES: &str = r#"
 [policy]

@@ -2,13 +2,11 @@
 //! exactly how the backend ends its connections: kept alive, closed silently after an answer,
 //! `Connection: close`, or a body the client walks away from.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

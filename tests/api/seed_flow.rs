@@ -1,9 +1,7 @@
 //! The seed's documented flow, run by its own Python client (`requests`) against a live gateway,
 //! with the backend's view asserted.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn rag_modulo_python_client_works_unchanged() {
@@ -29,8 +27,8 @@ async fn rag_modulo_python_client_works_unchanged() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 
-    common::logscan::secret("secure_password");
-    common::logscan::secret(v["login"]["access_token"].as_str().unwrap_or_default());
+    crate::common::logscan::secret("secure_password");
+    crate::common::logscan::secret(v["login"]["access_token"].as_str().unwrap_or_default());
     let user_id = v["register"]["user_id"].as_str().unwrap();
     assert_eq!(v["register"]["username"], "user@example.com");
     assert_eq!(v["login"]["token_type"], "bearer");

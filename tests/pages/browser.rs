@@ -9,10 +9,8 @@
 //! unless `AUTHGATE_SKIP_BROWSER=1`. With `AUTHGATE_SCREENSHOTS=1` the screenshots test writes the
 //! README's pictures into `docs/screenshots/`; otherwise into `target/tmp/screenshots/`.
 
-mod common;
-
-use common::browser::{Browser, DESKTOP, OtherSite, PHONE, Page, WAIT, png_size, screenshot_dir};
-use common::*;
+use crate::common::browser::{Browser, DESKTOP, OtherSite, PHONE, Page, WAIT, png_size, screenshot_dir};
+use crate::common::*;
 
 /// The session cookie the gateway sets (`__Host-`: Secure, Path=/, no Domain).
 const COOKIE: &str = "__Host-authgate";
@@ -424,10 +422,10 @@ async fn the_sign_in_and_account_pages_are_screenshotted() {
 /// provider B, and be another user. The sign-in page with both buttons is screenshotted.
 #[tokio::test]
 async fn single_sign_on_with_two_providers_in_the_browser() {
-    use common::oidc::{OidcAccount, OidcClient, Provider, ProviderConfig};
+    use crate::common::oidc::{OidcAccount, OidcClient, Provider, ProviderConfig};
     let Some(browser) = Browser::start().await else { return };
     assert!(
-        common::oidc::available(),
+        crate::common::oidc::available(),
         "Node.js or tests/oidc/node_modules missing: run scripts/test"
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

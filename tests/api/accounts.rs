@@ -1,10 +1,8 @@
 //! Accounts end to end: register, login, me, refresh, logout, password change, limits, rotation.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

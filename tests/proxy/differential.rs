@@ -2,7 +2,7 @@
 //! on, each started as a child process on 127.0.0.1 with a recording app (`tests/differential/`).
 //!
 //! The recording upstream in `tests/common` is our own code, so it cannot show what a real server
-//! does with the same bytes. Here every hostile request of `tests/adversarial.rs` (smuggling,
+//! does with the same bytes. Here every hostile request of `tests/attacks/adversarial.rs` (smuggling,
 //! upgrades, paths, headers, trailers) goes through the gateway to Hypercorn + Quart, uvicorn +
 //! Starlette (httptools and h11 parsers) and gunicorn + WSGI, and the rule checked is on what the
 //! *application* recorded: it never sees a protected path without the gateway's `X-User-Id`, and
@@ -13,8 +13,6 @@
 //! named by `DIFF_TEST_PYTHON`). Without it the tests fail, saying so: a security matrix that
 //! skips itself quietly is how a closed class comes back.
 
-mod common;
-
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -24,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -5,15 +5,15 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 
-#[path = "../fuzz/src/api_json.rs"]
+#[path = "../../fuzz/src/api_json.rs"]
 mod api_json;
-#[path = "../fuzz/src/auth_header.rs"]
+#[path = "../../fuzz/src/auth_header.rs"]
 mod auth_header;
-#[path = "../fuzz/src/jwt_verify.rs"]
+#[path = "../../fuzz/src/jwt_verify.rs"]
 mod jwt_verify;
-#[path = "../fuzz/src/path_rules.rs"]
+#[path = "../../fuzz/src/path_rules.rs"]
 mod path_rules;
-#[path = "../fuzz/src/watch_framing.rs"]
+#[path = "../../fuzz/src/watch_framing.rs"]
 mod watch_framing;
 
 /// Runs `check` on each saved input of `target`; fails naming every input that panics.

@@ -5,10 +5,10 @@
 //! public key, an expired token, an unverified email). Every refusal is checked on what the
 //! backend received: nothing.
 
-mod common;
-
-use common::oidc::{Agent, OidcAccount, OidcClient, Provider, ProviderConfig, Signing, query_param, with_query_param};
-use common::*;
+use crate::common::oidc::{
+    Agent, OidcAccount, OidcClient, Provider, ProviderConfig, Signing, query_param, with_query_param,
+};
+use crate::common::*;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -18,7 +18,7 @@ const PW: &str = "password-at-the-provider";
 
 fn require() {
     assert!(
-        common::oidc::available(),
+        crate::common::oidc::available(),
         "Node.js or tests/oidc/node_modules missing: run scripts/test (it installs Node.js and runs npm ci in tests/oidc)"
     );
 }

@@ -3,11 +3,9 @@
 //! than its owner; a scoped token cannot use the auth API to widen itself; strict validation; the
 //! listing. Each test asserts what the backend received, or that it received nothing.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const RULES: &str = r#"

@@ -1,10 +1,8 @@
 //! What the two RAG backends' own clients read from the gateway: error bodies carrying `error`,
 //! `detail`, `message` and `code` (issue 19), read by RAGFlow's real SDK from the test virtualenv.
 
-mod common;
-
-use common::python::{PythonBackend, pyenv_python};
-use common::*;
+use crate::common::python::{PythonBackend, pyenv_python};
+use crate::common::*;
 use serde_json::json;
 
 fn assert_four_fields(r: &Reply, status: u16, error: &str) {
@@ -88,7 +86,7 @@ fn rag_modulo_backend() -> PythonBackend {
 }
 
 async fn rag_modulo_gateway(backend: &PythonBackend) -> TestGateway {
-    common::logscan::secret(RAG_MODULO_SECRET);
+    crate::common::logscan::secret(RAG_MODULO_SECRET);
     TestGateway::builder(&backend.url())
         .extra(&format!(
             "[upstream]\nprofile = \"rag_modulo\"\n[upstream.rag_modulo]\njwt_secret = \"{RAG_MODULO_SECRET}\"\n"
@@ -173,7 +171,7 @@ async fn rag_modulo_profile_never_forwards_the_clients_bearer() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let token = r.json()["token"].as_str().unwrap().to_owned();
-    common::logscan::secret(&token);
+    crate::common::logscan::secret(&token);
 
     // The mock token alone: not a credential authgate knows, refused before RAG Modulo.
     let mock = [("authorization", "Bearer mock_token_for_testing")];

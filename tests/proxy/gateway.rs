@@ -1,10 +1,8 @@
 //! The gateway core end to end: real sockets, a rustls client, a recording upstream.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use http_body_util::BodyExt;
 use jsonwebtoken::Algorithm;
 use serde_json::json;

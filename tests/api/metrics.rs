@@ -1,10 +1,8 @@
 //! The Prometheus metrics move as they should after a scripted set of requests.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// `/metrics` as a map from series (name plus labels) to value.

@@ -3,13 +3,11 @@
 //! (`tests/backends/ragflow_backend.py`) that accepts only its own API keys. The gateway injects
 //! the caller's stored key; the backend must never see the `agt_` token.
 
-mod common;
-
+use crate::common::python::{PythonBackend, pyenv_python};
+use crate::common::*;
 use authgate::accounts::backend_keys::BackendKeys;
 use authgate::config::{EncryptionKey, RagflowConfig};
 use authgate::store::backend_keys::SubjectKind;
-use common::python::{PythonBackend, pyenv_python};
-use common::*;
 use serde_json::{Value, json};
 
 /// base64 of 32 bytes of 0x07: the tests' `upstream.ragflow.key_encryption_key`.
@@ -63,7 +61,7 @@ fn ragflow_config() -> RagflowConfig {
 
 async fn ragflow_gateway(backend: &RagflowBackend) -> TestGateway {
     for s in [KEK, ALICE_KEY, RESEARCH_KEY] {
-        common::logscan::secret(s);
+        crate::common::logscan::secret(s);
     }
     TestGateway::builder(&backend.url())
         .extra(&format!(
@@ -83,7 +81,7 @@ async fn user_with_token(gw: &TestGateway, name: &str) -> (String, String) {
         .await
         .unwrap()
         .secret;
-    common::logscan::secret(&token);
+    crate::common::logscan::secret(&token);
     (id, token)
 }
 

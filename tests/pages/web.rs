@@ -1,11 +1,9 @@
 //! The browser pages over HTTP: sign-in, cookie sessions on proxied requests, sign-out, the
 //! account page's actions, and the attacks on them (open redirects, cross-site requests, forged
 //! forms, session fixation, a cookie smuggled to the backend). The same flows in a real Chromium
-//! are in tests/browser.rs.
+//! are in tests/pages/browser.rs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const NAV: [(&str, &str); 2] = [

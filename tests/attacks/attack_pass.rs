@@ -1,14 +1,12 @@
-//! A second outside attack, on the fixes for the first (tests/bypasses.rs).
+//! A second outside attack, on the fixes for the first (tests/attacks/bypasses.rs).
 //!
 //! Two kinds: `refused_*` tests document attacks the fixes turned away as they were; the others
 //! each found a way around a fix at 9eee735 (they failed there) and pass since the fixes that
 //! followed it.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -1,11 +1,9 @@
 //! The signed identity assertion: the backend verifies what it receives against the JWKS the
 //! gateway publishes, with nothing shared but the public key.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde_json::Value;

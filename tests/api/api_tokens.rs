@@ -1,10 +1,8 @@
 //! API tokens for programs: create, list, delete, and use through Bearer or X-API-Key.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 async fn create(gw: &TestGateway, jwt: &str, body: Value) -> Reply {

@@ -1,13 +1,10 @@
 //! Smoke tests for tests/common/services.rs: throwaway PostgreSQL and Redis servers.
 
-#[path = "common/services.rs"]
-mod services;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use services::{Postgres, Redis};
+use crate::common::services::{self, Postgres, Redis};
 use sqlx::Connection;
 
 fn require() {

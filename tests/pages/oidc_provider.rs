@@ -7,13 +7,11 @@
 //! here against the protocol (signatures against the provider's JWKS, `iss`, `aud`, `nonce`), not
 //! taken on trust.
 
-mod common;
-
-use common::oidc::{
+use crate::common::oidc::{
     Agent, AuthRequest, ClientAuth, OidcAccount, OidcClient, Provider, ProviderConfig, Signing, jwt_claims, jwt_header,
     query_param, verify_jwt, with_query_param,
 };
-use common::{TestGateway, TestUpstream};
+use crate::common::{TestGateway, TestUpstream};
 use serde_json::json;
 
 const CLIENT: &str = "authgate-test";
@@ -23,7 +21,7 @@ const PASSWORD: &str = "alice-password-at-the-provider";
 
 fn require() {
     assert!(
-        common::oidc::available(),
+        crate::common::oidc::available(),
         "Node.js or tests/oidc/node_modules missing: run scripts/test, which installs Node.js and runs \
          `npm ci` in tests/oidc"
     );
@@ -77,7 +75,9 @@ async fn provider_starts_and_its_discovery_names_its_issuer() {
         .map(|k| format!("{:?}", k.common.key_algorithm.unwrap()))
         .collect();
     assert_eq!(algs, ["RS256", "ES256"]);
-    let raw = common::oidc::http("GET", &p.url("/jwks"), &[], None).await.json();
+    let raw = crate::common::oidc::http("GET", &p.url("/jwks"), &[], None)
+        .await
+        .json();
     for key in raw["keys"].as_array().unwrap() {
         for private in ["d", "p", "q", "dp", "dq", "qi"] {
             assert!(key.get(private).is_none(), "the JWKS publishes a private part: {key}");
@@ -165,7 +165,7 @@ async fn pkce_is_required_and_checked() {
         })
         .await;
     let code = query_param(&back, "code").unwrap();
-    let other = common::oidc::Pkce::new();
+    let other = crate::common::oidc::Pkce::new();
     let r = p.exchange_code(&client, &code, &other.verifier, REDIRECT).await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["error"], "invalid_grant");

@@ -4,12 +4,10 @@
 //! else (no credential, a denied route, a path trick, a forged original URI from anyone but a
 //! trusted proxy) is refused, and the backend sees nothing.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr};
 
-use common::nginx::Nginx;
-use common::*;
+use crate::common::nginx::Nginx;
+use crate::common::*;
 use serde_json::json;
 
 /// The proxy the tests trust, and a loopback address it does not.
@@ -327,7 +325,7 @@ async fn the_signed_assertion_is_answered_when_configured() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let assertion = r.headers["x-auth-assertion"].to_str().unwrap();
-    // The backend checks it against the JWKS (tests/identity.rs); here, that it names this user.
+    // The backend checks it against the JWKS (tests/api/identity.rs); here, that it names this user.
     use base64::Engine;
     let payload = assertion.split('.').nth(1).unwrap();
     let claims: serde_json::Value = serde_json::from_slice(
@@ -343,7 +341,7 @@ async fn the_signed_assertion_is_answered_when_configured() {
 /// addresses of this gateway and backend and the gateway's certificate: the README shows what
 /// is tested.
 fn nginx_server(gw: &TestGateway, up: &TestUpstream) -> String {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let section = &readme[readme
         .find("## Forward-auth (nginx auth_request, Traefik ForwardAuth)")
         .expect("the README's forward-auth section")..];

@@ -1,9 +1,7 @@
 //! `auth.api_prefix` moves the gateway's own JSON API; `auth.backend_paths` gives paths below it
 //! back to the backend (RAG Modulo's own `/api/auth/*`), forwarded under the normal rules.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

@@ -1,13 +1,11 @@
 //! Signing keys: rotation by `kid` without logging anyone out, asymmetric algorithms, and the JWKS
 //! that lets a backend verify tokens itself.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use serde_json::{Value, json};
 
 const SECRET_2: &str = "second-secret-second-secret-second-secret";
