@@ -415,6 +415,60 @@ async fn an_untrusted_client_needs_consent_and_a_denial_goes_back_as_access_deni
 }
 
 #[tokio::test]
+async fn a_consent_given_after_max_age_has_passed_asks_for_a_fresh_sign_in_and_issues_no_code() {
+    let (_up, gw) = provider().await;
+    register(&gw, "erin").await;
+    let mut jar = signed_in(&gw, "erin").await;
+    let path = authorize_path("ask", "https://ask.example/cb", "&max_age=60").replace("%20email%20profile", "%20email");
+    let page = navigate(&gw, &mut jar, &path).await;
+    assert_eq!(
+        page.status,
+        200,
+        "signed in just now: the consent page, {}",
+        page.text()
+    );
+    // The page stays open for an hour: the session's sign-in moves back by as much.
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", gw.dir.path().join("authgate.db").display()))
+        .await
+        .unwrap();
+    let aged = sqlx::query("UPDATE sessions SET created_at = created_at - 3600")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(aged.rows_affected(), 1);
+    let query = path.split_once('?').unwrap().1;
+    let r = submit(
+        &gw,
+        &mut jar,
+        "/_auth/openid/consent",
+        &[("query", query), ("decision", "allow")],
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let (to, q) = location_query(&r);
+    assert_eq!(to, "/_auth/openid/authorize", "back to authorize, not to the client");
+    assert!(param(&q, "code").is_none());
+    // Which asks for the password again.
+    let again = r.headers.get("location").unwrap().to_str().unwrap().to_owned();
+    let r = navigate(&gw, &mut jar, &again).await;
+    let (to, q) = location_query(&r);
+    assert_eq!(to, "/_auth/sign-in");
+    assert_eq!(param(&q, "login"), Some("1"));
+    // Without max_age the same consent still issues a code.
+    let plain = authorize_path("ask", "https://ask.example/cb", "").replace("%20email%20profile", "%20email");
+    let r = submit(
+        &gw,
+        &mut jar,
+        "/_auth/openid/consent",
+        &[("query", plain.split_once('?').unwrap().1), ("decision", "allow")],
+    )
+    .await;
+    let (to, q) = location_query(&r);
+    assert_eq!(to, "https://ask.example/cb");
+    assert!(param(&q, "code").is_some());
+}
+
+#[tokio::test]
 async fn end_session_with_a_hint_signs_out_and_returns_only_to_registered_uris() {
     let (_up, gw) = provider().await;
     register(&gw, "dave").await;

@@ -343,10 +343,7 @@ async fn authorize<B>(
     *who = Some(principal.clone());
     let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
     let auth_time = auth_time(ctx, &principal, now).await;
-    let too_old = ar
-        .max_age
-        .is_some_and(|max| now.saturating_sub(auth_time) > i64::try_from(max.max(MIN_MAX_AGE)).unwrap_or(i64::MAX));
-    if ar.prompt_login || too_old {
+    if ar.prompt_login || too_old(&ar, auth_time, now) {
         if ar.prompt_none {
             return refuse(OAuthError::new("login_required", "the user must sign in again"));
         }
@@ -369,6 +366,12 @@ async fn authorize<B>(
 /// `max_age` below this counts as this: the time a person needs to sign in again, so a client
 /// asking for `max_age=0` is not sent round in circles.
 const MIN_MAX_AGE: u64 = 30;
+
+/// Whether the sign-in at `auth_time` is older than the request's `max_age` allows.
+fn too_old(ar: &AuthzRequest<'_>, auth_time: i64, now: i64) -> bool {
+    ar.max_age
+        .is_some_and(|max| now.saturating_sub(auth_time) > i64::try_from(max.max(MIN_MAX_AGE)).unwrap_or(i64::MAX))
+}
 
 /// When the person behind `principal` signed in: their session's start.
 async fn auth_time(ctx: &Ctx<'_>, principal: &Principal, now: i64) -> i64 {
@@ -532,6 +535,11 @@ async fn consent(
     }
     let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
     let auth_time = auth_time(ctx, &principal, now).await;
+    if too_old(&ar, auth_time, now) {
+        // The consent page stayed open past `max_age`: authorize again, which asks for a fresh
+        // sign-in and then for consent, instead of a code with a sign-in older than the client allows.
+        return Ok(see_other(&format!("{}{}?{query}", idp.prefix, idp::AUTHORIZE)));
+    }
     grant(ctx, idp, &ar, &principal, auth_time).await
 }
 
