@@ -446,14 +446,17 @@ async fn a_consent_given_after_max_age_has_passed_asks_for_a_fresh_sign_in_and_i
     .await;
     assert_eq!(r.status, 303, "{}", r.text());
     let (to, q) = location_query(&r);
-    assert_eq!(to, "/_auth/openid/authorize", "back to authorize, not to the client");
-    assert!(param(&q, "code").is_none());
-    // Which asks for the password again.
-    let again = r.headers.get("location").unwrap().to_str().unwrap().to_owned();
-    let r = navigate(&gw, &mut jar, &again).await;
-    let (to, q) = location_query(&r);
-    assert_eq!(to, "/_auth/sign-in");
+    assert_eq!(to, "/_auth/sign-in", "to the password form, not to the client");
     assert_eq!(param(&q, "login"), Some("1"));
+    assert!(param(&q, "code").is_none());
+    // And from there back to the same authorization request (which asks for consent again).
+    let rd = param(&q, "rd").unwrap();
+    let pairs = |p: &str| -> Vec<(String, String)> {
+        let (base, query) = p.split_once('?').unwrap();
+        assert_eq!(base, "/_auth/openid/authorize");
+        form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+    };
+    assert_eq!(pairs(rd), pairs(&path));
     // Without max_age the same consent still issues a code.
     let plain = authorize_path("ask", "https://ask.example/cb", "").replace("%20email%20profile", "%20email");
     let r = submit(

@@ -347,12 +347,7 @@ async fn authorize<B>(
         if ar.prompt_none {
             return refuse(OAuthError::new("login_required", "the user must sign in again"));
         }
-        // Back to authorize without `prompt=login` once signed in again, so it is asked once.
-        let here = format!("{}{}?{}", idp.prefix, idp::AUTHORIZE, without_login_prompt(query));
-        if !forms::safe_return(&here) {
-            return refuse(TOO_LONG_FOR_SIGN_IN);
-        }
-        return Ok(see_other(&format!("{}&login=1", ctx.web.sign_in_url(&here))));
+        return Ok(sign_in_again(ctx, idp, &ar, query));
     }
     if !ar.client.trusted || ar.prompt_consent {
         if ar.prompt_none {
@@ -366,6 +361,21 @@ async fn authorize<B>(
 /// `max_age` below this counts as this: the time a person needs to sign in again, so a client
 /// asking for `max_age=0` is not sent round in circles.
 const MIN_MAX_AGE: u64 = 30;
+
+/// To the sign-in form even though signed in (`login=1`), and back to authorize without
+/// `prompt=login` afterwards, so it is asked once.
+fn sign_in_again(ctx: &Ctx<'_>, idp: &Idp, ar: &AuthzRequest<'_>, query: &str) -> PageResponse {
+    let here = format!("{}{}?{}", idp.prefix, idp::AUTHORIZE, without_login_prompt(query));
+    if !forms::safe_return(&here) {
+        return see_other(&error_redirect(
+            idp,
+            &ar.redirect_uri,
+            ar.state.as_deref(),
+            TOO_LONG_FOR_SIGN_IN,
+        ));
+    }
+    see_other(&format!("{}&login=1", ctx.web.sign_in_url(&here)))
+}
 
 /// Whether the sign-in at `auth_time` is older than the request's `max_age` allows.
 fn too_old(ar: &AuthzRequest<'_>, auth_time: i64, now: i64) -> bool {
@@ -536,9 +546,9 @@ async fn consent(
     let now = i64::try_from(crate::clock::now_secs()).unwrap_or(i64::MAX);
     let auth_time = auth_time(ctx, &principal, now).await;
     if too_old(&ar, auth_time, now) {
-        // The consent page stayed open past `max_age`: authorize again, which asks for a fresh
-        // sign-in and then for consent, instead of a code with a sign-in older than the client allows.
-        return Ok(see_other(&format!("{}{}?{query}", idp.prefix, idp::AUTHORIZE)));
+        // The consent page stayed open past `max_age`: a fresh sign-in, then authorize and its
+        // consent again, instead of a code for a sign-in older than the client allows.
+        return Ok(sign_in_again(ctx, idp, &ar, &query));
     }
     grant(ctx, idp, &ar, &principal, auth_time).await
 }
