@@ -14,7 +14,9 @@
 //! - the described request then goes through the proxy's own steps: `routes::check_path` (an
 //!   ambiguous target is 403 here, which nginx passes on, where 400 would become its 500),
 //!   `routes::classify` for `auth.public_paths`, and [`super::admit`] for the credential and the
-//!   policy, so forward-auth and the proxy cannot decide differently.
+//!   policy, so forward-auth and the proxy cannot decide differently;
+//! - one credential the proxy takes and forward-auth does not: a WebSocket handshake's `?token=`,
+//!   which the ingress would forward to the backend in the URL (403).
 
 use std::sync::Arc;
 
@@ -41,6 +43,8 @@ const MISSING: &str = "Forward-auth needs the original method and URI: X-Origina
 const BOTH: &str = "The request carries both X-Original-Method/URI and X-Forwarded-Method/Uri";
 const TWICE: &str = "A forward-auth header was sent more than once";
 const AMBIGUOUS: &str = "Ambiguous request path";
+const QUERY_TOKEN: &str = "A WebSocket's ?token= cannot be used through forward-auth: the ingress would pass it on to the \
+                           backend in the URL. Send the token in Authorization, or sign in (the session cookie)";
 
 /// Which kind of ingress described the request: each passes a refusal on in its own way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +103,12 @@ pub(super) async fn answer(
         parts.headers.insert(header::HOST, host);
     }
     let original = Request::from_parts(parts, ());
+    // The proxy takes a WebSocket's `?token=` off before forwarding; an ingress forwards the
+    // target as it came, so that credential would reach the backend: never accepted here.
+    if crate::auth::credential::strip(&original).query_token {
+        tracing::info!("forward-auth refused a WebSocket query token");
+        return Err(GatewayError::Forbidden(QUERY_TOKEN));
+    }
 
     // A path the gateway answers itself (`auth.api_prefix`, the pages) is routed to the gateway by the
     // ingress, not decided here: asked anyway, it is decided as a protected path (fail closed).

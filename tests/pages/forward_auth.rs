@@ -72,6 +72,41 @@ fn assert_json_error(r: &Reply, status: u16, error: &str) {
 }
 
 #[tokio::test]
+async fn a_websocket_query_token_is_refused_as_the_ingress_would_pass_it_on_to_the_backend() {
+    let (up, gw) = gateway().await;
+    let (id, jwt) = session(&gw, "kim").await;
+    let ws = [
+        ("upgrade", "websocket"),
+        ("connection", "upgrade"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("sec-websocket-version", "13"),
+    ];
+    // The proxy takes `?token=` off a WebSocket handshake; an ingress forwards the URI as it
+    // came, so the backend would get the token: refused, from nginx and from Traefik alike.
+    let target = format!("/app/ws?room=1&token={jwt}");
+    for asks in [nginx_asks("GET", &target), traefik_asks("GET", &target)] {
+        let r = verify(&gw, &with(asks, &ws)).await;
+        assert_json_error(&r, 403, "forbidden");
+        assert!(r.text().contains("token"), "{}", r.text());
+    }
+    // Not a handshake: the query is only a query (no credential, so 401).
+    assert_json_error(&verify(&gw, &nginx_asks("GET", &target)).await, 401, "invalid_token");
+    // The same token in Authorization opens the same WebSocket.
+    let auth = bearer(&jwt);
+    let r = verify(
+        &gw,
+        &with(
+            nginx_asks("GET", "/app/ws?room=1"),
+            &[ws.as_slice(), &[("authorization", auth.as_str())]].concat(),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.headers.get("x-user-id").unwrap().to_str().unwrap(), id);
+    assert_eq!(up.seen.count(), 0, "forward-auth forwards nothing");
+}
+
+#[tokio::test]
 async fn a_trusted_proxy_asking_for_a_jwt_gets_the_user_id_counted_and_logged() {
     let (up, gw) = gateway().await;
     let (id, jwt) = session(&gw, "ann").await;
