@@ -89,6 +89,19 @@ async fn exchange(gw: &TestGateway, form: &[(&str, &str)], basic: Option<(&str, 
         .await
 }
 
+/// The signed-in browser's code for `rp`, redeemed at the token endpoint: the token response.
+async fn rp_tokens(gw: &TestGateway, jar: &mut Jar) -> Value {
+    let (_, q) = location_query(&navigate(gw, jar, &authorize_path("rp", OP_CALLBACK, "")).await);
+    let code = param(&q, "code").unwrap().to_owned();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", OP_CALLBACK),
+        ("code_verifier", OP_VERIFIER),
+    ];
+    exchange(gw, &form, Some(("rp", OP_SECRET))).await.json()
+}
+
 /// The claims of a JWT after checking its signature against the gateway's JWKS.
 async fn verified_claims(gw: &TestGateway, token: &str, aud: &str) -> Value {
     let header = jsonwebtoken::decode_header(token).unwrap();
@@ -476,15 +489,7 @@ async fn end_session_with_a_hint_signs_out_and_returns_only_to_registered_uris()
     let (_up, gw) = provider().await;
     register(&gw, "dave").await;
     let mut jar = signed_in(&gw, "dave").await;
-    let (_, q) = location_query(&navigate(&gw, &mut jar, &authorize_path("rp", OP_CALLBACK, "")).await);
-    let code = param(&q, "code").unwrap().to_owned();
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", OP_CALLBACK),
-        ("code_verifier", OP_VERIFIER),
-    ];
-    let tokens = exchange(&gw, &form, Some(("rp", OP_SECRET))).await.json();
+    let tokens = rp_tokens(&gw, &mut jar).await;
     let hint = tokens["id_token"].as_str().unwrap();
     let evil = format!(
         "/_auth/openid/end_session?id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"
@@ -543,15 +548,7 @@ async fn rs256_id_tokens_verify_against_the_published_key() {
     assert_eq!(d["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
     register(&gw, "frank").await;
     let mut jar = signed_in(&gw, "frank").await;
-    let (_, q) = location_query(&navigate(&gw, &mut jar, &authorize_path("rp", OP_CALLBACK, "")).await);
-    let code = param(&q, "code").unwrap().to_owned();
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", OP_CALLBACK),
-        ("code_verifier", OP_VERIFIER),
-    ];
-    let tokens = exchange(&gw, &form, Some(("rp", OP_SECRET))).await.json();
+    let tokens = rp_tokens(&gw, &mut jar).await;
     let id_token = tokens["id_token"].as_str().unwrap();
     assert_eq!(
         jsonwebtoken::decode_header(id_token).unwrap().alg,

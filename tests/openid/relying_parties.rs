@@ -84,6 +84,23 @@ struct Op {
 }
 
 impl Op {
+    /// Nothing of the flow was forwarded: the provider's and the pages' traffic stays at the
+    /// gateway (the browser's own `/favicon.ico` aside).
+    fn assert_backend_saw_nothing(&self) {
+        let reached: Vec<Seen> = self
+            .up
+            .seen
+            .take()
+            .into_iter()
+            .filter(|s| s.target != "/favicon.ico")
+            .collect();
+        assert!(
+            reached.is_empty(),
+            "the backend saw {:?}",
+            reached.iter().map(|s| &s.target).collect::<Vec<_>>()
+        );
+    }
+
     async fn start(alg: Alg) -> Op {
         // The issuer names the gateway's port, so the port comes first.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -586,18 +603,7 @@ async fn authlib_in_chromium_signs_in_on_authgate_and_validates_the_id_token() {
     // The gateway's session is gone: a protected page asks for a sign-in again.
     page.goto(&op.gw_url("/app")).await;
     page.wait_for_path("/_auth/sign-in").await;
-    let reached: Vec<Seen> = op
-        .up
-        .seen
-        .take()
-        .into_iter()
-        .filter(|s| s.target != "/favicon.ico")
-        .collect();
-    assert!(
-        reached.is_empty(),
-        "the backend saw {:?}",
-        reached.iter().map(|s| &s.target).collect::<Vec<_>>()
-    );
+    op.assert_backend_saw_nothing();
 }
 
 /// A client that is not `trusted` gets a consent page, in Chromium: Deny comes back to Authlib as
@@ -638,18 +644,7 @@ async fn authlib_in_chromium_gets_consent_for_an_untrusted_client() {
     logscan::secret(shown["access_token"].as_str().unwrap());
     assert_person(&shown["claims"], &alice);
     assert_id_token_claims(&shown["claims"], &op.issuer, RAG_MODULO_UNTRUSTED);
-    let reached: Vec<Seen> = op
-        .up
-        .seen
-        .take()
-        .into_iter()
-        .filter(|s| s.target != "/favicon.ico")
-        .collect();
-    assert!(
-        reached.is_empty(),
-        "the backend saw {:?}",
-        reached.iter().map(|s| &s.target).collect::<Vec<_>>()
-    );
+    op.assert_backend_saw_nothing();
 }
 
 /// The same Authlib relying party over the HTTP agent, with an RS256 provider (OpenID Connect's
