@@ -927,7 +927,9 @@ async fn operator_cli_makes_scoped_tokens_that_a_running_gateway_enforces() {
         .collect();
     scopes.sort_unstable();
     assert_eq!(scopes, ["full", "ingest,read,docs:write", "read"], "{listed}");
-    assert!(!listed.contains(&read[4..]) && !listed.contains("bad"), "{listed}");
+    // No secret, and no token named `bad` (its name field, not a substring: an id's hex can hold "bad").
+    assert!(!listed.contains(&read[4..]), "{listed}");
+    assert!(!listed.lines().any(|l| l.split('\t').nth(1) == Some("bad")), "{listed}");
 
     // policy explain with --scope: the read scope allows GET and refuses POST.
     let (_, out, _) = run_cli(&[
